@@ -1,0 +1,358 @@
+#include "backends/mpi/backend.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "comm/error.h"
+#include "comm/half.h"
+#include "comm/types.h"
+
+namespace epcomm::mpi {
+namespace {
+
+constexpr int kCreateGroupTag = 0x5ec0;
+
+DataType dt(int dtype) { return static_cast<DataType>(dtype); }
+bool isHalf(int dtype) { return dt(dtype) == DataType::kBf16 || dt(dtype) == DataType::kF16; }
+
+// The MPI type that carries `dtype`'s bytes; for bf16/f16 only good for moving data.
+MPI_Datatype mpiType(int dtype) {
+  switch (dt(dtype)) {
+    case DataType::kI8: return MPI_INT8_T;
+    case DataType::kU8: return MPI_UINT8_T;
+    case DataType::kI32: return MPI_INT32_T;
+    case DataType::kI64: return MPI_INT64_T;
+    case DataType::kF32: return MPI_FLOAT;
+    case DataType::kF16:
+    case DataType::kBf16: return MPI_UINT16_T;
+  }
+  return MPI_DATATYPE_NULL;
+}
+
+MPI_Op mpiOp(int op) {
+  switch (static_cast<ReduceOp>(op)) {
+    case ReduceOp::kSum:
+    case ReduceOp::kAvg: return MPI_SUM;
+    case ReduceOp::kProd: return MPI_PROD;
+    case ReduceOp::kMax: return MPI_MAX;
+    case ReduceOp::kMin: return MPI_MIN;
+  }
+  return MPI_OP_NULL;
+}
+
+void toF32(const void* src, float* dst, size_t n, int dtype) {
+  const auto* s = static_cast<const std::uint16_t*>(src);
+  if (dt(dtype) == DataType::kBf16) {
+    for (size_t i = 0; i < n; ++i) dst[i] = toFloat(Bf16{s[i]});
+  } else {
+    for (size_t i = 0; i < n; ++i) dst[i] = toFloat(F16{s[i]});
+  }
+}
+
+void fromF32(const float* src, void* dst, size_t n, int dtype) {
+  auto* d = static_cast<std::uint16_t*>(dst);
+  if (dt(dtype) == DataType::kBf16) {
+    for (size_t i = 0; i < n; ++i) d[i] = toBf16(src[i]).bits;
+  } else {
+    for (size_t i = 0; i < n; ++i) d[i] = toF16(src[i]).bits;
+  }
+}
+
+template <typename T>
+void divideAll(void* buf, size_t n, int divisor) {
+  auto* p = static_cast<T*>(buf);
+  for (size_t i = 0; i < n; ++i) p[i] = static_cast<T>(p[i] / static_cast<T>(divisor));
+}
+
+// avg = sum / size, in the buffer's type (integers truncate toward zero).
+void divideBySize(void* buf, size_t n, int dtype, int size) {
+  switch (dt(dtype)) {
+    case DataType::kI8: divideAll<std::int8_t>(buf, n, size); break;
+    case DataType::kU8: divideAll<std::uint8_t>(buf, n, size); break;
+    case DataType::kI32: divideAll<std::int32_t>(buf, n, size); break;
+    case DataType::kI64: divideAll<std::int64_t>(buf, n, size); break;
+    case DataType::kF32:
+    case DataType::kF16:
+    case DataType::kBf16: divideAll<float>(buf, n, size); break;
+  }
+}
+
+
+void finalizeAtExit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void ensureMpiInitialised(int rank) {
+  int initialised = 0;
+  MPI_Initialized(&initialised);
+  if (initialised) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) {
+    throwError(ErrorCode::kInvalidUsage, rank, "init",
+               "mpi backend: MPI was already finalized in this process");
+  }
+  int provided = 0;
+  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+    throwError(ErrorCode::kSystemError, rank, "init", "mpi backend: MPI_Init_thread failed");
+  }
+  std::atexit(&finalizeAtExit);
+}
+
+}  // namespace
+
+Backend::Backend(MPI_Comm comm, int rank, int size) : comm_(comm), rank_(rank), size_(size) {}
+
+Backend::Backend(const epcommBackendCreateArgs& args) : rank_(args.rank), size_(args.size) {
+  const char* op = "init";
+  ensureMpiInitialised(args.rank);
+  int worldSize = 0;
+  int worldRank = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &worldSize);
+  MPI_Comm_rank(MPI_COMM_WORLD, &worldRank);
+  if (!args.bootstrap) {
+    if (args.size != worldSize || args.rank != worldRank) {
+      throwError(ErrorCode::kInvalidUsage, args.rank, op,
+                 "mpi backend without a bootstrap needs rank/size equal to MPI_COMM_WORLD's (" +
+                     std::to_string(worldRank) + "/" + std::to_string(worldSize) + ")");
+    }
+    check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), op);
+  } else {
+    if (args.size > worldSize) {
+      throwError(ErrorCode::kInvalidUsage, args.rank, op,
+                 "the mpi backend needs all " + std::to_string(args.size) +
+                     " ranks launched by one mpirun, but MPI_COMM_WORLD has " +
+                     std::to_string(worldSize) +
+                     (worldSize == 1 ? " (this process was not started by mpirun)" : "") +
+                     "; launch with mpirun -np " + std::to_string(args.size) +
+                     " or choose another EPCOMM_BACKEND");
+    }
+    std::vector<int> worldRanks(static_cast<size_t>(args.size));
+    if (args.bootstrap->allGather(args.bootstrap->ctx, &worldRank, worldRanks.data(), sizeof(int)) != 0) {
+      throwError(ErrorCode::kPeerLost, args.rank, op, "mpi backend: bootstrap all-gather failed");
+    }
+    std::vector<int> sorted = worldRanks;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end() ||
+        sorted.back() >= worldSize) {
+      throwError(ErrorCode::kInvalidUsage, args.rank, op,
+                 "mpi backend: the ranks of this communicator were not all launched by the same "
+                 "mpirun (their MPI_COMM_WORLD ranks collide)");
+    }
+    MPI_Group world = MPI_GROUP_NULL;
+    MPI_Group group = MPI_GROUP_NULL;
+    MPI_Comm_group(MPI_COMM_WORLD, &world);
+    MPI_Group_incl(world, args.size, worldRanks.data(), &group);
+    const int rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, kCreateGroupTag, &comm_);
+    MPI_Group_free(&group);
+    MPI_Group_free(&world);
+    check(rc, op);
+  }
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  if (rank_ != args.rank || size_ != args.size) {
+    throwError(ErrorCode::kInternal, args.rank, op, "mpi backend: communicator has rank " +
+                                                        std::to_string(rank_) + " of " +
+                                                        std::to_string(size_));
+  }
+}
+
+Backend::~Backend() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+void Backend::check(int rc, const char* op) const {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  int cls = 0;
+  MPI_Error_class(rc, &cls);
+  const ErrorCode code = cls == MPI_ERR_TRUNCATE ? ErrorCode::kInvalidArgument : ErrorCode::kSystemError;
+  throwError(code, rank_, op, std::string("MPI error: ") + text);
+}
+
+void Backend::checkLive(const char* op) const {
+  if (aborted_.load()) {
+    throwError(ErrorCode::kInvalidUsage, rank_, op, "mpi backend was aborted");
+  }
+}
+
+int Backend::toInt(size_t n, const char* op) const {
+  if (n > static_cast<size_t>(INT_MAX)) {
+    throwError(ErrorCode::kInvalidArgument, rank_, op,
+               "count " + std::to_string(n) + " exceeds INT_MAX elements, the mpi backend's "
+               "limit per call; split the call");
+  }
+  return static_cast<int>(n);
+}
+
+std::vector<int> Backend::toInts(const size_t* values, const char* op) const {
+  std::vector<int> out(static_cast<size_t>(size_));
+  for (int r = 0; r < size_; ++r) out[r] = toInt(values[r], op);
+  return out;
+}
+
+float* Backend::scratch(size_t count) {
+  if (count > scratchCount_) {
+    scratch_ = std::make_unique<float[]>(count);
+    scratchCount_ = count;
+  }
+  return scratch_.get();
+}
+
+void Backend::abort() { aborted_.store(true); }
+
+std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
+  checkLive("split");
+  MPI_Comm child = MPI_COMM_NULL;
+  check(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &child), "split");
+  if (child == MPI_COMM_NULL) return nullptr;
+  MPI_Comm_set_errhandler(child, MPI_ERRORS_RETURN);
+  int r = 0;
+  int s = 0;
+  MPI_Comm_rank(child, &r);
+  MPI_Comm_size(child, &s);
+  return std::unique_ptr<epcomm::Backend>(new Backend(child, r, s));
+}
+
+void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, int op) {
+  const char* name = "allReduce";
+  checkLive(name);
+  const int n = toInt(count, name);
+  if (isHalf(dtype)) {
+    float* f = scratch(count);
+    toF32(send, f, count, dtype);
+    check(MPI_Allreduce(MPI_IN_PLACE, f, n, MPI_FLOAT, mpiOp(op), comm_), name);
+    if (static_cast<ReduceOp>(op) == ReduceOp::kAvg) divideBySize(f, count, int(DataType::kF32), size_);
+    fromF32(f, recv, count, dtype);
+    return;
+  }
+  check(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, n, mpiType(dtype), mpiOp(op), comm_),
+        name);
+  if (static_cast<ReduceOp>(op) == ReduceOp::kAvg) divideBySize(recv, count, dtype, size_);
+}
+
+void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int dtype, int op) {
+  const char* name = "reduceScatter";
+  checkLive(name);
+  const int n = toInt(recvCount, name);
+  const size_t total = recvCount * static_cast<size_t>(size_);
+  if (isHalf(dtype)) {
+    float* f = scratch(total);
+    toF32(send, f, total, dtype);
+    check(MPI_Reduce_scatter_block(MPI_IN_PLACE, f, n, MPI_FLOAT, mpiOp(op), comm_), name);
+    if (static_cast<ReduceOp>(op) == ReduceOp::kAvg) divideBySize(f, recvCount, int(DataType::kF32), size_);
+    fromF32(f, recv, recvCount, dtype);
+    return;
+  }
+  const size_t bytes = recvCount * dtypeSize(dt(dtype));
+  const bool inPlace = recv == static_cast<const char*>(send) + bytes * static_cast<size_t>(rank_);
+  void* out = inPlace ? static_cast<void*>(scratch((bytes + 3) / 4)) : recv;
+  check(MPI_Reduce_scatter_block(send, out, n, mpiType(dtype), mpiOp(op), comm_), name);
+  if (inPlace && bytes) std::memcpy(recv, out, bytes);
+  if (static_cast<ReduceOp>(op) == ReduceOp::kAvg) divideBySize(recv, recvCount, dtype, size_);
+}
+
+void Backend::allGather(const void* send, void* recv, size_t sendCount, int dtype) {
+  const char* name = "allGather";
+  checkLive(name);
+  const int n = toInt(sendCount, name);
+  const size_t bytes = sendCount * dtypeSize(dt(dtype));
+  const bool inPlace = send == static_cast<const char*>(recv) + bytes * static_cast<size_t>(rank_);
+  check(MPI_Allgather(inPlace ? MPI_IN_PLACE : send, n, mpiType(dtype), recv, n, mpiType(dtype), comm_),
+        name);
+}
+
+void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const size_t* recvCounts,
+                         const size_t* recvDispls, int dtype) {
+  const char* name = "allGatherV";
+  checkLive(name);
+  const std::vector<int> counts = toInts(recvCounts, name);
+  const std::vector<int> displs = toInts(recvDispls, name);
+  const bool inPlace =
+      send == static_cast<const char*>(recv) + recvDispls[rank_] * dtypeSize(dt(dtype));
+  check(MPI_Allgatherv(inPlace ? MPI_IN_PLACE : send, toInt(sendCount, name), mpiType(dtype), recv,
+                       counts.data(), displs.data(), mpiType(dtype), comm_),
+        name);
+}
+
+void Backend::broadcast(const void* send, void* recv, size_t count, int dtype, int root) {
+  const char* name = "broadcast";
+  checkLive(name);
+  const int n = toInt(count, name);
+  if (rank_ == root && send != recv && count) {
+    std::memcpy(recv, send, count * dtypeSize(dt(dtype)));
+  }
+  check(MPI_Bcast(recv, n, mpiType(dtype), root, comm_), name);
+}
+
+void Backend::barrier() {
+  checkLive("barrier");
+  check(MPI_Barrier(comm_), "barrier");
+}
+
+void Backend::allToAll(const void* send, void* recv, size_t countPerRank, int dtype) {
+  const char* name = "allToAll";
+  checkLive(name);
+  const int n = toInt(countPerRank, name);
+  check(MPI_Alltoall(send == recv ? MPI_IN_PLACE : send, n, mpiType(dtype), recv, n, mpiType(dtype),
+                     comm_),
+        name);
+}
+
+void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t* sendDispls,
+                        void* recv, const size_t* recvCounts, const size_t* recvDispls, int dtype) {
+  const char* name = "allToAllV";
+  checkLive(name);
+  const std::vector<int> sc = toInts(sendCounts, name);
+  const std::vector<int> sd = toInts(sendDispls, name);
+  const std::vector<int> rc = toInts(recvCounts, name);
+  const std::vector<int> rd = toInts(recvDispls, name);
+  const MPI_Datatype type = mpiType(dtype);
+  if (send == recv) {
+    check(MPI_Alltoallv(MPI_IN_PLACE, nullptr, nullptr, type, recv, rc.data(), rd.data(), type, comm_),
+          name);
+    return;
+  }
+  check(MPI_Alltoallv(send, sc.data(), sd.data(), type, recv, rc.data(), rd.data(), type, comm_),
+        name);
+}
+
+void Backend::send(const void* buf, size_t count, int dtype, int peer, int tag) {
+  checkLive("send");
+  check(MPI_Send(buf, toInt(count, "send"), mpiType(dtype), peer, tag, comm_), "send");
+}
+
+void Backend::recv(void* buf, size_t count, int dtype, int peer, int tag) {
+  const char* name = "recv";
+  checkLive(name);
+  MPI_Status status{};
+  const int rc = MPI_Recv(buf, toInt(count, name), mpiType(dtype), peer, tag, comm_, &status);
+  int cls = MPI_SUCCESS;
+  if (rc != MPI_SUCCESS) MPI_Error_class(rc, &cls);
+  if (cls == MPI_ERR_TRUNCATE) {
+    throwError(ErrorCode::kInvalidArgument, rank_, name,
+               "rank " + std::to_string(peer) + " sent more than the " + std::to_string(count) +
+                   " elements this recv expects; send and recv must pass the same count");
+  }
+  check(rc, name);
+  int got = 0;
+  MPI_Get_count(&status, mpiType(dtype), &got);
+  if (static_cast<size_t>(got) != count) {
+    throwError(ErrorCode::kInvalidArgument, rank_, name,
+               "rank " + std::to_string(peer) + " sent " + std::to_string(got) +
+                   " elements, this recv expects " + std::to_string(count) +
+                   "; send and recv must pass the same count");
+  }
+}
+
+}  // namespace epcomm::mpi

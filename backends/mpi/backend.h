@@ -1,0 +1,61 @@
+// The mpi backend: every collective maps to Open MPI's own. Carries the library across
+// nodes (mpirun -H a,b ...). bf16/f16 reductions are carried in f32 (converted on the way
+// in and out) so they accumulate in f32 as on every backend; avg is sum / size.
+//
+// Contracts beyond comm/backend.h: every rank must have been launched by one mpirun (a
+// singleton MPI process can only form a one-rank communicator); blocking MPI calls cannot
+// be interrupted, so abort() fails later calls, not one in progress; counts above INT_MAX
+// elements per call are refused.
+#pragma once
+
+#include <mpi.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "comm/backend_plugin.h"
+
+namespace epcomm::mpi {
+
+class Backend final : public epcomm::Backend {
+ public:
+  explicit Backend(const epcommBackendCreateArgs& args);
+  ~Backend() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void abort() override;
+  std::unique_ptr<epcomm::Backend> split(int color, int key) override;
+
+  void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;
+  void allGather(const void* send, void* recv, size_t sendCount, int dtype) override;
+  void allGatherV(const void* send, size_t sendCount, void* recv, const size_t* recvCounts,
+                  const size_t* recvDispls, int dtype) override;
+  void reduceScatter(const void* send, void* recv, size_t recvCount, int dtype, int op) override;
+  void broadcast(const void* send, void* recv, size_t count, int dtype, int root) override;
+  void barrier() override;
+  void allToAll(const void* send, void* recv, size_t countPerRank, int dtype) override;
+  void allToAllV(const void* send, const size_t* sendCounts, const size_t* sendDispls, void* recv,
+                 const size_t* recvCounts, const size_t* recvDispls, int dtype) override;
+  void send(const void* buf, size_t count, int dtype, int peer, int tag) override;
+  void recv(void* buf, size_t count, int dtype, int peer, int tag) override;
+
+ private:
+  Backend(MPI_Comm comm, int rank, int size);
+  // Throws epcomm::Error naming op when rc is not MPI_SUCCESS.
+  void check(int rc, const char* op) const;
+  void checkLive(const char* op) const;
+  int toInt(size_t n, const char* op) const;
+  std::vector<int> toInts(const size_t* values, const char* op) const;
+  float* scratch(size_t count);
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+  std::atomic<bool> aborted_{false};
+  std::unique_ptr<float[]> scratch_;
+  size_t scratchCount_ = 0;
+};
+
+}  // namespace epcomm::mpi

@@ -1,0 +1,101 @@
+/* Backend plugin ABI, version 1.
+ *
+ * A backend is a shared library libepcomm-backend-<name>.so that exports one symbol,
+ * `epcommBackend_v1`, of type epcommBackendV1. It starts with its ABI version and struct
+ * size so the loader can refuse a mismatched plugin with a clear message, and so later
+ * versions can append members. Only C types cross the boundary; C++ backends implement
+ * epcomm::Backend (comm/backend_plugin.h) and export it with EPCOMM_EXPORT_BACKEND.
+ *
+ * Contracts every entry point keeps:
+ *  - Arguments have been validated by the communicator (non-null buffers when count > 0,
+ *    valid dtype/op, root/peer in range, consistent across ranks where checked).
+ *  - A call returns epcommBackendSuccess or an error code; on error, lastError(state) holds
+ *    a message naming what failed. A backend never aborts the process for an error of its own.
+ *  - In-place: allReduce/allGather/reduceScatter/broadcast/allToAll/allToAllV accept
+ *    send == recv where MPI accepts MPI_IN_PLACE (allGather: send == recv + rank * count;
+ *    reduceScatter: send == recv is not in place, the recv block is separate).
+ */
+#ifndef EPCOMM_COMM_BACKEND_H_
+#define EPCOMM_COMM_BACKEND_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EPCOMM_BACKEND_ABI_VERSION 1u
+#define EPCOMM_BACKEND_SYMBOL "epcommBackend_v1"
+
+/* Result codes of backend entry points; values equal epcommResult_t's (comm/epcomm.h). */
+enum {
+  epcommBackendSuccess = 0,
+  epcommBackendSystemError = 2,
+  epcommBackendInternalError = 3,
+  epcommBackendInvalidArgument = 4,
+  epcommBackendInvalidUsage = 5,
+  epcommBackendRemoteError = 6, /* a peer was lost */
+  epcommBackendTimeout = 8,
+};
+
+/* Capability bits of epcommBackendV1::capabilities. */
+#define EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY (1ull << 0) /* detects count/dtype mismatch itself */
+#define EPCOMM_BACKEND_CAP_MULTI_HOST (1ull << 1)         /* ranks may span hosts */
+
+/* Out-of-band all-gather the communicator lends a backend during create/split: every rank
+ * contributes `bytes` bytes and receives size * bytes, in rank order. Returns 0 on success. */
+typedef struct epcommBackendBootstrap {
+  void* ctx;
+  int (*allGather)(void* ctx, const void* send, void* recv, size_t bytes);
+} epcommBackendBootstrap;
+
+typedef struct epcommBackendCreateArgs {
+  uint32_t structSize; /* sizeof(epcommBackendCreateArgs) of the caller */
+  int rank;
+  int size;
+  const epcommBackendBootstrap* bootstrap; /* valid only during create */
+  int64_t timeoutMs;                       /* EPCOMM_TIMEOUT_MS: deadline of any wait */
+  size_t bufferBytes;                      /* EPCOMM_BUFFSIZE in bytes */
+  /* Logging sink: level 0 trace ... 4 error. May be called from any thread. */
+  void (*log)(int level, const char* message);
+} epcommBackendCreateArgs;
+
+typedef struct epcommBackendV1 {
+  uint32_t abiVersion; /* EPCOMM_BACKEND_ABI_VERSION */
+  uint32_t structSize; /* sizeof(epcommBackendV1) */
+  const char* name;
+  uint64_t capabilities;
+
+  /* Lifecycle. create fills *state; on failure it writes a message into err. */
+  int (*create)(const epcommBackendCreateArgs* args, void** state, char* err, size_t errLen);
+  void (*destroy)(void* state);
+  const char* (*lastError)(void* state);
+  /* Makes every pending and later call fail fast; safe from any thread. */
+  int (*abort)(void* state);
+  /* Sub-communicator: ranks with equal color form one, ordered by (key, rank). A negative
+   * color gets *newState = NULL. *newRank and *newSize describe the new communicator. */
+  int (*split)(void* state, int color, int key, void** newState, int* newRank, int* newSize);
+
+  /* Collectives. dtype and op carry epcomm::DataType / epcomm::ReduceOp values. */
+  int (*allReduce)(void* state, const void* send, void* recv, size_t count, int dtype, int op);
+  int (*allGather)(void* state, const void* send, void* recv, size_t sendCount, int dtype);
+  int (*allGatherV)(void* state, const void* send, size_t sendCount, void* recv,
+                    const size_t* recvCounts, const size_t* recvDispls, int dtype);
+  int (*reduceScatter)(void* state, const void* send, void* recv, size_t recvCount, int dtype,
+                       int op);
+  int (*broadcast)(void* state, const void* send, void* recv, size_t count, int dtype, int root);
+  int (*barrier)(void* state);
+  int (*allToAll)(void* state, const void* send, void* recv, size_t countPerRank, int dtype);
+  int (*allToAllV)(void* state, const void* send, const size_t* sendCounts,
+                   const size_t* sendDispls, void* recv, const size_t* recvCounts,
+                   const size_t* recvDispls, int dtype);
+  int (*send)(void* state, const void* buf, size_t count, int dtype, int peer, int tag);
+  int (*recv)(void* state, void* buf, size_t count, int dtype, int peer, int tag);
+} epcommBackendV1;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EPCOMM_COMM_BACKEND_H_ */

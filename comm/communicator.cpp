@@ -1,0 +1,306 @@
+#include "comm/communicator.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "comm/log.h"
+#include "comm/src/argument_check.h"
+#include "comm/src/backend_handle.h"
+#include "comm/src/bootstrap.h"
+#include "comm/src/plugin_loader.h"
+
+namespace epcomm {
+namespace {
+
+// Bootstrap through the caller's all-gather.
+class OobBootstrap final : public Bootstrap {
+ public:
+  explicit OobBootstrap(const OobAllGather& fn) : fn_(fn) {}
+  void allGather(const void* send, void* recv, std::size_t bytes) override { fn_(send, recv, bytes); }
+
+ private:
+  const OobAllGather& fn_;
+};
+
+// Bootstrap through a running backend (under mpirun: the mpi backend).
+class BackendBootstrap final : public Bootstrap {
+ public:
+  explicit BackendBootstrap(BackendHandle& backend) : backend_(backend) {}
+  void allGather(const void* send, void* recv, std::size_t bytes) override {
+    backend_.allGather(send, recv, bytes, static_cast<int>(DataType::kU8));
+  }
+
+ private:
+  BackendHandle& backend_;
+};
+
+// A single rank needs no exchange.
+class SelfBootstrap final : public Bootstrap {
+ public:
+  void allGather(const void* send, void* recv, std::size_t bytes) override {
+    if (bytes) std::memcpy(recv, send, bytes);
+  }
+};
+
+// The C shim handed to backends; exceptions stop here.
+int bootstrapAllGather(void* ctx, const void* send, void* recv, size_t bytes) {
+  try {
+    static_cast<Bootstrap*>(ctx)->allGather(send, recv, bytes);
+    return 0;
+  } catch (const Error& e) {
+    log().error("bootstrap all-gather failed: {}", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    log().error("bootstrap all-gather failed: {}", e.what());
+    return 1;
+  }
+}
+
+struct LauncherRanks {
+  int rank = -1;
+  int size = -1;
+};
+
+int envInt(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return -1;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  return (end && *end == '\0' && x >= 0) ? static_cast<int>(x) : -1;
+}
+
+// Ranks given by mpirun (Open MPI), or by a PMI launcher.
+LauncherRanks launcherRanks() {
+  LauncherRanks r{envInt("OMPI_COMM_WORLD_RANK"), envInt("OMPI_COMM_WORLD_SIZE")};
+  if (r.rank < 0 || r.size <= 0) r = {envInt("PMI_RANK"), envInt("PMI_SIZE")};
+  if (r.rank < 0 || r.size <= 0 || r.rank >= r.size) return {};
+  return r;
+}
+
+// Which plugin EPCOMM_BACKEND=auto means in this build: mpi carries every case the
+// library supports so far (under mpirun and single-rank).
+std::string resolveBackendName(const Config& config) {
+  if (config.backend != "auto") return config.backend;
+  return "mpi";
+}
+
+// Identifies the host (and its IPC namespace) for localRank/localSize.
+std::array<char, 128> hostIdentity() {
+  std::array<char, 128> id{};
+  gethostname(id.data(), 95);
+  std::error_code ec;
+  const std::string ns = std::filesystem::read_symlink("/proc/self/ns/ipc", ec).string();
+  std::strncpy(id.data() + 96, ns.c_str(), 31);
+  return id;
+}
+
+std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap* bootstrap,
+                                             int rank, int size, const Config& config) {
+  const LoadedPlugin plugin = loadBackendPlugin(name, config, rank);
+  epcommBackendBootstrap shim{bootstrap, &bootstrapAllGather};
+  epcommBackendCreateArgs args{};
+  args.structSize = sizeof(args);
+  args.rank = rank;
+  args.size = size;
+  args.bootstrap = bootstrap ? &shim : nullptr;
+  args.timeoutMs = config.timeoutMs;
+  args.bufferBytes = config.bufferBytes;
+  args.log = &logFromBackend;
+  return BackendHandle::create(plugin.table, args);
+}
+
+void checkRankSize(int rank, int size, const char* op) {
+  if (size <= 0) {
+    throwError(ErrorCode::kInvalidArgument, rank, op,
+               "size " + std::to_string(size) + " must be at least 1");
+  }
+  if (rank < 0 || rank >= size) {
+    throwError(ErrorCode::kInvalidArgument, rank, op,
+               "rank " + std::to_string(rank) + " is out of range for size " +
+                   std::to_string(size));
+  }
+}
+
+}  // namespace
+
+Communicator::Communicator(std::unique_ptr<BackendHandle> backend, Config config)
+    : backend_(std::move(backend)), config_(std::move(config)) {
+  rank_ = backend_->rank();
+  size_ = backend_->size();
+  finishInit();
+}
+
+Communicator::~Communicator() = default;
+
+void Communicator::finishInit() {
+  const std::array<char, 128> mine = hostIdentity();
+  std::vector<char> all(mine.size() * static_cast<std::size_t>(size_));
+  backend_->allGather(mine.data(), all.data(), mine.size(), static_cast<int>(DataType::kU8));
+  localRank_ = 0;
+  localSize_ = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (std::memcmp(all.data() + r * mine.size(), mine.data(), mine.size()) != 0) continue;
+    if (r < rank_) ++localRank_;
+    ++localSize_;
+  }
+  log().info("communicator up: rank {} of {} (local {} of {}), backend {}", rank_, size_,
+             localRank_, localSize_, backend_->name());
+}
+
+std::unique_ptr<Communicator> Communicator::init(const UniqueId& id, int rank, int size,
+                                                 const Config& config) {
+  setLogLevel(config.logLevel);
+  checkRankSize(rank, size, "init");
+  setLogRank(rank);
+  const RendezvousInfo info = decodeUniqueId(id, rank);
+  std::unique_ptr<Bootstrap> bootstrap = connectRendezvous(info, rank, size, config.connectTimeoutS);
+  auto backend = createBackend(resolveBackendName(config), bootstrap.get(), rank, size, config);
+  return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+}
+
+std::unique_ptr<Communicator> Communicator::init(const OobAllGather& allGather, int rank,
+                                                 int size, const Config& config) {
+  setLogLevel(config.logLevel);
+  checkRankSize(rank, size, "init");
+  setLogRank(rank);
+  if (!allGather) throwError(ErrorCode::kInvalidArgument, rank, "init", "the all-gather callback is empty");
+  OobBootstrap bootstrap(allGather);
+  auto backend = createBackend(resolveBackendName(config), &bootstrap, rank, size, config);
+  return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+}
+
+std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& config) {
+  setLogLevel(config.logLevel);
+  const std::string name = resolveBackendName(config);
+  if (!config.initAddr.empty()) {
+    const char* op = "init from EPCOMM_INIT_ADDR";
+    if (config.initRank < 0 || config.initSize <= 0) {
+      throwError(ErrorCode::kInvalidArgument, config.initRank, op,
+                 "EPCOMM_INIT_ADDR=" + config.initAddr +
+                     " needs EPCOMM_RANK (or RANK) and EPCOMM_SIZE (or WORLD_SIZE)");
+    }
+    checkRankSize(config.initRank, config.initSize, op);
+    setLogRank(config.initRank);
+    const std::size_t colon = config.initAddr.rfind(':');
+    int port = -1;
+    if (colon != std::string::npos) port = std::atoi(config.initAddr.c_str() + colon + 1);
+    if (colon == std::string::npos || colon == 0 || port <= 0 || port > 65535) {
+      throwError(ErrorCode::kInvalidArgument, config.initRank, op,
+                 "EPCOMM_INIT_ADDR=\"" + config.initAddr + "\" is not host:port");
+    }
+    if (config.initSecret.size() > kSecretBytes) {
+      throwError(ErrorCode::kInvalidArgument, config.initRank, op,
+                 "EPCOMM_INIT_SECRET is longer than " + std::to_string(kSecretBytes) + " bytes");
+    }
+    RendezvousInfo info;
+    info.host = config.initAddr.substr(0, colon);
+    if (info.host.size() > 2 && info.host.front() == '[' && info.host.back() == ']') {
+      info.host = info.host.substr(1, info.host.size() - 2);
+    }
+    info.port = static_cast<std::uint16_t>(port);
+    std::memcpy(info.secret, config.initSecret.data(), config.initSecret.size());
+    if (config.initRank == 0) startRendezvousServer(info, config.connectTimeoutS);
+    auto bootstrap = connectRendezvous(info, config.initRank, config.initSize, config.connectTimeoutS);
+    auto backend = createBackend(name, bootstrap.get(), config.initRank, config.initSize, config);
+    return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+  }
+  if (const LauncherRanks launcher = launcherRanks(); launcher.size > 0) {
+    setLogRank(launcher.rank);
+    // Under mpirun the ranks bootstrap through MPI itself: the mpi backend needs no
+    // exchange for the world, and lends its all-gather to any other backend.
+    auto mpi = createBackend("mpi", nullptr, launcher.rank, launcher.size, config);
+    if (name == "mpi") return std::unique_ptr<Communicator>(new Communicator(std::move(mpi), config));
+    BackendBootstrap bootstrap(*mpi);
+    auto backend = createBackend(name, &bootstrap, launcher.rank, launcher.size, config);
+    return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+  }
+  setLogRank(0);
+  SelfBootstrap bootstrap;
+  auto backend = createBackend(name, &bootstrap, 0, 1, config);
+  return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+}
+
+const std::string& Communicator::backendName() const { return backend_->name(); }
+
+void Communicator::checkUsable(const char* op) const {
+  if (aborted_) {
+    throwError(ErrorCode::kInvalidUsage, rank_, op,
+               "the communicator was aborted (after an error or abort()); create a new one");
+  }
+}
+
+void Communicator::run(const char* op, const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error&) {
+    // A failure inside the backend leaves the ranks at different points: abort.
+    abort();
+    throw;
+  }
+}
+
+void Communicator::agree(const char* op, bool locallyValid, const std::string& localProblem,
+                         std::int64_t shape0, std::int64_t shape1, std::int64_t shape2) {
+  if (!config_.checkArgs || size_ == 1 ||
+      backend_->hasCapability(EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY)) {
+    if (!locallyValid) {
+      // Peers may already be inside the collective: this communicator is now unusable.
+      if (size_ > 1) abort();
+      throwError(ErrorCode::kInvalidArgument, rank_, op, localProblem);
+    }
+    return;
+  }
+  // Max over ranks of: the highest bad rank, each shape value and its negation (so both the
+  // max and the min of every value come back from one all-reduce).
+  std::int64_t v[7] = {locallyValid ? -1 : rank_, shape0, -shape0, shape1, -shape1, shape2, -shape2};
+  run(op, [&] {
+    backend_->allReduce(v, v, 7, static_cast<int>(DataType::kI64), static_cast<int>(ReduceOp::kMax));
+  });
+  if (!locallyValid) throwError(ErrorCode::kInvalidArgument, rank_, op, localProblem);
+  if (v[0] >= 0) {
+    throwError(ErrorCode::kInvalidArgument, rank_, op,
+               "rank " + std::to_string(v[0]) +
+                   " passed invalid arguments (its error names them); no data was moved");
+  }
+  static const char* kNames[3] = {"first", "second", "third"};
+  const std::int64_t mine[3] = {shape0, shape1, shape2};
+  for (int i = 0; i < 3; ++i) {
+    const std::int64_t hi = v[1 + 2 * i];
+    const std::int64_t lo = -v[2 + 2 * i];
+    if (hi != lo) {
+      throwError(ErrorCode::kInvalidArgument, rank_, op,
+                 std::string("ranks disagree on the call's ") + kNames[i] +
+                     " shape value (count, dtype, op or root): this rank has " +
+                     std::to_string(mine[i]) + ", others range " + std::to_string(lo) + ".." +
+                     std::to_string(hi) + "; every rank must pass the same; no data was moved");
+    }
+  }
+}
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  constexpr const char* kOp = "split";
+  checkUsable(kOp);
+  std::unique_ptr<BackendHandle> child;
+  run(kOp, [&] { child = backend_->split(color, key); });
+  if (!child) return nullptr;
+  return std::unique_ptr<Communicator>(new Communicator(std::move(child), config_));
+}
+
+void Communicator::abort() {
+  if (aborted_) return;
+  aborted_ = true;
+  try {
+    backend_->abort();
+  } catch (const Error& e) {
+    log().warn("abort: {}", e.what());
+  }
+}
+
+}  // namespace epcomm

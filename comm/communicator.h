@@ -1,0 +1,102 @@
+// The communicator: a group of ranks and the collectives between them. Thread-compatible:
+// one thread at a time per communicator. Every call throws epcomm::Error on failure; after
+// an error that leaves peers inconsistent the communicator is aborted and every later call
+// fails with kInvalidUsage.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "comm/config.h"
+#include "comm/error.h"
+#include "comm/types.h"
+#include "comm/unique_id.h"
+
+namespace epcomm {
+
+class BackendHandle;
+
+// An out-of-band all-gather (UCC style): each rank contributes `bytes` bytes of `send`;
+// `recv` receives size * bytes in rank order. Lets an engine that already has a store
+// (torch TCPStore, MPI, Gloo) bootstrap without a second rendezvous port.
+using OobAllGather = std::function<void(const void* send, void* recv, std::size_t bytes)>;
+
+class Communicator {
+ public:
+  // From a UniqueId made by UniqueId::create() on one rank.
+  static std::unique_ptr<Communicator> init(const UniqueId& id, int rank, int size,
+                                            const Config& config = Config::fromEnvironment());
+  // Through the caller's all-gather.
+  static std::unique_ptr<Communicator> init(const OobAllGather& allGather, int rank, int size,
+                                            const Config& config = Config::fromEnvironment());
+  // From the environment: EPCOMM_INIT_ADDR + EPCOMM_RANK + EPCOMM_SIZE (torch style), else
+  // the launcher's ranks under mpirun, else a single rank.
+  static std::unique_ptr<Communicator> initFromEnvironment(
+      const Config& config = Config::fromEnvironment());
+
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int localRank() const { return localRank_; }  // rank among the ranks on this host
+  int localSize() const { return localSize_; }  // ranks on this host
+  const std::string& backendName() const;
+  const Config& config() const { return config_; }
+
+  // Ranks with the same color form a new communicator, ordered by (key, old rank). A
+  // negative color takes part but gets nullptr. Collective.
+  std::unique_ptr<Communicator> split(int color, int key);
+
+  // In place when send == recv (allGather: when send == recv + rank * sendCount).
+  void allReduce(const void* send, void* recv, std::size_t count, DataType dtype, ReduceOp op);
+  // recv holds size * sendCount elements, rank r's block at r * sendCount.
+  void allGather(const void* send, void* recv, std::size_t sendCount, DataType dtype);
+  // Rank r contributes recvCounts[r] elements, placed at recvDispls[r] (elements).
+  void allGatherV(const void* send, std::size_t sendCount, void* recv,
+                  const std::size_t* recvCounts, const std::size_t* recvDispls, DataType dtype);
+  // send holds size * recvCount elements; rank r receives the reduction of block r.
+  void reduceScatter(const void* send, void* recv, std::size_t recvCount, DataType dtype,
+                     ReduceOp op);
+  // NCCL style: root's send is copied into every rank's recv (send ignored off the root).
+  void broadcast(const void* send, void* recv, std::size_t count, DataType dtype, int root);
+  void barrier();
+  // Block r of send (countPerRank elements) goes to rank r; block r of recv comes from r.
+  void allToAll(const void* send, void* recv, std::size_t countPerRank, DataType dtype);
+  // Counts and displacements in elements, one per rank.
+  void allToAllV(const void* send, const std::size_t* sendCounts, const std::size_t* sendDispls,
+                 void* recv, const std::size_t* recvCounts, const std::size_t* recvDispls,
+                 DataType dtype);
+  // Point to point; a recv must match the peer's send in count, dtype and tag.
+  void send(const void* buf, std::size_t count, DataType dtype, int peer, int tag = 0);
+  void recv(void* buf, std::size_t count, DataType dtype, int peer, int tag = 0);
+
+  // Fails every later call (and peers' calls where the backend can reach them). Idempotent.
+  void abort();
+  bool aborted() const { return aborted_; }
+
+ private:
+  Communicator(std::unique_ptr<BackendHandle> backend, Config config);
+  void finishInit();
+  // Throws kInvalidUsage after abort; `op` names the call.
+  void checkUsable(const char* op) const;
+  // Cross-rank agreement on the call's shape (EPCOMM_CHECK_ARGS): every rank learns whether
+  // any rank's arguments were bad or differ, so none is left waiting in the collective.
+  void agree(const char* op, bool locallyValid, const std::string& localProblem,
+             std::int64_t shape0, std::int64_t shape1, std::int64_t shape2);
+  // Runs a backend call; an error from it aborts the communicator and is rethrown.
+  void run(const char* op, const std::function<void()>& fn);
+
+  std::unique_ptr<BackendHandle> backend_;
+  Config config_;
+  int rank_ = 0;
+  int size_ = 1;
+  int localRank_ = 0;
+  int localSize_ = 1;
+  bool aborted_ = false;
+};
+
+}  // namespace epcomm

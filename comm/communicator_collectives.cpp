@@ -1,0 +1,230 @@
+// The collective entry points of Communicator: validate, agree across ranks, call the backend.
+#include <numeric>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "comm/src/argument_check.h"
+#include "comm/src/backend_handle.h"
+
+namespace epcomm {
+namespace {
+
+constexpr int kMaxTag = 32767;  // the MPI standard's guaranteed minimum of MPI_TAG_UB
+
+std::int64_t i64(DataType d) { return static_cast<std::int64_t>(d); }
+std::int64_t i64(ReduceOp o) { return static_cast<std::int64_t>(o); }
+std::int64_t i64(std::size_t n) { return static_cast<std::int64_t>(n); }
+
+// Order-sensitive digest of a count array, so ranks can compare arrays in one all-reduce.
+std::int64_t digest(const std::size_t* values, int n) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < n; ++i) {
+    h ^= values[i];
+    h *= 1099511628211ull;
+  }
+  return static_cast<std::int64_t>(h >> 1);
+}
+
+}  // namespace
+
+void Communicator::allReduce(const void* send, void* recv, std::size_t count, DataType dtype,
+                             ReduceOp op) {
+  constexpr const char* kOp = "allReduce";
+  checkUsable(kOp);
+  const std::size_t es = dtypeSize(dtype);
+  ArgumentCheck check;
+  check.dtype(dtype);
+  check.op(op);
+  check.buffer(send, count, es, "send");
+  check.buffer(recv, count, es, "recv");
+  check.that(send == recv || !overlaps(send, count * es, recv, count * es),
+             "send and recv overlap without being the same buffer (in place)");
+  agree(kOp, check.ok(), check.problem(), i64(count), i64(dtype), i64(op));
+  run(kOp, [&] { backend_->allReduce(send, recv, count, int(dtype), int(op)); });
+}
+
+void Communicator::allGather(const void* send, void* recv, std::size_t sendCount,
+                             DataType dtype) {
+  constexpr const char* kOp = "allGather";
+  checkUsable(kOp);
+  const std::size_t es = dtypeSize(dtype);
+  ArgumentCheck check;
+  check.dtype(dtype);
+  check.buffer(send, sendCount, es, "send");
+  check.that(es == 0 || sendCount <= SIZE_MAX / es / size_, "recv size overflows");
+  if (check.ok()) {
+    check.buffer(recv, sendCount * size_, es, "recv");
+    const auto* inPlace = static_cast<const char*>(recv) + es * sendCount * rank_;
+    check.that(send == inPlace || !overlaps(send, sendCount * es, recv, sendCount * es * size_),
+               "send overlaps recv without being in place (in place: send == recv + rank * "
+               "sendCount)");
+  }
+  agree(kOp, check.ok(), check.problem(), i64(sendCount), i64(dtype), 0);
+  run(kOp, [&] { backend_->allGather(send, recv, sendCount, int(dtype)); });
+}
+
+void Communicator::allGatherV(const void* send, std::size_t sendCount, void* recv,
+                              const std::size_t* recvCounts, const std::size_t* recvDispls,
+                              DataType dtype) {
+  constexpr const char* kOp = "allGatherV";
+  checkUsable(kOp);
+  const std::size_t es = dtypeSize(dtype);
+  ArgumentCheck check;
+  check.dtype(dtype);
+  check.that(recvCounts != nullptr && recvDispls != nullptr, "recvCounts or recvDispls is null");
+  std::int64_t countsDigest = 0;
+  if (check.ok()) {
+    check.buffer(send, sendCount, es, "send");
+    check.that(recvCounts[rank_] == sendCount,
+               "sendCount " + std::to_string(sendCount) + " differs from recvCounts[rank] = " +
+                   std::to_string(recvCounts[rank_]));
+    std::size_t extent = 0;
+    for (int r = 0; r < size_; ++r) {
+      check.that(recvDispls[r] <= SIZE_MAX - recvCounts[r], "recvDispls + recvCounts overflows");
+      if (recvCounts[r]) extent = std::max(extent, recvDispls[r] + recvCounts[r]);
+    }
+    check.buffer(recv, extent, es, "recv");
+    countsDigest = digest(recvCounts, size_) ^ (digest(recvDispls, size_) >> 3);
+  }
+  agree(kOp, check.ok(), check.problem(), countsDigest, i64(dtype), 0);
+  run(kOp, [&] { backend_->allGatherV(send, sendCount, recv, recvCounts, recvDispls, int(dtype)); });
+}
+
+void Communicator::reduceScatter(const void* send, void* recv, std::size_t recvCount,
+                                 DataType dtype, ReduceOp op) {
+  constexpr const char* kOp = "reduceScatter";
+  checkUsable(kOp);
+  const std::size_t es = dtypeSize(dtype);
+  ArgumentCheck check;
+  check.dtype(dtype);
+  check.op(op);
+  check.that(es == 0 || recvCount <= SIZE_MAX / es / size_, "send size overflows");
+  if (check.ok()) {
+    check.buffer(send, recvCount * size_, es, "send");
+    check.buffer(recv, recvCount, es, "recv");
+    const auto* inPlace = static_cast<const char*>(send) + es * recvCount * rank_;
+    check.that(recv == inPlace || !overlaps(send, recvCount * es * size_, recv, recvCount * es),
+               "recv overlaps send without being in place (in place: recv == send + rank * "
+               "recvCount)");
+  }
+  agree(kOp, check.ok(), check.problem(), i64(recvCount), i64(dtype), i64(op));
+  run(kOp, [&] { backend_->reduceScatter(send, recv, recvCount, int(dtype), int(op)); });
+}
+
+void Communicator::broadcast(const void* send, void* recv, std::size_t count, DataType dtype,
+                             int root) {
+  constexpr const char* kOp = "broadcast";
+  checkUsable(kOp);
+  const std::size_t es = dtypeSize(dtype);
+  ArgumentCheck check;
+  check.dtype(dtype);
+  check.rank(root, size_, "root");
+  check.buffer(recv, count, es, "recv");
+  if (rank_ == root) {
+    check.buffer(send, count, es, "send (on the root)");
+    check.that(send == recv || !overlaps(send, count * es, recv, count * es),
+               "send and recv overlap without being the same buffer (in place)");
+  }
+  agree(kOp, check.ok(), check.problem(), i64(count), i64(dtype), root);
+  run(kOp, [&] { backend_->broadcast(send, recv, count, int(dtype), root); });
+}
+
+void Communicator::barrier() {
+  constexpr const char* kOp = "barrier";
+  checkUsable(kOp);
+  run(kOp, [&] { backend_->barrier(); });
+}
+
+void Communicator::allToAll(const void* send, void* recv, std::size_t countPerRank,
+                            DataType dtype) {
+  constexpr const char* kOp = "allToAll";
+  checkUsable(kOp);
+  const std::size_t es = dtypeSize(dtype);
+  ArgumentCheck check;
+  check.dtype(dtype);
+  check.that(es == 0 || countPerRank <= SIZE_MAX / es / size_, "buffer size overflows");
+  if (check.ok()) {
+    const std::size_t total = countPerRank * size_;
+    check.buffer(send, total, es, "send");
+    check.buffer(recv, total, es, "recv");
+    check.that(send == recv || !overlaps(send, total * es, recv, total * es),
+               "send and recv overlap without being the same buffer (in place)");
+  }
+  agree(kOp, check.ok(), check.problem(), i64(countPerRank), i64(dtype), 0);
+  run(kOp, [&] { backend_->allToAll(send, recv, countPerRank, int(dtype)); });
+}
+
+void Communicator::allToAllV(const void* send, const std::size_t* sendCounts,
+                             const std::size_t* sendDispls, void* recv,
+                             const std::size_t* recvCounts, const std::size_t* recvDispls,
+                             DataType dtype) {
+  constexpr const char* kOp = "allToAllV";
+  checkUsable(kOp);
+  const std::size_t es = dtypeSize(dtype);
+  ArgumentCheck check;
+  check.dtype(dtype);
+  check.that(sendCounts && sendDispls && recvCounts && recvDispls,
+             "a count or displacement array is null");
+  std::vector<std::size_t> sentToMe(static_cast<std::size_t>(size_), 0);
+  if (check.ok()) {
+    std::size_t sendExtent = 0;
+    std::size_t recvExtent = 0;
+    for (int r = 0; r < size_; ++r) {
+      check.that(sendDispls[r] <= SIZE_MAX - sendCounts[r] && recvDispls[r] <= SIZE_MAX - recvCounts[r],
+                 "a displacement + count overflows");
+      if (sendCounts[r]) sendExtent = std::max(sendExtent, sendDispls[r] + sendCounts[r]);
+      if (recvCounts[r]) recvExtent = std::max(recvExtent, recvDispls[r] + recvCounts[r]);
+    }
+    check.buffer(send, sendExtent, es, "send");
+    check.buffer(recv, recvExtent, es, "recv");
+    check.that(send == recv || !overlaps(send, sendExtent * es, recv, recvExtent * es),
+               "send and recv overlap without being the same buffer (in place)");
+  }
+  agree(kOp, check.ok(), check.problem(), i64(dtype), 0, 0);
+  if (config_.checkArgs && size_ > 1) {
+    // Every rank learns what each peer will send it and compares with its recvCounts.
+    static_assert(sizeof(std::size_t) == sizeof(std::int64_t));
+    run(kOp, [&] {
+      backend_->allToAll(sendCounts, sentToMe.data(), 1, int(DataType::kI64));
+    });
+    ArgumentCheck counts;
+    for (int r = 0; r < size_ && counts.ok(); ++r) {
+      counts.that(sentToMe[r] == recvCounts[r],
+                  "rank " + std::to_string(r) + " sends " + std::to_string(sentToMe[r]) +
+                      " elements but recvCounts[" + std::to_string(r) + "] is " +
+                      std::to_string(recvCounts[r]));
+    }
+    agree(kOp, counts.ok(), counts.problem(), 0, 0, 0);
+  }
+  run(kOp, [&] {
+    backend_->allToAllV(send, sendCounts, sendDispls, recv, recvCounts, recvDispls, int(dtype));
+  });
+}
+
+void Communicator::send(const void* buf, std::size_t count, DataType dtype, int peer, int tag) {
+  constexpr const char* kOp = "send";
+  checkUsable(kOp);
+  ArgumentCheck check;
+  check.dtype(dtype);
+  check.rank(peer, size_, "peer");
+  check.that(peer != rank_, "peer is this rank (send to self is not supported)");
+  check.that(tag >= 0 && tag <= kMaxTag, "tag " + std::to_string(tag) + " is outside 0..32767");
+  check.buffer(buf, count, dtypeSize(dtype), "buffer");
+  if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, kOp, check.problem());
+  run(kOp, [&] { backend_->send(buf, count, int(dtype), peer, tag); });
+}
+
+void Communicator::recv(void* buf, std::size_t count, DataType dtype, int peer, int tag) {
+  constexpr const char* kOp = "recv";
+  checkUsable(kOp);
+  ArgumentCheck check;
+  check.dtype(dtype);
+  check.rank(peer, size_, "peer");
+  check.that(peer != rank_, "peer is this rank (recv from self is not supported)");
+  check.that(tag >= 0 && tag <= kMaxTag, "tag " + std::to_string(tag) + " is outside 0..32767");
+  check.buffer(buf, count, dtypeSize(dtype), "buffer");
+  if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, kOp, check.problem());
+  run(kOp, [&] { backend_->recv(buf, count, int(dtype), peer, tag); });
+}
+
+}  // namespace epcomm

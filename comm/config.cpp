@@ -1,0 +1,124 @@
+#include "comm/config.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <string>
+
+#include "comm/error.h"
+
+namespace epcomm {
+namespace {
+
+const std::vector<KnobInfo>& registry() {
+  static const std::vector<KnobInfo> kKnobs = {
+      {"EPCOMM_BACKEND", {}, "auto",
+       "backend: auto, mpi, or the name of a plugin libepcomm-backend-<name>.so. auto = mpi "
+       "when launched by mpirun, else the single-rank path"},
+      {"EPCOMM_PLUGIN_PATH", {}, "",
+       "':'-separated folders searched for backend plugins before the installed plugin "
+       "folder and the build tree"},
+      {"EPCOMM_LOG_LEVEL", {}, "warn", "error, warn, info, debug or trace"},
+      {"EPCOMM_TIMEOUT_MS", {{"HCCL_EXEC_TIMEOUT", 1000}}, "300000",
+       "deadline of any wait inside an operation, ms (HCCL_EXEC_TIMEOUT is in s)"},
+      {"EPCOMM_CONNECT_TIMEOUT", {{"HCCL_CONNECT_TIMEOUT", 1}}, "120",
+       "deadline of init and rendezvous, s"},
+      {"EPCOMM_BUFFSIZE", {{"HCCL_BUFFSIZE", 1}}, "64",
+       "communication buffer per communicator, MiB, handed to the backend (the mpi backend "
+       "stages nothing and ignores it)"},
+      {"EPCOMM_CHECK_ARGS", {}, "1",
+       "1: before each collective the ranks agree on counts, dtype, op and root with one "
+       "small all-reduce, so a bad or mismatched argument on any rank is an error on every "
+       "rank instead of a hang; 0: skip it (saves one small all-reduce per call)"},
+      {"EPCOMM_INIT_ADDR", {}, "",
+       "host:port of rank 0's rendezvous for Communicator::initFromEnvironment (torch style)"},
+      {"EPCOMM_RANK", {{"RANK", 1}}, "", "this process's rank for EPCOMM_INIT_ADDR init"},
+      {"EPCOMM_SIZE", {{"WORLD_SIZE", 1}}, "", "number of ranks for EPCOMM_INIT_ADDR init"},
+      {"EPCOMM_INIT_SECRET", {}, "",
+       "shared secret (any string) every rank presents at an EPCOMM_INIT_ADDR rendezvous; "
+       "empty: none"},
+  };
+  return kKnobs;
+}
+
+[[noreturn]] void badValue(std::string_view name, std::string_view value, std::string_view what) {
+  throw Error(ErrorCode::kInvalidArgument, "epcomm config: " + std::string(name) + "=\"" +
+                                               std::string(value) + "\" is invalid: " +
+                                               std::string(what));
+}
+
+std::int64_t parseInt(std::string_view name, std::string_view value, std::int64_t min) {
+  std::int64_t out = 0;
+  const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
+  if (ec != std::errc() || ptr != value.data() + value.size() || out < min) {
+    badValue(name, value, "expected an integer >= " + std::to_string(min));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::span<const KnobInfo> knobRegistry() { return registry(); }
+
+Config Config::fromEnvironment() { return resolve(true); }
+Config Config::defaults() { return resolve(false); }
+
+Config Config::resolve(bool readEnvironment) {
+  Config config;
+  // Raw value per knob (alias values scaled to the knob's unit for numeric knobs).
+  auto lookup = [&](const KnobInfo& knob) {
+    KnobValue v{std::string(knob.name), std::string(knob.defaultValue), "default"};
+    if (!readEnvironment) return v;
+    if (const char* own = std::getenv(std::string(knob.name).c_str()); own && *own) {
+      v.value = own;
+      v.source = knob.name;
+      return v;
+    }
+    for (const KnobAlias& alias : knob.aliases) {
+      const char* raw = std::getenv(std::string(alias.name).c_str());
+      if (!raw || !*raw) continue;
+      v.value = raw;
+      v.source = alias.name;
+      if (alias.scale != 1) {
+        v.value = std::to_string(parseInt(alias.name, raw, 0) * alias.scale);
+      }
+      return v;
+    }
+    return v;
+  };
+  for (const KnobInfo& knob : registry()) config.values.push_back(lookup(knob));
+
+  for (const KnobValue& v : config.values) {
+    const std::string_view n = v.name;
+    if (n == "EPCOMM_BACKEND") {
+      config.backend = v.value;
+    } else if (n == "EPCOMM_PLUGIN_PATH") {
+      config.pluginPath = v.value;
+    } else if (n == "EPCOMM_LOG_LEVEL") {
+      if (v.value != "error" && v.value != "warn" && v.value != "info" && v.value != "debug" &&
+          v.value != "trace") {
+        badValue(v.source, v.value, "expected error, warn, info, debug or trace");
+      }
+      config.logLevel = v.value;
+    } else if (n == "EPCOMM_TIMEOUT_MS") {
+      config.timeoutMs = parseInt(v.source, v.value, 1);
+    } else if (n == "EPCOMM_CONNECT_TIMEOUT") {
+      config.connectTimeoutS = parseInt(v.source, v.value, 1);
+    } else if (n == "EPCOMM_BUFFSIZE") {
+      config.bufferBytes = static_cast<std::size_t>(parseInt(v.source, v.value, 1)) << 20;
+    } else if (n == "EPCOMM_CHECK_ARGS") {
+      if (v.value != "0" && v.value != "1") badValue(v.source, v.value, "expected 0 or 1");
+      config.checkArgs = v.value == "1";
+    } else if (n == "EPCOMM_INIT_ADDR") {
+      config.initAddr = v.value;
+    } else if (n == "EPCOMM_RANK") {
+      config.initRank = v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 0));
+    } else if (n == "EPCOMM_SIZE") {
+      config.initSize = v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 1));
+    } else if (n == "EPCOMM_INIT_SECRET") {
+      config.initSecret = v.value;
+    }
+  }
+  return config;
+}
+
+}  // namespace epcomm

@@ -1,0 +1,129 @@
+/* epcomm C API: NCCL-shaped, C types only, for engines in C, Rust or Python ctypes.
+ *
+ * Result codes, reduce ops and data types keep NCCL's numbering. Every call returns an
+ * epcommResult_t; epcommGetLastError(comm) (or with NULL: this thread's last error) gives
+ * the message, which names the rank, the operation and what was wrong. After an error
+ * inside a collective the communicator is aborted (epcommCommGetAsyncError reports it);
+ * destroy it and make a new one.
+ */
+#ifndef EPCOMM_COMM_EPCOMM_H_
+#define EPCOMM_COMM_EPCOMM_H_
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EPCOMM_MAJOR 0
+#define EPCOMM_MINOR 1
+#define EPCOMM_PATCH 0
+/* As NCCL_VERSION_CODE: major * 10000 + minor * 100 + patch. */
+#define EPCOMM_VERSION_CODE (EPCOMM_MAJOR * 10000 + EPCOMM_MINOR * 100 + EPCOMM_PATCH)
+
+typedef enum {
+  epcommSuccess = 0,
+  epcommUnhandledDeviceError = 1, /* reserved (NCCL's unhandledCudaError) */
+  epcommSystemError = 2,
+  epcommInternalError = 3,
+  epcommInvalidArgument = 4,
+  epcommInvalidUsage = 5,
+  epcommRemoteError = 6, /* a peer was lost */
+  epcommInProgress = 7,
+  epcommTimeout = 8,
+  epcommNumResults = 9
+} epcommResult_t;
+
+typedef enum {
+  epcommInt8 = 0,
+  epcommUint8 = 1,
+  epcommInt32 = 2,
+  epcommInt64 = 4,
+  epcommFloat16 = 6,
+  epcommFloat32 = 7,
+  epcommBfloat16 = 9
+} epcommDataType_t;
+
+typedef enum { epcommSum = 0, epcommProd = 1, epcommMax = 2, epcommMin = 3, epcommAvg = 4 } epcommRedOp_t;
+
+#define EPCOMM_UNIQUE_ID_BYTES 128
+typedef struct {
+  char internal[EPCOMM_UNIQUE_ID_BYTES];
+} epcommUniqueId;
+
+typedef struct epcommComm* epcommComm_t;
+
+/* Communicator options; starts with size | magic | version (as ncclConfig_t) so it can grow
+ * without breaking binaries. Initialise with EPCOMM_CONFIG_INITIALIZER; a field left at
+ * its initializer value keeps the environment's setting. */
+#define EPCOMM_CONFIG_MAGIC 0x65706363u /* "epcc" */
+#define EPCOMM_CONFIG_VERSION 1u
+typedef struct {
+  size_t size;
+  unsigned int magic;
+  unsigned int version;
+  const char* backend;   /* EPCOMM_BACKEND; NULL: environment */
+  long long timeoutMs;   /* EPCOMM_TIMEOUT_MS; <= 0: environment */
+  long long bufferMiB;   /* EPCOMM_BUFFSIZE; <= 0: environment */
+  int checkArgs;         /* EPCOMM_CHECK_ARGS 0/1; < 0: environment */
+} epcommConfig_t;
+#define EPCOMM_CONFIG_INITIALIZER \
+  { sizeof(epcommConfig_t), EPCOMM_CONFIG_MAGIC, EPCOMM_CONFIG_VERSION, NULL, -1, -1, -1 }
+
+/* Out-of-band all-gather (UCC style): each rank contributes `bytes`; recv gets
+ * nranks * bytes in rank order. Return 0 on success. */
+typedef int (*epcommOobAllGather_t)(void* ctx, const void* send, void* recv, size_t bytes);
+
+epcommResult_t epcommGetVersion(int* version);
+const char* epcommGetErrorString(epcommResult_t result);
+/* The last error message of comm, or of this thread when comm is NULL ("" if none). */
+const char* epcommGetLastError(epcommComm_t comm);
+
+/* Made on one rank, passed to the others out of band (starts a rendezvous server). */
+epcommResult_t epcommGetUniqueId(epcommUniqueId* uniqueId);
+epcommResult_t epcommCommInitRank(epcommComm_t* comm, int nranks, epcommUniqueId commId, int rank);
+epcommResult_t epcommCommInitRankConfig(epcommComm_t* comm, int nranks, epcommUniqueId commId,
+                                        int rank, const epcommConfig_t* config);
+/* Bootstrap through the caller's all-gather instead of a UniqueId. */
+epcommResult_t epcommCommInitRankOob(epcommComm_t* comm, int nranks, int rank,
+                                     epcommOobAllGather_t allGather, void* ctx,
+                                     const epcommConfig_t* config);
+/* From the environment: EPCOMM_INIT_ADDR + EPCOMM_RANK + EPCOMM_SIZE, mpirun, or one rank. */
+epcommResult_t epcommCommInitFromEnv(epcommComm_t* comm, const epcommConfig_t* config);
+/* newcomm is NULL for a negative color (as NCCL_SPLIT_NOCOLOR). */
+epcommResult_t epcommCommSplit(epcommComm_t comm, int color, int key, epcommComm_t* newcomm,
+                               const epcommConfig_t* config);
+epcommResult_t epcommCommDestroy(epcommComm_t comm);
+epcommResult_t epcommCommAbort(epcommComm_t comm);
+/* epcommSuccess, or the error that aborted the communicator. */
+epcommResult_t epcommCommGetAsyncError(epcommComm_t comm, epcommResult_t* asyncError);
+epcommResult_t epcommCommCount(const epcommComm_t comm, int* count);
+epcommResult_t epcommCommUserRank(const epcommComm_t comm, int* rank);
+
+epcommResult_t epcommAllReduce(const void* sendbuff, void* recvbuff, size_t count,
+                               epcommDataType_t datatype, epcommRedOp_t op, epcommComm_t comm);
+epcommResult_t epcommBroadcast(const void* sendbuff, void* recvbuff, size_t count,
+                               epcommDataType_t datatype, int root, epcommComm_t comm);
+epcommResult_t epcommReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                   epcommDataType_t datatype, epcommRedOp_t op, epcommComm_t comm);
+epcommResult_t epcommAllGather(const void* sendbuff, void* recvbuff, size_t sendcount,
+                               epcommDataType_t datatype, epcommComm_t comm);
+epcommResult_t epcommAllGatherV(const void* sendbuff, size_t sendcount, void* recvbuff,
+                                const size_t* recvcounts, const size_t* rdispls,
+                                epcommDataType_t datatype, epcommComm_t comm);
+epcommResult_t epcommAllToAll(const void* sendbuff, void* recvbuff, size_t count,
+                              epcommDataType_t datatype, epcommComm_t comm);
+epcommResult_t epcommAllToAllV(const void* sendbuff, const size_t* sendcounts,
+                               const size_t* sdispls, void* recvbuff, const size_t* recvcounts,
+                               const size_t* rdispls, epcommDataType_t datatype, epcommComm_t comm);
+epcommResult_t epcommSend(const void* sendbuff, size_t count, epcommDataType_t datatype, int peer,
+                          epcommComm_t comm);
+epcommResult_t epcommRecv(void* recvbuff, size_t count, epcommDataType_t datatype, int peer,
+                          epcommComm_t comm);
+epcommResult_t epcommBarrier(epcommComm_t comm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EPCOMM_COMM_EPCOMM_H_ */

@@ -1,0 +1,25 @@
+#include "comm/error.h"
+
+#include <string>
+
+namespace epcomm {
+
+std::string_view toString(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument: return "invalid argument";
+    case ErrorCode::kInvalidUsage: return "invalid usage";
+    case ErrorCode::kTimeout: return "timeout";
+    case ErrorCode::kPeerLost: return "peer lost";
+    case ErrorCode::kSystemError: return "system error";
+    case ErrorCode::kInternal: return "internal error";
+  }
+  return "unknown error";
+}
+
+void throwError(ErrorCode code, int rank, std::string_view operation, std::string_view what) {
+  std::string message = "epcomm rank " + std::to_string(rank) + ": " + std::string(operation) +
+                        ": " + std::string(what);
+  throw Error(code, message);
+}
+
+}  // namespace epcomm

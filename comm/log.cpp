@@ -1,0 +1,63 @@
+#include "comm/log.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+namespace epcomm {
+namespace {
+
+std::string hostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown-host";
+  return buf;
+}
+
+spdlog::level::level_enum parseLevel(std::string_view level) {
+  if (level == "error") return spdlog::level::err;
+  if (level == "info") return spdlog::level::info;
+  if (level == "debug") return spdlog::level::debug;
+  if (level == "trace") return spdlog::level::trace;
+  return spdlog::level::warn;
+}
+
+void applyPattern(spdlog::logger& logger, int rank) {
+  const std::string rankText = rank < 0 ? std::string("?") : std::to_string(rank);
+  logger.set_pattern("[%Y-%m-%d %T.%e] [epcomm " + hostName() + ":" + std::to_string(getpid()) +
+                     " rank " + rankText + "] [%l] %v");
+}
+
+std::shared_ptr<spdlog::logger> makeLogger() {
+  auto logger = std::make_shared<spdlog::logger>(
+      "epcomm", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  const char* env = std::getenv("EPCOMM_LOG_LEVEL");
+  logger->set_level(parseLevel(env ? env : "warn"));
+  applyPattern(*logger, -1);
+  return logger;
+}
+
+std::shared_ptr<spdlog::logger>& instance() {
+  static std::shared_ptr<spdlog::logger> logger = makeLogger();
+  return logger;
+}
+
+}  // namespace
+
+spdlog::logger& log() { return *instance(); }
+
+void setLogLevel(std::string_view level) { instance()->set_level(parseLevel(level)); }
+
+void setLogRank(int rank) { applyPattern(*instance(), rank); }
+
+void logFromBackend(int level, const char* message) {
+  static constexpr spdlog::level::level_enum kLevels[] = {
+      spdlog::level::trace, spdlog::level::debug, spdlog::level::info, spdlog::level::warn,
+      spdlog::level::err};
+  const int index = level < 0 ? 0 : (level > 4 ? 4 : level);
+  log().log(kLevels[index], "{}", message ? message : "");
+}
+
+}  // namespace epcomm

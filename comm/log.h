@@ -1,0 +1,20 @@
+// Logging through spdlog. Lines are prefixed with host, pid and rank; the level comes from
+// EPCOMM_LOG_LEVEL (default warn).
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <string_view>
+
+namespace epcomm {
+
+// The library's logger; created on first use at the level of EPCOMM_LOG_LEVEL.
+spdlog::logger& log();
+// Sets the level from a name (error, warn, info, debug, trace).
+void setLogLevel(std::string_view level);
+// Records the rank shown in every later line of this process (-1: not known yet).
+void setLogRank(int rank);
+// The sink lent to backends through epcommBackendCreateArgs::log (level 0 trace ... 4 error).
+void logFromBackend(int level, const char* message);
+
+}  // namespace epcomm

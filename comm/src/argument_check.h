@@ -1,0 +1,31 @@
+// Local validation of a call's arguments. Collects the first problem as text ("" = valid);
+// the Communicator turns it into an error on every rank (EPCOMM_CHECK_ARGS) or this one.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "comm/types.h"
+
+namespace epcomm {
+
+class ArgumentCheck {
+ public:
+  void dtype(DataType d);
+  void op(ReduceOp o);
+  // A buffer of `count` elements of `elementBytes` (0 when the dtype is bad: skipped).
+  void buffer(const void* p, std::size_t count, std::size_t elementBytes, const char* name);
+  void rank(int r, int size, const char* name);
+  void that(bool condition, const std::string& problem);
+
+  bool ok() const { return problem_.empty(); }
+  const std::string& problem() const { return problem_; }
+
+ private:
+  std::string problem_;
+};
+
+// True when [a, a+aBytes) and [b, b+bBytes) share a byte.
+bool overlaps(const void* a, std::size_t aBytes, const void* b, std::size_t bBytes);
+
+}  // namespace epcomm

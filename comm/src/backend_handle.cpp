@@ -1,0 +1,89 @@
+#include "comm/src/backend_handle.h"
+
+#include <utility>
+
+namespace epcomm {
+
+ErrorCode errorCodeFromResult(int result) {
+  switch (result) {
+    case epcommBackendSystemError: return ErrorCode::kSystemError;
+    case epcommBackendInvalidArgument: return ErrorCode::kInvalidArgument;
+    case epcommBackendInvalidUsage: return ErrorCode::kInvalidUsage;
+    case epcommBackendRemoteError: return ErrorCode::kPeerLost;
+    case epcommBackendTimeout: return ErrorCode::kTimeout;
+    default: return ErrorCode::kInternal;
+  }
+}
+
+BackendHandle::BackendHandle(const epcommBackendV1* table, void* state, std::string name,
+                             int rank, int size)
+    : table_(table), state_(state), name_(std::move(name)), rank_(rank), size_(size) {}
+
+BackendHandle::~BackendHandle() {
+  if (state_) table_->destroy(state_);
+}
+
+std::unique_ptr<BackendHandle> BackendHandle::create(const epcommBackendV1* table,
+                                                     const epcommBackendCreateArgs& args) {
+  char err[1024] = {};
+  void* state = nullptr;
+  const int rc = table->create(&args, &state, err, sizeof(err));
+  if (rc != epcommBackendSuccess) {
+    throwError(errorCodeFromResult(rc), args.rank, "init",
+               std::string("backend ") + table->name + " failed to start: " + err);
+  }
+  return std::make_unique<BackendHandle>(table, state, table->name, args.rank, args.size);
+}
+
+void BackendHandle::check(int result, const char* op) const {
+  if (result == epcommBackendSuccess) return;
+  const char* message = table_->lastError(state_);
+  std::string what = message && *message ? message : "failed without a message";
+  // Plugin messages built with throwError already carry "epcomm rank R: op: "; keep them.
+  if (what.rfind("epcomm rank ", 0) == 0) throw Error(errorCodeFromResult(result), what);
+  throwError(errorCodeFromResult(result), rank_, op, "backend " + name_ + ": " + what);
+}
+
+void BackendHandle::abort() { check(table_->abort(state_), "abort"); }
+
+std::unique_ptr<BackendHandle> BackendHandle::split(int color, int key) {
+  void* child = nullptr;
+  int newRank = -1;
+  int newSize = 0;
+  check(table_->split(state_, color, key, &child, &newRank, &newSize), "split");
+  if (!child) return nullptr;
+  return std::make_unique<BackendHandle>(table_, child, name_, newRank, newSize);
+}
+
+void BackendHandle::allReduce(const void* s, void* r, std::size_t n, int dtype, int op) {
+  check(table_->allReduce(state_, s, r, n, dtype, op), "allReduce");
+}
+void BackendHandle::allGather(const void* s, void* r, std::size_t n, int dtype) {
+  check(table_->allGather(state_, s, r, n, dtype), "allGather");
+}
+void BackendHandle::allGatherV(const void* s, std::size_t n, void* r, const std::size_t* counts,
+                               const std::size_t* displs, int dtype) {
+  check(table_->allGatherV(state_, s, n, r, counts, displs, dtype), "allGatherV");
+}
+void BackendHandle::reduceScatter(const void* s, void* r, std::size_t n, int dtype, int op) {
+  check(table_->reduceScatter(state_, s, r, n, dtype, op), "reduceScatter");
+}
+void BackendHandle::broadcast(const void* s, void* r, std::size_t n, int dtype, int root) {
+  check(table_->broadcast(state_, s, r, n, dtype, root), "broadcast");
+}
+void BackendHandle::barrier() { check(table_->barrier(state_), "barrier"); }
+void BackendHandle::allToAll(const void* s, void* r, std::size_t n, int dtype) {
+  check(table_->allToAll(state_, s, r, n, dtype), "allToAll");
+}
+void BackendHandle::allToAllV(const void* s, const std::size_t* sc, const std::size_t* sd, void* r,
+                              const std::size_t* rc, const std::size_t* rd, int dtype) {
+  check(table_->allToAllV(state_, s, sc, sd, r, rc, rd, dtype), "allToAllV");
+}
+void BackendHandle::send(const void* b, std::size_t n, int dtype, int peer, int tag) {
+  check(table_->send(state_, b, n, dtype, peer, tag), "send");
+}
+void BackendHandle::recv(void* b, std::size_t n, int dtype, int peer, int tag) {
+  check(table_->recv(state_, b, n, dtype, peer, tag), "recv");
+}
+
+}  // namespace epcomm

@@ -1,0 +1,60 @@
+// One backend instance behind the plugin ABI: owns the plugin's state, turns result codes
+// into epcomm::Error. Arguments are passed through unchecked (the Communicator checks them).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "comm/backend.h"
+#include "comm/error.h"
+
+namespace epcomm {
+
+class BackendHandle {
+ public:
+  BackendHandle(const epcommBackendV1* table, void* state, std::string name, int rank, int size);
+  ~BackendHandle();
+  BackendHandle(const BackendHandle&) = delete;
+  BackendHandle& operator=(const BackendHandle&) = delete;
+
+  // Creates an instance; throws with the plugin's message on failure.
+  static std::unique_ptr<BackendHandle> create(const epcommBackendV1* table,
+                                               const epcommBackendCreateArgs& args);
+
+  const std::string& name() const { return name_; }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  bool hasCapability(std::uint64_t bit) const { return (table_->capabilities & bit) != 0; }
+
+  // Each throws epcomm::Error naming `op` on a non-success result.
+  void abort();
+  std::unique_ptr<BackendHandle> split(int color, int key);
+  void allReduce(const void* send, void* recv, std::size_t count, int dtype, int op);
+  void allGather(const void* send, void* recv, std::size_t sendCount, int dtype);
+  void allGatherV(const void* send, std::size_t sendCount, void* recv, const std::size_t* counts,
+                  const std::size_t* displs, int dtype);
+  void reduceScatter(const void* send, void* recv, std::size_t recvCount, int dtype, int op);
+  void broadcast(const void* send, void* recv, std::size_t count, int dtype, int root);
+  void barrier();
+  void allToAll(const void* send, void* recv, std::size_t countPerRank, int dtype);
+  void allToAllV(const void* send, const std::size_t* sendCounts, const std::size_t* sendDispls,
+                 void* recv, const std::size_t* recvCounts, const std::size_t* recvDispls,
+                 int dtype);
+  void send(const void* buf, std::size_t count, int dtype, int peer, int tag);
+  void recv(void* buf, std::size_t count, int dtype, int peer, int tag);
+
+ private:
+  void check(int result, const char* op) const;
+
+  const epcommBackendV1* table_;
+  void* state_;
+  std::string name_;
+  int rank_;
+  int size_;
+};
+
+// Maps a backend/C result code to the C++ error code (kInternal for unknown codes).
+ErrorCode errorCodeFromResult(int result);
+
+}  // namespace epcomm

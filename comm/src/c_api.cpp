@@ -1,0 +1,299 @@
+// The C API (comm/epcomm.h) over the C++ Communicator. No exception leaves this file.
+#include "comm/epcomm.h"
+
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "comm/communicator.h"
+#include "comm/config.h"
+#include "comm/error.h"
+
+struct epcommComm {
+  std::unique_ptr<epcomm::Communicator> impl;
+  std::string lastError;
+  epcommResult_t asyncError = epcommSuccess;
+};
+
+namespace {
+
+thread_local std::string tlsLastError;
+
+epcommResult_t toResult(epcomm::ErrorCode code) {
+  switch (code) {
+    case epcomm::ErrorCode::kInvalidArgument: return epcommInvalidArgument;
+    case epcomm::ErrorCode::kInvalidUsage: return epcommInvalidUsage;
+    case epcomm::ErrorCode::kTimeout: return epcommTimeout;
+    case epcomm::ErrorCode::kPeerLost: return epcommRemoteError;
+    case epcomm::ErrorCode::kSystemError: return epcommSystemError;
+    case epcomm::ErrorCode::kInternal: return epcommInternalError;
+  }
+  return epcommInternalError;
+}
+
+epcommResult_t fail(epcommComm* comm, epcommResult_t result, const std::string& message) {
+  tlsLastError = message;
+  if (comm) {
+    comm->lastError = message;
+    if (comm->impl && comm->impl->aborted() && comm->asyncError == epcommSuccess) {
+      comm->asyncError = result;
+    }
+  }
+  return result;
+}
+
+// Runs fn, mapping exceptions to result codes and recording the message.
+template <typename Fn>
+epcommResult_t guard(epcommComm* comm, Fn&& fn) noexcept {
+  try {
+    fn();
+    return epcommSuccess;
+  } catch (const epcomm::Error& e) {
+    return fail(comm, toResult(e.code()), e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(comm, epcommSystemError, "epcomm: out of memory");
+  } catch (const std::exception& e) {
+    return fail(comm, epcommInternalError, std::string("epcomm: ") + e.what());
+  } catch (...) {
+    return fail(comm, epcommInternalError, "epcomm: unknown exception");
+  }
+}
+
+// Applies the caller's config on top of the environment.
+epcomm::Config makeConfig(const epcommConfig_t* c, const char* op) {
+  epcomm::Config config = epcomm::Config::fromEnvironment();
+  if (!c) return config;
+  const size_t needed = offsetof(epcommConfig_t, checkArgs) + sizeof(c->checkArgs);
+  if (c->magic != EPCOMM_CONFIG_MAGIC || c->size < needed || c->version < 1) {
+    throw epcomm::Error(epcomm::ErrorCode::kInvalidArgument,
+                        std::string("epcomm: ") + op +
+                            ": config was not initialised with EPCOMM_CONFIG_INITIALIZER (bad "
+                            "size, magic or version)");
+  }
+  if (c->backend && *c->backend) config.backend = c->backend;
+  if (c->timeoutMs > 0) config.timeoutMs = c->timeoutMs;
+  if (c->bufferMiB > 0) config.bufferBytes = static_cast<size_t>(c->bufferMiB) << 20;
+  if (c->checkArgs >= 0) config.checkArgs = c->checkArgs != 0;
+  return config;
+}
+
+epcommResult_t nullComm(const char* op) {
+  return fail(nullptr, epcommInvalidArgument, std::string("epcomm: ") + op + ": comm is NULL");
+}
+
+epcommResult_t publish(epcommComm_t* out, std::unique_ptr<epcomm::Communicator> impl) {
+  auto* comm = new (std::nothrow) epcommComm;
+  if (!comm) return fail(nullptr, epcommSystemError, "epcomm: out of memory");
+  comm->impl = std::move(impl);
+  *out = comm;
+  return epcommSuccess;
+}
+
+epcomm::UniqueId toId(const epcommUniqueId& id) {
+  epcomm::UniqueId out;
+  static_assert(sizeof(id.internal) == epcomm::UniqueId::kBytes);
+  std::memcpy(out.bytes.data(), id.internal, sizeof(id.internal));
+  return out;
+}
+
+}  // namespace
+
+#define EPCOMM_REQUIRE_COMM(comm, op) \
+  if (!(comm) || !(comm)->impl) return nullComm(op)
+
+extern "C" {
+
+epcommResult_t epcommGetVersion(int* version) {
+  if (!version) return fail(nullptr, epcommInvalidArgument, "epcomm: getVersion: version is NULL");
+  *version = EPCOMM_VERSION_CODE;
+  return epcommSuccess;
+}
+
+const char* epcommGetErrorString(epcommResult_t result) {
+  switch (result) {
+    case epcommSuccess: return "no error";
+    case epcommUnhandledDeviceError: return "unhandled device error";
+    case epcommSystemError: return "unhandled system error (an OS or library call failed)";
+    case epcommInternalError: return "internal error (a bug in epcomm)";
+    case epcommInvalidArgument: return "invalid argument";
+    case epcommInvalidUsage: return "invalid usage";
+    case epcommRemoteError: return "remote process exited or there was a network error";
+    case epcommInProgress: return "operation in progress";
+    case epcommTimeout: return "timeout";
+    default: return "unknown result code";
+  }
+}
+
+const char* epcommGetLastError(epcommComm_t comm) {
+  if (comm) return comm->lastError.c_str();
+  return tlsLastError.c_str();
+}
+
+epcommResult_t epcommGetUniqueId(epcommUniqueId* uniqueId) {
+  if (!uniqueId) return fail(nullptr, epcommInvalidArgument, "epcomm: getUniqueId: uniqueId is NULL");
+  return guard(nullptr, [&] {
+    const epcomm::UniqueId id = epcomm::UniqueId::create();
+    std::memcpy(uniqueId->internal, id.bytes.data(), sizeof(uniqueId->internal));
+  });
+}
+
+epcommResult_t epcommCommInitRankConfig(epcommComm_t* comm, int nranks, epcommUniqueId commId,
+                                        int rank, const epcommConfig_t* config) {
+  if (!comm) return nullComm("commInitRank");
+  *comm = nullptr;
+  std::unique_ptr<epcomm::Communicator> impl;
+  const epcommResult_t rc = guard(nullptr, [&] {
+    impl = epcomm::Communicator::init(toId(commId), rank, nranks, makeConfig(config, "commInitRank"));
+  });
+  return rc == epcommSuccess ? publish(comm, std::move(impl)) : rc;
+}
+
+epcommResult_t epcommCommInitRank(epcommComm_t* comm, int nranks, epcommUniqueId commId, int rank) {
+  return epcommCommInitRankConfig(comm, nranks, commId, rank, nullptr);
+}
+
+epcommResult_t epcommCommInitRankOob(epcommComm_t* comm, int nranks, int rank,
+                                     epcommOobAllGather_t allGather, void* ctx,
+                                     const epcommConfig_t* config) {
+  if (!comm) return nullComm("commInitRankOob");
+  *comm = nullptr;
+  if (!allGather) {
+    return fail(nullptr, epcommInvalidArgument, "epcomm: commInitRankOob: allGather is NULL");
+  }
+  std::unique_ptr<epcomm::Communicator> impl;
+  const epcommResult_t rc = guard(nullptr, [&] {
+    epcomm::OobAllGather fn = [&](const void* send, void* recv, size_t bytes) {
+      if (allGather(ctx, send, recv, bytes) != 0) {
+        throw epcomm::Error(epcomm::ErrorCode::kSystemError,
+                            "epcomm rank " + std::to_string(rank) +
+                                ": init: the caller's out-of-band all-gather returned an error");
+      }
+    };
+    impl = epcomm::Communicator::init(fn, rank, nranks, makeConfig(config, "commInitRankOob"));
+  });
+  return rc == epcommSuccess ? publish(comm, std::move(impl)) : rc;
+}
+
+epcommResult_t epcommCommInitFromEnv(epcommComm_t* comm, const epcommConfig_t* config) {
+  if (!comm) return nullComm("commInitFromEnv");
+  *comm = nullptr;
+  std::unique_ptr<epcomm::Communicator> impl;
+  const epcommResult_t rc = guard(nullptr, [&] {
+    impl = epcomm::Communicator::initFromEnvironment(makeConfig(config, "commInitFromEnv"));
+  });
+  return rc == epcommSuccess ? publish(comm, std::move(impl)) : rc;
+}
+
+epcommResult_t epcommCommSplit(epcommComm_t comm, int color, int key, epcommComm_t* newcomm,
+                               const epcommConfig_t* config) {
+  EPCOMM_REQUIRE_COMM(comm, "commSplit");
+  if (!newcomm) return fail(comm, epcommInvalidArgument, "epcomm: commSplit: newcomm is NULL");
+  *newcomm = nullptr;
+  std::unique_ptr<epcomm::Communicator> impl;
+  const epcommResult_t rc = guard(comm, [&] {
+    if (config) makeConfig(config, "commSplit");  // validated; the child inherits the parent's
+    impl = comm->impl->split(color, key);
+  });
+  if (rc != epcommSuccess || !impl) return rc;
+  return publish(newcomm, std::move(impl));
+}
+
+epcommResult_t epcommCommDestroy(epcommComm_t comm) {
+  if (!comm) return epcommSuccess;
+  delete comm;
+  return epcommSuccess;
+}
+
+epcommResult_t epcommCommAbort(epcommComm_t comm) {
+  if (!comm) return epcommSuccess;
+  if (comm->impl) comm->impl->abort();
+  delete comm;
+  return epcommSuccess;
+}
+
+epcommResult_t epcommCommGetAsyncError(epcommComm_t comm, epcommResult_t* asyncError) {
+  EPCOMM_REQUIRE_COMM(comm, "commGetAsyncError");
+  if (!asyncError) return fail(comm, epcommInvalidArgument, "epcomm: commGetAsyncError: NULL");
+  *asyncError = comm->impl->aborted() && comm->asyncError == epcommSuccess ? epcommInvalidUsage
+                                                                           : comm->asyncError;
+  return epcommSuccess;
+}
+
+epcommResult_t epcommCommCount(const epcommComm_t comm, int* count) {
+  EPCOMM_REQUIRE_COMM(comm, "commCount");
+  if (!count) return fail(comm, epcommInvalidArgument, "epcomm: commCount: count is NULL");
+  *count = comm->impl->size();
+  return epcommSuccess;
+}
+
+epcommResult_t epcommCommUserRank(const epcommComm_t comm, int* rank) {
+  EPCOMM_REQUIRE_COMM(comm, "commUserRank");
+  if (!rank) return fail(comm, epcommInvalidArgument, "epcomm: commUserRank: rank is NULL");
+  *rank = comm->impl->rank();
+  return epcommSuccess;
+}
+
+#define EPCOMM_DT(d) static_cast<epcomm::DataType>(d)
+#define EPCOMM_OP(o) static_cast<epcomm::ReduceOp>(o)
+
+epcommResult_t epcommAllReduce(const void* s, void* r, size_t count, epcommDataType_t d,
+                               epcommRedOp_t op, epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "allReduce");
+  return guard(comm, [&] { comm->impl->allReduce(s, r, count, EPCOMM_DT(d), EPCOMM_OP(op)); });
+}
+
+epcommResult_t epcommBroadcast(const void* s, void* r, size_t count, epcommDataType_t d, int root,
+                               epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "broadcast");
+  return guard(comm, [&] { comm->impl->broadcast(s, r, count, EPCOMM_DT(d), root); });
+}
+
+epcommResult_t epcommReduceScatter(const void* s, void* r, size_t recvcount, epcommDataType_t d,
+                                   epcommRedOp_t op, epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "reduceScatter");
+  return guard(comm, [&] { comm->impl->reduceScatter(s, r, recvcount, EPCOMM_DT(d), EPCOMM_OP(op)); });
+}
+
+epcommResult_t epcommAllGather(const void* s, void* r, size_t sendcount, epcommDataType_t d,
+                               epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "allGather");
+  return guard(comm, [&] { comm->impl->allGather(s, r, sendcount, EPCOMM_DT(d)); });
+}
+
+epcommResult_t epcommAllGatherV(const void* s, size_t sendcount, void* r, const size_t* counts,
+                                const size_t* displs, epcommDataType_t d, epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "allGatherV");
+  return guard(comm, [&] { comm->impl->allGatherV(s, sendcount, r, counts, displs, EPCOMM_DT(d)); });
+}
+
+epcommResult_t epcommAllToAll(const void* s, void* r, size_t count, epcommDataType_t d,
+                              epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "allToAll");
+  return guard(comm, [&] { comm->impl->allToAll(s, r, count, EPCOMM_DT(d)); });
+}
+
+epcommResult_t epcommAllToAllV(const void* s, const size_t* sc, const size_t* sd, void* r,
+                               const size_t* rc, const size_t* rd, epcommDataType_t d,
+                               epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "allToAllV");
+  return guard(comm, [&] { comm->impl->allToAllV(s, sc, sd, r, rc, rd, EPCOMM_DT(d)); });
+}
+
+epcommResult_t epcommSend(const void* s, size_t count, epcommDataType_t d, int peer,
+                          epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "send");
+  return guard(comm, [&] { comm->impl->send(s, count, EPCOMM_DT(d), peer); });
+}
+
+epcommResult_t epcommRecv(void* r, size_t count, epcommDataType_t d, int peer, epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "recv");
+  return guard(comm, [&] { comm->impl->recv(r, count, EPCOMM_DT(d), peer); });
+}
+
+epcommResult_t epcommBarrier(epcommComm_t comm) {
+  EPCOMM_REQUIRE_COMM(comm, "barrier");
+  return guard(comm, [&] { comm->impl->barrier(); });
+}
+
+}  // extern "C"

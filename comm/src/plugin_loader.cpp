@@ -1,0 +1,134 @@
+#include "comm/src/plugin_loader.h"
+
+#include <dlfcn.h>
+
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "comm/error.h"
+#include "comm/log.h"
+
+#ifndef EPCOMM_INSTALL_PLUGIN_DIR
+#define EPCOMM_INSTALL_PLUGIN_DIR ""
+#endif
+#ifndef EPCOMM_BUILD_PLUGIN_DIR
+#define EPCOMM_BUILD_PLUGIN_DIR ""
+#endif
+#ifndef EPCOMM_PLUGIN_SUBDIR
+#define EPCOMM_PLUGIN_SUBDIR "epcomm"
+#endif
+
+namespace epcomm {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The folder holding libepcomm.so itself, so a relocated install finds its plugins.
+std::string libraryPluginDir() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&pluginSearchPath), &info) == 0 || !info.dli_fname) {
+    return {};
+  }
+  std::error_code ec;
+  const fs::path lib = fs::canonical(info.dli_fname, ec);
+  if (ec) return {};
+  return (lib.parent_path() / EPCOMM_PLUGIN_SUBDIR).string();
+}
+
+bool validName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> pluginSearchPath(const Config& config) {
+  std::vector<std::string> dirs;
+  std::stringstream env(config.pluginPath);
+  for (std::string dir; std::getline(env, dir, ':');) {
+    if (!dir.empty()) dirs.push_back(dir);
+  }
+  for (const std::string& dir :
+       {libraryPluginDir(), std::string(EPCOMM_INSTALL_PLUGIN_DIR), std::string(EPCOMM_BUILD_PLUGIN_DIR)}) {
+    if (dir.empty()) continue;
+    bool seen = false;
+    for (const std::string& d : dirs) seen = seen || d == dir;
+    if (!seen) dirs.push_back(dir);
+  }
+  return dirs;
+}
+
+LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, int rank) {
+  static std::mutex mutex;
+  static std::map<std::string, LoadedPlugin> cache;
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = cache.find(name); it != cache.end()) return it->second;
+
+  const char* op = "load backend plugin";
+  if (!validName(name)) {
+    throwError(ErrorCode::kInvalidArgument, rank, op,
+               "backend name \"" + name +
+                   "\" is not valid (EPCOMM_BACKEND takes auto, mpi, or a plugin name of "
+                   "letters, digits, '_' and '-')");
+  }
+  const std::string file = "libepcomm-backend-" + name + ".so";
+  std::string looked;
+  for (const std::string& dir : pluginSearchPath(config)) {
+    const fs::path path = fs::path(dir) / file;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
+      looked += "\n  " + path.string() + ": not found";
+      continue;
+    }
+    // RTLD_GLOBAL: MPI implementations load their own components, which need the MPI
+    // library's symbols visible process-wide.
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (!handle) {
+      looked += "\n  " + path.string() + ": dlopen failed: " + dlerror();
+      continue;
+    }
+    auto* table = static_cast<const epcommBackendV1*>(dlsym(handle, EPCOMM_BACKEND_SYMBOL));
+    if (!table) {
+      throwError(ErrorCode::kInvalidUsage, rank, op,
+                 path.string() + " does not export " EPCOMM_BACKEND_SYMBOL
+                 " (not an epcomm backend plugin, or built for another ABI)");
+    }
+    if (table->abiVersion != EPCOMM_BACKEND_ABI_VERSION) {
+      throwError(ErrorCode::kInvalidUsage, rank, op,
+                 path.string() + " has backend ABI version " + std::to_string(table->abiVersion) +
+                     ", this library needs version " +
+                     std::to_string(EPCOMM_BACKEND_ABI_VERSION) + "; rebuild the plugin");
+    }
+    if (table->structSize < sizeof(epcommBackendV1)) {
+      throwError(ErrorCode::kInvalidUsage, rank, op,
+                 path.string() + " has a backend table of " + std::to_string(table->structSize) +
+                     " bytes, this library needs at least " +
+                     std::to_string(sizeof(epcommBackendV1)) + "; rebuild the plugin");
+    }
+    if (!table->create || !table->destroy || !table->lastError || !table->abort ||
+        !table->split || !table->allReduce || !table->allGather || !table->allGatherV ||
+        !table->reduceScatter || !table->broadcast || !table->barrier || !table->allToAll ||
+        !table->allToAllV || !table->send || !table->recv) {
+      throwError(ErrorCode::kInvalidUsage, rank, op,
+                 path.string() + " leaves a required entry point of " EPCOMM_BACKEND_SYMBOL
+                 " null");
+    }
+    log().debug("loaded backend plugin {} from {}", name, path.string());
+    LoadedPlugin plugin{table, path.string()};
+    cache.emplace(name, plugin);
+    return plugin;
+  }
+  throwError(ErrorCode::kInvalidArgument, rank, op,
+             "no plugin for backend \"" + name + "\" (" + file + "); looked in:" + looked +
+                 "\nset EPCOMM_PLUGIN_PATH to the folder that holds it, or EPCOMM_BACKEND to an "
+                 "installed backend");
+}
+
+}  // namespace epcomm

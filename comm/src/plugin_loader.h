@@ -1,0 +1,26 @@
+// Finds and loads backend plugins (libepcomm-backend-<name>.so). Search order:
+// EPCOMM_PLUGIN_PATH (':'-separated), the installed plugin folder (next to libepcomm.so,
+// then the configured install prefix), then the build tree. A plugin stays loaded for the
+// life of the process.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "comm/backend.h"
+#include "comm/config.h"
+
+namespace epcomm {
+
+struct LoadedPlugin {
+  const epcommBackendV1* table = nullptr;
+  std::string path;
+};
+
+// The folders searched for plugins, in order.
+std::vector<std::string> pluginSearchPath(const Config& config);
+// Loads the named backend; throws epcomm::Error (kInvalidArgument for a missing plugin,
+// kInvalidUsage for an ABI mismatch) saying where it looked and what it found.
+LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, int rank);
+
+}  // namespace epcomm

@@ -1,0 +1,245 @@
+#include "comm/src/rendezvous_client.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>  // before Boost 1.74's Asio, whose awaitable.hpp needs std::exchange
+#include <boost/asio.hpp>
+#include <optional>
+#include <thread>
+
+#include "comm/log.h"
+
+namespace epcomm::rendezvous {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// Extra time a rank waits past the connect timeout for the rendezvous's own verdict (which
+// names the missing ranks) before giving up on its own.
+constexpr auto kReplyGrace = std::chrono::seconds(2);
+constexpr auto kMinBackoff = std::chrono::milliseconds(10);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(100);
+
+ErrorCode codeOf(std::uint32_t status) {
+  switch (static_cast<ReplyStatus>(status)) {
+    case ReplyStatus::kRefused: return ErrorCode::kInvalidArgument;
+    case ReplyStatus::kTimeout: return ErrorCode::kTimeout;
+    default: return ErrorCode::kPeerLost;
+  }
+}
+
+}  // namespace
+
+RendezvousClient::RendezvousClient(const RendezvousInfo& info, int rank, int size,
+                                   std::int64_t connectTimeoutS)
+    : socket_(io_),
+      info_(info),
+      where_(info.host + ":" + std::to_string(info.port)),
+      rank_(rank),
+      size_(size),
+      timeout_(connectTimeoutS) {
+  if (size <= 0 || size > kMaxGroupSize || rank < 0 || rank >= size) {
+    throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
+               "rank " + std::to_string(rank) + " of size " + std::to_string(size) +
+                   " is out of range (size must be in [1, " + std::to_string(kMaxGroupSize) +
+                   "], rank in [0, size))");
+  }
+  if (connectTimeoutS <= 0) {
+    throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
+               "connect timeout must be at least 1 s, got " + std::to_string(connectTimeoutS));
+  }
+  const Clock::time_point start = Clock::now();
+  firstDeadline_ = start + timeout_ + kReplyGrace;
+  connect(start + timeout_);
+  hello(firstDeadline_);
+  log().debug("bootstrap: rank {} of {} joined the rendezvous {}", rank_, size_, where_);
+}
+
+RendezvousClient::~RendezvousClient() { close(); }
+
+void RendezvousClient::close() noexcept {
+  AsioError ignored;
+  if (socket_.is_open()) {
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+}
+
+template <class Start>
+RendezvousClient::AsioError RendezvousClient::await(Start start, Clock::time_point deadline) {
+  std::optional<AsioError> result;
+  start([&result](const AsioError& ec, auto&&...) { result = ec; });
+  io_.restart();
+  while (!result && Clock::now() < deadline) io_.run_one_until(deadline);
+  if (!result) {
+    AsioError ignored;
+    socket_.close(ignored);  // cancels the operation; its handler then runs with an error
+    io_.restart();
+    io_.run();
+    return asio::error::timed_out;
+  }
+  return *result;
+}
+
+void RendezvousClient::fail(ErrorCode code, const std::string& what) {
+  broken_ = true;
+  close();
+  throwError(code, rank_, "bootstrap", what);
+}
+
+void RendezvousClient::connect(Clock::time_point deadline) {
+  AsioError ec;
+  const asio::ip::address address = asio::ip::make_address(info_.host, ec);
+  if (ec) {
+    throwError(ErrorCode::kInvalidArgument, rank_, "bootstrap",
+               "rendezvous host \"" + info_.host + "\" is not a numeric IPv4 or IPv6 address");
+  }
+  const tcp::endpoint endpoint(address, info_.port);
+  auto backoff = std::chrono::duration_cast<Clock::duration>(kMinBackoff);
+  for (int attempt = 1;; ++attempt) {
+    AsioError ignored;
+    socket_.close(ignored);
+    socket_.open(endpoint.protocol(), ec);
+    if (ec) {
+      throwError(ErrorCode::kSystemError, rank_, "bootstrap",
+                 "cannot create a socket: " + ec.message());
+    }
+    fcntl(socket_.native_handle(), F_SETFD, FD_CLOEXEC);
+    ec = await([&](auto handler) { socket_.async_connect(endpoint, handler); }, deadline);
+    if (!ec) break;
+    // Nothing listens yet (or the network is not ready): try again until the deadline.
+    if (ec == asio::error::timed_out || Clock::now() + backoff >= deadline) {
+      fail(ErrorCode::kTimeout, "could not connect to the rendezvous at " + where_ + " within " +
+                                    std::to_string(timeout_.count()) + " s (" +
+                                    std::to_string(attempt) + " attempts, last: " +
+                                    (ec == asio::error::timed_out ? "no answer" : ec.message()) +
+                                    ")");
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min<Clock::duration>(backoff * 2, kMaxBackoff);
+  }
+  AsioError ignored;
+  socket_.set_option(tcp::no_delay(true), ignored);
+}
+
+void RendezvousClient::hello(Clock::time_point deadline) {
+  Hello h;
+  std::copy(std::begin(info_.secret), std::end(info_.secret), h.secret);
+  h.rank = rank_;
+  h.size = size_;
+  const auto out = encodeHello(h);
+  AsioError ec = await([&](auto handler) { asio::async_write(socket_, asio::buffer(out), handler); },
+                       deadline);
+  if (ec == asio::error::timed_out) fail(ErrorCode::kTimeout, "timed out greeting the rendezvous at " + where_);
+  if (ec) fail(ErrorCode::kPeerLost, "lost the rendezvous at " + where_ + ": " + ec.message());
+  std::array<unsigned char, kReplyHeaderBytes> in{};
+  ec = await([&](auto handler) { asio::async_read(socket_, asio::buffer(in), handler); }, deadline);
+  if (ec == asio::error::timed_out) {
+    fail(ErrorCode::kTimeout, "the rendezvous at " + where_ + " did not answer the hello");
+  }
+  if (ec) {
+    fail(ErrorCode::kPeerLost, "the rendezvous at " + where_ +
+                                   " closed the connection without answering (" + ec.message() +
+                                   "); it has finished or is not an epcomm rendezvous");
+  }
+  const ReplyHeader reply = decodeReplyHeader(in.data());
+  if (reply.magic != kReplyMagic) {
+    fail(ErrorCode::kPeerLost, where_ + " is not an epcomm rendezvous (unexpected answer)");
+  }
+  if (reply.status != static_cast<std::uint32_t>(ReplyStatus::kOk)) throwReplyError(reply, deadline);
+  if (reply.bytes != 0) fail(ErrorCode::kPeerLost, "malformed hello answer from " + where_);
+}
+
+void RendezvousClient::throwReplyError(const ReplyHeader& reply, Clock::time_point deadline) {
+  if (reply.bytes > kMaxReplyMessageBytes) {
+    fail(ErrorCode::kPeerLost, "malformed error reply from the rendezvous at " + where_);
+  }
+  std::string message(static_cast<std::size_t>(reply.bytes), '\0');
+  const AsioError ec = await(
+      [&](auto handler) { asio::async_read(socket_, asio::buffer(message), handler); }, deadline);
+  if (ec) message = "the rendezvous at " + where_ + " reported a failure without a reason";
+  fail(codeOf(reply.status), message);
+}
+
+void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes) {
+  if (broken_) {
+    throwError(ErrorCode::kPeerLost, rank_, "bootstrap",
+               "the rendezvous connection was closed by an earlier error");
+  }
+  if (bytes > kMaxBootstrapBytes) {
+    throwError(ErrorCode::kInvalidArgument, rank_, "bootstrap",
+               "all-gather of " + std::to_string(bytes) + " bytes per rank exceeds the limit of " +
+                   std::to_string(kMaxBootstrapBytes));
+  }
+  if (bytes > 0 && (send == nullptr || recv == nullptr)) {
+    throwError(ErrorCode::kInvalidArgument, rank_, "bootstrap", "null buffer in all-gather");
+  }
+  const std::string r = std::to_string(round_);
+  const Clock::time_point deadline =
+      round_ == 0 ? firstDeadline_ : Clock::now() + timeout_ + kReplyGrace;
+  const auto header = encodeRoundHeader({kRoundMagic, round_, bytes});
+  const std::array<asio::const_buffer, 2> out = {asio::buffer(header), asio::buffer(send, bytes)};
+  AsioError ec =
+      await([&](auto handler) { asio::async_write(socket_, out, handler); }, deadline);
+  if (ec == asio::error::timed_out) {
+    fail(ErrorCode::kTimeout, "timed out sending round " + r + " to the rendezvous at " + where_);
+  }
+  if (ec) {
+    fail(ErrorCode::kPeerLost,
+         "lost the rendezvous at " + where_ + " while sending round " + r + ": " + ec.message());
+  }
+
+  std::array<unsigned char, kReplyHeaderBytes> in{};
+  ec = await([&](auto handler) { asio::async_read(socket_, asio::buffer(in), handler); }, deadline);
+  if (ec == asio::error::timed_out) {
+    fail(ErrorCode::kTimeout,
+         round_ == 0
+             ? "timed out after " + std::to_string(timeout_.count()) + " s waiting for all " +
+                   std::to_string(size_) + " ranks to arrive at the rendezvous " + where_ +
+                   " (it did not report which ranks are missing)"
+             : "timed out after " + std::to_string(timeout_.count()) + " s waiting for round " +
+                   r + " of the all-gather at the rendezvous " + where_);
+  }
+  if (ec) {
+    fail(ErrorCode::kPeerLost, "the rendezvous at " + where_ + " closed the connection during round " +
+                                   r + " (" + ec.message() + ")");
+  }
+  const ReplyHeader reply = decodeReplyHeader(in.data());
+  if (reply.magic != kReplyMagic) {
+    fail(ErrorCode::kPeerLost, "malformed reply from the rendezvous at " + where_);
+  }
+  if (reply.status != static_cast<std::uint32_t>(ReplyStatus::kOk)) throwReplyError(reply, deadline);
+  const std::uint64_t expected = static_cast<std::uint64_t>(size_) * bytes;
+  if (reply.bytes != expected) {
+    fail(ErrorCode::kPeerLost, "the rendezvous at " + where_ + " answered round " + r + " with " +
+                                   std::to_string(reply.bytes) + " bytes, expected " +
+                                   std::to_string(expected));
+  }
+  if (expected > 0) {
+    ec = await([&](auto handler) {
+      asio::async_read(socket_, asio::buffer(recv, static_cast<std::size_t>(expected)), handler);
+    }, deadline);
+    if (ec == asio::error::timed_out) {
+      fail(ErrorCode::kTimeout, "timed out receiving round " + r + " from the rendezvous at " + where_);
+    }
+    if (ec) {
+      fail(ErrorCode::kPeerLost, "lost the rendezvous at " + where_ + " while receiving round " +
+                                     r + ": " + ec.message());
+    }
+  }
+  ++round_;
+}
+
+}  // namespace epcomm::rendezvous
+
+namespace epcomm {
+
+std::unique_ptr<Bootstrap> connectRendezvous(const RendezvousInfo& info, int rank, int size,
+                                             std::int64_t connectTimeoutS) {
+  return std::make_unique<rendezvous::RendezvousClient>(info, rank, size, connectTimeoutS);
+}
+
+}  // namespace epcomm

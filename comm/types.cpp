@@ -1,0 +1,80 @@
+#include "comm/types.h"
+
+namespace epcomm {
+
+bool isValid(DataType dtype) { return dtypeSize(dtype) != 0; }
+
+bool isValid(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum:
+    case ReduceOp::kProd:
+    case ReduceOp::kMax:
+    case ReduceOp::kMin:
+    case ReduceOp::kAvg: return true;
+  }
+  return false;
+}
+
+std::size_t dtypeSize(DataType dtype) {
+  switch (dtype) {
+    case DataType::kI8:
+    case DataType::kU8: return 1;
+    case DataType::kF16:
+    case DataType::kBf16: return 2;
+    case DataType::kI32:
+    case DataType::kF32: return 4;
+    case DataType::kI64: return 8;
+  }
+  return 0;
+}
+
+bool isFloatingPoint(DataType dtype) {
+  return dtype == DataType::kF32 || dtype == DataType::kF16 || dtype == DataType::kBf16;
+}
+
+std::string_view toString(DataType dtype) {
+  switch (dtype) {
+    case DataType::kI8: return "i8";
+    case DataType::kU8: return "u8";
+    case DataType::kI32: return "i32";
+    case DataType::kI64: return "i64";
+    case DataType::kF16: return "f16";
+    case DataType::kF32: return "f32";
+    case DataType::kBf16: return "bf16";
+  }
+  return "invalid-dtype";
+}
+
+std::string_view toString(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kProd: return "prod";
+    case ReduceOp::kMax: return "max";
+    case ReduceOp::kMin: return "min";
+    case ReduceOp::kAvg: return "avg";
+  }
+  return "invalid-op";
+}
+
+std::optional<DataType> parseDataType(std::string_view name) {
+  for (DataType d : kAllDataTypes) {
+    if (toString(d) == name) return d;
+  }
+  if (name == "float" || name == "float32") return DataType::kF32;
+  if (name == "half" || name == "float16") return DataType::kF16;
+  if (name == "bfloat16") return DataType::kBf16;
+  if (name == "int32") return DataType::kI32;
+  if (name == "int64") return DataType::kI64;
+  if (name == "int8") return DataType::kI8;
+  if (name == "uint8") return DataType::kU8;
+  return std::nullopt;
+}
+
+std::optional<ReduceOp> parseReduceOp(std::string_view name) {
+  for (ReduceOp o : kAllReduceOps) {
+    if (toString(o) == name) return o;
+  }
+  return std::nullopt;
+}
+
+}  // namespace epcomm

@@ -1,0 +1,48 @@
+// Data types and reduction operators of the communicator. Numeric values follow NCCL's
+// (ncclDataType_t, ncclRedOp_t) so the C API can cast them without a table.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace epcomm {
+
+enum class DataType : int {
+  kI8 = 0,
+  kU8 = 1,
+  kI32 = 2,
+  kI64 = 4,
+  kF16 = 6,
+  kF32 = 7,
+  kBf16 = 9,
+};
+
+enum class ReduceOp : int {
+  kSum = 0,
+  kProd = 1,
+  kMax = 2,
+  kMin = 3,
+  kAvg = 4,
+};
+
+inline constexpr DataType kAllDataTypes[] = {DataType::kF32, DataType::kBf16, DataType::kF16,
+                                             DataType::kI32, DataType::kI64,  DataType::kI8,
+                                             DataType::kU8};
+inline constexpr ReduceOp kAllReduceOps[] = {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMax,
+                                             ReduceOp::kMin, ReduceOp::kAvg};
+
+// True for the values above; anything else (for example a cast from a bad C int) is not.
+bool isValid(DataType dtype);
+bool isValid(ReduceOp op);
+// Bytes per element; 0 for an invalid type.
+std::size_t dtypeSize(DataType dtype);
+bool isFloatingPoint(DataType dtype);
+// Short names used by programs and messages: f32 bf16 f16 i32 i64 i8 u8; sum prod max min avg.
+std::string_view toString(DataType dtype);
+std::string_view toString(ReduceOp op);
+std::optional<DataType> parseDataType(std::string_view name);
+std::optional<ReduceOp> parseReduceOp(std::string_view name);
+
+}  // namespace epcomm

@@ -1,0 +1,21 @@
+// The NCCL-style rendezvous token: made by one rank (usually 0) with UniqueId::create(),
+// passed to the others out of band, then given to Communicator::init. Opaque and fixed size
+// (128 bytes, as ncclUniqueId); holds the rendezvous address and a random secret.
+#pragma once
+
+#include <array>
+#include <cstddef>
+
+namespace epcomm {
+
+struct UniqueId {
+  static constexpr std::size_t kBytes = 128;
+  std::array<unsigned char, kBytes> bytes{};
+
+  // Starts a rendezvous server in this process (on the default interface, an ephemeral
+  // port) that lives until the communicator built from the id is up or
+  // EPCOMM_CONNECT_TIMEOUT passes, and returns its id. Throws epcomm::Error.
+  static UniqueId create();
+};
+
+}  // namespace epcomm

@@ -1,0 +1,130 @@
+// Bad input through the Communicator: each gives a clear epcomm::Error on every rank that
+// names the operation and what was wrong; nothing crashes or hangs; the communicator stays
+// usable after an argument error that all ranks agreed on.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+
+namespace epcomm::test {
+
+extern Communicator* gComm;
+
+namespace {
+
+// Runs fn, expects an epcomm::Error with `code` whose message contains every fragment.
+template <typename Fn>
+void expectError(Fn&& fn, ErrorCode code, std::vector<std::string> fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    for (const std::string& f : fragments) {
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
+          << "message \"" << e.what() << "\" lacks \"" << f << "\"";
+    }
+  }
+}
+
+class Errors : public ::testing::Test {
+ protected:
+  Communicator& comm() { return *gComm; }
+  int rank() { return gComm->rank(); }
+  int size() { return gComm->size(); }
+  // The communicator still works after the error.
+  void expectUsable() {
+    int v = 1;
+    comm().allReduce(&v, &v, 1, DataType::kI32, ReduceOp::kSum);
+    EXPECT_EQ(v, size());
+  }
+};
+
+TEST_F(Errors, NullBufferOnOneRank) {
+  float data[4] = {};
+  const int bad = size() - 1;
+  expectError([&] { comm().allReduce(rank() == bad ? nullptr : data, data, 4, DataType::kF32, ReduceOp::kSum); },
+              ErrorCode::kInvalidArgument,
+              {"allReduce", rank() == bad ? "send buffer is null" : "rank " + std::to_string(bad)});
+  expectUsable();
+}
+
+TEST_F(Errors, UnknownDtypeAndOp) {
+  int data[4] = {};
+  expectError([&] { comm().allReduce(data, data, 4, static_cast<DataType>(42), ReduceOp::kSum); },
+              ErrorCode::kInvalidArgument, {"allReduce", "unknown data type 42"});
+  expectError([&] { comm().allReduce(data, data, 4, DataType::kI32, static_cast<ReduceOp>(17)); },
+              ErrorCode::kInvalidArgument, {"allReduce", "unknown reduce op 17"});
+  expectError([&] { comm().allGather(data, data, 1, static_cast<DataType>(-1)); },
+              ErrorCode::kInvalidArgument, {"allGather", "unknown data type"});
+  expectUsable();
+}
+
+TEST_F(Errors, InvalidRootAndPeer) {
+  int data[4] = {};
+  expectError([&] { comm().broadcast(data, data, 4, DataType::kI32, size()); },
+              ErrorCode::kInvalidArgument, {"broadcast", "root " + std::to_string(size())});
+  expectError([&] { comm().broadcast(data, data, 4, DataType::kI32, -1); },
+              ErrorCode::kInvalidArgument, {"broadcast", "root -1"});
+  expectError([&] { comm().send(data, 4, DataType::kI32, size(), 0); }, ErrorCode::kInvalidArgument,
+              {"send", "peer " + std::to_string(size())});
+  expectError([&] { comm().recv(data, 4, DataType::kI32, -3, 0); }, ErrorCode::kInvalidArgument,
+              {"recv", "peer -3"});
+  expectError([&] { comm().send(data, 4, DataType::kI32, rank(), 0); }, ErrorCode::kInvalidArgument,
+              {"send", "this rank"});
+  expectUsable();
+}
+
+TEST_F(Errors, CountMismatchAcrossRanks) {
+  if (size() < 2) GTEST_SKIP() << "needs two ranks";
+  std::vector<float> data(64, 1.0f);
+  expectError([&] { comm().allReduce(data.data(), data.data(), rank() == 0 ? 33 : 32, DataType::kF32, ReduceOp::kSum); },
+              ErrorCode::kInvalidArgument, {"allReduce", "disagree"});
+  expectError([&] { comm().allReduce(data.data(), data.data(), 8, rank() == 0 ? DataType::kF32 : DataType::kI32, ReduceOp::kSum); },
+              ErrorCode::kInvalidArgument, {"allReduce", "disagree"});
+  expectError([&] { comm().broadcast(data.data(), data.data(), 8, DataType::kF32, rank() == 0 ? 1 : 0); },
+              ErrorCode::kInvalidArgument, {"broadcast", "disagree"});
+  // All-to-all-v: rank 0 claims to receive one element more from rank 1 than rank 1 sends.
+  std::vector<std::size_t> sc(size(), 2), sd(size()), rc(size(), 2), rd(size());
+  for (int p = 0; p < size(); ++p) sd[p] = rd[p] = 4 * p;
+  if (rank() == 0) rc[1] = 3;
+  std::vector<float> in(4 * size()), out(4 * size());
+  expectError([&] { comm().allToAllV(in.data(), sc.data(), sd.data(), out.data(), rc.data(), rd.data(), DataType::kF32); },
+              ErrorCode::kInvalidArgument, {"allToAllV"});
+  expectUsable();
+}
+
+TEST_F(Errors, RecvCountMismatch) {
+  if (size() < 2) GTEST_SKIP() << "needs two ranks";
+  std::vector<int> data(16, 5);
+  if (rank() == 0) {
+    comm().send(data.data(), 10, DataType::kI32, 1, 3);
+  } else if (rank() == 1) {
+    expectError([&] { comm().recv(data.data(), 12, DataType::kI32, 0, 3); }, ErrorCode::kInvalidArgument,
+                {"recv", "sent 10", "expects 12"});
+  }
+}
+
+TEST_F(Errors, UseAfterAbort) {
+  std::unique_ptr<Communicator> child = comm().split(0, rank());
+  ASSERT_TRUE(child);
+  child->abort();
+  EXPECT_TRUE(child->aborted());
+  int v = 0;
+  expectError([&] { child->allReduce(&v, &v, 1, DataType::kI32, ReduceOp::kSum); }, ErrorCode::kInvalidUsage,
+              {"allReduce", "aborted"});
+  expectError([&] { child->barrier(); }, ErrorCode::kInvalidUsage, {"barrier", "aborted"});
+  expectUsable();
+}
+
+TEST_F(Errors, OverlappingBuffers) {
+  std::vector<float> data(64, 0.0f);
+  expectError([&] { comm().allReduce(data.data(), data.data() + 1, 8, DataType::kF32, ReduceOp::kSum); },
+              ErrorCode::kInvalidArgument, {"allReduce", "overlap"});
+  expectUsable();
+}
+
+}  // namespace
+}  // namespace epcomm::test

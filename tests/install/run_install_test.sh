@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the build tree into a scratch prefix, then builds and runs, against that install
+# only: a C program (pkg-config), a CMake project (find_package(epcomm)), and the example
+# out-of-tree backend plugin (loaded through EPCOMM_PLUGIN_PATH).
+set -euo pipefail
+build=$1
+source=$2
+work=$(mktemp -d /tmp/epcomm-install-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+prefix=$work/prefix
+
+cmake --install "$build" --prefix "$prefix" >/dev/null
+pcdir=$(dirname "$(find "$prefix" -name epcomm.pc | head -1)")
+test -f "$prefix/include/epcomm/comm/epcomm.h"
+test -f "$prefix/include/epcomm/comm/communicator.h"
+ls "$prefix"/lib*/epcomm/libepcomm-backend-mpi.so >/dev/null
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpirun_cmd=(mpirun --oversubscribe --bind-to none -np 2)
+
+# C with pkg-config.
+export PKG_CONFIG_PATH=$pcdir
+# shellcheck disable=SC2046
+cc -o "$work/c_consumer" "$source/tests/install/consumer.c" $(pkg-config --cflags --libs epcomm)
+"${mpirun_cmd[@]}" "$work/c_consumer"
+
+# C++ with find_package(epcomm).
+cmake -S "$source/tests/install/cmake_consumer" -B "$work/cmake_consumer" \
+  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/cmake_consumer" >/dev/null
+"${mpirun_cmd[@]}" "$work/cmake_consumer/cmake_consumer"
+
+# The example backend built out of tree, as a third party would, then loaded by name.
+cmake -S "$source/examples/loopback_backend" -B "$work/loopback" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/loopback" >/dev/null
+EPCOMM_BACKEND=loopback EPCOMM_PLUGIN_PATH="$work/loopback" "$work/cmake_consumer/cmake_consumer" |
+  tee "$work/loopback.out"
+grep -q "on loopback ok" "$work/loopback.out"
+echo "install test: ok"
