@@ -126,6 +126,34 @@ std::size_t resultCount(const RunShape& s) {
   }
 }
 
+std::size_t operationBytes(const RunShape& s) {
+  const std::size_t es = dtypeSize(s.dtype);
+  return std::max(inputCount(s), resultCount(s)) * es;
+}
+
+double busFactor(Collective coll, int ranks) {
+  const double n = ranks;
+  switch (coll) {
+    case Collective::kAllReduce: return 2.0 * (n - 1) / n;
+    case Collective::kAllGather:
+    case Collective::kReduceScatter:
+    case Collective::kAllToAll: return (n - 1) / n;
+    case Collective::kBroadcast:
+    case Collective::kSendRecv: return 1.0;
+  }
+  return 1.0;
+}
+
+std::size_t callCount(Collective coll, std::size_t bytes, DataType dtype, int ranks) {
+  const std::size_t count = bytes / dtypeSize(dtype);
+  switch (coll) {
+    case Collective::kAllGather:
+    case Collective::kReduceScatter:
+    case Collective::kAllToAll: return count / static_cast<std::size_t>(ranks);
+    default: return count;
+  }
+}
+
 void fillInput(const RunShape& s, void* input) {
   visit(s.dtype, [&]<typename T>() {
     T* p = static_cast<T*>(input);
@@ -155,7 +183,8 @@ std::size_t countWrong(const RunShape& s, const void* result) {
     for (std::size_t i = 0; i < n; ++i) {
       const double want = expectedValue(s, i, integral);
       const double got = toDouble(p[i]);
-      const bool ok = integral ? got == want : std::fabs(got - want) <= tol * std::max(1.0, std::fabs(want));
+      const bool ok =
+          integral ? got == want : std::fabs(got - want) <= tol * std::max(1.0, std::fabs(want));
       if (!ok) ++wrong;
     }
     return wrong;

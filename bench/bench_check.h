@@ -1,6 +1,7 @@
-// Verifiable data for coll-bench: every rank fills its input from (rank, index) with small
-// integers that are exact in every data type, and computes on its own what the collective
-// must produce, so #wrong needs no reference run.
+// Shapes and verifiable data for coll-bench. Sizes and bandwidth factors follow nccl-tests.
+// Every rank fills its input from (rank, index) with small integers that are exact in every
+// data type, and computes on its own what the collective must produce, so #wrong needs no
+// reference run.
 //
 // Reductions (allreduce, reducescatter) take values 0..m-1, m = clamp(128 / ranks, 2, 5), so a
 // sum over every rank stays below 128 (fits i8, exact in bf16 up to 64 ranks); prod takes
@@ -33,6 +34,15 @@ struct RunShape {
 // Elements of the rank's input and of its result.
 std::size_t inputCount(const RunShape& shape);
 std::size_t resultCount(const RunShape& shape);
+
+// nccl-tests' size column: bytes of the whole operation (allgather, reducescatter, alltoall:
+// count * ranks * typesize).
+std::size_t operationBytes(const RunShape& shape);
+// busbw / algbw (nccl-tests): 2(n-1)/n allreduce; (n-1)/n allgather, reducescatter, alltoall;
+// 1 broadcast, sendrecv.
+double busFactor(Collective coll, int ranks);
+// The count argument of the call for a size of `bytes` (0: less than one element per rank).
+std::size_t callCount(Collective coll, std::size_t bytes, DataType dtype, int ranks);
 
 // Writes the rank's input (inputCount elements) at `input`.
 void fillInput(const RunShape& shape, void* input);

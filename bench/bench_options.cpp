@@ -1,9 +1,9 @@
 #include "bench/bench_options.h"
 
 #include <CLI/CLI.hpp>
-
 #include <cctype>
 #include <charconv>
+#include <climits>
 #include <cmath>
 #include <iostream>
 #include <limits>
@@ -112,15 +112,22 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
   std::string dtypeText = "f32", redopText = "sum", compareText = "none";
   int check = 1;
 
-  CLI::App app{"coll-bench: nccl-tests style benchmark of epcomm's collectives, with MPI's own "
-               "collective side by side (--compare mpi).\nRun as: mpirun -np N coll-bench ...",
-               "coll-bench"};
-  const auto sizeCheck = accepting([](const std::string& s) { return parseSize(s).has_value(); },
-                                   "SIZE", "a byte count with an optional K, M or G suffix");
+  CLI::App app{
+      "coll-bench: nccl-tests style benchmark of epcomm's collectives, with MPI's own "
+      "collective side by side (--compare mpi).\nRun as: mpirun -np N coll-bench ...",
+      "coll-bench"};
+  const CLI::Validator sizeCheck(
+      [](std::string& value) -> std::string {
+        if (parseSize(value)) return {};
+        return "'" + value + "' is not a size (bytes, with an optional K, M or G suffix)";
+      },
+      "SIZE");
   app.add_option("-b,--minbytes", minText, "smallest size in bytes (K/M/G suffixes, 1024-based)")
-      ->check(sizeCheck)->capture_default_str();
+      ->check(sizeCheck)
+      ->capture_default_str();
   app.add_option("-e,--maxbytes", maxText, "largest size in bytes")
-      ->check(sizeCheck)->capture_default_str();
+      ->check(sizeCheck)
+      ->capture_default_str();
   auto* factorOpt = app.add_option("-f,--stepfactor", o.stepFactor, "multiply the size by this")
                         ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
                         ->capture_default_str();
@@ -144,16 +151,21 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
                         "reduce op", "sum prod max min avg"))
       ->capture_default_str();
   app.add_option("-R,--root", o.root, "root rank of broadcast")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::Range(0, INT_MAX))
+      ->capture_default_str();
   app.add_option("-n,--iters", o.iters, "timed iterations per size")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::Range(1, INT_MAX))
+      ->capture_default_str();
   app.add_option("-w,--warmup_iters", o.warmupIters, "untimed iterations before the timed ones")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::Range(0, INT_MAX))
+      ->capture_default_str();
   app.add_option("-c,--check", check, "check the results (0|1)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::Range(0, INT_MAX))
+      ->capture_default_str();
   app.add_option("--compare", compareText,
                  "also run the MPI library's own collective on the same buffers (mpi|none)")
-      ->check(CLI::IsMember({"mpi", "none"}))->capture_default_str();
+      ->check(CLI::IsMember({"mpi", "none"}))
+      ->capture_default_str();
   app.add_option("--json", o.jsonPath, "write the results as a JSON list (rank 0)");
   app.add_flag("--registered", o.registered,
                "use the backend's registered (zero-copy) buffers from Communicator::allocate");
@@ -179,8 +191,8 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
     if (o.minBytes == 0) throw CLI::ValidationError("-b,--minbytes", "must be at least 1");
     if (o.minBytes > o.maxBytes) {
       throw CLI::ValidationError("-b,--minbytes", "invalid sizes: minbytes " +
-                                                      std::to_string(o.minBytes) +
-                                                      " > maxbytes " + std::to_string(o.maxBytes));
+                                                      std::to_string(o.minBytes) + " > maxbytes " +
+                                                      std::to_string(o.maxBytes));
     }
   } catch (const CLI::ParseError& e) {
     exitCode = app.exit(e, out, err);

@@ -49,7 +49,8 @@ constexpr std::size_t kAlignment = 64;
 class AlignedBuffer {
  public:
   explicit AlignedBuffer(std::size_t bytes) {
-    const std::size_t rounded = std::max(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+    const std::size_t rounded =
+        std::max(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
     data_.reset(static_cast<std::byte*>(std::aligned_alloc(kAlignment, rounded)));
     if (!data_) throw std::bad_alloc();
     std::memset(data_.get(), 0, rounded);
@@ -97,7 +98,8 @@ template <typename T>
 void divideBy(void* data, std::size_t count, int ranks) {
   T* p = static_cast<T*>(data);
   if constexpr (std::is_same_v<T, Bf16> || std::is_same_v<T, F16>) {
-    for (std::size_t i = 0; i < count; ++i) p[i] = fromFloat<T>(toFloat(p[i]) / static_cast<float>(ranks));
+    for (std::size_t i = 0; i < count; ++i)
+      p[i] = fromFloat<T>(toFloat(p[i]) / static_cast<float>(ranks));
   } else {
     for (std::size_t i = 0; i < count; ++i) p[i] = static_cast<T>(p[i] / static_cast<T>(ranks));
   }
@@ -110,14 +112,13 @@ class MpiPeer {
     MPI_Comm_size(comm_, &ranks_);
     MPI_Type_contiguous(2, MPI_BYTE, &half_);
     MPI_Type_commit(&half_);
-    MPI_Op_create(&halfReduce<Bf16, ReduceOp::kSum>, 1, &ops_[0]);
-    MPI_Op_create(&halfReduce<Bf16, ReduceOp::kProd>, 1, &ops_[1]);
-    MPI_Op_create(&halfReduce<Bf16, ReduceOp::kMax>, 1, &ops_[2]);
-    MPI_Op_create(&halfReduce<Bf16, ReduceOp::kMin>, 1, &ops_[3]);
-    MPI_Op_create(&halfReduce<F16, ReduceOp::kSum>, 1, &ops_[4]);
-    MPI_Op_create(&halfReduce<F16, ReduceOp::kProd>, 1, &ops_[5]);
-    MPI_Op_create(&halfReduce<F16, ReduceOp::kMax>, 1, &ops_[6]);
-    MPI_Op_create(&halfReduce<F16, ReduceOp::kMin>, 1, &ops_[7]);
+    // ops_: bf16 sum prod max min, then f16 sum prod max min (epcomm's ReduceOp order).
+    MPI_User_function* const kHalfOps[] = {
+        &halfReduce<Bf16, ReduceOp::kSum>, &halfReduce<Bf16, ReduceOp::kProd>,
+        &halfReduce<Bf16, ReduceOp::kMax>, &halfReduce<Bf16, ReduceOp::kMin>,
+        &halfReduce<F16, ReduceOp::kSum>,  &halfReduce<F16, ReduceOp::kProd>,
+        &halfReduce<F16, ReduceOp::kMax>,  &halfReduce<F16, ReduceOp::kMin>};
+    for (int i = 0; i < 8; ++i) MPI_Op_create(kHalfOps[i], 1, &ops_[i]);
   }
   ~MpiPeer() {
     for (MPI_Op& op : ops_) MPI_Op_free(&op);
@@ -247,25 +248,6 @@ struct Bench {
   std::byte* recvBuffer;
 };
 
-// Size column of nccl-tests: the bytes of the whole operation.
-std::size_t operationBytes(const RunShape& s) {
-  const std::size_t es = dtypeSize(s.dtype);
-  return std::max(inputCount(s), resultCount(s)) * es;
-}
-
-double busFactor(Collective coll, int ranks) {
-  const double n = ranks;
-  switch (coll) {
-    case Collective::kAllReduce: return 2.0 * (n - 1) / n;
-    case Collective::kAllGather:
-    case Collective::kReduceScatter:
-    case Collective::kAllToAll: return (n - 1) / n;
-    case Collective::kBroadcast:
-    case Collective::kSendRecv: return 1.0;
-  }
-  return 1.0;
-}
-
 Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
   const std::size_t es = dtypeSize(s.dtype);
   const std::size_t block = static_cast<std::size_t>(s.rank) * s.count * es;
@@ -299,7 +281,8 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
   m.algbw = static_cast<double>(operationBytes(s)) / 1e9 / seconds;
   m.busbw = m.algbw * busFactor(s.collective, s.ranks);
   // In-place send/recv on one buffer is a race for blocking send + recv (as for nccl-tests).
-  const bool checkable = !(inPlace && impl == Impl::kEpcomm && s.collective == Collective::kSendRecv);
+  const bool checkable =
+      !(inPlace && impl == Impl::kEpcomm && s.collective == Collective::kSendRecv);
   if (b.options.check && checkable) {
     // Out of place, the last timed iteration's output is checkable too (inputs are intact).
     long long wrong = inPlace ? 0 : static_cast<long long>(countWrong(s, result));
@@ -334,13 +317,15 @@ void printHeader(const Options& o, const Communicator& comm, MPI_Comm mpiComm) {
               std::string(toString(o.dtype)).c_str(),
               usesReduceOp(o.collective) ? std::string(toString(o.redop)).c_str() : "none",
               usesRoot(o.collective) ? o.root : -1, o.compareMpi ? " compare: mpi" : "");
-  std::printf("# minBytes %zu maxBytes %zu step: %s warmup iters: %d iters: %d validation: %d "
-              "registered: %d\n",
-              o.minBytes, o.maxBytes, o.stepDescription().c_str(), o.warmupIters, o.iters,
-              o.check ? 1 : 0, o.registered ? 1 : 0);
+  std::printf(
+      "# minBytes %zu maxBytes %zu step: %s warmup iters: %d iters: %d validation: %d "
+      "registered: %d\n",
+      o.minBytes, o.maxBytes, o.stepDescription().c_str(), o.warmupIters, o.iters, o.check ? 1 : 0,
+      o.registered ? 1 : 0);
   if (o.compareMpi) {
-    std::printf("# mpi: bf16/f16 as a 2-byte type with f32-accumulating user ops; avg = MPI_SUM "
-                "then divide (timed)\n");
+    std::printf(
+        "# mpi: bf16/f16 as a 2-byte type with f32-accumulating user ops; avg = MPI_SUM "
+        "then divide (timed)\n");
   }
   std::printf("#\n# Using ranks\n");
   for (int r = 0; r < comm.size(); ++r) std::printf("%s", lines.data() + r * sizeof line);
@@ -391,17 +376,6 @@ nlohmann::json record(const RunShape& s, const std::string& backend, const char*
           {"in_place", inPlace}};
 }
 
-// The count argument of the call for a size of `bytes` (0: too small for one element per rank).
-std::size_t callCount(Collective coll, std::size_t bytes, DataType dtype, int ranks) {
-  const std::size_t count = bytes / dtypeSize(dtype);
-  switch (coll) {
-    case Collective::kAllGather:
-    case Collective::kReduceScatter:
-    case Collective::kAllToAll: return count / static_cast<std::size_t>(ranks);
-    default: return count;
-  }
-}
-
 // Problems every rank finds alike from the options and the rank count ("" if none).
 std::string preflight(const Options& o, int ranks) {
   if (usesRoot(o.collective) && o.root >= ranks) {
@@ -450,14 +424,15 @@ int runBenchmark(int argc, char** argv) {
     MPI_Allreduce(MPI_IN_PLACE, &mismatch, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (mismatch) {
       comm.reset();
-      return fail(worldRank == 0, "epcomm's ranks differ from MPI_COMM_WORLD's; run under "
-                                  "mpirun without EPCOMM_INIT_ADDR/EPCOMM_RANK/EPCOMM_SIZE");
+      return fail(worldRank == 0,
+                  "epcomm's ranks differ from MPI_COMM_WORLD's; run under "
+                  "mpirun without EPCOMM_INIT_ADDR/EPCOMM_RANK/EPCOMM_SIZE");
     }
     if (o.registered && !hasRegisteredBuffers(*comm)) {
-      const std::string name = comm->backendName();
+      const std::string problem = "--registered needs a backend with registered buffers (shm), " +
+                                  ("backend " + comm->backendName() + " has none");
       comm.reset();
-      return fail(worldRank == 0, "--registered needs a backend with registered buffers (shm), "
-                                  "backend " + name + " has none");
+      return fail(worldRank == 0, problem);
     }
     MPI_Comm mpiComm;
     MPI_Comm_dup(MPI_COMM_WORLD, &mpiComm);
@@ -473,7 +448,9 @@ int runBenchmark(int argc, char** argv) {
     return exitCode;
   } catch (const std::exception& e) {
     // A failure on one rank may leave the others inside a collective: abort them all.
-    std::fprintf(stderr, "coll-bench: rank %d: %s\n", worldRank, e.what());
+    // epcomm's messages name the rank already.
+    if (dynamic_cast<const Error*>(&e)) std::fprintf(stderr, "coll-bench: %s\n", e.what());
+    else std::fprintf(stderr, "coll-bench: rank %d: %s\n", worldRank, e.what());
     std::fflush(stderr);
     if (comm) comm->abort();
     MPI_Abort(MPI_COMM_WORLD, 1);
@@ -489,8 +466,8 @@ int runSizes(Bench& b, std::ofstream& json) {
   double busbwSum[2] = {0, 0};
   int busbwCount[2] = {0, 0};
   for (std::size_t bytes = o.minBytes; bytes <= o.maxBytes; bytes = o.nextSize(bytes)) {
-    RunShape s{o.collective, o.dtype, o.redop, o.root, b.comm.rank(), b.comm.size(),
-               callCount(o.collective, bytes, o.dtype, b.comm.size())};
+    RunShape s{o.collective, o.dtype, o.redop, o.root, b.comm.rank(), b.comm.size(), 0};
+    s.count = callCount(o.collective, bytes, o.dtype, s.ranks);
     if (s.count > 0) {
       for (Impl impl : {Impl::kEpcomm, Impl::kMpi}) {
         if (impl == Impl::kMpi && !b.mpi) continue;
@@ -517,9 +494,11 @@ int runSizes(Bench& b, std::ofstream& json) {
   }
   if (root) {
     std::printf("# Out of bounds values : %lld %s\n", failedTests, failedTests ? "FAILED" : "OK");
-    std::printf("# Avg bus bandwidth    : %g \n", busbwCount[0] ? busbwSum[0] / busbwCount[0] : 0.0);
+    std::printf("# Avg bus bandwidth    : %g \n",
+                busbwCount[0] ? busbwSum[0] / busbwCount[0] : 0.0);
     if (b.mpi) {
-      std::printf("# Avg bus bandwidth mpi: %g \n", busbwCount[1] ? busbwSum[1] / busbwCount[1] : 0.0);
+      std::printf("# Avg bus bandwidth mpi: %g \n",
+                  busbwCount[1] ? busbwSum[1] / busbwCount[1] : 0.0);
     }
     std::printf("#\n");
     std::fflush(stdout);

@@ -11,6 +11,9 @@
  *    valid dtype/op, root/peer in range, consistent across ranks where checked).
  *  - A call returns epcommBackendSuccess or an error code; on error, lastError(state) holds
  *    a message naming what failed. A backend never aborts the process for an error of its own.
+ *  - epcommBackendInvalidArgument means no peer is left waiting (the call moved nothing on
+ *    any rank, or completed on the peers, as a recv whose count differs from the send's);
+ *    the communicator stays usable. Any other error aborts the communicator.
  *  - In-place: allReduce/allGather/reduceScatter/broadcast/allToAll/allToAllV accept
  *    send == recv where MPI accepts MPI_IN_PLACE (allGather: send == recv + rank * count;
  *    reduceScatter: send == recv is not in place, the recv block is separate).

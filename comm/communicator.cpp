@@ -239,9 +239,10 @@ void Communicator::checkUsable(const char* op) const {
 void Communicator::run(const char* op, const std::function<void()>& fn) {
   try {
     fn();
-  } catch (const Error&) {
-    // A failure inside the backend leaves the ranks at different points: abort.
-    abort();
+  } catch (const Error& e) {
+    // A failure inside the backend leaves the ranks at different points: abort. A bad
+    // argument the backend found (comm/backend.h) left no peer waiting: stay usable.
+    if (e.code() != ErrorCode::kInvalidArgument) abort();
     throw;
   }
 }

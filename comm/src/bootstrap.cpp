@@ -1,4 +1,5 @@
-// UniqueId encoding and the default rendezvous address.
+// UniqueId encoding, the default rendezvous address, and the process-global registry of
+// rendezvous servers.
 //
 // UniqueId layout (128 bytes, integers little-endian):
 //   0  magic 'EPID' u32     4  format version u32     8  address family u16 (4 or 6)
@@ -15,12 +16,14 @@
 #include <utility>  // before Boost 1.74's Asio, whose awaitable.hpp needs std::exchange
 #include <boost/asio/ip/address.hpp>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <tuple>
-#include <utility>
 #include <vector>
 
 #include "comm/error.h"
+#include "comm/log.h"
 #include "comm/src/rendezvous_server.h"
 
 namespace epcomm {
@@ -72,6 +75,48 @@ UniqueId encodeUniqueId(const RendezvousInfo& info) {
   std::memcpy(out + kSecretOffset, info.secret, kSecretBytes);
   return id;
 }
+
+namespace {
+
+// Keeps every started server alive until it finishes or the process exits; its static
+// destructor stops and joins the rest (each server abandons itself in a forked child).
+class ServerRegistry {
+ public:
+  static ServerRegistry& instance() {
+    static ServerRegistry registry;
+    return registry;
+  }
+
+  RendezvousInfo start(const RendezvousInfo& info, std::int64_t connectTimeoutS) {
+    auto server = std::make_unique<rendezvous::RendezvousServer>(info, connectTimeoutS);
+    RendezvousInfo address = server->address();
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::erase_if(servers_, [](const auto& s) { return s->finished(); });  // joins: quick
+    servers_.push_back(std::move(server));
+    return address;
+  }
+
+  std::size_t active() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return static_cast<std::size_t>(std::count_if(
+        servers_.begin(), servers_.end(), [](const auto& s) { return !s->finished(); }));
+  }
+
+ private:
+  // The logger is constructed first, so it is destroyed after the servers that log.
+  ServerRegistry() { (void)log(); }
+
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<rendezvous::RendezvousServer>> servers_;
+};
+
+}  // namespace
+
+RendezvousInfo startRendezvousServer(const RendezvousInfo& info, std::int64_t connectTimeoutS) {
+  return ServerRegistry::instance().start(info, connectTimeoutS);
+}
+
+std::size_t rendezvous::activeRendezvousServers() { return ServerRegistry::instance().active(); }
 
 RendezvousInfo decodeUniqueId(const UniqueId& id, int rank) {
   using rendezvous::loadLe;

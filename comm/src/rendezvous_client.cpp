@@ -178,8 +178,11 @@ void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes
     throwError(ErrorCode::kInvalidArgument, rank_, "bootstrap", "null buffer in all-gather");
   }
   const std::string r = std::to_string(round_);
+  // Round 0 also waits for the group to assemble: bounded by the connect timeout from the
+  // connect (a late first call still gets the grace to hear the rendezvous's verdict).
   const Clock::time_point deadline =
-      round_ == 0 ? firstDeadline_ : Clock::now() + timeout_ + kReplyGrace;
+      round_ == 0 ? std::max(firstDeadline_, Clock::now() + kReplyGrace)
+                  : Clock::now() + timeout_ + kReplyGrace;
   const auto header = encodeRoundHeader({kRoundMagic, round_, bytes});
   const std::array<asio::const_buffer, 2> out = {asio::buffer(header), asio::buffer(send, bytes)};
   AsioError ec =

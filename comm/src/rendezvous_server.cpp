@@ -77,7 +77,6 @@ struct Connection {
   bool closed = false;
   int rank = -1;            // >= 0 once the hello was accepted
   bool announced = false;   // sent the header of the current round
-  bool sentRound = false;   // sent the whole current round
 };
 using ConnectionPtr = std::shared_ptr<Connection>;
 
@@ -370,7 +369,6 @@ void RendezvousServer::Impl::onPayload(const ConnectionPtr& c, const AsioError& 
   if (c->closed) return;
   if (ec) return memberGone(c, ec);
   if (failed_) return;
-  c->sentRound = true;
   ++roundArrived_;
   readHeader(c);
   if (roundArrived_ == size_) completeRound();
@@ -382,7 +380,6 @@ void RendezvousServer::Impl::completeRound() {
       {kReplyMagic, static_cast<std::uint32_t>(ReplyStatus::kOk), data->size()});
   for (const ConnectionPtr& m : members_) {
     m->announced = false;
-    m->sentRound = false;
     send(m, Outgoing{header, data, {}, false});
   }
   log().debug("bootstrap: rendezvous {}: round {} done ({} bytes per rank)", where_, round_,
@@ -510,7 +507,7 @@ void RendezvousServer::Impl::maybeFinish() {
   acceptor_.close(ignored);
   const std::vector<ConnectionPtr> open(connections_.begin(), connections_.end());
   for (const ConnectionPtr& c : open) closeConnection(c);
-  members_.clear();  // break no cycles, free the sockets' buffers early
+  members_.clear();  // the group is over: free its connections now
 }
 
 std::vector<int> RendezvousServer::Impl::missingRanks() const {
@@ -553,55 +550,4 @@ bool RendezvousServer::finished() const noexcept { return impl_->finished(); }
 
 void RendezvousServer::stop() noexcept { impl_->stop(); }
 
-// ---- the process-global registry ----
-namespace {
-
-// Keeps every started server alive until it finishes or the process exits; its static
-// destructor stops and joins the rest (each server abandons itself in a forked child).
-class Registry {
- public:
-  static Registry& instance() {
-    static Registry registry;
-    return registry;
-  }
-
-  RendezvousInfo start(const RendezvousInfo& info, std::int64_t connectTimeoutS) {
-    auto server = std::make_unique<RendezvousServer>(info, connectTimeoutS);
-    RendezvousInfo address = server->address();
-    std::lock_guard<std::mutex> lock(mutex_);
-    reapLocked();
-    servers_.push_back(std::move(server));
-    return address;
-  }
-
-  std::size_t active() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return static_cast<std::size_t>(std::count_if(
-        servers_.begin(), servers_.end(), [](const auto& s) { return !s->finished(); }));
-  }
-
- private:
-  // The logger is constructed first, so it is destroyed after the servers that log.
-  Registry() { (void)log(); }
-
-  void reapLocked() {
-    std::erase_if(servers_, [](const auto& s) { return s->finished(); });
-  }
-
-  std::mutex mutex_;
-  std::vector<std::unique_ptr<RendezvousServer>> servers_;
-};
-
-}  // namespace
-
-std::size_t activeRendezvousServers() { return Registry::instance().active(); }
-
 }  // namespace epcomm::rendezvous
-
-namespace epcomm {
-
-RendezvousInfo startRendezvousServer(const RendezvousInfo& info, std::int64_t connectTimeoutS) {
-  return rendezvous::Registry::instance().start(info, connectTimeoutS);
-}
-
-}  // namespace epcomm
