@@ -69,6 +69,9 @@ typedef struct epcommBackendV1 {
   uint32_t structSize; /* sizeof(epcommBackendV1) */
   const char* name;
   uint64_t capabilities;
+  /* The most elements, or the largest displacement, one call may pass (per rank for the
+   * v-variants); the communicator refuses larger calls on every rank. 0: no limit. */
+  uint64_t maxCountPerCall;
 
   /* Lifecycle. create fills *state; on failure it writes a message into err. */
   int (*create)(const epcommBackendCreateArgs* args, void** state, char* err, size_t errLen);

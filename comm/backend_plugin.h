@@ -1,18 +1,19 @@
 // The C++ side of the backend plugin ABI (comm/backend.h). A backend implements
 // epcomm::Backend and exports it from one translation unit (its plugin.cpp) with
 //
-//   EPCOMM_EXPORT_BACKEND("name", capabilities, my::Backend)
+//   EPCOMM_EXPORT_BACKEND("name", capabilities, maxCountPerCall, my::Backend)
 //
 // where my::Backend has a constructor Backend(const epcommBackendCreateArgs&). Methods throw
 // epcomm::Error; the adapter turns that into the ABI's result code + lastError message, so
-// no C++ exception crosses the shared-library boundary. Header-only: a plugin needs only
-// the installed headers.
+// no C++ exception crosses the shared-library boundary. A plugin links libepcomm
+// (epcomm::epcomm) for throwError and the dtype helpers.
 #pragma once
 
 #include <exception>
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "comm/backend.h"
 #include "comm/error.h"
@@ -45,6 +46,13 @@ class Backend {
   virtual void recv(void* buf, size_t count, int dtype, int peer, int tag) = 0;
 };
 
+static_assert(epcommBackendSystemError == toResultCode(ErrorCode::kSystemError) &&
+              epcommBackendInternalError == toResultCode(ErrorCode::kInternal) &&
+              epcommBackendInvalidArgument == toResultCode(ErrorCode::kInvalidArgument) &&
+              epcommBackendInvalidUsage == toResultCode(ErrorCode::kInvalidUsage) &&
+              epcommBackendRemoteError == toResultCode(ErrorCode::kPeerLost) &&
+              epcommBackendTimeout == toResultCode(ErrorCode::kTimeout));
+
 namespace plugin_detail {
 
 struct State {
@@ -52,49 +60,24 @@ struct State {
   std::string lastError;
 };
 
-inline int toResult(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kInvalidArgument: return epcommBackendInvalidArgument;
-    case ErrorCode::kInvalidUsage: return epcommBackendInvalidUsage;
-    case ErrorCode::kTimeout: return epcommBackendTimeout;
-    case ErrorCode::kPeerLost: return epcommBackendRemoteError;
-    case ErrorCode::kSystemError: return epcommBackendSystemError;
-    case ErrorCode::kInternal: return epcommBackendInternalError;
-  }
-  return epcommBackendInternalError;
-}
-
 // Runs fn, converting any exception into a result code and a stored message.
 template <typename Fn>
 int guarded(std::string& lastError, Fn&& fn) noexcept {
-  try {
-    fn();
-    return epcommBackendSuccess;
-  } catch (const Error& e) {
-    lastError = e.what();
-    return toResult(e.code());
-  } catch (const std::bad_alloc&) {
-    lastError = "out of memory";
-    return epcommBackendSystemError;
-  } catch (const std::exception& e) {
-    lastError = e.what();
-    return epcommBackendInternalError;
-  } catch (...) {
-    lastError = "unknown exception";
-    return epcommBackendInternalError;
-  }
+  return catchToResult(lastError, std::forward<Fn>(fn));
 }
 
 inline Backend& impl(void* s) { return *static_cast<State*>(s)->impl; }
 inline std::string& err(void* s) { return static_cast<State*>(s)->lastError; }
 
 template <typename Impl>
-constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities) {
+constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
+                                    uint64_t maxCountPerCall) {
   epcommBackendV1 t{};
   t.abiVersion = EPCOMM_BACKEND_ABI_VERSION;
   t.structSize = sizeof(epcommBackendV1);
   t.name = name;
   t.capabilities = capabilities;
+  t.maxCountPerCall = maxCountPerCall;
   t.create = [](const epcommBackendCreateArgs* args, void** state, char* errBuf,
                 size_t errLen) -> int {
     std::string message;
@@ -161,6 +144,7 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities) {
 }  // namespace plugin_detail
 }  // namespace epcomm
 
-#define EPCOMM_EXPORT_BACKEND(NAME, CAPABILITIES, IMPL)                                   \
+// MAX_COUNT: the most elements (or the largest displacement) one call may pass; 0: no limit.
+#define EPCOMM_EXPORT_BACKEND(NAME, CAPABILITIES, MAX_COUNT, IMPL)                          \
   extern "C" __attribute__((visibility("default"))) const epcommBackendV1 epcommBackend_v1 = \
-      ::epcomm::plugin_detail::makeTable<IMPL>(NAME, CAPABILITIES);
+      ::epcomm::plugin_detail::makeTable<IMPL>(NAME, CAPABILITIES, MAX_COUNT);

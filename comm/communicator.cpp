@@ -247,42 +247,69 @@ void Communicator::run(const char* op, const std::function<void()>& fn) {
   }
 }
 
-void Communicator::agree(const char* op, bool locallyValid, const std::string& localProblem,
-                         std::int64_t shape0, std::int64_t shape1, std::int64_t shape2) {
+namespace {
+
+// A small stable number per operation name, so ranks can compare what they called.
+std::int64_t operationId(const char* op) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (const char* c = op; *c; ++c) h = (h ^ static_cast<unsigned char>(*c)) * 1099511628211ull;
+  return static_cast<std::int64_t>(h >> 2);
+}
+
+}  // namespace
+
+bool Communicator::agree(const char* op, const ArgumentCheck& check,
+                         std::initializer_list<Shape> shapes) {
   if (!config_.checkArgs || size_ == 1 ||
       backend_->hasCapability(EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY)) {
-    if (!locallyValid) {
+    if (!check.ok()) {
       // Peers may already be inside the collective: this communicator is now unusable.
       if (size_ > 1) abort();
-      throwError(ErrorCode::kInvalidArgument, rank_, op, localProblem);
+      throwError(ErrorCode::kInvalidArgument, rank_, op, check.problem());
     }
-    return;
+    return false;
   }
-  // Max over ranks of: the highest bad rank, each shape value and its negation (so both the
-  // max and the min of every value come back from one all-reduce).
-  std::int64_t v[7] = {locallyValid ? -1 : rank_, shape0, -shape0, shape1, -shape1, shape2, -shape2};
+  // Max over ranks of: the highest bad rank, the operation and every shape, each also
+  // bit-inverted (~x orders in reverse, so its max gives the min without overflow).
+  constexpr std::size_t kSlots = 3 + 2 * 3;
+  std::int64_t v[kSlots] = {};
+  v[0] = check.ok() ? -1 : rank_;
+  v[1] = operationId(op);
+  v[2] = ~v[1];
+  std::size_t i = 3;
+  for (const Shape& shape : shapes) {
+    v[i++] = shape.value;
+    v[i++] = ~shape.value;
+  }
   run(op, [&] {
-    backend_->allReduce(v, v, 7, static_cast<int>(DataType::kI64), static_cast<int>(ReduceOp::kMax));
+    backend_->allReduce(v, v, kSlots, static_cast<int>(DataType::kI64),
+                        static_cast<int>(ReduceOp::kMax));
   });
-  if (!locallyValid) throwError(ErrorCode::kInvalidArgument, rank_, op, localProblem);
+  if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, check.problem());
   if (v[0] >= 0) {
     throwError(ErrorCode::kInvalidArgument, rank_, op,
                "rank " + std::to_string(v[0]) +
                    " passed invalid arguments (its error names them); no data was moved");
   }
-  static const char* kNames[3] = {"first", "second", "third"};
-  const std::int64_t mine[3] = {shape0, shape1, shape2};
-  for (int i = 0; i < 3; ++i) {
-    const std::int64_t hi = v[1 + 2 * i];
-    const std::int64_t lo = -v[2 + 2 * i];
+  if (v[1] != ~v[2]) {
+    throwError(ErrorCode::kInvalidArgument, rank_, op,
+               "ranks called different collectives at the same point (this rank called " +
+                   std::string(op) + "); no data was moved");
+  }
+  i = 3;
+  for (const Shape& shape : shapes) {
+    const std::int64_t hi = v[i];
+    const std::int64_t lo = ~v[i + 1];
+    i += 2;
     if (hi != lo) {
       throwError(ErrorCode::kInvalidArgument, rank_, op,
-                 std::string("ranks disagree on the call's ") + kNames[i] +
-                     " shape value (count, dtype, op or root): this rank has " +
-                     std::to_string(mine[i]) + ", others range " + std::to_string(lo) + ".." +
-                     std::to_string(hi) + "; every rank must pass the same; no data was moved");
+                 std::string("ranks disagree on ") + shape.name + ": this rank passed " +
+                     std::to_string(shape.value) + ", the ranks' values range " +
+                     std::to_string(lo) + ".." + std::to_string(hi) +
+                     "; every rank must pass the same; no data was moved");
     }
   }
+  return true;
 }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {
@@ -295,8 +322,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
 }
 
 void Communicator::abort() {
-  if (aborted_) return;
-  aborted_ = true;
+  if (aborted_.exchange(true)) return;
   try {
     backend_->abort();
   } catch (const Error& e) {

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <cstddef>
+#include <atomic>
+#include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -16,6 +19,7 @@
 
 namespace epcomm {
 
+class ArgumentCheck;
 class BackendHandle;
 
 // An out-of-band all-gather (UCC style): each rank contributes `bytes` bytes of `send`;
@@ -74,19 +78,26 @@ class Communicator {
   void send(const void* buf, std::size_t count, DataType dtype, int peer, int tag = 0);
   void recv(void* buf, std::size_t count, DataType dtype, int peer, int tag = 0);
 
-  // Fails every later call (and peers' calls where the backend can reach them). Idempotent.
+  // Fails every later call (and peers' calls where the backend can reach them). Idempotent;
+  // safe from another thread (a call already inside the backend finishes or times out).
   void abort();
-  bool aborted() const { return aborted_; }
+  bool aborted() const { return aborted_.load(); }
 
  private:
   Communicator(std::unique_ptr<BackendHandle> backend, Config config);
   void finishInit();
   // Throws kInvalidUsage after abort; `op` names the call.
   void checkUsable(const char* op) const;
-  // Cross-rank agreement on the call's shape (EPCOMM_CHECK_ARGS): every rank learns whether
-  // any rank's arguments were bad or differ, so none is left waiting in the collective.
-  void agree(const char* op, bool locallyValid, const std::string& localProblem,
-             std::int64_t shape0, std::int64_t shape1, std::int64_t shape2);
+  // One value every rank must pass identically, named for the error message.
+  struct Shape {
+    const char* name;
+    std::int64_t value;
+  };
+  // Cross-rank agreement (EPCOMM_CHECK_ARGS): every rank learns whether any rank's
+  // arguments were bad, whether all called the same collective, and whether the shapes
+  // match, so none is left waiting in a collective. At most three shapes. Returns true
+  // when the ranks synchronised (an all-reduce ran); throws kInvalidArgument otherwise.
+  bool agree(const char* op, const ArgumentCheck& check, std::initializer_list<Shape> shapes);
   // Runs a backend call; an error from it aborts the communicator and is rethrown.
   void run(const char* op, const std::function<void()>& fn);
 
@@ -96,7 +107,7 @@ class Communicator {
   int size_ = 1;
   int localRank_ = 0;
   int localSize_ = 1;
-  bool aborted_ = false;
+  std::atomic<bool> aborted_{false};
 };
 
 }  // namespace epcomm

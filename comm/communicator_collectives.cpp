@@ -1,5 +1,8 @@
-// The collective entry points of Communicator: validate, agree across ranks, call the backend.
-#include <numeric>
+// The collective entry points of Communicator: validate locally, agree across ranks
+// (EPCOMM_CHECK_ARGS), then call the backend.
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -13,16 +16,29 @@ constexpr int kMaxTag = 32767;  // the MPI standard's guaranteed minimum of MPI_
 
 std::int64_t i64(DataType d) { return static_cast<std::int64_t>(d); }
 std::int64_t i64(ReduceOp o) { return static_cast<std::int64_t>(o); }
-std::int64_t i64(std::size_t n) { return static_cast<std::int64_t>(n); }
+std::int64_t i64(std::size_t n) {
+  return static_cast<std::int64_t>(
+      std::min<std::size_t>(n, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
+}
 
 // Order-sensitive digest of a count array, so ranks can compare arrays in one all-reduce.
 std::int64_t digest(const std::size_t* values, int n) {
   std::uint64_t h = 1469598103934665603ull;
-  for (int i = 0; i < n; ++i) {
-    h ^= values[i];
-    h *= 1099511628211ull;
-  }
+  for (int i = 0; i < n; ++i) h = (h ^ values[i]) * 1099511628211ull;
   return static_cast<std::int64_t>(h >> 1);
+}
+
+// Largest end (displacement + count) over the ranks' blocks, 0 when all are empty.
+std::size_t extentOf(const std::size_t* counts, const std::size_t* displs, int n,
+                     ArgumentCheck& check, std::size_t maxCount, const char* what) {
+  std::size_t extent = 0;
+  for (int r = 0; r < n; ++r) {
+    check.limit(counts[r], maxCount, what);
+    check.limit(displs[r], maxCount, what);
+    check.that(displs[r] <= SIZE_MAX - counts[r], std::string(what) + ": displacement + count overflows");
+    if (counts[r] && check.ok()) extent = std::max(extent, displs[r] + counts[r]);
+  }
+  return extent;
 }
 
 }  // namespace
@@ -35,11 +51,12 @@ void Communicator::allReduce(const void* send, void* recv, std::size_t count, Da
   ArgumentCheck check;
   check.dtype(dtype);
   check.op(op);
+  check.limit(count, backend_->maxCountPerCall(), "count");
   check.buffer(send, count, es, "send");
   check.buffer(recv, count, es, "recv");
   check.that(send == recv || !overlaps(send, count * es, recv, count * es),
              "send and recv overlap without being the same buffer (in place)");
-  agree(kOp, check.ok(), check.problem(), i64(count), i64(dtype), i64(op));
+  agree(kOp, check, {{"count", i64(count)}, {"dtype", i64(dtype)}, {"op", i64(op)}});
   run(kOp, [&] { backend_->allReduce(send, recv, count, int(dtype), int(op)); });
 }
 
@@ -50,6 +67,7 @@ void Communicator::allGather(const void* send, void* recv, std::size_t sendCount
   const std::size_t es = dtypeSize(dtype);
   ArgumentCheck check;
   check.dtype(dtype);
+  check.limit(sendCount, backend_->maxCountPerCall(), "sendCount");
   check.buffer(send, sendCount, es, "send");
   check.that(es == 0 || sendCount <= SIZE_MAX / es / size_, "recv size overflows");
   if (check.ok()) {
@@ -59,7 +77,7 @@ void Communicator::allGather(const void* send, void* recv, std::size_t sendCount
                "send overlaps recv without being in place (in place: send == recv + rank * "
                "sendCount)");
   }
-  agree(kOp, check.ok(), check.problem(), i64(sendCount), i64(dtype), 0);
+  agree(kOp, check, {{"sendCount", i64(sendCount)}, {"dtype", i64(dtype)}});
   run(kOp, [&] { backend_->allGather(send, recv, sendCount, int(dtype)); });
 }
 
@@ -74,19 +92,21 @@ void Communicator::allGatherV(const void* send, std::size_t sendCount, void* rec
   check.that(recvCounts != nullptr && recvDispls != nullptr, "recvCounts or recvDispls is null");
   std::int64_t countsDigest = 0;
   if (check.ok()) {
-    check.buffer(send, sendCount, es, "send");
     check.that(recvCounts[rank_] == sendCount,
                "sendCount " + std::to_string(sendCount) + " differs from recvCounts[rank] = " +
                    std::to_string(recvCounts[rank_]));
-    std::size_t extent = 0;
-    for (int r = 0; r < size_; ++r) {
-      check.that(recvDispls[r] <= SIZE_MAX - recvCounts[r], "recvDispls + recvCounts overflows");
-      if (recvCounts[r]) extent = std::max(extent, recvDispls[r] + recvCounts[r]);
-    }
+    check.buffer(send, sendCount, es, "send");
+    const std::size_t extent =
+        extentOf(recvCounts, recvDispls, size_, check, backend_->maxCountPerCall(), "recv");
     check.buffer(recv, extent, es, "recv");
-    countsDigest = digest(recvCounts, size_) ^ (digest(recvDispls, size_) >> 3);
+    const auto* inPlace = static_cast<const char*>(recv) + es * recvDispls[rank_];
+    check.that(send == inPlace || !overlaps(send, sendCount * es, recv, extent * es),
+               "send overlaps recv without being in place (in place: send == recv + "
+               "recvDispls[rank])");
+    // Displacements are each rank's own layout; only the counts must agree.
+    countsDigest = digest(recvCounts, size_);
   }
-  agree(kOp, check.ok(), check.problem(), countsDigest, i64(dtype), 0);
+  agree(kOp, check, {{"recvCounts (digest)", countsDigest}, {"dtype", i64(dtype)}});
   run(kOp, [&] { backend_->allGatherV(send, sendCount, recv, recvCounts, recvDispls, int(dtype)); });
 }
 
@@ -98,6 +118,7 @@ void Communicator::reduceScatter(const void* send, void* recv, std::size_t recvC
   ArgumentCheck check;
   check.dtype(dtype);
   check.op(op);
+  check.limit(recvCount, backend_->maxCountPerCall(), "recvCount");
   check.that(es == 0 || recvCount <= SIZE_MAX / es / size_, "send size overflows");
   if (check.ok()) {
     check.buffer(send, recvCount * size_, es, "send");
@@ -107,7 +128,7 @@ void Communicator::reduceScatter(const void* send, void* recv, std::size_t recvC
                "recv overlaps send without being in place (in place: recv == send + rank * "
                "recvCount)");
   }
-  agree(kOp, check.ok(), check.problem(), i64(recvCount), i64(dtype), i64(op));
+  agree(kOp, check, {{"recvCount", i64(recvCount)}, {"dtype", i64(dtype)}, {"op", i64(op)}});
   run(kOp, [&] { backend_->reduceScatter(send, recv, recvCount, int(dtype), int(op)); });
 }
 
@@ -119,19 +140,22 @@ void Communicator::broadcast(const void* send, void* recv, std::size_t count, Da
   ArgumentCheck check;
   check.dtype(dtype);
   check.rank(root, size_, "root");
+  check.limit(count, backend_->maxCountPerCall(), "count");
   check.buffer(recv, count, es, "recv");
   if (rank_ == root) {
     check.buffer(send, count, es, "send (on the root)");
     check.that(send == recv || !overlaps(send, count * es, recv, count * es),
                "send and recv overlap without being the same buffer (in place)");
   }
-  agree(kOp, check.ok(), check.problem(), i64(count), i64(dtype), root);
+  agree(kOp, check, {{"count", i64(count)}, {"dtype", i64(dtype)}, {"root", root}});
   run(kOp, [&] { backend_->broadcast(send, recv, count, int(dtype), root); });
 }
 
 void Communicator::barrier() {
   constexpr const char* kOp = "barrier";
   checkUsable(kOp);
+  // The agreement's all-reduce already waits for every rank.
+  if (agree(kOp, ArgumentCheck{}, {})) return;
   run(kOp, [&] { backend_->barrier(); });
 }
 
@@ -142,6 +166,7 @@ void Communicator::allToAll(const void* send, void* recv, std::size_t countPerRa
   const std::size_t es = dtypeSize(dtype);
   ArgumentCheck check;
   check.dtype(dtype);
+  check.limit(countPerRank, backend_->maxCountPerCall(), "countPerRank");
   check.that(es == 0 || countPerRank <= SIZE_MAX / es / size_, "buffer size overflows");
   if (check.ok()) {
     const std::size_t total = countPerRank * size_;
@@ -150,7 +175,7 @@ void Communicator::allToAll(const void* send, void* recv, std::size_t countPerRa
     check.that(send == recv || !overlaps(send, total * es, recv, total * es),
                "send and recv overlap without being the same buffer (in place)");
   }
-  agree(kOp, check.ok(), check.problem(), i64(countPerRank), i64(dtype), 0);
+  agree(kOp, check, {{"countPerRank", i64(countPerRank)}, {"dtype", i64(dtype)}});
   run(kOp, [&] { backend_->allToAll(send, recv, countPerRank, int(dtype)); });
 }
 
@@ -161,32 +186,31 @@ void Communicator::allToAllV(const void* send, const std::size_t* sendCounts,
   constexpr const char* kOp = "allToAllV";
   checkUsable(kOp);
   const std::size_t es = dtypeSize(dtype);
+  const std::size_t maxCount = backend_->maxCountPerCall();
   ArgumentCheck check;
   check.dtype(dtype);
   check.that(sendCounts && sendDispls && recvCounts && recvDispls,
              "a count or displacement array is null");
-  std::vector<std::size_t> sentToMe(static_cast<std::size_t>(size_), 0);
   if (check.ok()) {
-    std::size_t sendExtent = 0;
-    std::size_t recvExtent = 0;
-    for (int r = 0; r < size_; ++r) {
-      check.that(sendDispls[r] <= SIZE_MAX - sendCounts[r] && recvDispls[r] <= SIZE_MAX - recvCounts[r],
-                 "a displacement + count overflows");
-      if (sendCounts[r]) sendExtent = std::max(sendExtent, sendDispls[r] + sendCounts[r]);
-      if (recvCounts[r]) recvExtent = std::max(recvExtent, recvDispls[r] + recvCounts[r]);
-    }
+    const std::size_t sendExtent = extentOf(sendCounts, sendDispls, size_, check, maxCount, "send");
+    const std::size_t recvExtent = extentOf(recvCounts, recvDispls, size_, check, maxCount, "recv");
     check.buffer(send, sendExtent, es, "send");
     check.buffer(recv, recvExtent, es, "recv");
-    check.that(send == recv || !overlaps(send, sendExtent * es, recv, recvExtent * es),
-               "send and recv overlap without being the same buffer (in place)");
+    if (send == recv) {
+      // In place (MPI_IN_PLACE): each block is sent from where its reply lands.
+      check.that(std::equal(sendCounts, sendCounts + size_, recvCounts) &&
+                     std::equal(sendDispls, sendDispls + size_, recvDispls),
+                 "in place needs sendCounts == recvCounts and sendDispls == recvDispls");
+    } else {
+      check.that(!overlaps(send, sendExtent * es, recv, recvExtent * es),
+                 "send and recv overlap without being the same buffer (in place)");
+    }
   }
-  agree(kOp, check.ok(), check.problem(), i64(dtype), 0, 0);
-  if (config_.checkArgs && size_ > 1) {
+  if (agree(kOp, check, {{"dtype", i64(dtype)}})) {
     // Every rank learns what each peer will send it and compares with its recvCounts.
     static_assert(sizeof(std::size_t) == sizeof(std::int64_t));
-    run(kOp, [&] {
-      backend_->allToAll(sendCounts, sentToMe.data(), 1, int(DataType::kI64));
-    });
+    std::vector<std::size_t> sentToMe(static_cast<std::size_t>(size_), 0);
+    run(kOp, [&] { backend_->allToAll(sendCounts, sentToMe.data(), 1, int(DataType::kI64)); });
     ArgumentCheck counts;
     for (int r = 0; r < size_ && counts.ok(); ++r) {
       counts.that(sentToMe[r] == recvCounts[r],
@@ -194,13 +218,14 @@ void Communicator::allToAllV(const void* send, const std::size_t* sendCounts,
                       " elements but recvCounts[" + std::to_string(r) + "] is " +
                       std::to_string(recvCounts[r]));
     }
-    agree(kOp, counts.ok(), counts.problem(), 0, 0, 0);
+    agree(kOp, counts, {});
   }
   run(kOp, [&] {
     backend_->allToAllV(send, sendCounts, sendDispls, recv, recvCounts, recvDispls, int(dtype));
   });
 }
 
+// Point to point: checked on this rank only (the peer cannot be asked without a message).
 void Communicator::send(const void* buf, std::size_t count, DataType dtype, int peer, int tag) {
   constexpr const char* kOp = "send";
   checkUsable(kOp);
@@ -209,6 +234,7 @@ void Communicator::send(const void* buf, std::size_t count, DataType dtype, int 
   check.rank(peer, size_, "peer");
   check.that(peer != rank_, "peer is this rank (send to self is not supported)");
   check.that(tag >= 0 && tag <= kMaxTag, "tag " + std::to_string(tag) + " is outside 0..32767");
+  check.limit(count, backend_->maxCountPerCall(), "count");
   check.buffer(buf, count, dtypeSize(dtype), "buffer");
   if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, kOp, check.problem());
   run(kOp, [&] { backend_->send(buf, count, int(dtype), peer, tag); });
@@ -222,6 +248,7 @@ void Communicator::recv(void* buf, std::size_t count, DataType dtype, int peer, 
   check.rank(peer, size_, "peer");
   check.that(peer != rank_, "peer is this rank (recv from self is not supported)");
   check.that(tag >= 0 && tag <= kMaxTag, "tag " + std::to_string(tag) + " is outside 0..32767");
+  check.limit(count, backend_->maxCountPerCall(), "count");
   check.buffer(buf, count, dtypeSize(dtype), "buffer");
   if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, kOp, check.problem());
   run(kOp, [&] { backend_->recv(buf, count, int(dtype), peer, tag); });

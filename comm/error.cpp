@@ -16,6 +16,17 @@ std::string_view toString(ErrorCode code) {
   return "unknown error";
 }
 
+ErrorCode errorCodeFromResult(int result) {
+  switch (result) {
+    case 2: return ErrorCode::kSystemError;
+    case 4: return ErrorCode::kInvalidArgument;
+    case 5: return ErrorCode::kInvalidUsage;
+    case 6: return ErrorCode::kPeerLost;
+    case 8: return ErrorCode::kTimeout;
+    default: return ErrorCode::kInternal;
+  }
+}
+
 void throwError(ErrorCode code, int rank, std::string_view operation, std::string_view what) {
   std::string message = "epcomm rank " + std::to_string(rank) + ": " + std::string(operation) +
                         ": " + std::string(what);

@@ -3,20 +3,28 @@
 // knob to change and the size needed).
 #pragma once
 
+#include <exception>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace epcomm {
 
+// Values equal the result codes of the C API (comm/epcomm.h) and the backend ABI
+// (comm/backend.h), which keep NCCL's numbering; converting is a cast.
 enum class ErrorCode : int {
-  kInvalidArgument = 1,  // a bad value passed by the caller (null buffer, unknown dtype, ...)
-  kInvalidUsage = 2,     // a call that is not allowed now (use after abort, ...)
-  kTimeout = 3,          // a wait passed its deadline (EPCOMM_TIMEOUT_MS, EPCOMM_CONNECT_TIMEOUT)
-  kPeerLost = 4,         // a peer died or went away
-  kSystemError = 5,      // an OS or library call failed
-  kInternal = 6,         // a bug in epcomm
+  kSystemError = 2,      // an OS or library call failed
+  kInternal = 3,         // a bug in epcomm
+  kInvalidArgument = 4,  // a bad value passed by the caller (null buffer, unknown dtype, ...)
+  kInvalidUsage = 5,     // a call that is not allowed now (use after abort, ...)
+  kPeerLost = 6,         // a peer died or went away
+  kTimeout = 8,          // a wait passed its deadline (EPCOMM_TIMEOUT_MS, EPCOMM_CONNECT_TIMEOUT)
 };
+
+constexpr int toResultCode(ErrorCode code) { return static_cast<int>(code); }
+// The error code of a non-zero result code; kInternal for a number that is none.
+ErrorCode errorCodeFromResult(int result);
 
 std::string_view toString(ErrorCode code);
 
@@ -32,5 +40,27 @@ class Error : public std::runtime_error {
 // Builds the uniform message "epcomm rank R: <operation>: <what>" and throws it.
 [[noreturn]] void throwError(ErrorCode code, int rank, std::string_view operation,
                              std::string_view what);
+
+// Runs fn; returns 0, or the result code of the exception it threw with its message in
+// `message`. The one place exceptions become result codes (C API, plugin adapter).
+template <typename Fn>
+int catchToResult(std::string& message, Fn&& fn) noexcept {
+  try {
+    fn();
+    return 0;
+  } catch (const Error& e) {
+    message = e.what();
+    return toResultCode(e.code());
+  } catch (const std::bad_alloc&) {
+    message = "epcomm: out of memory";
+    return toResultCode(ErrorCode::kSystemError);
+  } catch (const std::exception& e) {
+    message = std::string("epcomm: ") + e.what();
+    return toResultCode(ErrorCode::kInternal);
+  } catch (...) {
+    message = "epcomm: unknown exception";
+    return toResultCode(ErrorCode::kInternal);
+  }
+}
 
 }  // namespace epcomm

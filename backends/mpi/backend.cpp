@@ -1,10 +1,13 @@
 #include "backends/mpi/backend.h"
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "comm/error.h"
 #include "comm/half.h"
@@ -61,10 +64,14 @@ void fromF32(const float* src, void* dst, size_t n, int dtype) {
   }
 }
 
+// Divides in a type wide enough for any rank count (an i8 or u8 divisor would wrap).
 template <typename T>
 void divideAll(void* buf, size_t n, int divisor) {
+  using Wide = std::conditional_t<std::is_floating_point_v<T>, T, std::int64_t>;
   auto* p = static_cast<T*>(buf);
-  for (size_t i = 0; i < n; ++i) p[i] = static_cast<T>(p[i] / static_cast<T>(divisor));
+  for (size_t i = 0; i < n; ++i) {
+    p[i] = static_cast<T>(static_cast<Wide>(p[i]) / static_cast<Wide>(divisor));
+  }
 }
 
 // avg = sum / size, in the buffer's type (integers truncate toward zero).
@@ -87,7 +94,17 @@ void finalizeAtExit() {
   if (!finalized) MPI_Finalize();
 }
 
+// Open MPI loads its components with dlopen and they need libmpi's symbols in the global
+// scope; this plugin was loaded RTLD_LOCAL, so promote the MPI library it links.
+void promoteMpiLibraryToGlobal() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&MPI_Init_thread), &info) != 0 && info.dli_fname) {
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+  }
+}
+
 void ensureMpiInitialised(int rank) {
+  promoteMpiLibraryToGlobal();
   int initialised = 0;
   MPI_Initialized(&initialised);
   if (initialised) return;
@@ -106,9 +123,13 @@ void ensureMpiInitialised(int rank) {
 
 }  // namespace
 
-Backend::Backend(MPI_Comm comm, int rank, int size) : comm_(comm), rank_(rank), size_(size) {}
+Backend::Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs,
+                 void (*log)(int, const char*))
+    : comm_(comm), rank_(rank), size_(size), timeoutMs_(timeoutMs), log_(log),
+      clock_(std::make_unique<CallClock>(rank, timeoutMs, log)) {}
 
-Backend::Backend(const epcommBackendCreateArgs& args) : rank_(args.rank), size_(args.size) {
+Backend::Backend(const epcommBackendCreateArgs& args)
+    : rank_(args.rank), size_(args.size), timeoutMs_(args.timeoutMs), log_(args.log) {
   const char* op = "init";
   ensureMpiInitialised(args.rank);
   int worldSize = 0;
@@ -156,6 +177,7 @@ Backend::Backend(const epcommBackendCreateArgs& args) : rank_(args.rank), size_(
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  clock_ = std::make_unique<CallClock>(rank_, timeoutMs_, log_);
   if (rank_ != args.rank || size_ != args.size) {
     throwError(ErrorCode::kInternal, args.rank, op, "mpi backend: communicator has rank " +
                                                         std::to_string(rank_) + " of " +
@@ -174,10 +196,7 @@ void Backend::check(int rc, const char* op) const {
   char text[MPI_MAX_ERROR_STRING] = {};
   int len = 0;
   MPI_Error_string(rc, text, &len);
-  int cls = 0;
-  MPI_Error_class(rc, &cls);
-  const ErrorCode code = cls == MPI_ERR_TRUNCATE ? ErrorCode::kInvalidArgument : ErrorCode::kSystemError;
-  throwError(code, rank_, op, std::string("MPI error: ") + text);
+  throwError(ErrorCode::kSystemError, rank_, op, std::string("MPI error: ") + text);
 }
 
 void Backend::checkLive(const char* op) const {
@@ -213,6 +232,7 @@ void Backend::abort() { aborted_.store(true); }
 
 std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   checkLive("split");
+  const CallClock::Scope inFlight(*clock_, "split");
   MPI_Comm child = MPI_COMM_NULL;
   check(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &child), "split");
   if (child == MPI_COMM_NULL) return nullptr;
@@ -221,12 +241,13 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   int s = 0;
   MPI_Comm_rank(child, &r);
   MPI_Comm_size(child, &s);
-  return std::unique_ptr<epcomm::Backend>(new Backend(child, r, s));
+  return std::unique_ptr<epcomm::Backend>(new Backend(child, r, s, timeoutMs_, log_));
 }
 
 void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, int op) {
   const char* name = "allReduce";
   checkLive(name);
+  const CallClock::Scope inFlight(*clock_, name);
   const int n = toInt(count, name);
   if (isHalf(dtype)) {
     float* f = scratch(count);
@@ -244,6 +265,7 @@ void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, i
 void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int dtype, int op) {
   const char* name = "reduceScatter";
   checkLive(name);
+  const CallClock::Scope inFlight(*clock_, name);
   const int n = toInt(recvCount, name);
   const size_t total = recvCount * static_cast<size_t>(size_);
   if (isHalf(dtype)) {
@@ -265,6 +287,7 @@ void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int 
 void Backend::allGather(const void* send, void* recv, size_t sendCount, int dtype) {
   const char* name = "allGather";
   checkLive(name);
+  const CallClock::Scope inFlight(*clock_, name);
   const int n = toInt(sendCount, name);
   const size_t bytes = sendCount * dtypeSize(dt(dtype));
   const bool inPlace = send == static_cast<const char*>(recv) + bytes * static_cast<size_t>(rank_);
@@ -276,6 +299,7 @@ void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const s
                          const size_t* recvDispls, int dtype) {
   const char* name = "allGatherV";
   checkLive(name);
+  const CallClock::Scope inFlight(*clock_, name);
   const std::vector<int> counts = toInts(recvCounts, name);
   const std::vector<int> displs = toInts(recvDispls, name);
   const bool inPlace =
@@ -288,6 +312,7 @@ void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const s
 void Backend::broadcast(const void* send, void* recv, size_t count, int dtype, int root) {
   const char* name = "broadcast";
   checkLive(name);
+  const CallClock::Scope inFlight(*clock_, name);
   const int n = toInt(count, name);
   if (rank_ == root && send != recv && count) {
     std::memcpy(recv, send, count * dtypeSize(dt(dtype)));
@@ -297,12 +322,14 @@ void Backend::broadcast(const void* send, void* recv, size_t count, int dtype, i
 
 void Backend::barrier() {
   checkLive("barrier");
+  const CallClock::Scope inFlight(*clock_, "barrier");
   check(MPI_Barrier(comm_), "barrier");
 }
 
 void Backend::allToAll(const void* send, void* recv, size_t countPerRank, int dtype) {
   const char* name = "allToAll";
   checkLive(name);
+  const CallClock::Scope inFlight(*clock_, name);
   const int n = toInt(countPerRank, name);
   check(MPI_Alltoall(send == recv ? MPI_IN_PLACE : send, n, mpiType(dtype), recv, n, mpiType(dtype),
                      comm_),
@@ -313,6 +340,7 @@ void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t
                         void* recv, const size_t* recvCounts, const size_t* recvDispls, int dtype) {
   const char* name = "allToAllV";
   checkLive(name);
+  const CallClock::Scope inFlight(*clock_, name);
   const std::vector<int> sc = toInts(sendCounts, name);
   const std::vector<int> sd = toInts(sendDispls, name);
   const std::vector<int> rc = toInts(recvCounts, name);
@@ -329,12 +357,14 @@ void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t
 
 void Backend::send(const void* buf, size_t count, int dtype, int peer, int tag) {
   checkLive("send");
+  const CallClock::Scope inFlight(*clock_, "send");
   check(MPI_Send(buf, toInt(count, "send"), mpiType(dtype), peer, tag, comm_), "send");
 }
 
 void Backend::recv(void* buf, size_t count, int dtype, int peer, int tag) {
   const char* name = "recv";
   checkLive(name);
+  const CallClock::Scope inFlight(*clock_, name);
   MPI_Status status{};
   const int rc = MPI_Recv(buf, toInt(count, name), mpiType(dtype), peer, tag, comm_, &status);
   int cls = MPI_SUCCESS;

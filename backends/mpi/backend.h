@@ -4,8 +4,9 @@
 //
 // Contracts beyond comm/backend.h: every rank must have been launched by one mpirun (a
 // singleton MPI process can only form a one-rank communicator); blocking MPI calls cannot
-// be interrupted, so abort() fails later calls, not one in progress; counts above INT_MAX
-// elements per call are refused.
+// be interrupted, so abort() fails later calls, not one in progress, and a call that
+// passes EPCOMM_TIMEOUT_MS is reported and aborts the MPI job (watchdog.h); counts above
+// INT_MAX elements per call are refused (maxCountPerCall).
 #pragma once
 
 #include <mpi.h>
@@ -14,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "backends/mpi/watchdog.h"
 #include "comm/backend_plugin.h"
 
 namespace epcomm::mpi {
@@ -42,7 +44,7 @@ class Backend final : public epcomm::Backend {
   void recv(void* buf, size_t count, int dtype, int peer, int tag) override;
 
  private:
-  Backend(MPI_Comm comm, int rank, int size);
+  Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs, void (*log)(int, const char*));
   // Throws epcomm::Error naming op when rc is not MPI_SUCCESS.
   void check(int rc, const char* op) const;
   void checkLive(const char* op) const;
@@ -54,6 +56,9 @@ class Backend final : public epcomm::Backend {
   int rank_ = 0;
   int size_ = 1;
   std::atomic<bool> aborted_{false};
+  std::int64_t timeoutMs_ = 0;
+  void (*log_)(int, const char*) = nullptr;
+  std::unique_ptr<CallClock> clock_;
   std::unique_ptr<float[]> scratch_;
   size_t scratchCount_ = 0;
 };

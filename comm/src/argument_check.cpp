@@ -34,6 +34,11 @@ void ArgumentCheck::rank(int r, int size, const char* name) {
                                ", valid 0.." + std::to_string(size - 1) + ")");
 }
 
+void ArgumentCheck::limit(std::size_t n, std::size_t max, const char* name) {
+  that(n <= max, std::string(name) + " " + std::to_string(n) + " exceeds the backend's limit of " +
+                     std::to_string(max) + " elements per call; split the call");
+}
+
 bool overlaps(const void* a, std::size_t aBytes, const void* b, std::size_t bBytes) {
   if (aBytes == 0 || bBytes == 0) return false;
   const auto x = reinterpret_cast<std::uintptr_t>(a);

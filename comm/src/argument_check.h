@@ -16,6 +16,8 @@ class ArgumentCheck {
   // A buffer of `count` elements of `elementBytes` (0 when the dtype is bad: skipped).
   void buffer(const void* p, std::size_t count, std::size_t elementBytes, const char* name);
   void rank(int r, int size, const char* name);
+  // A count or displacement within the backend's per-call limit (maxCountPerCall).
+  void limit(std::size_t n, std::size_t max, const char* name);
   void that(bool condition, const std::string& problem);
 
   bool ok() const { return problem_.empty(); }

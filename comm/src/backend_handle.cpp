@@ -4,17 +4,6 @@
 
 namespace epcomm {
 
-ErrorCode errorCodeFromResult(int result) {
-  switch (result) {
-    case epcommBackendSystemError: return ErrorCode::kSystemError;
-    case epcommBackendInvalidArgument: return ErrorCode::kInvalidArgument;
-    case epcommBackendInvalidUsage: return ErrorCode::kInvalidUsage;
-    case epcommBackendRemoteError: return ErrorCode::kPeerLost;
-    case epcommBackendTimeout: return ErrorCode::kTimeout;
-    default: return ErrorCode::kInternal;
-  }
-}
-
 BackendHandle::BackendHandle(const epcommBackendV1* table, void* state, std::string name,
                              int rank, int size)
     : table_(table), state_(state), name_(std::move(name)), rank_(rank), size_(size) {}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,10 @@ class BackendHandle {
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool hasCapability(std::uint64_t bit) const { return (table_->capabilities & bit) != 0; }
+  // The most elements one call may pass; SIZE_MAX when the backend sets no limit.
+  std::size_t maxCountPerCall() const {
+    return table_->maxCountPerCall ? static_cast<std::size_t>(table_->maxCountPerCall) : SIZE_MAX;
+  }
 
   // Each throws epcomm::Error naming `op` on a non-success result.
   void abort();
@@ -53,8 +58,5 @@ class BackendHandle {
   int rank_;
   int size_;
 };
-
-// Maps a backend/C result code to the C++ error code (kInternal for unknown codes).
-ErrorCode errorCodeFromResult(int result);
 
 }  // namespace epcomm

@@ -5,6 +5,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "comm/communicator.h"
 #include "comm/config.h"
@@ -20,18 +21,6 @@ namespace {
 
 thread_local std::string tlsLastError;
 
-epcommResult_t toResult(epcomm::ErrorCode code) {
-  switch (code) {
-    case epcomm::ErrorCode::kInvalidArgument: return epcommInvalidArgument;
-    case epcomm::ErrorCode::kInvalidUsage: return epcommInvalidUsage;
-    case epcomm::ErrorCode::kTimeout: return epcommTimeout;
-    case epcomm::ErrorCode::kPeerLost: return epcommRemoteError;
-    case epcomm::ErrorCode::kSystemError: return epcommSystemError;
-    case epcomm::ErrorCode::kInternal: return epcommInternalError;
-  }
-  return epcommInternalError;
-}
-
 epcommResult_t fail(epcommComm* comm, epcommResult_t result, const std::string& message) {
   tlsLastError = message;
   if (comm) {
@@ -46,18 +35,9 @@ epcommResult_t fail(epcommComm* comm, epcommResult_t result, const std::string& 
 // Runs fn, mapping exceptions to result codes and recording the message.
 template <typename Fn>
 epcommResult_t guard(epcommComm* comm, Fn&& fn) noexcept {
-  try {
-    fn();
-    return epcommSuccess;
-  } catch (const epcomm::Error& e) {
-    return fail(comm, toResult(e.code()), e.what());
-  } catch (const std::bad_alloc&) {
-    return fail(comm, epcommSystemError, "epcomm: out of memory");
-  } catch (const std::exception& e) {
-    return fail(comm, epcommInternalError, std::string("epcomm: ") + e.what());
-  } catch (...) {
-    return fail(comm, epcommInternalError, "epcomm: unknown exception");
-  }
+  std::string message;
+  const int rc = epcomm::catchToResult(message, std::forward<Fn>(fn));
+  return rc == 0 ? epcommSuccess : fail(comm, static_cast<epcommResult_t>(rc), message);
 }
 
 // Applies the caller's config on top of the environment.

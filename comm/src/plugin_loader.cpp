@@ -87,9 +87,9 @@ LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, in
       looked += "\n  " + path.string() + ": not found";
       continue;
     }
-    // RTLD_GLOBAL: MPI implementations load their own components, which need the MPI
-    // library's symbols visible process-wide.
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    // RTLD_LOCAL: every plugin exports the same symbol name. A plugin whose own
+    // dependencies need global symbols (MPI's components) promotes them itself.
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
       looked += "\n  " + path.string() + ": dlopen failed: " + dlerror();
       continue;

@@ -2,4 +2,4 @@
 #include "comm/backend_plugin.h"
 #include "backend.h"
 
-EPCOMM_EXPORT_BACKEND("loopback", 0, example::loopback::Backend)
+EPCOMM_EXPORT_BACKEND("loopback", 0, 0, example::loopback::Backend)

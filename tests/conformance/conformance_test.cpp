@@ -22,7 +22,10 @@ namespace {
 
 using Bytes = std::vector<unsigned char>;
 
-Bytes buffer(std::size_t count, DataType d) { return Bytes(count * dtypeSize(d) + 1, 0xA5); }
+constexpr unsigned char kGuard = 0xA5;
+// count elements plus one guard byte that no collective may touch.
+Bytes buffer(std::size_t count, DataType d) { return Bytes(count * dtypeSize(d) + 1, kGuard); }
+bool guardIntact(const Bytes& b) { return b.back() == kGuard; }
 
 std::string label(DataType d, std::size_t n) {
   return std::string(toString(d)) + " n=" + std::to_string(n);
@@ -50,6 +53,7 @@ TEST_F(Conformance, AllReduce) {
             wrong += !close(load(out, i, d), expected(size(), i, op, d), d, op);
           }
           EXPECT_EQ(wrong, 0u) << label(d, n) << " op " << toString(op) << " inPlace " << inPlace;
+          EXPECT_TRUE(guardIntact(send) && guardIntact(recv)) << label(d, n);
         }
       }
     }
@@ -72,6 +76,7 @@ TEST_F(Conformance, ReduceScatter) {
             wrong += !close(load(out, i, d), expected(size(), rank() * n + i, op, d), d, op);
           }
           EXPECT_EQ(wrong, 0u) << label(d, n) << " op " << toString(op) << " inPlace " << inPlace;
+          EXPECT_TRUE(guardIntact(send) && guardIntact(recv)) << label(d, n);
         }
       }
     }
@@ -92,6 +97,7 @@ TEST_F(Conformance, AllGather) {
           for (std::size_t i = 0; i < n; ++i) wrong += load(recv.data(), r * n + i, d) != tag(r, i, d);
         }
         EXPECT_EQ(wrong, 0u) << label(d, n) << " inPlace " << inPlace;
+        EXPECT_TRUE(guardIntact(own) && guardIntact(recv)) << label(d, n);
       }
     }
   }
@@ -100,23 +106,27 @@ TEST_F(Conformance, AllGather) {
 TEST_F(Conformance, AllGatherV) {
   for (DataType d : kAllDataTypes) {
     for (std::size_t n : sizeClasses()) {
-      // Rank r sends n + r elements (rank 0 sends nothing when n == 0); gaps of 3 between.
-      std::vector<std::size_t> counts(size()), displs(size());
-      std::size_t off = 0;
-      for (int r = 0; r < size(); ++r) {
-        counts[r] = n == 0 ? 0 : n + r;
-        displs[r] = off;
-        off += counts[r] + 3;
+      for (bool inPlace : {false, true}) {
+        // Rank r sends n + r elements (nothing when n == 0); gaps of 3 between blocks.
+        std::vector<std::size_t> counts(size()), displs(size());
+        std::size_t off = 0;
+        for (int r = 0; r < size(); ++r) {
+          counts[r] = n == 0 ? 0 : n + r;
+          displs[r] = off;
+          off += counts[r] + 3;
+        }
+        Bytes own = buffer(counts[rank()], d);
+        Bytes recv = buffer(off, d);
+        void* send = inPlace ? recv.data() + displs[rank()] * dtypeSize(d) : own.data();
+        for (std::size_t i = 0; i < counts[rank()]; ++i) store(send, i, tag(rank(), i, d), d);
+        comm().allGatherV(send, counts[rank()], recv.data(), counts.data(), displs.data(), d);
+        std::size_t wrong = 0;
+        for (int r = 0; r < size(); ++r) {
+          for (std::size_t i = 0; i < counts[r]; ++i) wrong += load(recv.data(), displs[r] + i, d) != tag(r, i, d);
+        }
+        EXPECT_EQ(wrong, 0u) << label(d, n) << " inPlace " << inPlace;
+        EXPECT_TRUE(guardIntact(own) && guardIntact(recv)) << label(d, n);
       }
-      Bytes send = buffer(counts[rank()], d);
-      for (std::size_t i = 0; i < counts[rank()]; ++i) store(send.data(), i, tag(rank(), i, d), d);
-      Bytes recv = buffer(off, d);
-      comm().allGatherV(send.data(), counts[rank()], recv.data(), counts.data(), displs.data(), d);
-      std::size_t wrong = 0;
-      for (int r = 0; r < size(); ++r) {
-        for (std::size_t i = 0; i < counts[r]; ++i) wrong += load(recv.data(), displs[r] + i, d) != tag(r, i, d);
-      }
-      EXPECT_EQ(wrong, 0u) << label(d, n);
     }
   }
 }
@@ -135,6 +145,7 @@ TEST_F(Conformance, Broadcast) {
           std::size_t wrong = 0;
           for (std::size_t i = 0; i < n; ++i) wrong += load(recv.data(), i, d) != tag(root, i, d);
           EXPECT_EQ(wrong, 0u) << label(d, n) << " root " << root << " inPlace " << inPlace;
+          EXPECT_TRUE(guardIntact(send) && guardIntact(recv)) << label(d, n);
         }
       }
     }
@@ -158,6 +169,7 @@ TEST_F(Conformance, AllToAll) {
           for (std::size_t i = 0; i < n; ++i) wrong += load(out, p * n + i, d) != tag(p * 16 + rank(), i, d);
         }
         EXPECT_EQ(wrong, 0u) << label(d, n) << " inPlace " << inPlace;
+        EXPECT_TRUE(guardIntact(send) && guardIntact(recv)) << label(d, n);
       }
     }
   }
@@ -166,31 +178,43 @@ TEST_F(Conformance, AllToAll) {
 TEST_F(Conformance, AllToAllV) {
   for (DataType d : kAllDataTypes) {
     for (std::size_t n : sizeClasses()) {
-      // Rank s sends (n + s + p) % (n + 2) elements to rank p (some zero), blocks reversed.
-      auto count = [&](int s, int p) { return n == 0 ? std::size_t{0} : (n + s + p) % (n + 2); };
-      std::vector<std::size_t> sc(size()), sd(size()), rc(size()), rd(size());
-      std::size_t sendTotal = 0, recvTotal = 0;
-      for (int p = size() - 1; p >= 0; --p) {
-        sc[p] = count(rank(), p);
-        sd[p] = sendTotal;
-        sendTotal += sc[p] + 1;
+      for (bool inPlace : {false, true}) {
+        // Out of place, rank s sends (n + 2s + p) % (n + 2) elements to p (some zero), blocks
+        // in reverse order. In place both sides of a pair use the same symmetric count.
+        auto count = [&](int s, int p) {
+          if (n == 0) return std::size_t{0};
+          return inPlace ? (n + s + p) % (n + 2) : (n + 2 * s + p) % (n + 2);
+        };
+        std::vector<std::size_t> sc(size()), sd(size()), rc(size()), rd(size());
+        std::size_t sendTotal = 0, recvTotal = 0;
+        for (int p = size() - 1; p >= 0; --p) {
+          sc[p] = count(rank(), p);
+          sd[p] = sendTotal;
+          sendTotal += sc[p] + 1;
+        }
+        for (int p = 0; p < size(); ++p) {
+          rc[p] = count(p, rank());
+          rd[p] = recvTotal;
+          recvTotal += rc[p] + 2;
+        }
+        if (inPlace) {
+          sd = rd;
+          sendTotal = recvTotal;
+        }
+        Bytes send = buffer(sendTotal, d);
+        for (int p = 0; p < size(); ++p) {
+          for (std::size_t i = 0; i < sc[p]; ++i) store(send.data(), sd[p] + i, tag(rank() * 16 + p, i, d), d);
+        }
+        Bytes recv = buffer(inPlace ? 0 : recvTotal, d);
+        void* out = inPlace ? send.data() : recv.data();
+        comm().allToAllV(send.data(), sc.data(), sd.data(), out, rc.data(), rd.data(), d);
+        std::size_t wrong = 0;
+        for (int p = 0; p < size(); ++p) {
+          for (std::size_t i = 0; i < rc[p]; ++i) wrong += load(out, rd[p] + i, d) != tag(p * 16 + rank(), i, d);
+        }
+        EXPECT_EQ(wrong, 0u) << label(d, n) << " inPlace " << inPlace;
+        EXPECT_TRUE(guardIntact(send) && guardIntact(recv)) << label(d, n);
       }
-      for (int p = 0; p < size(); ++p) {
-        rc[p] = count(p, rank());
-        rd[p] = recvTotal;
-        recvTotal += rc[p] + 2;
-      }
-      Bytes send = buffer(sendTotal, d);
-      for (int p = 0; p < size(); ++p) {
-        for (std::size_t i = 0; i < sc[p]; ++i) store(send.data(), sd[p] + i, tag(rank() * 16 + p, i, d), d);
-      }
-      Bytes recv = buffer(recvTotal, d);
-      comm().allToAllV(send.data(), sc.data(), sd.data(), recv.data(), rc.data(), rd.data(), d);
-      std::size_t wrong = 0;
-      for (int p = 0; p < size(); ++p) {
-        for (std::size_t i = 0; i < rc[p]; ++i) wrong += load(recv.data(), rd[p] + i, d) != tag(p * 16 + rank(), i, d);
-      }
-      EXPECT_EQ(wrong, 0u) << label(d, n);
     }
   }
 }
@@ -215,6 +239,7 @@ TEST_F(Conformance, SendRecvRing) {
       std::size_t wrong = 0;
       for (std::size_t i = 0; i < n; ++i) wrong += load(in.data(), i, d) != tag(prev, i, d);
       EXPECT_EQ(wrong, 0u) << label(d, n);
+      EXPECT_TRUE(guardIntact(out) && guardIntact(in)) << label(d, n);
     }
   }
 }

@@ -3,7 +3,9 @@
 // usable after an argument error that all ranks agreed on.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -51,6 +53,48 @@ TEST_F(Errors, NullBufferOnOneRank) {
   expectUsable();
 }
 
+TEST_F(Errors, NullBufferOnEveryCollective) {
+  std::vector<int> a(8 * size()), b(8 * size());
+  std::vector<std::size_t> counts(size(), 2), displs(size());
+  for (int r = 0; r < size(); ++r) displs[r] = 2 * r;
+  int* none = nullptr;
+  const std::vector<std::pair<const char*, std::function<void()>>> calls = {
+      {"allReduce", [&] { comm().allReduce(a.data(), none, 4, DataType::kI32, ReduceOp::kMax); }},
+      {"allGather", [&] { comm().allGather(none, b.data(), 2, DataType::kI32); }},
+      {"allGatherV", [&] { comm().allGatherV(a.data(), 2, none, counts.data(), displs.data(), DataType::kI32); }},
+      {"reduceScatter", [&] { comm().reduceScatter(none, b.data(), 2, DataType::kI32, ReduceOp::kSum); }},
+      {"broadcast", [&] { comm().broadcast(a.data(), none, 4, DataType::kI32, 0); }},
+      {"allToAll", [&] { comm().allToAll(a.data(), none, 2, DataType::kI32); }},
+      {"allToAllV", [&] { comm().allToAllV(none, counts.data(), displs.data(), b.data(), counts.data(), displs.data(), DataType::kI32); }},
+  };
+  for (const auto& [name, call] : calls) {
+    expectError(call, ErrorCode::kInvalidArgument, {name, "is null"});
+  }
+  expectUsable();
+}
+
+TEST_F(Errors, DifferentCollectivesAtTheSamePoint) {
+  if (size() < 2) GTEST_SKIP() << "needs two ranks";
+  std::vector<int> a(4 * size()), b(4 * size());
+  expectError([&] {
+                if (rank() == 0) {
+                  comm().allReduce(a.data(), b.data(), 4, DataType::kI32, ReduceOp::kSum);
+                } else {
+                  comm().allGather(a.data(), b.data(), 4, DataType::kI32);
+                }
+              },
+              ErrorCode::kInvalidArgument, {"different collectives"});
+  expectError([&] {
+                if (rank() == 0) {
+                  comm().barrier();
+                } else {
+                  comm().allReduce(a.data(), b.data(), 4, DataType::kI32, ReduceOp::kSum);
+                }
+              },
+              ErrorCode::kInvalidArgument, {"different collectives"});
+  expectUsable();
+}
+
 TEST_F(Errors, UnknownDtypeAndOp) {
   int data[4] = {};
   expectError([&] { comm().allReduce(data, data, 4, static_cast<DataType>(42), ReduceOp::kSum); },
@@ -59,6 +103,11 @@ TEST_F(Errors, UnknownDtypeAndOp) {
               ErrorCode::kInvalidArgument, {"allReduce", "unknown reduce op 17"});
   expectError([&] { comm().allGather(data, data, 1, static_cast<DataType>(-1)); },
               ErrorCode::kInvalidArgument, {"allGather", "unknown data type"});
+  std::vector<int> big(4 * size());
+  expectError([&] { comm().reduceScatter(big.data(), data, 1, DataType::kI32, static_cast<ReduceOp>(-2)); },
+              ErrorCode::kInvalidArgument, {"reduceScatter", "unknown reduce op -2"});
+  expectError([&] { comm().allToAll(big.data(), big.data(), 1, static_cast<DataType>(3)); },
+              ErrorCode::kInvalidArgument, {"allToAll", "unknown data type 3"});
   expectUsable();
 }
 
@@ -120,9 +169,19 @@ TEST_F(Errors, UseAfterAbort) {
 }
 
 TEST_F(Errors, OverlappingBuffers) {
-  std::vector<float> data(64, 0.0f);
+  std::vector<float> data(64 * size(), 0.0f);
   expectError([&] { comm().allReduce(data.data(), data.data() + 1, 8, DataType::kF32, ReduceOp::kSum); },
               ErrorCode::kInvalidArgument, {"allReduce", "overlap"});
+  expectError([&] { comm().allToAll(data.data(), data.data() + 1, 2, DataType::kF32); },
+              ErrorCode::kInvalidArgument, {"allToAll", "overlap"});
+  // In-place all-to-all-v must send each block from where its reply lands.
+  std::vector<std::size_t> sc(size(), 2), sd(size()), rd(size());
+  for (int p = 0; p < size(); ++p) {
+    sd[p] = 2 * p;
+    rd[p] = 4 * p + 1;
+  }
+  expectError([&] { comm().allToAllV(data.data(), sc.data(), sd.data(), data.data(), sc.data(), rd.data(), DataType::kF32); },
+              ErrorCode::kInvalidArgument, {"allToAllV", "in place needs"});
   expectUsable();
 }
 

@@ -1,0 +1,94 @@
+#include "backends/mpi/watchdog.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+namespace epcomm::mpi {
+namespace {
+
+// One thread for every backend of the process; started with the first, stopped at exit.
+class Watchdog {
+ public:
+  static Watchdog& instance() {
+    static Watchdog watchdog;
+    return watchdog;
+  }
+
+  void watch(CallClock* clock) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    clocks_.push_back(clock);
+    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+  }
+
+  void unwatch(CallClock* clock) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    clocks_.erase(std::remove(clocks_.begin(), clocks_.end(), clock), clocks_.end());
+  }
+
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_) {
+      wake_.wait_for(lock, std::chrono::milliseconds(50));
+      const std::int64_t now = steadyNowNs();
+      for (CallClock* clock : clocks_) clock->check(now);
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<CallClock*> clocks_;
+  std::thread thread_;
+  bool stop_ = false;
+};
+
+}  // namespace
+
+std::int64_t steadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+CallClock::CallClock(int rank, std::int64_t timeoutMs, void (*log)(int, const char*))
+    : rank_(rank), timeoutNs_(std::max<std::int64_t>(timeoutMs, 1) * 1000000), log_(log) {
+  Watchdog::instance().watch(this);
+}
+
+CallClock::~CallClock() { Watchdog::instance().unwatch(this); }
+
+CallClock::Scope::Scope(CallClock& clock, const char* op) : clock_(clock) {
+  clock_.op_.store(op, std::memory_order_relaxed);
+  clock_.deadlineNs_.store(steadyNowNs() + clock_.timeoutNs_, std::memory_order_release);
+}
+
+CallClock::Scope::~Scope() { clock_.deadlineNs_.store(0, std::memory_order_release); }
+
+void CallClock::check(std::int64_t nowNs) {
+  const std::int64_t deadline = deadlineNs_.load(std::memory_order_acquire);
+  if (deadline == 0 || nowNs < deadline) return;
+  const char* op = op_.load(std::memory_order_relaxed);
+  const std::string message =
+      "epcomm rank " + std::to_string(rank_) + ": " + (op ? op : "mpi call") +
+      ": timeout: no completion within EPCOMM_TIMEOUT_MS=" + std::to_string(timeoutNs_ / 1000000) +
+      " ms (a peer died, or did not make the same call); the mpi backend cannot cancel a "
+      "blocking MPI call, so it aborts the MPI job";
+  if (log_) log_(4, message.c_str());
+  std::fprintf(stderr, "%s\n", message.c_str());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 124);
+}
+
+}  // namespace epcomm::mpi
