@@ -60,16 +60,6 @@ std::optional<Collective> parseCollective(std::string_view name) {
   return std::nullopt;
 }
 
-std::optional<DataType> parseBenchDataType(std::string_view name) {
-  const std::string n = lower(name);
-  if (auto d = parseDataType(n)) return d;
-  if (n == "fp32") return DataType::kF32;
-  if (n == "fp16") return DataType::kF16;
-  if (n == "bf16" || n == "bfloat") return DataType::kBf16;
-  if (n == "char") return DataType::kI8;  // nccl 1 name of int8
-  if (n == "int") return DataType::kI32;  // nccl 1 name of int32
-  return std::nullopt;
-}
 
 std::optional<std::size_t> parseSize(std::string_view text) {
   std::string_view t = text;
@@ -141,16 +131,16 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
                         "allreduce allgather reducescatter broadcast alltoall sendrecv"))
       ->capture_default_str();
   app.add_option("-d,--datatype", dtypeText, "f32|bf16|f16|i32|i64|i8|u8 (nccl names accepted)")
-      ->check(accepting([](const std::string& s) { return parseBenchDataType(s).has_value(); },
+      ->check(accepting([](const std::string& s) { return parseDataType(lower(s)).has_value(); },
                         "datatype",
                         "f32 bf16 f16 i32 i64 i8 u8, or float bfloat16 half int32 int64 int8 "
                         "uint8"))
       ->capture_default_str();
-  app.add_option("-r,--redop", redopText, "sum|prod|max|min|avg")
+  app.add_option("--redop", redopText, "sum|prod|max|min|avg")
       ->check(accepting([](const std::string& s) { return parseReduceOp(lower(s)).has_value(); },
                         "reduce op", "sum prod max min avg"))
       ->capture_default_str();
-  app.add_option("-R,--root", o.root, "root rank of broadcast")
+  app.add_option("-r,--root", o.root, "root rank of broadcast (nccl-tests -r)")
       ->check(CLI::Range(0, INT_MAX))
       ->capture_default_str();
   app.add_option("-n,--iters", o.iters, "timed iterations per size")
@@ -199,7 +189,7 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
     return std::nullopt;
   }
   o.collective = *parseCollective(opText);
-  o.dtype = *parseBenchDataType(dtypeText);
+  o.dtype = *parseDataType(lower(dtypeText));
   o.redop = *parseReduceOp(lower(redopText));
   o.check = check > 0;
   o.compareMpi = compareText == "mpi";

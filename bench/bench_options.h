@@ -18,8 +18,7 @@ std::string_view toString(Collective coll);
 // Accepts the canonical names, nccl-tests' ones (all_reduce, all_gather, reduce_scatter,
 // alltoall, sendrecv, with or without the _perf suffix) and bcast.
 std::optional<Collective> parseCollective(std::string_view name);
-// Also accepts the nccl-tests names epcomm::parseDataType does not (char, int, uint8, fp16...).
-std::optional<DataType> parseBenchDataType(std::string_view name);
+
 // "32M", "1.5K", "8" (1024-based K, M, G, T; an optional trailing B). nullopt if malformed.
 std::optional<std::size_t> parseSize(std::string_view text);
 

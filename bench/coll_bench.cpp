@@ -1,6 +1,6 @@
 // coll-bench: nccl-tests style benchmark of epcomm's collectives.
 //
-//   mpirun -np N coll-bench -b 8 -e 256M -f 2 -o allreduce -d f32 -r sum -c 1 [--compare mpi]
+//   mpirun -np N coll-bench -b 8 -e 256M -f 2 -o allreduce -d f32 --redop sum -c 1 [--compare mpi]
 //
 // Columns and formulas follow nccl-tests (doc/PERFORMANCE.md): size is the bytes of the
 // whole operation (allgather, reducescatter, alltoall: count * ranks * typesize, count being

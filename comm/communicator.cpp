@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -70,10 +72,8 @@ struct LauncherRanks {
 
 int envInt(const char* name) {
   const char* v = std::getenv(name);
-  if (!v || !*v) return -1;
-  char* end = nullptr;
-  const long x = std::strtol(v, &end, 10);
-  return (end && *end == '\0' && x >= 0) ? static_cast<int>(x) : -1;
+  const std::optional<std::int64_t> x = v ? parseInteger(v) : std::nullopt;
+  return (x && *x >= 0 && *x <= std::numeric_limits<int>::max()) ? static_cast<int>(*x) : -1;
 }
 
 // Ranks given by mpirun (Open MPI), or by a PMI launcher.
@@ -204,6 +204,7 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     if (info.host.size() > 2 && info.host.front() == '[' && info.host.back() == ']') {
       info.host = info.host.substr(1, info.host.size() - 2);
     }
+    info.host = resolveHost(info.host, config.initRank);  // torch style: a name is fine
     info.port = static_cast<std::uint16_t>(port);
     std::memcpy(info.secret, config.initSecret.data(), config.initSecret.size());
     if (config.initRank == 0) startRendezvousServer(info, config.connectTimeoutS);

@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <limits>
+#include <optional>
 #include <string>
 
 #include "comm/error.h"
@@ -46,16 +48,29 @@ const std::vector<KnobInfo>& registry() {
                                                std::string(what));
 }
 
-std::int64_t parseInt(std::string_view name, std::string_view value, std::int64_t min) {
-  std::int64_t out = 0;
-  const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
-  if (ec != std::errc() || ptr != value.data() + value.size() || out < min) {
-    badValue(name, value, "expected an integer >= " + std::to_string(min));
+std::int64_t parseInt(std::string_view name, std::string_view value, std::int64_t min,
+                      std::int64_t max) {
+  const std::optional<std::int64_t> out = parseInteger(value);
+  if (!out || *out < min || *out > max) {
+    badValue(name, value,
+             "expected an integer in " + std::to_string(min) + ".." + std::to_string(max));
   }
-  return out;
+  return *out;
 }
 
+constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
+// Bounds that keep every derived value (ms, bytes) within range.
+constexpr std::int64_t kMaxTimeoutMs = std::int64_t{1} << 40;   // ~35 years
+constexpr std::int64_t kMaxBufferMiB = std::int64_t{1} << 20;   // 1 TiB
+
 }  // namespace
+
+std::optional<std::int64_t> parseInteger(std::string_view text) {
+  std::int64_t out = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
+  return out;
+}
 
 std::span<const KnobInfo> knobRegistry() { return registry(); }
 
@@ -79,7 +94,7 @@ Config Config::resolve(bool readEnvironment) {
       v.value = raw;
       v.source = alias.name;
       if (alias.scale != 1) {
-        v.value = std::to_string(parseInt(alias.name, raw, 0) * alias.scale);
+        v.value = std::to_string(parseInt(alias.name, raw, 0, kMaxTimeoutMs / alias.scale) * alias.scale);
       }
       return v;
     }
@@ -100,20 +115,20 @@ Config Config::resolve(bool readEnvironment) {
       }
       config.logLevel = v.value;
     } else if (n == "EPCOMM_TIMEOUT_MS") {
-      config.timeoutMs = parseInt(v.source, v.value, 1);
+      config.timeoutMs = parseInt(v.source, v.value, 1, kMaxTimeoutMs);
     } else if (n == "EPCOMM_CONNECT_TIMEOUT") {
-      config.connectTimeoutS = parseInt(v.source, v.value, 1);
+      config.connectTimeoutS = parseInt(v.source, v.value, 1, kMaxTimeoutMs / 1000);
     } else if (n == "EPCOMM_BUFFSIZE") {
-      config.bufferBytes = static_cast<std::size_t>(parseInt(v.source, v.value, 1)) << 20;
+      config.bufferBytes = static_cast<std::size_t>(parseInt(v.source, v.value, 1, kMaxBufferMiB)) << 20;
     } else if (n == "EPCOMM_CHECK_ARGS") {
       if (v.value != "0" && v.value != "1") badValue(v.source, v.value, "expected 0 or 1");
       config.checkArgs = v.value == "1";
     } else if (n == "EPCOMM_INIT_ADDR") {
       config.initAddr = v.value;
     } else if (n == "EPCOMM_RANK") {
-      config.initRank = v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 0));
+      config.initRank = v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 0, kIntMax - 1));
     } else if (n == "EPCOMM_SIZE") {
-      config.initSize = v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 1));
+      config.initSize = v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 1, kIntMax));
     } else if (n == "EPCOMM_INIT_SECRET") {
       config.initSecret = v.value;
     }

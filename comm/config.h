@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,6 +26,9 @@ struct KnobInfo {
   std::string_view defaultValue;
   std::string_view meaning;
 };
+
+// A whole decimal integer, or nothing (empty, trailing characters, out of range).
+std::optional<std::int64_t> parseInteger(std::string_view text);
 
 // The registry: every knob the library reads.
 std::span<const KnobInfo> knobRegistry();

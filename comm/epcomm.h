@@ -90,9 +90,13 @@ epcommResult_t epcommCommInitRankOob(epcommComm_t* comm, int nranks, int rank,
                                      const epcommConfig_t* config);
 /* From the environment: EPCOMM_INIT_ADDR + EPCOMM_RANK + EPCOMM_SIZE, mpirun, or one rank. */
 epcommResult_t epcommCommInitFromEnv(epcommComm_t* comm, const epcommConfig_t* config);
-/* newcomm is NULL for a negative color (as NCCL_SPLIT_NOCOLOR). */
+/* newcomm is NULL for a negative color (as NCCL_SPLIT_NOCOLOR). The child shares the
+ * parent's backend and settings; config (may be NULL) is only validated. */
 epcommResult_t epcommCommSplit(epcommComm_t comm, int color, int key, epcommComm_t* newcomm,
                                const epcommConfig_t* config);
+/* Destroy waits for calls on comm in other threads to return. Abort first makes every call
+ * on comm fail (one blocked inside the backend returns when it completes or times out
+ * after EPCOMM_TIMEOUT_MS), then destroys it; safe from a watchdog thread. */
 epcommResult_t epcommCommDestroy(epcommComm_t comm);
 epcommResult_t epcommCommAbort(epcommComm_t comm);
 /* epcommSuccess, or the error that aborted the communicator. */

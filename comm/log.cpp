@@ -3,7 +3,6 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -33,8 +32,8 @@ void applyPattern(spdlog::logger& logger, int rank) {
 std::shared_ptr<spdlog::logger> makeLogger() {
   auto logger = std::make_shared<spdlog::logger>(
       "epcomm", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  const char* env = std::getenv("EPCOMM_LOG_LEVEL");
-  logger->set_level(parseLevel(env ? env : "warn"));
+  // EPCOMM_LOG_LEVEL is applied by whoever reads the Config (every init path).
+  logger->set_level(spdlog::level::warn);
   applyPattern(*logger, -1);
   return logger;
 }

@@ -60,10 +60,12 @@ std::optional<DataType> parseDataType(std::string_view name) {
   for (DataType d : kAllDataTypes) {
     if (toString(d) == name) return d;
   }
-  if (name == "float" || name == "float32") return DataType::kF32;
-  if (name == "half" || name == "float16") return DataType::kF16;
-  if (name == "bfloat16") return DataType::kBf16;
-  if (name == "int32") return DataType::kI32;
+  // NCCL's and PyTorch's names.
+  if (name == "float" || name == "float32" || name == "fp32") return DataType::kF32;
+  if (name == "half" || name == "float16" || name == "fp16") return DataType::kF16;
+  if (name == "bfloat16" || name == "bfloat") return DataType::kBf16;
+  if (name == "int32" || name == "int") return DataType::kI32;
+  if (name == "char") return DataType::kI8;
   if (name == "int64") return DataType::kI64;
   if (name == "int8") return DataType::kI8;
   if (name == "uint8") return DataType::kU8;

@@ -5,7 +5,7 @@
 
 #include "comm/epcomm.h"
 
-#define CHECK(call)                                                                    \
+#define EXAMPLE_CHECK(call)                                                                    \
   do {                                                                                 \
     epcommResult_t rc_ = (call);                                                       \
     if (rc_ != epcommSuccess) {                                                        \
@@ -17,25 +17,25 @@
 
 int main(void) {
   int version = 0;
-  CHECK(epcommGetVersion(&version));
+  EXAMPLE_CHECK(epcommGetVersion(&version));
 
   epcommComm_t comm = NULL;
   epcommConfig_t config = EPCOMM_CONFIG_INITIALIZER;
-  CHECK(epcommCommInitFromEnv(&comm, &config));
+  EXAMPLE_CHECK(epcommCommInitFromEnv(&comm, &config));
   int rank = 0, size = 0;
-  CHECK(epcommCommUserRank(comm, &rank));
-  CHECK(epcommCommCount(comm, &size));
+  EXAMPLE_CHECK(epcommCommUserRank(comm, &rank));
+  EXAMPLE_CHECK(epcommCommCount(comm, &size));
 
   enum { kCount = 1001 };
   float* data = malloc(kCount * sizeof(float));
   for (int i = 0; i < kCount; ++i) data[i] = (float)(rank + 1) * (float)(i % 13);
-  CHECK(epcommAllReduce(data, data, kCount, epcommFloat32, epcommSum, comm));
+  EXAMPLE_CHECK(epcommAllReduce(data, data, kCount, epcommFloat32, epcommSum, comm));
   const float ranksSum = (float)size * (float)(size + 1) / 2.0f;
   int wrong = 0;
   for (int i = 0; i < kCount; ++i) wrong += data[i] != ranksSum * (float)(i % 13);
 
   int* ranks = malloc((size_t)size * sizeof(int));
-  CHECK(epcommAllGather(&rank, ranks, 1, epcommInt32, comm));
+  EXAMPLE_CHECK(epcommAllGather(&rank, ranks, 1, epcommInt32, comm));
   for (int r = 0; r < size; ++r) wrong += ranks[r] != r;
 
   /* A bad call is an error with a message, not a crash. */
@@ -45,6 +45,6 @@ int main(void) {
   printf("c_allreduce rank %d of %d: epcomm %d, %d wrong\n", rank, size, version, wrong);
   free(ranks);
   free(data);
-  CHECK(epcommCommDestroy(comm));
+  EXAMPLE_CHECK(epcommCommDestroy(comm));
   return wrong == 0 ? 0 : 1;
 }

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <netdb.h>
 #include <net/if.h>
 #include <netinet/in.h>
 
@@ -29,16 +30,6 @@
 namespace epcomm {
 namespace {
 
-constexpr std::uint32_t kUniqueIdMagic = 0x44495045;  // "EPID"
-constexpr std::uint32_t kUniqueIdVersion = 1;
-constexpr std::uint16_t kFamilyIpv4 = 4;
-constexpr std::uint16_t kFamilyIpv6 = 6;
-constexpr std::size_t kFamilyOffset = 8;
-constexpr std::size_t kPortOffset = 10;
-constexpr std::size_t kAddressOffset = 12;
-constexpr std::size_t kSecretOffset = 28;
-static_assert(kSecretOffset + kSecretBytes <= UniqueId::kBytes);
-
 // Interfaces a host usually has but that other hosts cannot reach.
 bool isVirtualBridge(const std::string& name) {
   for (const char* prefix : {"docker", "veth", "virbr", "br-"}) {
@@ -49,32 +40,6 @@ bool isVirtualBridge(const std::string& name) {
 
 }  // namespace
 
-UniqueId encodeUniqueId(const RendezvousInfo& info) {
-  using rendezvous::storeLe;
-  boost::system::error_code ec;
-  const boost::asio::ip::address address = boost::asio::ip::make_address(info.host, ec);
-  if (ec) {
-    throwError(ErrorCode::kInvalidArgument, 0, "bootstrap",
-               "cannot encode a UniqueId for \"" + info.host +
-                   "\": not a numeric IPv4 or IPv6 address");
-  }
-  UniqueId id;
-  unsigned char* out = id.bytes.data();
-  storeLe(out, kUniqueIdMagic);
-  storeLe(out + 4, kUniqueIdVersion);
-  if (address.is_v4()) {
-    storeLe(out + kFamilyOffset, kFamilyIpv4);
-    const auto bytes = address.to_v4().to_bytes();
-    std::memcpy(out + kAddressOffset, bytes.data(), bytes.size());
-  } else {
-    storeLe(out + kFamilyOffset, kFamilyIpv6);
-    const auto bytes = address.to_v6().to_bytes();
-    std::memcpy(out + kAddressOffset, bytes.data(), bytes.size());
-  }
-  storeLe(out + kPortOffset, info.port);
-  std::memcpy(out + kSecretOffset, info.secret, kSecretBytes);
-  return id;
-}
 
 namespace {
 
@@ -118,42 +83,32 @@ RendezvousInfo startRendezvousServer(const RendezvousInfo& info, std::int64_t co
 
 std::size_t rendezvous::activeRendezvousServers() { return ServerRegistry::instance().active(); }
 
-RendezvousInfo decodeUniqueId(const UniqueId& id, int rank) {
-  using rendezvous::loadLe;
-  const unsigned char* in = id.bytes.data();
-  const auto magic = loadLe<std::uint32_t>(in);
-  const auto version = loadLe<std::uint32_t>(in + 4);
-  if (magic != kUniqueIdMagic) {
+
+std::string resolveHost(const std::string& host, int rank) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (rc != 0 || found == nullptr) {
     throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
-               "not an epcomm UniqueId (bad magic; was it made by UniqueId::create and passed "
-               "on unchanged?)");
+               "cannot resolve host \"" + host + "\": " + gai_strerror(rc));
   }
-  if (version != kUniqueIdVersion) {
-    throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
-               "not an epcomm UniqueId of this version (format " + std::to_string(version) +
-                   ", this library reads format " + std::to_string(kUniqueIdVersion) + ")");
+  // Prefer IPv4, as the rest of the bootstrap does.
+  const addrinfo* pick = found;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
   }
-  RendezvousInfo info;
-  const auto family = loadLe<std::uint16_t>(in + kFamilyOffset);
-  if (family == kFamilyIpv4) {
-    boost::asio::ip::address_v4::bytes_type bytes;
-    std::memcpy(bytes.data(), in + kAddressOffset, bytes.size());
-    info.host = boost::asio::ip::address_v4(bytes).to_string();
-  } else if (family == kFamilyIpv6) {
-    boost::asio::ip::address_v6::bytes_type bytes;
-    std::memcpy(bytes.data(), in + kAddressOffset, bytes.size());
-    info.host = boost::asio::ip::address_v6(bytes).to_string();
-  } else {
-    throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
-               "not an epcomm UniqueId (unknown address family " + std::to_string(family) + ")");
-  }
-  info.port = loadLe<std::uint16_t>(in + kPortOffset);
-  if (info.port == 0) {
-    throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
-               "not an epcomm UniqueId (port 0)");
-  }
-  std::memcpy(info.secret, in + kSecretOffset, kSecretBytes);
-  return info;
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* addr = pick->ai_family == AF_INET
+                         ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr)
+                         : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr);
+  inet_ntop(pick->ai_family, addr, text, sizeof(text));
+  freeaddrinfo(found);
+  return text;
 }
 
 std::string defaultRendezvousHost() {

@@ -50,6 +50,10 @@ RendezvousInfo startRendezvousServer(const RendezvousInfo& info, std::int64_t co
 std::unique_ptr<Bootstrap> connectRendezvous(const RendezvousInfo& info, int rank, int size,
                                              std::int64_t connectTimeoutS);
 
+// The numeric address (IPv4 preferred) of a host name or address; throws
+// kInvalidArgument naming the host when it cannot be resolved.
+std::string resolveHost(const std::string& host, int rank);
+
 // The address rank 0 advertises by default: the first IPv4 address of an interface that is
 // up and not loopback, else 127.0.0.1. (topology/ refines this with EPCOMM_SOCKET_IFNAME.)
 std::string defaultRendezvousHost();

@@ -1,7 +1,10 @@
 // The C API (comm/epcomm.h) over the C++ Communicator. No exception leaves this file.
 #include "comm/epcomm.h"
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <memory>
 #include <new>
 #include <string>
@@ -15,6 +18,7 @@ struct epcommComm {
   std::unique_ptr<epcomm::Communicator> impl;
   std::string lastError;
   epcommResult_t asyncError = epcommSuccess;
+  std::atomic<int> inFlight{0};  // calls inside impl; destroy waits for them
 };
 
 namespace {
@@ -40,6 +44,24 @@ epcommResult_t guard(epcommComm* comm, Fn&& fn) noexcept {
   return rc == 0 ? epcommSuccess : fail(comm, static_cast<epcommResult_t>(rc), message);
 }
 
+// A call on comm: counted in flight so that abort/destroy from another thread waits for it.
+template <typename Fn>
+epcommResult_t call(epcommComm* comm, const char* op, Fn&& fn) noexcept {
+  if (!comm || !comm->impl) {
+    return fail(nullptr, epcommInvalidArgument, std::string("epcomm: ") + op + ": comm is NULL");
+  }
+  comm->inFlight.fetch_add(1);
+  const epcommResult_t rc = guard(comm, std::forward<Fn>(fn));
+  comm->inFlight.fetch_sub(1);
+  return rc;
+}
+
+// Deletes comm once no call is inside it (after abort, such a call fails or times out).
+void release(epcommComm* comm) {
+  while (comm->inFlight.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  delete comm;
+}
+
 // Applies the caller's config on top of the environment.
 epcomm::Config makeConfig(const epcommConfig_t* c, const char* op) {
   epcomm::Config config = epcomm::Config::fromEnvironment();
@@ -50,6 +72,12 @@ epcomm::Config makeConfig(const epcommConfig_t* c, const char* op) {
                         std::string("epcomm: ") + op +
                             ": config was not initialised with EPCOMM_CONFIG_INITIALIZER (bad "
                             "size, magic or version)");
+  }
+  if (c->bufferMiB > (1ll << 20) || c->timeoutMs > (1ll << 40)) {
+    throw epcomm::Error(epcomm::ErrorCode::kInvalidArgument,
+                        std::string("epcomm: ") + op +
+                            ": config.bufferMiB must be at most 1048576 and config.timeoutMs at "
+                            "most 2^40");
   }
   if (c->backend && *c->backend) config.backend = c->backend;
   if (c->timeoutMs > 0) config.timeoutMs = c->timeoutMs;
@@ -171,7 +199,7 @@ epcommResult_t epcommCommSplit(epcommComm_t comm, int color, int key, epcommComm
   if (!newcomm) return fail(comm, epcommInvalidArgument, "epcomm: commSplit: newcomm is NULL");
   *newcomm = nullptr;
   std::unique_ptr<epcomm::Communicator> impl;
-  const epcommResult_t rc = guard(comm, [&] {
+  const epcommResult_t rc = call(comm, "commSplit", [&] {
     if (config) makeConfig(config, "commSplit");  // validated; the child inherits the parent's
     impl = comm->impl->split(color, key);
   });
@@ -181,14 +209,14 @@ epcommResult_t epcommCommSplit(epcommComm_t comm, int color, int key, epcommComm
 
 epcommResult_t epcommCommDestroy(epcommComm_t comm) {
   if (!comm) return epcommSuccess;
-  delete comm;
+  release(comm);
   return epcommSuccess;
 }
 
 epcommResult_t epcommCommAbort(epcommComm_t comm) {
   if (!comm) return epcommSuccess;
-  if (comm->impl) comm->impl->abort();
-  delete comm;
+  if (comm->impl) comm->impl->abort();  // thread-safe: later calls fail at once
+  release(comm);
   return epcommSuccess;
 }
 
@@ -219,61 +247,51 @@ epcommResult_t epcommCommUserRank(const epcommComm_t comm, int* rank) {
 
 epcommResult_t epcommAllReduce(const void* s, void* r, size_t count, epcommDataType_t d,
                                epcommRedOp_t op, epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "allReduce");
-  return guard(comm, [&] { comm->impl->allReduce(s, r, count, EPCOMM_DT(d), EPCOMM_OP(op)); });
+  return call(comm, "allReduce", [&] { comm->impl->allReduce(s, r, count, EPCOMM_DT(d), EPCOMM_OP(op)); });
 }
 
 epcommResult_t epcommBroadcast(const void* s, void* r, size_t count, epcommDataType_t d, int root,
                                epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "broadcast");
-  return guard(comm, [&] { comm->impl->broadcast(s, r, count, EPCOMM_DT(d), root); });
+  return call(comm, "broadcast", [&] { comm->impl->broadcast(s, r, count, EPCOMM_DT(d), root); });
 }
 
 epcommResult_t epcommReduceScatter(const void* s, void* r, size_t recvcount, epcommDataType_t d,
                                    epcommRedOp_t op, epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "reduceScatter");
-  return guard(comm, [&] { comm->impl->reduceScatter(s, r, recvcount, EPCOMM_DT(d), EPCOMM_OP(op)); });
+  return call(comm, "reduceScatter", [&] { comm->impl->reduceScatter(s, r, recvcount, EPCOMM_DT(d), EPCOMM_OP(op)); });
 }
 
 epcommResult_t epcommAllGather(const void* s, void* r, size_t sendcount, epcommDataType_t d,
                                epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "allGather");
-  return guard(comm, [&] { comm->impl->allGather(s, r, sendcount, EPCOMM_DT(d)); });
+  return call(comm, "allGather", [&] { comm->impl->allGather(s, r, sendcount, EPCOMM_DT(d)); });
 }
 
 epcommResult_t epcommAllGatherV(const void* s, size_t sendcount, void* r, const size_t* counts,
                                 const size_t* displs, epcommDataType_t d, epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "allGatherV");
-  return guard(comm, [&] { comm->impl->allGatherV(s, sendcount, r, counts, displs, EPCOMM_DT(d)); });
+  return call(comm, "allGatherV", [&] { comm->impl->allGatherV(s, sendcount, r, counts, displs, EPCOMM_DT(d)); });
 }
 
 epcommResult_t epcommAllToAll(const void* s, void* r, size_t count, epcommDataType_t d,
                               epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "allToAll");
-  return guard(comm, [&] { comm->impl->allToAll(s, r, count, EPCOMM_DT(d)); });
+  return call(comm, "allToAll", [&] { comm->impl->allToAll(s, r, count, EPCOMM_DT(d)); });
 }
 
 epcommResult_t epcommAllToAllV(const void* s, const size_t* sc, const size_t* sd, void* r,
                                const size_t* rc, const size_t* rd, epcommDataType_t d,
                                epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "allToAllV");
-  return guard(comm, [&] { comm->impl->allToAllV(s, sc, sd, r, rc, rd, EPCOMM_DT(d)); });
+  return call(comm, "allToAllV", [&] { comm->impl->allToAllV(s, sc, sd, r, rc, rd, EPCOMM_DT(d)); });
 }
 
 epcommResult_t epcommSend(const void* s, size_t count, epcommDataType_t d, int peer,
                           epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "send");
-  return guard(comm, [&] { comm->impl->send(s, count, EPCOMM_DT(d), peer); });
+  return call(comm, "send", [&] { comm->impl->send(s, count, EPCOMM_DT(d), peer); });
 }
 
 epcommResult_t epcommRecv(void* r, size_t count, epcommDataType_t d, int peer, epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "recv");
-  return guard(comm, [&] { comm->impl->recv(r, count, EPCOMM_DT(d), peer); });
+  return call(comm, "recv", [&] { comm->impl->recv(r, count, EPCOMM_DT(d), peer); });
 }
 
 epcommResult_t epcommBarrier(epcommComm_t comm) {
-  EPCOMM_REQUIRE_COMM(comm, "barrier");
-  return guard(comm, [&] { comm->impl->barrier(); });
+  return call(comm, "barrier", [&] { comm->impl->barrier(); });
 }
 
 }  // extern "C"

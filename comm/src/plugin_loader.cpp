@@ -65,11 +65,46 @@ std::vector<std::string> pluginSearchPath(const Config& config) {
   return dirs;
 }
 
+namespace {
+
+// Why the library at `path` is not a usable backend, or "" when it is (table filled).
+std::string inspect(const std::string& path, const epcommBackendV1** table) {
+  // RTLD_LOCAL: every plugin exports the same symbol name. A plugin whose own
+  // dependencies need global symbols (MPI's components) promotes them itself.
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) return std::string("dlopen failed: ") + dlerror();
+  const auto* t = static_cast<const epcommBackendV1*>(dlsym(handle, EPCOMM_BACKEND_SYMBOL));
+  std::string why;
+  if (!t) {
+    why = "does not export " EPCOMM_BACKEND_SYMBOL " (not an epcomm backend plugin)";
+  } else if (t->abiVersion != EPCOMM_BACKEND_ABI_VERSION) {
+    why = "has backend ABI version " + std::to_string(t->abiVersion) +
+          ", this library needs version " + std::to_string(EPCOMM_BACKEND_ABI_VERSION) +
+          "; rebuild the plugin";
+  } else if (t->structSize < sizeof(epcommBackendV1)) {
+    why = "has a backend table of " + std::to_string(t->structSize) +
+          " bytes, this library needs at least " + std::to_string(sizeof(epcommBackendV1)) +
+          "; rebuild the plugin";
+  } else if (!t->create || !t->destroy || !t->lastError || !t->abort || !t->split ||
+             !t->allReduce || !t->allGather || !t->allGatherV || !t->reduceScatter ||
+             !t->broadcast || !t->barrier || !t->allToAll || !t->allToAllV || !t->send ||
+             !t->recv) {
+    why = "leaves a required entry point of " EPCOMM_BACKEND_SYMBOL " null";
+  }
+  if (!why.empty()) {
+    dlclose(handle);
+    return why;
+  }
+  *table = t;  // the handle stays open for the life of the process
+  return {};
+}
+
+}  // namespace
+
 LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, int rank) {
   static std::mutex mutex;
-  static std::map<std::string, LoadedPlugin> cache;
+  static std::map<std::string, const epcommBackendV1*> loaded;  // by path
   const std::lock_guard<std::mutex> lock(mutex);
-  if (auto it = cache.find(name); it != cache.end()) return it->second;
 
   const char* op = "load backend plugin";
   if (!validName(name)) {
@@ -80,53 +115,28 @@ LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, in
   }
   const std::string file = "libepcomm-backend-" + name + ".so";
   std::string looked;
+  bool refused = false;
   for (const std::string& dir : pluginSearchPath(config)) {
-    const fs::path path = fs::path(dir) / file;
+    const std::string path = (fs::path(dir) / file).string();
+    if (auto it = loaded.find(path); it != loaded.end()) return {it->second, path};
     std::error_code ec;
     if (!fs::exists(path, ec)) {
-      looked += "\n  " + path.string() + ": not found";
+      looked += "\n  " + path + ": not found";
       continue;
     }
-    // RTLD_LOCAL: every plugin exports the same symbol name. A plugin whose own
-    // dependencies need global symbols (MPI's components) promotes them itself.
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-      looked += "\n  " + path.string() + ": dlopen failed: " + dlerror();
+    const epcommBackendV1* table = nullptr;
+    const std::string why = inspect(path, &table);
+    if (!why.empty()) {
+      refused = true;
+      looked += "\n  " + path + ": " + why;
       continue;
     }
-    auto* table = static_cast<const epcommBackendV1*>(dlsym(handle, EPCOMM_BACKEND_SYMBOL));
-    if (!table) {
-      throwError(ErrorCode::kInvalidUsage, rank, op,
-                 path.string() + " does not export " EPCOMM_BACKEND_SYMBOL
-                 " (not an epcomm backend plugin, or built for another ABI)");
-    }
-    if (table->abiVersion != EPCOMM_BACKEND_ABI_VERSION) {
-      throwError(ErrorCode::kInvalidUsage, rank, op,
-                 path.string() + " has backend ABI version " + std::to_string(table->abiVersion) +
-                     ", this library needs version " +
-                     std::to_string(EPCOMM_BACKEND_ABI_VERSION) + "; rebuild the plugin");
-    }
-    if (table->structSize < sizeof(epcommBackendV1)) {
-      throwError(ErrorCode::kInvalidUsage, rank, op,
-                 path.string() + " has a backend table of " + std::to_string(table->structSize) +
-                     " bytes, this library needs at least " +
-                     std::to_string(sizeof(epcommBackendV1)) + "; rebuild the plugin");
-    }
-    if (!table->create || !table->destroy || !table->lastError || !table->abort ||
-        !table->split || !table->allReduce || !table->allGather || !table->allGatherV ||
-        !table->reduceScatter || !table->broadcast || !table->barrier || !table->allToAll ||
-        !table->allToAllV || !table->send || !table->recv) {
-      throwError(ErrorCode::kInvalidUsage, rank, op,
-                 path.string() + " leaves a required entry point of " EPCOMM_BACKEND_SYMBOL
-                 " null");
-    }
-    log().debug("loaded backend plugin {} from {}", name, path.string());
-    LoadedPlugin plugin{table, path.string()};
-    cache.emplace(name, plugin);
-    return plugin;
+    log().debug("loaded backend plugin {} from {}", name, path);
+    loaded.emplace(path, table);
+    return {table, path};
   }
-  throwError(ErrorCode::kInvalidArgument, rank, op,
-             "no plugin for backend \"" + name + "\" (" + file + "); looked in:" + looked +
+  throwError(refused ? ErrorCode::kInvalidUsage : ErrorCode::kInvalidArgument, rank, op,
+             "no usable plugin for backend \"" + name + "\" (" + file + "); looked in:" + looked +
                  "\nset EPCOMM_PLUGIN_PATH to the folder that holds it, or EPCOMM_BACKEND to an "
                  "installed backend");
 }

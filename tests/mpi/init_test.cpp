@@ -81,7 +81,7 @@ TEST(Init, FromEnvironmentAddress) {
     close(fd);
   }
   MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  setenv("EPCOMM_INIT_ADDR", ("127.0.0.1:" + std::to_string(port)).c_str(), 1);
+  setenv("EPCOMM_INIT_ADDR", ("localhost:" + std::to_string(port)).c_str(), 1);  // a name, resolved
   setenv("EPCOMM_RANK", std::to_string(worldRank()).c_str(), 1);
   setenv("EPCOMM_SIZE", std::to_string(worldSize()).c_str(), 1);
   setenv("EPCOMM_INIT_SECRET", "not-so-secret", 1);
