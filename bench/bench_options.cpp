@@ -60,7 +60,6 @@ std::optional<Collective> parseCollective(std::string_view name) {
   return std::nullopt;
 }
 
-
 std::optional<std::size_t> parseSize(std::string_view text) {
   std::string_view t = text;
   while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.remove_suffix(1);
@@ -89,7 +88,9 @@ bool usesReduceOp(Collective coll) {
   return coll == Collective::kAllReduce || coll == Collective::kReduceScatter;
 }
 
-bool usesRoot(Collective coll) { return coll == Collective::kBroadcast; }
+bool usesRoot(Collective coll) {
+  return coll == Collective::kBroadcast;
+}
 
 std::string Options::stepDescription() const {
   return stepBytes > 0 ? std::to_string(stepBytes) + "(bytes)"

@@ -76,8 +76,10 @@ bool hasRegisteredBuffers(const Communicator& comm) {
 
 template <typename H>
 H fromFloat(float f) {
-  if constexpr (std::is_same_v<H, Bf16>) return toBf16(f);
-  else return toF16(f);
+  if constexpr (std::is_same_v<H, Bf16>)
+    return toBf16(f);
+  else
+    return toF16(f);
 }
 
 template <typename H, ReduceOp kOp>
@@ -138,8 +140,10 @@ class MpiPeer {
         if (s.redop == ReduceOp::kAvg) divide(s.dtype, recv, s.count);
         break;
       case Collective::kAllGather:
-        if (inPlace) MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, c, t, comm_);
-        else MPI_Allgather(send, c, t, recv, c, t, comm_);
+        if (inPlace)
+          MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, c, t, comm_);
+        else
+          MPI_Allgather(send, c, t, recv, c, t, comm_);
         break;
       case Collective::kReduceScatter:
         MPI_Reduce_scatter_block(inPlace ? MPI_IN_PLACE : send, recv, c, t, op(s), comm_);
@@ -150,13 +154,17 @@ class MpiPeer {
         MPI_Bcast(recv, c, t, s.root, comm_);
         break;
       case Collective::kAllToAll:
-        if (inPlace) MPI_Alltoall(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, c, t, comm_);
-        else MPI_Alltoall(send, c, t, recv, c, t, comm_);
+        if (inPlace)
+          MPI_Alltoall(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, c, t, comm_);
+        else
+          MPI_Alltoall(send, c, t, recv, c, t, comm_);
         break;
       case Collective::kSendRecv: {
         const int next = (rank_ + 1) % ranks_, prev = (rank_ + ranks_ - 1) % ranks_;
-        if (inPlace) MPI_Sendrecv_replace(recv, c, t, next, 0, prev, 0, comm_, MPI_STATUS_IGNORE);
-        else MPI_Sendrecv(send, c, t, next, 0, recv, c, t, prev, 0, comm_, MPI_STATUS_IGNORE);
+        if (inPlace)
+          MPI_Sendrecv_replace(recv, c, t, next, 0, prev, 0, comm_, MPI_STATUS_IGNORE);
+        else
+          MPI_Sendrecv(send, c, t, next, 0, recv, c, t, prev, 0, comm_, MPI_STATUS_IGNORE);
         break;
       }
     }
@@ -259,8 +267,10 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
   std::byte* input = send;
   std::byte* result = recv;
   const auto call = [&] {
-    if (impl == Impl::kEpcomm) runEpcomm(b.comm, s, send, recv);
-    else b.mpi->run(s, send, recv, inPlace);
+    if (impl == Impl::kEpcomm)
+      runEpcomm(b.comm, s, send, recv);
+    else
+      b.mpi->run(s, send, recv, inPlace);
   };
   const auto prepare = [&] {
     poison(s.dtype, b.recvBuffer, std::max(inputCount(s), resultCount(s)));
@@ -449,8 +459,10 @@ int runBenchmark(int argc, char** argv) {
   } catch (const std::exception& e) {
     // A failure on one rank may leave the others inside a collective: abort them all.
     // epcomm's messages name the rank already.
-    if (dynamic_cast<const Error*>(&e)) std::fprintf(stderr, "coll-bench: %s\n", e.what());
-    else std::fprintf(stderr, "coll-bench: rank %d: %s\n", worldRank, e.what());
+    if (dynamic_cast<const Error*>(&e))
+      std::fprintf(stderr, "coll-bench: %s\n", e.what());
+    else
+      std::fprintf(stderr, "coll-bench: rank %d: %s\n", worldRank, e.what());
     std::fflush(stderr);
     if (comm) comm->abort();
     MPI_Abort(MPI_COMM_WORLD, 1);

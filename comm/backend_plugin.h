@@ -32,10 +32,9 @@ class Backend {
 
   virtual void allReduce(const void* send, void* recv, size_t count, int dtype, int op) = 0;
   virtual void allGather(const void* send, void* recv, size_t sendCount, int dtype) = 0;
-  virtual void allGatherV(const void* send, size_t sendCount, void* recv,
-                          const size_t* recvCounts, const size_t* recvDispls, int dtype) = 0;
-  virtual void reduceScatter(const void* send, void* recv, size_t recvCount, int dtype,
-                             int op) = 0;
+  virtual void allGatherV(const void* send, size_t sendCount, void* recv, const size_t* recvCounts,
+                          const size_t* recvDispls, int dtype) = 0;
+  virtual void reduceScatter(const void* send, void* recv, size_t recvCount, int dtype, int op) = 0;
   virtual void broadcast(const void* send, void* recv, size_t count, int dtype, int root) = 0;
   virtual void barrier() = 0;
   virtual void allToAll(const void* send, void* recv, size_t countPerRank, int dtype) = 0;
@@ -66,8 +65,12 @@ int guarded(std::string& lastError, Fn&& fn) noexcept {
   return catchToResult(lastError, std::forward<Fn>(fn));
 }
 
-inline Backend& impl(void* s) { return *static_cast<State*>(s)->impl; }
-inline std::string& err(void* s) { return static_cast<State*>(s)->lastError; }
+inline Backend& impl(void* s) {
+  return *static_cast<State*>(s)->impl;
+}
+inline std::string& err(void* s) {
+  return static_cast<State*>(s)->lastError;
+}
 
 template <typename Impl>
 constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
@@ -145,6 +148,6 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
 }  // namespace epcomm
 
 // MAX_COUNT: the most elements (or the largest displacement) one call may pass; 0: no limit.
-#define EPCOMM_EXPORT_BACKEND(NAME, CAPABILITIES, MAX_COUNT, IMPL)                          \
+#define EPCOMM_EXPORT_BACKEND(NAME, CAPABILITIES, MAX_COUNT, IMPL)                           \
   extern "C" __attribute__((visibility("default"))) const epcommBackendV1 epcommBackend_v1 = \
       ::epcomm::plugin_detail::makeTable<IMPL>(NAME, CAPABILITIES, MAX_COUNT);

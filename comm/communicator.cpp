@@ -25,7 +25,9 @@ namespace {
 class OobBootstrap final : public Bootstrap {
  public:
   explicit OobBootstrap(const OobAllGather& fn) : fn_(fn) {}
-  void allGather(const void* send, void* recv, std::size_t bytes) override { fn_(send, recv, bytes); }
+  void allGather(const void* send, void* recv, std::size_t bytes) override {
+    fn_(send, recv, bytes);
+  }
 
  private:
   const OobAllGather& fn_;
@@ -122,9 +124,9 @@ void checkRankSize(int rank, int size, const char* op) {
                "size " + std::to_string(size) + " must be at least 1");
   }
   if (rank < 0 || rank >= size) {
-    throwError(ErrorCode::kInvalidArgument, rank, op,
-               "rank " + std::to_string(rank) + " is out of range for size " +
-                   std::to_string(size));
+    throwError(
+        ErrorCode::kInvalidArgument, rank, op,
+        "rank " + std::to_string(rank) + " is out of range for size " + std::to_string(size));
   }
 }
 
@@ -160,17 +162,19 @@ std::unique_ptr<Communicator> Communicator::init(const UniqueId& id, int rank, i
   checkRankSize(rank, size, "init");
   setLogRank(rank);
   const RendezvousInfo info = decodeUniqueId(id, rank);
-  std::unique_ptr<Bootstrap> bootstrap = connectRendezvous(info, rank, size, config.connectTimeoutS);
+  std::unique_ptr<Bootstrap> bootstrap =
+      connectRendezvous(info, rank, size, config.connectTimeoutS);
   auto backend = createBackend(resolveBackendName(config), bootstrap.get(), rank, size, config);
   return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
 }
 
-std::unique_ptr<Communicator> Communicator::init(const OobAllGather& allGather, int rank,
-                                                 int size, const Config& config) {
+std::unique_ptr<Communicator> Communicator::init(const OobAllGather& allGather, int rank, int size,
+                                                 const Config& config) {
   setLogLevel(config.logLevel);
   checkRankSize(rank, size, "init");
   setLogRank(rank);
-  if (!allGather) throwError(ErrorCode::kInvalidArgument, rank, "init", "the all-gather callback is empty");
+  if (!allGather)
+    throwError(ErrorCode::kInvalidArgument, rank, "init", "the all-gather callback is empty");
   OobBootstrap bootstrap(allGather);
   auto backend = createBackend(resolveBackendName(config), &bootstrap, rank, size, config);
   return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
@@ -208,7 +212,8 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     info.port = static_cast<std::uint16_t>(port);
     std::memcpy(info.secret, config.initSecret.data(), config.initSecret.size());
     if (config.initRank == 0) startRendezvousServer(info, config.connectTimeoutS);
-    auto bootstrap = connectRendezvous(info, config.initRank, config.initSize, config.connectTimeoutS);
+    auto bootstrap =
+        connectRendezvous(info, config.initRank, config.initSize, config.connectTimeoutS);
     auto backend = createBackend(name, bootstrap.get(), config.initRank, config.initSize, config);
     return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
   }
@@ -217,7 +222,8 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     // Under mpirun the ranks bootstrap through MPI itself: the mpi backend needs no
     // exchange for the world, and lends its all-gather to any other backend.
     auto mpi = createBackend("mpi", nullptr, launcher.rank, launcher.size, config);
-    if (name == "mpi") return std::unique_ptr<Communicator>(new Communicator(std::move(mpi), config));
+    if (name == "mpi")
+      return std::unique_ptr<Communicator>(new Communicator(std::move(mpi), config));
     BackendBootstrap bootstrap(*mpi);
     auto backend = createBackend(name, &bootstrap, launcher.rank, launcher.size, config);
     return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
@@ -228,7 +234,9 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
   return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
 }
 
-const std::string& Communicator::backendName() const { return backend_->name(); }
+const std::string& Communicator::backendName() const {
+  return backend_->name();
+}
 
 void Communicator::checkUsable(const char* op) const {
   if (aborted_) {

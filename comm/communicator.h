@@ -4,8 +4,8 @@
 // fails with kInvalidUsage.
 #pragma once
 
-#include <cstddef>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>

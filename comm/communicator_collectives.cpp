@@ -14,8 +14,12 @@ namespace {
 
 constexpr int kMaxTag = 32767;  // the MPI standard's guaranteed minimum of MPI_TAG_UB
 
-std::int64_t i64(DataType d) { return static_cast<std::int64_t>(d); }
-std::int64_t i64(ReduceOp o) { return static_cast<std::int64_t>(o); }
+std::int64_t i64(DataType d) {
+  return static_cast<std::int64_t>(d);
+}
+std::int64_t i64(ReduceOp o) {
+  return static_cast<std::int64_t>(o);
+}
 std::int64_t i64(std::size_t n) {
   return static_cast<std::int64_t>(
       std::min<std::size_t>(n, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
@@ -35,7 +39,8 @@ std::size_t extentOf(const std::size_t* counts, const std::size_t* displs, int n
   for (int r = 0; r < n; ++r) {
     check.limit(counts[r], maxCount, what);
     check.limit(displs[r], maxCount, what);
-    check.that(displs[r] <= SIZE_MAX - counts[r], std::string(what) + ": displacement + count overflows");
+    check.that(displs[r] <= SIZE_MAX - counts[r],
+               std::string(what) + ": displacement + count overflows");
     if (counts[r] && check.ok()) extent = std::max(extent, displs[r] + counts[r]);
   }
   return extent;
@@ -60,8 +65,7 @@ void Communicator::allReduce(const void* send, void* recv, std::size_t count, Da
   run(kOp, [&] { backend_->allReduce(send, recv, count, int(dtype), int(op)); });
 }
 
-void Communicator::allGather(const void* send, void* recv, std::size_t sendCount,
-                             DataType dtype) {
+void Communicator::allGather(const void* send, void* recv, std::size_t sendCount, DataType dtype) {
   constexpr const char* kOp = "allGather";
   checkUsable(kOp);
   const std::size_t es = dtypeSize(dtype);
@@ -93,8 +97,8 @@ void Communicator::allGatherV(const void* send, std::size_t sendCount, void* rec
   std::int64_t countsDigest = 0;
   if (check.ok()) {
     check.that(recvCounts[rank_] == sendCount,
-               "sendCount " + std::to_string(sendCount) + " differs from recvCounts[rank] = " +
-                   std::to_string(recvCounts[rank_]));
+               "sendCount " + std::to_string(sendCount) +
+                   " differs from recvCounts[rank] = " + std::to_string(recvCounts[rank_]));
     check.buffer(send, sendCount, es, "send");
     const std::size_t extent =
         extentOf(recvCounts, recvDispls, size_, check, backend_->maxCountPerCall(), "recv");
@@ -107,7 +111,8 @@ void Communicator::allGatherV(const void* send, std::size_t sendCount, void* rec
     countsDigest = digest(recvCounts, size_);
   }
   agree(kOp, check, {{"recvCounts (digest)", countsDigest}, {"dtype", i64(dtype)}});
-  run(kOp, [&] { backend_->allGatherV(send, sendCount, recv, recvCounts, recvDispls, int(dtype)); });
+  run(kOp,
+      [&] { backend_->allGatherV(send, sendCount, recv, recvCounts, recvDispls, int(dtype)); });
 }
 
 void Communicator::reduceScatter(const void* send, void* recv, std::size_t recvCount,

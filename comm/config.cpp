@@ -13,29 +13,45 @@ namespace {
 
 const std::vector<KnobInfo>& registry() {
   static const std::vector<KnobInfo> kKnobs = {
-      {"EPCOMM_BACKEND", {}, "auto",
+      {"EPCOMM_BACKEND",
+       {},
+       "auto",
        "backend: auto, mpi, or the name of a plugin libepcomm-backend-<name>.so. auto = mpi "
        "when launched by mpirun, else the single-rank path"},
-      {"EPCOMM_PLUGIN_PATH", {}, "",
+      {"EPCOMM_PLUGIN_PATH",
+       {},
+       "",
        "':'-separated folders searched for backend plugins before the installed plugin "
        "folder and the build tree"},
       {"EPCOMM_LOG_LEVEL", {}, "warn", "error, warn, info, debug or trace"},
-      {"EPCOMM_TIMEOUT_MS", {{"HCCL_EXEC_TIMEOUT", 1000}}, "300000",
+      {"EPCOMM_TIMEOUT_MS",
+       {{"HCCL_EXEC_TIMEOUT", 1000}},
+       "300000",
        "deadline of any wait inside an operation, ms (HCCL_EXEC_TIMEOUT is in s)"},
-      {"EPCOMM_CONNECT_TIMEOUT", {{"HCCL_CONNECT_TIMEOUT", 1}}, "120",
+      {"EPCOMM_CONNECT_TIMEOUT",
+       {{"HCCL_CONNECT_TIMEOUT", 1}},
+       "120",
        "deadline of init and rendezvous, s"},
-      {"EPCOMM_BUFFSIZE", {{"HCCL_BUFFSIZE", 1}}, "64",
+      {"EPCOMM_BUFFSIZE",
+       {{"HCCL_BUFFSIZE", 1}},
+       "64",
        "communication buffer per communicator, MiB, handed to the backend (the mpi backend "
        "stages nothing and ignores it)"},
-      {"EPCOMM_CHECK_ARGS", {}, "1",
+      {"EPCOMM_CHECK_ARGS",
+       {},
+       "1",
        "1: before each collective the ranks agree on counts, dtype, op and root with one "
        "small all-reduce, so a bad or mismatched argument on any rank is an error on every "
        "rank instead of a hang; 0: skip it (saves one small all-reduce per call)"},
-      {"EPCOMM_INIT_ADDR", {}, "",
+      {"EPCOMM_INIT_ADDR",
+       {},
+       "",
        "host:port of rank 0's rendezvous for Communicator::initFromEnvironment (torch style)"},
       {"EPCOMM_RANK", {{"RANK", 1}}, "", "this process's rank for EPCOMM_INIT_ADDR init"},
       {"EPCOMM_SIZE", {{"WORLD_SIZE", 1}}, "", "number of ranks for EPCOMM_INIT_ADDR init"},
-      {"EPCOMM_INIT_SECRET", {}, "",
+      {"EPCOMM_INIT_SECRET",
+       {},
+       "",
        "shared secret (any string) every rank presents at an EPCOMM_INIT_ADDR rendezvous; "
        "empty: none"},
   };
@@ -44,8 +60,8 @@ const std::vector<KnobInfo>& registry() {
 
 [[noreturn]] void badValue(std::string_view name, std::string_view value, std::string_view what) {
   throw Error(ErrorCode::kInvalidArgument, "epcomm config: " + std::string(name) + "=\"" +
-                                               std::string(value) + "\" is invalid: " +
-                                               std::string(what));
+                                               std::string(value) +
+                                               "\" is invalid: " + std::string(what));
 }
 
 std::int64_t parseInt(std::string_view name, std::string_view value, std::int64_t min,
@@ -60,8 +76,8 @@ std::int64_t parseInt(std::string_view name, std::string_view value, std::int64_
 
 constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
 // Bounds that keep every derived value (ms, bytes) within range.
-constexpr std::int64_t kMaxTimeoutMs = std::int64_t{1} << 40;   // ~35 years
-constexpr std::int64_t kMaxBufferMiB = std::int64_t{1} << 20;   // 1 TiB
+constexpr std::int64_t kMaxTimeoutMs = std::int64_t{1} << 40;  // ~35 years
+constexpr std::int64_t kMaxBufferMiB = std::int64_t{1} << 20;  // 1 TiB
 
 }  // namespace
 
@@ -72,10 +88,16 @@ std::optional<std::int64_t> parseInteger(std::string_view text) {
   return out;
 }
 
-std::span<const KnobInfo> knobRegistry() { return registry(); }
+std::span<const KnobInfo> knobRegistry() {
+  return registry();
+}
 
-Config Config::fromEnvironment() { return resolve(true); }
-Config Config::defaults() { return resolve(false); }
+Config Config::fromEnvironment() {
+  return resolve(true);
+}
+Config Config::defaults() {
+  return resolve(false);
+}
 
 Config Config::resolve(bool readEnvironment) {
   Config config;
@@ -94,7 +116,8 @@ Config Config::resolve(bool readEnvironment) {
       v.value = raw;
       v.source = alias.name;
       if (alias.scale != 1) {
-        v.value = std::to_string(parseInt(alias.name, raw, 0, kMaxTimeoutMs / alias.scale) * alias.scale);
+        v.value =
+            std::to_string(parseInt(alias.name, raw, 0, kMaxTimeoutMs / alias.scale) * alias.scale);
       }
       return v;
     }
@@ -119,16 +142,19 @@ Config Config::resolve(bool readEnvironment) {
     } else if (n == "EPCOMM_CONNECT_TIMEOUT") {
       config.connectTimeoutS = parseInt(v.source, v.value, 1, kMaxTimeoutMs / 1000);
     } else if (n == "EPCOMM_BUFFSIZE") {
-      config.bufferBytes = static_cast<std::size_t>(parseInt(v.source, v.value, 1, kMaxBufferMiB)) << 20;
+      config.bufferBytes = static_cast<std::size_t>(parseInt(v.source, v.value, 1, kMaxBufferMiB))
+                           << 20;
     } else if (n == "EPCOMM_CHECK_ARGS") {
       if (v.value != "0" && v.value != "1") badValue(v.source, v.value, "expected 0 or 1");
       config.checkArgs = v.value == "1";
     } else if (n == "EPCOMM_INIT_ADDR") {
       config.initAddr = v.value;
     } else if (n == "EPCOMM_RANK") {
-      config.initRank = v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 0, kIntMax - 1));
+      config.initRank =
+          v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 0, kIntMax - 1));
     } else if (n == "EPCOMM_SIZE") {
-      config.initSize = v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 1, kIntMax));
+      config.initSize =
+          v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 1, kIntMax));
     } else if (n == "EPCOMM_INIT_SECRET") {
       config.initSecret = v.value;
     }

@@ -48,17 +48,17 @@ class Config {
   static Config fromEnvironment();
   static Config defaults();
 
-  std::string backend = "auto";    // EPCOMM_BACKEND
-  std::string pluginPath;          // EPCOMM_PLUGIN_PATH, ':'-separated
-  std::string logLevel = "warn";   // EPCOMM_LOG_LEVEL
-  std::int64_t timeoutMs = 0;      // EPCOMM_TIMEOUT_MS
+  std::string backend = "auto";      // EPCOMM_BACKEND
+  std::string pluginPath;            // EPCOMM_PLUGIN_PATH, ':'-separated
+  std::string logLevel = "warn";     // EPCOMM_LOG_LEVEL
+  std::int64_t timeoutMs = 0;        // EPCOMM_TIMEOUT_MS
   std::int64_t connectTimeoutS = 0;  // EPCOMM_CONNECT_TIMEOUT
-  std::size_t bufferBytes = 0;     // EPCOMM_BUFFSIZE (MiB in the environment)
-  bool checkArgs = true;           // EPCOMM_CHECK_ARGS
-  std::string initAddr;            // EPCOMM_INIT_ADDR host:port
-  int initRank = -1;               // EPCOMM_RANK
-  int initSize = -1;               // EPCOMM_SIZE
-  std::string initSecret;          // EPCOMM_INIT_SECRET
+  std::size_t bufferBytes = 0;       // EPCOMM_BUFFSIZE (MiB in the environment)
+  bool checkArgs = true;             // EPCOMM_CHECK_ARGS
+  std::string initAddr;              // EPCOMM_INIT_ADDR host:port
+  int initRank = -1;                 // EPCOMM_RANK
+  int initSize = -1;                 // EPCOMM_SIZE
+  std::string initSecret;            // EPCOMM_INIT_SECRET
 
   // Every registered knob with its effective value and source, in registry order.
   std::vector<KnobValue> values;

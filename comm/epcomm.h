@@ -44,7 +44,13 @@ typedef enum {
   epcommBfloat16 = 9
 } epcommDataType_t;
 
-typedef enum { epcommSum = 0, epcommProd = 1, epcommMax = 2, epcommMin = 3, epcommAvg = 4 } epcommRedOp_t;
+typedef enum {
+  epcommSum = 0,
+  epcommProd = 1,
+  epcommMax = 2,
+  epcommMin = 3,
+  epcommAvg = 4
+} epcommRedOp_t;
 
 #define EPCOMM_UNIQUE_ID_BYTES 128
 typedef struct {
@@ -62,10 +68,10 @@ typedef struct {
   size_t size;
   unsigned int magic;
   unsigned int version;
-  const char* backend;   /* EPCOMM_BACKEND; NULL: environment */
-  long long timeoutMs;   /* EPCOMM_TIMEOUT_MS; <= 0: environment */
-  long long bufferMiB;   /* EPCOMM_BUFFSIZE; <= 0: environment */
-  int checkArgs;         /* EPCOMM_CHECK_ARGS 0/1; < 0: environment */
+  const char* backend; /* EPCOMM_BACKEND; NULL: environment */
+  long long timeoutMs; /* EPCOMM_TIMEOUT_MS; <= 0: environment */
+  long long bufferMiB; /* EPCOMM_BUFFSIZE; <= 0: environment */
+  int checkArgs;       /* EPCOMM_CHECK_ARGS 0/1; < 0: environment */
 } epcommConfig_t;
 #define EPCOMM_CONFIG_INITIALIZER \
   { sizeof(epcommConfig_t), EPCOMM_CONFIG_MAGIC, EPCOMM_CONFIG_VERSION, NULL, -1, -1, -1 }

@@ -22,7 +22,9 @@ enum class ErrorCode : int {
   kTimeout = 8,          // a wait passed its deadline (EPCOMM_TIMEOUT_MS, EPCOMM_CONNECT_TIMEOUT)
 };
 
-constexpr int toResultCode(ErrorCode code) { return static_cast<int>(code); }
+constexpr int toResultCode(ErrorCode code) {
+  return static_cast<int>(code);
+}
 // The error code of a non-zero result code; kInternal for a number that is none.
 ErrorCode errorCodeFromResult(int result);
 

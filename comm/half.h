@@ -14,7 +14,9 @@ struct F16 {
   std::uint16_t bits;
 };
 
-inline float toFloat(Bf16 v) { return std::bit_cast<float>(std::uint32_t{v.bits} << 16); }
+inline float toFloat(Bf16 v) {
+  return std::bit_cast<float>(std::uint32_t{v.bits} << 16);
+}
 
 inline Bf16 toBf16(float f) {
   std::uint32_t u = std::bit_cast<std::uint32_t>(f);
@@ -39,7 +41,7 @@ inline F16 toF16(float f) {
   const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
   const std::uint16_t sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
   const std::uint32_t absU = u & 0x7fffffffu;
-  if (absU > 0x7f800000u) return F16{static_cast<std::uint16_t>(sign | 0x7e00u)};  // NaN
+  if (absU > 0x7f800000u) return F16{static_cast<std::uint16_t>(sign | 0x7e00u)};   // NaN
   if (absU >= 0x477ff000u) return F16{static_cast<std::uint16_t>(sign | 0x7c00u)};  // overflow
   if (absU < 0x38800000u) {
     // Result is subnormal or zero: scale so that the f16 subnormal unit is 1, round to even.
@@ -49,7 +51,7 @@ inline F16 toF16(float f) {
     return F16{static_cast<std::uint16_t>(sign | static_cast<std::uint16_t>(rounded))};
   }
   std::uint32_t mant = absU + 0xfffu + ((absU >> 13) & 1u);  // round to nearest even
-  mant -= 112u << 23;                                          // rebias 127 -> 15
+  mant -= 112u << 23;                                        // rebias 127 -> 15
   return F16{static_cast<std::uint16_t>(sign | (mant >> 13))};
 }
 

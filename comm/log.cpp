@@ -45,16 +45,22 @@ std::shared_ptr<spdlog::logger>& instance() {
 
 }  // namespace
 
-spdlog::logger& log() { return *instance(); }
+spdlog::logger& log() {
+  return *instance();
+}
 
-void setLogLevel(std::string_view level) { instance()->set_level(parseLevel(level)); }
+void setLogLevel(std::string_view level) {
+  instance()->set_level(parseLevel(level));
+}
 
-void setLogRank(int rank) { applyPattern(*instance(), rank); }
+void setLogRank(int rank) {
+  applyPattern(*instance(), rank);
+}
 
 void logFromBackend(int level, const char* message) {
-  static constexpr spdlog::level::level_enum kLevels[] = {
-      spdlog::level::trace, spdlog::level::debug, spdlog::level::info, spdlog::level::warn,
-      spdlog::level::err};
+  static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::trace,
+                                                          spdlog::level::debug, spdlog::level::info,
+                                                          spdlog::level::warn, spdlog::level::err};
   const int index = level < 0 ? 0 : (level > 4 ? 4 : level);
   log().log(kLevels[index], "{}", message ? message : "");
 }

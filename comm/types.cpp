@@ -2,7 +2,9 @@
 
 namespace epcomm {
 
-bool isValid(DataType dtype) { return dtypeSize(dtype) != 0; }
+bool isValid(DataType dtype) {
+  return dtypeSize(dtype) != 0;
+}
 
 bool isValid(ReduceOp op) {
   switch (op) {

@@ -5,14 +5,14 @@
 
 #include "comm/epcomm.h"
 
-#define EXAMPLE_CHECK(call)                                                                    \
-  do {                                                                                 \
-    epcommResult_t rc_ = (call);                                                       \
-    if (rc_ != epcommSuccess) {                                                        \
-      fprintf(stderr, "%s failed: %s: %s\n", #call, epcommGetErrorString(rc_),         \
-              epcommGetLastError(NULL));                                               \
-      return 1;                                                                        \
-    }                                                                                  \
+#define EXAMPLE_CHECK(call)                                                    \
+  do {                                                                         \
+    epcommResult_t rc_ = (call);                                               \
+    if (rc_ != epcommSuccess) {                                                \
+      fprintf(stderr, "%s failed: %s: %s\n", #call, epcommGetErrorString(rc_), \
+              epcommGetLastError(NULL));                                       \
+      return 1;                                                                \
+    }                                                                          \
   } while (0)
 
 int main(void) {

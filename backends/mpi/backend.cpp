@@ -18,8 +18,12 @@ namespace {
 
 constexpr int kCreateGroupTag = 0x5ec0;
 
-DataType dt(int dtype) { return static_cast<DataType>(dtype); }
-bool isHalf(int dtype) { return dt(dtype) == DataType::kBf16 || dt(dtype) == DataType::kF16; }
+DataType dt(int dtype) {
+  return static_cast<DataType>(dtype);
+}
+bool isHalf(int dtype) {
+  return dt(dtype) == DataType::kBf16 || dt(dtype) == DataType::kF16;
+}
 
 // The MPI type that carries `dtype`'s bytes; for bf16/f16 only good for moving data.
 MPI_Datatype mpiType(int dtype) {
@@ -87,7 +91,6 @@ void divideBySize(void* buf, size_t n, int dtype, int size) {
   }
 }
 
-
 void finalizeAtExit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
@@ -125,7 +128,11 @@ void ensureMpiInitialised(int rank) {
 
 Backend::Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs,
                  void (*log)(int, const char*))
-    : comm_(comm), rank_(rank), size_(size), timeoutMs_(timeoutMs), log_(log),
+    : comm_(comm),
+      rank_(rank),
+      size_(size),
+      timeoutMs_(timeoutMs),
+      log_(log),
       clock_(std::make_unique<CallClock>(rank, timeoutMs, log)) {}
 
 Backend::Backend(const epcommBackendCreateArgs& args)
@@ -154,7 +161,8 @@ Backend::Backend(const epcommBackendCreateArgs& args)
                      " or choose another EPCOMM_BACKEND");
     }
     std::vector<int> worldRanks(static_cast<size_t>(args.size));
-    if (args.bootstrap->allGather(args.bootstrap->ctx, &worldRank, worldRanks.data(), sizeof(int)) != 0) {
+    if (args.bootstrap->allGather(args.bootstrap->ctx, &worldRank, worldRanks.data(),
+                                  sizeof(int)) != 0) {
       throwError(ErrorCode::kPeerLost, args.rank, op, "mpi backend: bootstrap all-gather failed");
     }
     std::vector<int> sorted = worldRanks;
@@ -179,9 +187,9 @@ Backend::Backend(const epcommBackendCreateArgs& args)
   MPI_Comm_size(comm_, &size_);
   clock_ = std::make_unique<CallClock>(rank_, timeoutMs_, log_);
   if (rank_ != args.rank || size_ != args.size) {
-    throwError(ErrorCode::kInternal, args.rank, op, "mpi backend: communicator has rank " +
-                                                        std::to_string(rank_) + " of " +
-                                                        std::to_string(size_));
+    throwError(ErrorCode::kInternal, args.rank, op,
+               "mpi backend: communicator has rank " + std::to_string(rank_) + " of " +
+                   std::to_string(size_));
   }
 }
 
@@ -208,8 +216,9 @@ void Backend::checkLive(const char* op) const {
 int Backend::toInt(size_t n, const char* op) const {
   if (n > static_cast<size_t>(INT_MAX)) {
     throwError(ErrorCode::kInvalidArgument, rank_, op,
-               "count " + std::to_string(n) + " exceeds INT_MAX elements, the mpi backend's "
-               "limit per call; split the call");
+               "count " + std::to_string(n) +
+                   " exceeds INT_MAX elements, the mpi backend's "
+                   "limit per call; split the call");
   }
   return static_cast<int>(n);
 }
@@ -228,7 +237,9 @@ float* Backend::scratch(size_t count) {
   return scratch_.get();
 }
 
-void Backend::abort() { aborted_.store(true); }
+void Backend::abort() {
+  aborted_.store(true);
+}
 
 std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   checkLive("split");
@@ -253,12 +264,14 @@ void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, i
     float* f = scratch(count);
     toF32(send, f, count, dtype);
     check(MPI_Allreduce(MPI_IN_PLACE, f, n, MPI_FLOAT, mpiOp(op), comm_), name);
-    if (static_cast<ReduceOp>(op) == ReduceOp::kAvg) divideBySize(f, count, int(DataType::kF32), size_);
+    if (static_cast<ReduceOp>(op) == ReduceOp::kAvg)
+      divideBySize(f, count, int(DataType::kF32), size_);
     fromF32(f, recv, count, dtype);
     return;
   }
-  check(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, n, mpiType(dtype), mpiOp(op), comm_),
-        name);
+  check(
+      MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, n, mpiType(dtype), mpiOp(op), comm_),
+      name);
   if (static_cast<ReduceOp>(op) == ReduceOp::kAvg) divideBySize(recv, count, dtype, size_);
 }
 
@@ -272,7 +285,8 @@ void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int 
     float* f = scratch(total);
     toF32(send, f, total, dtype);
     check(MPI_Reduce_scatter_block(MPI_IN_PLACE, f, n, MPI_FLOAT, mpiOp(op), comm_), name);
-    if (static_cast<ReduceOp>(op) == ReduceOp::kAvg) divideBySize(f, recvCount, int(DataType::kF32), size_);
+    if (static_cast<ReduceOp>(op) == ReduceOp::kAvg)
+      divideBySize(f, recvCount, int(DataType::kF32), size_);
     fromF32(f, recv, recvCount, dtype);
     return;
   }
@@ -291,7 +305,8 @@ void Backend::allGather(const void* send, void* recv, size_t sendCount, int dtyp
   const int n = toInt(sendCount, name);
   const size_t bytes = sendCount * dtypeSize(dt(dtype));
   const bool inPlace = send == static_cast<const char*>(recv) + bytes * static_cast<size_t>(rank_);
-  check(MPI_Allgather(inPlace ? MPI_IN_PLACE : send, n, mpiType(dtype), recv, n, mpiType(dtype), comm_),
+  check(MPI_Allgather(inPlace ? MPI_IN_PLACE : send, n, mpiType(dtype), recv, n, mpiType(dtype),
+                      comm_),
         name);
 }
 
@@ -347,7 +362,8 @@ void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t
   const std::vector<int> rd = toInts(recvDispls, name);
   const MPI_Datatype type = mpiType(dtype);
   if (send == recv) {
-    check(MPI_Alltoallv(MPI_IN_PLACE, nullptr, nullptr, type, recv, rc.data(), rd.data(), type, comm_),
+    check(MPI_Alltoallv(MPI_IN_PLACE, nullptr, nullptr, type, recv, rc.data(), rd.data(), type,
+                        comm_),
           name);
     return;
   }

@@ -67,14 +67,18 @@ CallClock::CallClock(int rank, std::int64_t timeoutMs, void (*log)(int, const ch
   Watchdog::instance().watch(this);
 }
 
-CallClock::~CallClock() { Watchdog::instance().unwatch(this); }
+CallClock::~CallClock() {
+  Watchdog::instance().unwatch(this);
+}
 
 CallClock::Scope::Scope(CallClock& clock, const char* op) : clock_(clock) {
   clock_.op_.store(op, std::memory_order_relaxed);
   clock_.deadlineNs_.store(steadyNowNs() + clock_.timeoutNs_, std::memory_order_release);
 }
 
-CallClock::Scope::~Scope() { clock_.deadlineNs_.store(0, std::memory_order_release); }
+CallClock::Scope::~Scope() {
+  clock_.deadlineNs_.store(0, std::memory_order_release);
+}
 
 void CallClock::check(std::int64_t nowNs) {
   const std::int64_t deadline = deadlineNs_.load(std::memory_order_acquire);

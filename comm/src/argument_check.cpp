@@ -24,8 +24,8 @@ void ArgumentCheck::buffer(const void* p, std::size_t count, std::size_t element
   if (elementBytes == 0) return;
   that(count <= std::numeric_limits<std::size_t>::max() / elementBytes,
        std::string(name) + " count " + std::to_string(count) + " overflows the address space");
-  that(count == 0 || p != nullptr, std::string(name) + " buffer is null with count " +
-                                       std::to_string(count) + " > 0");
+  that(count == 0 || p != nullptr,
+       std::string(name) + " buffer is null with count " + std::to_string(count) + " > 0");
 }
 
 void ArgumentCheck::rank(int r, int size, const char* name) {

@@ -4,8 +4,8 @@
 
 namespace epcomm {
 
-BackendHandle::BackendHandle(const epcommBackendV1* table, void* state, std::string name,
-                             int rank, int size)
+BackendHandle::BackendHandle(const epcommBackendV1* table, void* state, std::string name, int rank,
+                             int size)
     : table_(table), state_(state), name_(std::move(name)), rank_(rank), size_(size) {}
 
 BackendHandle::~BackendHandle() {
@@ -33,7 +33,9 @@ void BackendHandle::check(int result, const char* op) const {
   throwError(errorCodeFromResult(result), rank_, op, "backend " + name_ + ": " + what);
 }
 
-void BackendHandle::abort() { check(table_->abort(state_), "abort"); }
+void BackendHandle::abort() {
+  check(table_->abort(state_), "abort");
+}
 
 std::unique_ptr<BackendHandle> BackendHandle::split(int color, int key) {
   void* child = nullptr;
@@ -60,7 +62,9 @@ void BackendHandle::reduceScatter(const void* s, void* r, std::size_t n, int dty
 void BackendHandle::broadcast(const void* s, void* r, std::size_t n, int dtype, int root) {
   check(table_->broadcast(state_, s, r, n, dtype, root), "broadcast");
 }
-void BackendHandle::barrier() { check(table_->barrier(state_), "barrier"); }
+void BackendHandle::barrier() {
+  check(table_->barrier(state_), "barrier");
+}
 void BackendHandle::allToAll(const void* s, void* r, std::size_t n, int dtype) {
   check(table_->allToAll(state_, s, r, n, dtype), "allToAll");
 }

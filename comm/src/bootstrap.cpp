@@ -6,16 +6,15 @@
 //   10 port u16             12 address, 16 bytes (IPv4: the first 4)
 //   28 secret, 32 bytes     60 zero up to 128
 #include "comm/src/bootstrap.h"
+#include "comm/src/asio.h"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
-#include <netdb.h>
 #include <net/if.h>
+#include <netdb.h>
 #include <netinet/in.h>
 
 #include <algorithm>
-#include <utility>  // before Boost 1.74's Asio, whose awaitable.hpp needs std::exchange
-#include <boost/asio/ip/address.hpp>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -40,7 +39,6 @@ bool isVirtualBridge(const std::string& name) {
 
 }  // namespace
 
-
 namespace {
 
 // Keeps every started server alive until it finishes or the process exits; its static
@@ -63,8 +61,8 @@ class ServerRegistry {
 
   std::size_t active() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return static_cast<std::size_t>(std::count_if(
-        servers_.begin(), servers_.end(), [](const auto& s) { return !s->finished(); }));
+    return static_cast<std::size_t>(std::count_if(servers_.begin(), servers_.end(),
+                                                  [](const auto& s) { return !s->finished(); }));
   }
 
  private:
@@ -81,8 +79,9 @@ RendezvousInfo startRendezvousServer(const RendezvousInfo& info, std::int64_t co
   return ServerRegistry::instance().start(info, connectTimeoutS);
 }
 
-std::size_t rendezvous::activeRendezvousServers() { return ServerRegistry::instance().active(); }
-
+std::size_t rendezvous::activeRendezvousServers() {
+  return ServerRegistry::instance().active();
+}
 
 std::string resolveHost(const std::string& host, int rank) {
   addrinfo hints{};
@@ -103,9 +102,11 @@ std::string resolveHost(const std::string& host, int rank) {
     }
   }
   char text[INET6_ADDRSTRLEN] = {};
-  const void* addr = pick->ai_family == AF_INET
-                         ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr)
-                         : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr);
+  const void* addr =
+      pick->ai_family == AF_INET
+          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr)
+          : static_cast<const void*>(
+                &reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr);
   inet_ntop(pick->ai_family, addr, text, sizeof(text));
   freeaddrinfo(found);
   return text;

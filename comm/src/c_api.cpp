@@ -4,10 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <thread>
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "comm/communicator.h"
@@ -139,7 +139,8 @@ const char* epcommGetLastError(epcommComm_t comm) {
 }
 
 epcommResult_t epcommGetUniqueId(epcommUniqueId* uniqueId) {
-  if (!uniqueId) return fail(nullptr, epcommInvalidArgument, "epcomm: getUniqueId: uniqueId is NULL");
+  if (!uniqueId)
+    return fail(nullptr, epcommInvalidArgument, "epcomm: getUniqueId: uniqueId is NULL");
   return guard(nullptr, [&] {
     const epcomm::UniqueId id = epcomm::UniqueId::create();
     std::memcpy(uniqueId->internal, id.bytes.data(), sizeof(uniqueId->internal));
@@ -152,7 +153,8 @@ epcommResult_t epcommCommInitRankConfig(epcommComm_t* comm, int nranks, epcommUn
   *comm = nullptr;
   std::unique_ptr<epcomm::Communicator> impl;
   const epcommResult_t rc = guard(nullptr, [&] {
-    impl = epcomm::Communicator::init(toId(commId), rank, nranks, makeConfig(config, "commInitRank"));
+    impl =
+        epcomm::Communicator::init(toId(commId), rank, nranks, makeConfig(config, "commInitRank"));
   });
   return rc == epcommSuccess ? publish(comm, std::move(impl)) : rc;
 }
@@ -247,7 +249,8 @@ epcommResult_t epcommCommUserRank(const epcommComm_t comm, int* rank) {
 
 epcommResult_t epcommAllReduce(const void* s, void* r, size_t count, epcommDataType_t d,
                                epcommRedOp_t op, epcommComm_t comm) {
-  return call(comm, "allReduce", [&] { comm->impl->allReduce(s, r, count, EPCOMM_DT(d), EPCOMM_OP(op)); });
+  return call(comm, "allReduce",
+              [&] { comm->impl->allReduce(s, r, count, EPCOMM_DT(d), EPCOMM_OP(op)); });
 }
 
 epcommResult_t epcommBroadcast(const void* s, void* r, size_t count, epcommDataType_t d, int root,
@@ -257,7 +260,8 @@ epcommResult_t epcommBroadcast(const void* s, void* r, size_t count, epcommDataT
 
 epcommResult_t epcommReduceScatter(const void* s, void* r, size_t recvcount, epcommDataType_t d,
                                    epcommRedOp_t op, epcommComm_t comm) {
-  return call(comm, "reduceScatter", [&] { comm->impl->reduceScatter(s, r, recvcount, EPCOMM_DT(d), EPCOMM_OP(op)); });
+  return call(comm, "reduceScatter",
+              [&] { comm->impl->reduceScatter(s, r, recvcount, EPCOMM_DT(d), EPCOMM_OP(op)); });
 }
 
 epcommResult_t epcommAllGather(const void* s, void* r, size_t sendcount, epcommDataType_t d,
@@ -267,7 +271,8 @@ epcommResult_t epcommAllGather(const void* s, void* r, size_t sendcount, epcommD
 
 epcommResult_t epcommAllGatherV(const void* s, size_t sendcount, void* r, const size_t* counts,
                                 const size_t* displs, epcommDataType_t d, epcommComm_t comm) {
-  return call(comm, "allGatherV", [&] { comm->impl->allGatherV(s, sendcount, r, counts, displs, EPCOMM_DT(d)); });
+  return call(comm, "allGatherV",
+              [&] { comm->impl->allGatherV(s, sendcount, r, counts, displs, EPCOMM_DT(d)); });
 }
 
 epcommResult_t epcommAllToAll(const void* s, void* r, size_t count, epcommDataType_t d,
@@ -278,7 +283,8 @@ epcommResult_t epcommAllToAll(const void* s, void* r, size_t count, epcommDataTy
 epcommResult_t epcommAllToAllV(const void* s, const size_t* sc, const size_t* sd, void* r,
                                const size_t* rc, const size_t* rd, epcommDataType_t d,
                                epcommComm_t comm) {
-  return call(comm, "allToAllV", [&] { comm->impl->allToAllV(s, sc, sd, r, rc, rd, EPCOMM_DT(d)); });
+  return call(comm, "allToAllV",
+              [&] { comm->impl->allToAllV(s, sc, sd, r, rc, rd, EPCOMM_DT(d)); });
 }
 
 epcommResult_t epcommSend(const void* s, size_t count, epcommDataType_t d, int peer,

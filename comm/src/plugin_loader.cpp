@@ -55,8 +55,8 @@ std::vector<std::string> pluginSearchPath(const Config& config) {
   for (std::string dir; std::getline(env, dir, ':');) {
     if (!dir.empty()) dirs.push_back(dir);
   }
-  for (const std::string& dir :
-       {libraryPluginDir(), std::string(EPCOMM_INSTALL_PLUGIN_DIR), std::string(EPCOMM_BUILD_PLUGIN_DIR)}) {
+  for (const std::string& dir : {libraryPluginDir(), std::string(EPCOMM_INSTALL_PLUGIN_DIR),
+                                 std::string(EPCOMM_BUILD_PLUGIN_DIR)}) {
     if (dir.empty()) continue;
     bool seen = false;
     for (const std::string& d : dirs) seen = seen || d == dir;

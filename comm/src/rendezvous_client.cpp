@@ -1,11 +1,10 @@
 #include "comm/src/rendezvous_client.h"
+#include "comm/src/asio.h"
 
 #include <fcntl.h>
 
 #include <algorithm>
 #include <array>
-#include <utility>  // before Boost 1.74's Asio, whose awaitable.hpp needs std::exchange
-#include <boost/asio.hpp>
 #include <optional>
 #include <thread>
 
@@ -58,7 +57,9 @@ RendezvousClient::RendezvousClient(const RendezvousInfo& info, int rank, int siz
   log().debug("bootstrap: rank {} of {} joined the rendezvous {}", rank_, size_, where_);
 }
 
-RendezvousClient::~RendezvousClient() { close(); }
+RendezvousClient::~RendezvousClient() {
+  close();
+}
 
 void RendezvousClient::close() noexcept {
   AsioError ignored;
@@ -112,11 +113,11 @@ void RendezvousClient::connect(Clock::time_point deadline) {
     if (!ec) break;
     // Nothing listens yet (or the network is not ready): try again until the deadline.
     if (ec == asio::error::timed_out || Clock::now() + backoff >= deadline) {
-      fail(ErrorCode::kTimeout, "could not connect to the rendezvous at " + where_ + " within " +
-                                    std::to_string(timeout_.count()) + " s (" +
-                                    std::to_string(attempt) + " attempts, last: " +
-                                    (ec == asio::error::timed_out ? "no answer" : ec.message()) +
-                                    ")");
+      fail(ErrorCode::kTimeout,
+           "could not connect to the rendezvous at " + where_ + " within " +
+               std::to_string(timeout_.count()) + " s (" + std::to_string(attempt) +
+               " attempts, last: " + (ec == asio::error::timed_out ? "no answer" : ec.message()) +
+               ")");
     }
     std::this_thread::sleep_for(backoff);
     backoff = std::min<Clock::duration>(backoff * 2, kMaxBackoff);
@@ -131,9 +132,10 @@ void RendezvousClient::hello(Clock::time_point deadline) {
   h.rank = rank_;
   h.size = size_;
   const auto out = encodeHello(h);
-  AsioError ec = await([&](auto handler) { asio::async_write(socket_, asio::buffer(out), handler); },
-                       deadline);
-  if (ec == asio::error::timed_out) fail(ErrorCode::kTimeout, "timed out greeting the rendezvous at " + where_);
+  AsioError ec = await(
+      [&](auto handler) { asio::async_write(socket_, asio::buffer(out), handler); }, deadline);
+  if (ec == asio::error::timed_out)
+    fail(ErrorCode::kTimeout, "timed out greeting the rendezvous at " + where_);
   if (ec) fail(ErrorCode::kPeerLost, "lost the rendezvous at " + where_ + ": " + ec.message());
   std::array<unsigned char, kReplyHeaderBytes> in{};
   ec = await([&](auto handler) { asio::async_read(socket_, asio::buffer(in), handler); }, deadline);
@@ -149,7 +151,8 @@ void RendezvousClient::hello(Clock::time_point deadline) {
   if (reply.magic != kReplyMagic) {
     fail(ErrorCode::kPeerLost, where_ + " is not an epcomm rendezvous (unexpected answer)");
   }
-  if (reply.status != static_cast<std::uint32_t>(ReplyStatus::kOk)) throwReplyError(reply, deadline);
+  if (reply.status != static_cast<std::uint32_t>(ReplyStatus::kOk))
+    throwReplyError(reply, deadline);
   if (reply.bytes != 0) fail(ErrorCode::kPeerLost, "malformed hello answer from " + where_);
 }
 
@@ -180,13 +183,12 @@ void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes
   const std::string r = std::to_string(round_);
   // Round 0 also waits for the group to assemble: bounded by the connect timeout from the
   // connect (a late first call still gets the grace to hear the rendezvous's verdict).
-  const Clock::time_point deadline =
-      round_ == 0 ? std::max(firstDeadline_, Clock::now() + kReplyGrace)
-                  : Clock::now() + timeout_ + kReplyGrace;
+  const Clock::time_point deadline = round_ == 0
+                                         ? std::max(firstDeadline_, Clock::now() + kReplyGrace)
+                                         : Clock::now() + timeout_ + kReplyGrace;
   const auto header = encodeRoundHeader({kRoundMagic, round_, bytes});
   const std::array<asio::const_buffer, 2> out = {asio::buffer(header), asio::buffer(send, bytes)};
-  AsioError ec =
-      await([&](auto handler) { asio::async_write(socket_, out, handler); }, deadline);
+  AsioError ec = await([&](auto handler) { asio::async_write(socket_, out, handler); }, deadline);
   if (ec == asio::error::timed_out) {
     fail(ErrorCode::kTimeout, "timed out sending round " + r + " to the rendezvous at " + where_);
   }
@@ -203,18 +205,20 @@ void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes
              ? "timed out after " + std::to_string(timeout_.count()) + " s waiting for all " +
                    std::to_string(size_) + " ranks to arrive at the rendezvous " + where_ +
                    " (it did not report which ranks are missing)"
-             : "timed out after " + std::to_string(timeout_.count()) + " s waiting for round " +
-                   r + " of the all-gather at the rendezvous " + where_);
+             : "timed out after " + std::to_string(timeout_.count()) + " s waiting for round " + r +
+                   " of the all-gather at the rendezvous " + where_);
   }
   if (ec) {
-    fail(ErrorCode::kPeerLost, "the rendezvous at " + where_ + " closed the connection during round " +
-                                   r + " (" + ec.message() + ")");
+    fail(ErrorCode::kPeerLost, "the rendezvous at " + where_ +
+                                   " closed the connection during round " + r + " (" +
+                                   ec.message() + ")");
   }
   const ReplyHeader reply = decodeReplyHeader(in.data());
   if (reply.magic != kReplyMagic) {
     fail(ErrorCode::kPeerLost, "malformed reply from the rendezvous at " + where_);
   }
-  if (reply.status != static_cast<std::uint32_t>(ReplyStatus::kOk)) throwReplyError(reply, deadline);
+  if (reply.status != static_cast<std::uint32_t>(ReplyStatus::kOk))
+    throwReplyError(reply, deadline);
   const std::uint64_t expected = static_cast<std::uint64_t>(size_) * bytes;
   if (reply.bytes != expected) {
     fail(ErrorCode::kPeerLost, "the rendezvous at " + where_ + " answered round " + r + " with " +
@@ -222,11 +226,15 @@ void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes
                                    std::to_string(expected));
   }
   if (expected > 0) {
-    ec = await([&](auto handler) {
-      asio::async_read(socket_, asio::buffer(recv, static_cast<std::size_t>(expected)), handler);
-    }, deadline);
+    ec = await(
+        [&](auto handler) {
+          asio::async_read(socket_, asio::buffer(recv, static_cast<std::size_t>(expected)),
+                           handler);
+        },
+        deadline);
     if (ec == asio::error::timed_out) {
-      fail(ErrorCode::kTimeout, "timed out receiving round " + r + " from the rendezvous at " + where_);
+      fail(ErrorCode::kTimeout,
+           "timed out receiving round " + r + " from the rendezvous at " + where_);
     }
     if (ec) {
       fail(ErrorCode::kPeerLost, "lost the rendezvous at " + where_ + " while receiving round " +

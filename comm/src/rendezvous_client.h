@@ -2,9 +2,8 @@
 // allGather is one round at the rendezvous. Every socket operation has a deadline.
 #pragma once
 
-#include <utility>  // before Boost 1.74's Asio, whose awaitable.hpp needs std::exchange
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
+#include "comm/src/asio.h"
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

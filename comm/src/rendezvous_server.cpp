@@ -1,12 +1,11 @@
 #include "comm/src/rendezvous_server.h"
+#include "comm/src/asio.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <utility>  // before Boost 1.74's Asio, whose awaitable.hpp needs std::exchange
-#include <boost/asio.hpp>
 #include <chrono>
 #include <deque>
 #include <mutex>
@@ -75,8 +74,8 @@ struct Connection {
   std::deque<Outgoing> outbox;  // front() is being written while `writing`
   bool writing = false;
   bool closed = false;
-  int rank = -1;            // >= 0 once the hello was accepted
-  bool announced = false;   // sent the header of the current round
+  int rank = -1;           // >= 0 once the hello was accepted
+  bool announced = false;  // sent the header of the current round
 };
 using ConnectionPtr = std::shared_ptr<Connection>;
 
@@ -259,9 +258,10 @@ void RendezvousServer::Impl::onHello(const ConnectionPtr& c, const AsioError& ec
   }
   const Hello h = decodeHello(c->hello.data());
   if (h.magic != kHelloMagic) {
-    log().warn("bootstrap: rendezvous {}: closing connection from {}: not an epcomm rendezvous "
-               "hello",
-               where_, c->peer);
+    log().warn(
+        "bootstrap: rendezvous {}: closing connection from {}: not an epcomm rendezvous "
+        "hello",
+        where_, c->peer);
     closeConnection(c);
     return;
   }
@@ -296,8 +296,11 @@ void RendezvousServer::Impl::onHello(const ConnectionPtr& c, const AsioError& ec
   ++arrived_;
   ++liveMembers_;
   c->timer.cancel();
-  send(c, Outgoing{encodeReplyHeader({kReplyMagic, static_cast<std::uint32_t>(ReplyStatus::kOk), 0}),
-                   nullptr, {}, false});
+  send(c,
+       Outgoing{encodeReplyHeader({kReplyMagic, static_cast<std::uint32_t>(ReplyStatus::kOk), 0}),
+                nullptr,
+                {},
+                false});
   readHeader(c);
   log().debug("bootstrap: rendezvous {}: {} arrived from {}", where_, who, c->peer);
   if (arrived_ == size_) {
@@ -326,8 +329,8 @@ void RendezvousServer::Impl::onHeader(const ConnectionPtr& c, const AsioError& e
   const std::string r = std::to_string(round_);
   if (h.magic != kRoundMagic) return dropMember(c, "sent a malformed round header");
   if (h.round != round_ || c->announced) {
-    return dropMember(c, "sent round " + std::to_string(h.round) + " while the group is at round " +
-                             r);
+    return dropMember(
+        c, "sent round " + std::to_string(h.round) + " while the group is at round " + r);
   }
   if (h.bytes > kMaxBootstrapBytes) {
     return dropMember(c, "announced " + std::to_string(h.bytes) + " bytes in round " + r +
@@ -345,8 +348,8 @@ void RendezvousServer::Impl::onHeader(const ConnectionPtr& c, const AsioError& e
   }
   if (!roundOpen_) {
     try {
-      roundData_ = std::make_shared<std::vector<unsigned char>>(
-          static_cast<std::size_t>(size_) * static_cast<std::size_t>(h.bytes));
+      roundData_ = std::make_shared<std::vector<unsigned char>>(static_cast<std::size_t>(size_) *
+                                                                static_cast<std::size_t>(h.bytes));
     } catch (const std::bad_alloc&) {
       return failGroup(ReplyStatus::kProtocolError,
                        "rendezvous cannot allocate " + std::to_string(size_) + " x " +
@@ -359,10 +362,9 @@ void RendezvousServer::Impl::onHeader(const ConnectionPtr& c, const AsioError& e
   c->announced = true;
   if (h.bytes == 0) return onPayload(c, {});
   unsigned char* slot = roundData_->data() + static_cast<std::size_t>(c->rank) * h.bytes;
-  asio::async_read(c->socket, asio::buffer(slot, h.bytes),
-                   [this, c, keep = roundData_](const AsioError& e, std::size_t) {
-                     onPayload(c, e);
-                   });
+  asio::async_read(
+      c->socket, asio::buffer(slot, h.bytes),
+      [this, c, keep = roundData_](const AsioError& e, std::size_t) { onPayload(c, e); });
 }
 
 void RendezvousServer::Impl::onPayload(const ConnectionPtr& c, const AsioError& ec) {
@@ -376,8 +378,8 @@ void RendezvousServer::Impl::onPayload(const ConnectionPtr& c, const AsioError& 
 
 void RendezvousServer::Impl::completeRound() {
   std::shared_ptr<const std::vector<unsigned char>> data = std::move(roundData_);
-  const auto header = encodeReplyHeader(
-      {kReplyMagic, static_cast<std::uint32_t>(ReplyStatus::kOk), data->size()});
+  const auto header =
+      encodeReplyHeader({kReplyMagic, static_cast<std::uint32_t>(ReplyStatus::kOk), data->size()});
   for (const ConnectionPtr& m : members_) {
     m->announced = false;
     send(m, Outgoing{header, data, {}, false});
@@ -439,10 +441,10 @@ void RendezvousServer::Impl::onGroupDeadline(const AsioError& ec) {
                connectTimeout_.count());
     return maybeFinish();
   }
-  failGroup(ReplyStatus::kTimeout,
-            "timed out after " + std::to_string(connectTimeout_.count()) +
-                " s waiting for all " + std::to_string(size_) + " ranks at the rendezvous " +
-                where_ + "; missing ranks: " + formatRanks(missingRanks()));
+  failGroup(ReplyStatus::kTimeout, "timed out after " + std::to_string(connectTimeout_.count()) +
+                                       " s waiting for all " + std::to_string(size_) +
+                                       " ranks at the rendezvous " + where_ +
+                                       "; missing ranks: " + formatRanks(missingRanks()));
 }
 
 void RendezvousServer::Impl::send(const ConnectionPtr& c, Outgoing out) {
@@ -474,8 +476,8 @@ void RendezvousServer::Impl::writeNext(const ConnectionPtr& c) {
 void RendezvousServer::Impl::sendErrorAndClose(const ConnectionPtr& c, ReplyStatus status,
                                                const std::string& what) {
   std::string message = what.substr(0, kMaxReplyMessageBytes);
-  const auto header = encodeReplyHeader(
-      {kReplyMagic, static_cast<std::uint32_t>(status), message.size()});
+  const auto header =
+      encodeReplyHeader({kReplyMagic, static_cast<std::uint32_t>(status), message.size()});
   send(c, Outgoing{header, nullptr, std::move(message), true});
   // Closed after the reply is written, or after the grace period if the peer does not read.
   c->timer.expires_after(kCloseGrace);
@@ -546,8 +548,12 @@ RendezvousServer::~RendezvousServer() {
   thread_->join();
 }
 
-bool RendezvousServer::finished() const noexcept { return impl_->finished(); }
+bool RendezvousServer::finished() const noexcept {
+  return impl_->finished();
+}
 
-void RendezvousServer::stop() noexcept { impl_->stop(); }
+void RendezvousServer::stop() noexcept {
+  impl_->stop();
+}
 
 }  // namespace epcomm::rendezvous

@@ -16,13 +16,13 @@
 // which the server closes the connection.
 #pragma once
 
+#include <sys/types.h>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
-#include <sys/types.h>
 #include <thread>
 #include <type_traits>
 

@@ -1,4 +1,5 @@
 #include "comm/unique_id.h"
+#include "comm/src/asio.h"
 
 #include <sys/random.h>
 
@@ -6,8 +7,6 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
-#include <utility>  // before Boost 1.74's Asio, whose awaitable.hpp needs std::exchange
-#include <boost/asio/ip/address.hpp>
 
 #include "comm/config.h"
 #include "comm/error.h"
@@ -27,7 +26,6 @@ constexpr std::size_t kPortOffset = 10;
 constexpr std::size_t kAddressOffset = 12;
 constexpr std::size_t kSecretOffset = 28;
 static_assert(kSecretOffset + kSecretBytes <= UniqueId::kBytes);
-
 
 // Fills `out` from the kernel's CSPRNG; throws kSystemError if it cannot.
 void fillRandom(unsigned char* out, std::size_t bytes) {
@@ -50,9 +48,9 @@ UniqueId encodeUniqueId(const RendezvousInfo& info) {
   boost::system::error_code ec;
   const boost::asio::ip::address address = boost::asio::ip::make_address(info.host, ec);
   if (ec) {
-    throwError(ErrorCode::kInvalidArgument, 0, "bootstrap",
-               "cannot encode a UniqueId for \"" + info.host +
-                   "\": not a numeric IPv4 or IPv6 address");
+    throwError(
+        ErrorCode::kInvalidArgument, 0, "bootstrap",
+        "cannot encode a UniqueId for \"" + info.host + "\": not a numeric IPv4 or IPv6 address");
   }
   UniqueId id;
   unsigned char* out = id.bytes.data();
@@ -103,8 +101,7 @@ RendezvousInfo decodeUniqueId(const UniqueId& id, int rank) {
   }
   info.port = loadLe<std::uint16_t>(in + kPortOffset);
   if (info.port == 0) {
-    throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
-               "not an epcomm UniqueId (port 0)");
+    throwError(ErrorCode::kInvalidArgument, rank, "bootstrap", "not an epcomm UniqueId (port 0)");
   }
   std::memcpy(info.secret, in + kSecretOffset, kSecretBytes);
   return info;

@@ -21,9 +21,9 @@ void copy(const void* send, void* recv, size_t bytes) {
 
 Backend::Backend(const epcommBackendCreateArgs& args) {
   if (args.size != 1) {
-    epcomm::throwError(epcomm::ErrorCode::kInvalidUsage, args.rank, "init",
-                       "the loopback backend serves exactly one rank, not " +
-                           std::to_string(args.size));
+    epcomm::throwError(
+        epcomm::ErrorCode::kInvalidUsage, args.rank, "init",
+        "the loopback backend serves exactly one rank, not " + std::to_string(args.size));
   }
 }
 

@@ -91,7 +91,7 @@ inline bool close(double got, double want, DataType d, ReduceOp op) {
 inline double tag(int rank, std::size_t i, DataType d) {
   const auto k = static_cast<std::int64_t>(i % 97);
   return dtypeSize(d) <= 2 ? static_cast<double>((rank * 31 + k) % 100)
-                                                  : static_cast<double>(rank * 1000 + k);
+                           : static_cast<double>(rank * 1000 + k);
 }
 
 // Element counts of the size classes: 0, 1, odd, not a multiple of the vector width, and

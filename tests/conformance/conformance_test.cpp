@@ -24,8 +24,12 @@ using Bytes = std::vector<unsigned char>;
 
 constexpr unsigned char kGuard = 0xA5;
 // count elements plus one guard byte that no collective may touch.
-Bytes buffer(std::size_t count, DataType d) { return Bytes(count * dtypeSize(d) + 1, kGuard); }
-bool guardIntact(const Bytes& b) { return b.back() == kGuard; }
+Bytes buffer(std::size_t count, DataType d) {
+  return Bytes(count * dtypeSize(d) + 1, kGuard);
+}
+bool guardIntact(const Bytes& b) {
+  return b.back() == kGuard;
+}
 
 std::string label(DataType d, std::size_t n) {
   return std::string(toString(d)) + " n=" + std::to_string(n);
@@ -94,7 +98,8 @@ TEST_F(Conformance, AllGather) {
         comm().allGather(send, recv.data(), n, d);
         std::size_t wrong = 0;
         for (int r = 0; r < size(); ++r) {
-          for (std::size_t i = 0; i < n; ++i) wrong += load(recv.data(), r * n + i, d) != tag(r, i, d);
+          for (std::size_t i = 0; i < n; ++i)
+            wrong += load(recv.data(), r * n + i, d) != tag(r, i, d);
         }
         EXPECT_EQ(wrong, 0u) << label(d, n) << " inPlace " << inPlace;
         EXPECT_TRUE(guardIntact(own) && guardIntact(recv)) << label(d, n);
@@ -122,7 +127,8 @@ TEST_F(Conformance, AllGatherV) {
         comm().allGatherV(send, counts[rank()], recv.data(), counts.data(), displs.data(), d);
         std::size_t wrong = 0;
         for (int r = 0; r < size(); ++r) {
-          for (std::size_t i = 0; i < counts[r]; ++i) wrong += load(recv.data(), displs[r] + i, d) != tag(r, i, d);
+          for (std::size_t i = 0; i < counts[r]; ++i)
+            wrong += load(recv.data(), displs[r] + i, d) != tag(r, i, d);
         }
         EXPECT_EQ(wrong, 0u) << label(d, n) << " inPlace " << inPlace;
         EXPECT_TRUE(guardIntact(own) && guardIntact(recv)) << label(d, n);
@@ -139,7 +145,8 @@ TEST_F(Conformance, Broadcast) {
           Bytes send = buffer(n, d);
           Bytes recv = buffer(n, d);
           if (rank() == root) {
-            for (std::size_t i = 0; i < n; ++i) store(inPlace ? recv.data() : send.data(), i, tag(root, i, d), d);
+            for (std::size_t i = 0; i < n; ++i)
+              store(inPlace ? recv.data() : send.data(), i, tag(root, i, d), d);
           }
           comm().broadcast(inPlace ? recv.data() : send.data(), recv.data(), n, d, root);
           std::size_t wrong = 0;
@@ -159,14 +166,16 @@ TEST_F(Conformance, AllToAll) {
         // Element i of the block for rank p carries tag(rank * 16 + p, i).
         Bytes send = buffer(n * size(), d);
         for (int p = 0; p < size(); ++p) {
-          for (std::size_t i = 0; i < n; ++i) store(send.data(), p * n + i, tag(rank() * 16 + p, i, d), d);
+          for (std::size_t i = 0; i < n; ++i)
+            store(send.data(), p * n + i, tag(rank() * 16 + p, i, d), d);
         }
         Bytes recv = inPlace ? send : buffer(n * size(), d);
         void* out = inPlace ? send.data() : recv.data();
         comm().allToAll(send.data(), out, n, d);
         std::size_t wrong = 0;
         for (int p = 0; p < size(); ++p) {
-          for (std::size_t i = 0; i < n; ++i) wrong += load(out, p * n + i, d) != tag(p * 16 + rank(), i, d);
+          for (std::size_t i = 0; i < n; ++i)
+            wrong += load(out, p * n + i, d) != tag(p * 16 + rank(), i, d);
         }
         EXPECT_EQ(wrong, 0u) << label(d, n) << " inPlace " << inPlace;
         EXPECT_TRUE(guardIntact(send) && guardIntact(recv)) << label(d, n);
@@ -203,14 +212,16 @@ TEST_F(Conformance, AllToAllV) {
         }
         Bytes send = buffer(sendTotal, d);
         for (int p = 0; p < size(); ++p) {
-          for (std::size_t i = 0; i < sc[p]; ++i) store(send.data(), sd[p] + i, tag(rank() * 16 + p, i, d), d);
+          for (std::size_t i = 0; i < sc[p]; ++i)
+            store(send.data(), sd[p] + i, tag(rank() * 16 + p, i, d), d);
         }
         Bytes recv = buffer(inPlace ? 0 : recvTotal, d);
         void* out = inPlace ? send.data() : recv.data();
         comm().allToAllV(send.data(), sc.data(), sd.data(), out, rc.data(), rd.data(), d);
         std::size_t wrong = 0;
         for (int p = 0; p < size(); ++p) {
-          for (std::size_t i = 0; i < rc[p]; ++i) wrong += load(out, rd[p] + i, d) != tag(p * 16 + rank(), i, d);
+          for (std::size_t i = 0; i < rc[p]; ++i)
+            wrong += load(out, rd[p] + i, d) != tag(p * 16 + rank(), i, d);
         }
         EXPECT_EQ(wrong, 0u) << label(d, n) << " inPlace " << inPlace;
         EXPECT_TRUE(guardIntact(send) && guardIntact(recv)) << label(d, n);

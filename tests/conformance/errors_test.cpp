@@ -47,9 +47,12 @@ class Errors : public ::testing::Test {
 TEST_F(Errors, NullBufferOnOneRank) {
   float data[4] = {};
   const int bad = size() - 1;
-  expectError([&] { comm().allReduce(rank() == bad ? nullptr : data, data, 4, DataType::kF32, ReduceOp::kSum); },
-              ErrorCode::kInvalidArgument,
-              {"allReduce", rank() == bad ? "send buffer is null" : "rank " + std::to_string(bad)});
+  expectError(
+      [&] {
+        comm().allReduce(rank() == bad ? nullptr : data, data, 4, DataType::kF32, ReduceOp::kSum);
+      },
+      ErrorCode::kInvalidArgument,
+      {"allReduce", rank() == bad ? "send buffer is null" : "rank " + std::to_string(bad)});
   expectUsable();
 }
 
@@ -61,11 +64,17 @@ TEST_F(Errors, NullBufferOnEveryCollective) {
   const std::vector<std::pair<const char*, std::function<void()>>> calls = {
       {"allReduce", [&] { comm().allReduce(a.data(), none, 4, DataType::kI32, ReduceOp::kMax); }},
       {"allGather", [&] { comm().allGather(none, b.data(), 2, DataType::kI32); }},
-      {"allGatherV", [&] { comm().allGatherV(a.data(), 2, none, counts.data(), displs.data(), DataType::kI32); }},
-      {"reduceScatter", [&] { comm().reduceScatter(none, b.data(), 2, DataType::kI32, ReduceOp::kSum); }},
+      {"allGatherV",
+       [&] { comm().allGatherV(a.data(), 2, none, counts.data(), displs.data(), DataType::kI32); }},
+      {"reduceScatter",
+       [&] { comm().reduceScatter(none, b.data(), 2, DataType::kI32, ReduceOp::kSum); }},
       {"broadcast", [&] { comm().broadcast(a.data(), none, 4, DataType::kI32, 0); }},
       {"allToAll", [&] { comm().allToAll(a.data(), none, 2, DataType::kI32); }},
-      {"allToAllV", [&] { comm().allToAllV(none, counts.data(), displs.data(), b.data(), counts.data(), displs.data(), DataType::kI32); }},
+      {"allToAllV",
+       [&] {
+         comm().allToAllV(none, counts.data(), displs.data(), b.data(), counts.data(),
+                          displs.data(), DataType::kI32);
+       }},
   };
   for (const auto& [name, call] : calls) {
     expectError(call, ErrorCode::kInvalidArgument, {name, "is null"});
@@ -76,22 +85,24 @@ TEST_F(Errors, NullBufferOnEveryCollective) {
 TEST_F(Errors, DifferentCollectivesAtTheSamePoint) {
   if (size() < 2) GTEST_SKIP() << "needs two ranks";
   std::vector<int> a(4 * size()), b(4 * size());
-  expectError([&] {
-                if (rank() == 0) {
-                  comm().allReduce(a.data(), b.data(), 4, DataType::kI32, ReduceOp::kSum);
-                } else {
-                  comm().allGather(a.data(), b.data(), 4, DataType::kI32);
-                }
-              },
-              ErrorCode::kInvalidArgument, {"different collectives"});
-  expectError([&] {
-                if (rank() == 0) {
-                  comm().barrier();
-                } else {
-                  comm().allReduce(a.data(), b.data(), 4, DataType::kI32, ReduceOp::kSum);
-                }
-              },
-              ErrorCode::kInvalidArgument, {"different collectives"});
+  expectError(
+      [&] {
+        if (rank() == 0) {
+          comm().allReduce(a.data(), b.data(), 4, DataType::kI32, ReduceOp::kSum);
+        } else {
+          comm().allGather(a.data(), b.data(), 4, DataType::kI32);
+        }
+      },
+      ErrorCode::kInvalidArgument, {"different collectives"});
+  expectError(
+      [&] {
+        if (rank() == 0) {
+          comm().barrier();
+        } else {
+          comm().allReduce(a.data(), b.data(), 4, DataType::kI32, ReduceOp::kSum);
+        }
+      },
+      ErrorCode::kInvalidArgument, {"different collectives"});
   expectUsable();
 }
 
@@ -104,8 +115,9 @@ TEST_F(Errors, UnknownDtypeAndOp) {
   expectError([&] { comm().allGather(data, data, 1, static_cast<DataType>(-1)); },
               ErrorCode::kInvalidArgument, {"allGather", "unknown data type"});
   std::vector<int> big(4 * size());
-  expectError([&] { comm().reduceScatter(big.data(), data, 1, DataType::kI32, static_cast<ReduceOp>(-2)); },
-              ErrorCode::kInvalidArgument, {"reduceScatter", "unknown reduce op -2"});
+  expectError(
+      [&] { comm().reduceScatter(big.data(), data, 1, DataType::kI32, static_cast<ReduceOp>(-2)); },
+      ErrorCode::kInvalidArgument, {"reduceScatter", "unknown reduce op -2"});
   expectError([&] { comm().allToAll(big.data(), big.data(), 1, static_cast<DataType>(3)); },
               ErrorCode::kInvalidArgument, {"allToAll", "unknown data type 3"});
   expectUsable();
@@ -129,19 +141,32 @@ TEST_F(Errors, InvalidRootAndPeer) {
 TEST_F(Errors, CountMismatchAcrossRanks) {
   if (size() < 2) GTEST_SKIP() << "needs two ranks";
   std::vector<float> data(64, 1.0f);
-  expectError([&] { comm().allReduce(data.data(), data.data(), rank() == 0 ? 33 : 32, DataType::kF32, ReduceOp::kSum); },
-              ErrorCode::kInvalidArgument, {"allReduce", "disagree"});
-  expectError([&] { comm().allReduce(data.data(), data.data(), 8, rank() == 0 ? DataType::kF32 : DataType::kI32, ReduceOp::kSum); },
-              ErrorCode::kInvalidArgument, {"allReduce", "disagree"});
-  expectError([&] { comm().broadcast(data.data(), data.data(), 8, DataType::kF32, rank() == 0 ? 1 : 0); },
-              ErrorCode::kInvalidArgument, {"broadcast", "disagree"});
+  expectError(
+      [&] {
+        comm().allReduce(data.data(), data.data(), rank() == 0 ? 33 : 32, DataType::kF32,
+                         ReduceOp::kSum);
+      },
+      ErrorCode::kInvalidArgument, {"allReduce", "disagree"});
+  expectError(
+      [&] {
+        comm().allReduce(data.data(), data.data(), 8, rank() == 0 ? DataType::kF32 : DataType::kI32,
+                         ReduceOp::kSum);
+      },
+      ErrorCode::kInvalidArgument, {"allReduce", "disagree"});
+  expectError(
+      [&] { comm().broadcast(data.data(), data.data(), 8, DataType::kF32, rank() == 0 ? 1 : 0); },
+      ErrorCode::kInvalidArgument, {"broadcast", "disagree"});
   // All-to-all-v: rank 0 claims to receive one element more from rank 1 than rank 1 sends.
   std::vector<std::size_t> sc(size(), 2), sd(size()), rc(size(), 2), rd(size());
   for (int p = 0; p < size(); ++p) sd[p] = rd[p] = 4 * p;
   if (rank() == 0) rc[1] = 3;
   std::vector<float> in(4 * size()), out(4 * size());
-  expectError([&] { comm().allToAllV(in.data(), sc.data(), sd.data(), out.data(), rc.data(), rd.data(), DataType::kF32); },
-              ErrorCode::kInvalidArgument, {"allToAllV"});
+  expectError(
+      [&] {
+        comm().allToAllV(in.data(), sc.data(), sd.data(), out.data(), rc.data(), rd.data(),
+                         DataType::kF32);
+      },
+      ErrorCode::kInvalidArgument, {"allToAllV"});
   expectUsable();
 }
 
@@ -151,8 +176,8 @@ TEST_F(Errors, RecvCountMismatch) {
   if (rank() == 0) {
     comm().send(data.data(), 10, DataType::kI32, 1, 3);
   } else if (rank() == 1) {
-    expectError([&] { comm().recv(data.data(), 12, DataType::kI32, 0, 3); }, ErrorCode::kInvalidArgument,
-                {"recv", "sent 10", "expects 12"});
+    expectError([&] { comm().recv(data.data(), 12, DataType::kI32, 0, 3); },
+                ErrorCode::kInvalidArgument, {"recv", "sent 10", "expects 12"});
   }
 }
 
@@ -162,16 +187,17 @@ TEST_F(Errors, UseAfterAbort) {
   child->abort();
   EXPECT_TRUE(child->aborted());
   int v = 0;
-  expectError([&] { child->allReduce(&v, &v, 1, DataType::kI32, ReduceOp::kSum); }, ErrorCode::kInvalidUsage,
-              {"allReduce", "aborted"});
+  expectError([&] { child->allReduce(&v, &v, 1, DataType::kI32, ReduceOp::kSum); },
+              ErrorCode::kInvalidUsage, {"allReduce", "aborted"});
   expectError([&] { child->barrier(); }, ErrorCode::kInvalidUsage, {"barrier", "aborted"});
   expectUsable();
 }
 
 TEST_F(Errors, OverlappingBuffers) {
   std::vector<float> data(64 * size(), 0.0f);
-  expectError([&] { comm().allReduce(data.data(), data.data() + 1, 8, DataType::kF32, ReduceOp::kSum); },
-              ErrorCode::kInvalidArgument, {"allReduce", "overlap"});
+  expectError(
+      [&] { comm().allReduce(data.data(), data.data() + 1, 8, DataType::kF32, ReduceOp::kSum); },
+      ErrorCode::kInvalidArgument, {"allReduce", "overlap"});
   expectError([&] { comm().allToAll(data.data(), data.data() + 1, 2, DataType::kF32); },
               ErrorCode::kInvalidArgument, {"allToAll", "overlap"});
   // In-place all-to-all-v must send each block from where its reply lands.
@@ -180,8 +206,12 @@ TEST_F(Errors, OverlappingBuffers) {
     sd[p] = 2 * p;
     rd[p] = 4 * p + 1;
   }
-  expectError([&] { comm().allToAllV(data.data(), sc.data(), sd.data(), data.data(), sc.data(), rd.data(), DataType::kF32); },
-              ErrorCode::kInvalidArgument, {"allToAllV", "in place needs"});
+  expectError(
+      [&] {
+        comm().allToAllV(data.data(), sc.data(), sd.data(), data.data(), sc.data(), rd.data(),
+                         DataType::kF32);
+      },
+      ErrorCode::kInvalidArgument, {"allToAllV", "in place needs"});
   expectUsable();
 }
 

@@ -36,4 +36,9 @@ cmake --build "$work/loopback" >/dev/null
 EPCOMM_BACKEND=loopback EPCOMM_PLUGIN_PATH="$work/loopback" "$work/cmake_consumer/cmake_consumer" |
   tee "$work/loopback.out"
 grep -q "on loopback ok" "$work/loopback.out"
+# ... and it passes the backend conformance suite, if the build tree has it.
+if [[ -x "$build/tests/conformance_test" ]]; then
+  EPCOMM_BACKEND=loopback EPCOMM_PLUGIN_PATH="$work/loopback" "$build/tests/conformance_test" \
+    --gtest_brief=1
+fi
 echo "install test: ok"

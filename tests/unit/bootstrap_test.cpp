@@ -187,7 +187,8 @@ TEST(UniqueIdTest, RoundTripsIpv4AndIpv6) {
 TEST(UniqueIdTest, GarbageIsInvalidArgument) {
   UniqueId zeros;
   UniqueId noise;
-  for (std::size_t i = 0; i < UniqueId::kBytes; ++i) noise.bytes[i] = static_cast<unsigned char>(i * 37 + 11);
+  for (std::size_t i = 0; i < UniqueId::kBytes; ++i)
+    noise.bytes[i] = static_cast<unsigned char>(i * 37 + 11);
   RendezvousInfo info = localInfo(1);
   info.port = 1234;
   UniqueId badVersion = encodeUniqueId(info);
@@ -224,7 +225,8 @@ TEST(BootstrapTest, AllGatherOneTwoFourRanksSeveralRounds) {
       wrong[static_cast<std::size_t>(rank)] = gatherRounds(info, rank, size, sizes);
     });
     expectAllSucceeded(outcomes);
-    for (int r = 0; r < size; ++r) EXPECT_EQ(wrong[static_cast<std::size_t>(r)], 0u) << "size " << size;
+    for (int r = 0; r < size; ++r)
+      EXPECT_EQ(wrong[static_cast<std::size_t>(r)], 0u) << "size " << size;
   }
 }
 
@@ -236,9 +238,12 @@ TEST(BootstrapTest, InPlaceAllGather) {
   expectAllSucceeded(runRanks(kSize, [&](int rank) {
     auto boot = connectRendezvous(info, rank, kSize, kTimeoutS);
     std::vector<unsigned char> buf(kBytes * kSize, 0);
-    for (std::size_t i = 0; i < kBytes; ++i) buf[static_cast<std::size_t>(rank) * kBytes + i] = pattern(rank, 0, i);
+    for (std::size_t i = 0; i < kBytes; ++i)
+      buf[static_cast<std::size_t>(rank) * kBytes + i] = pattern(rank, 0, i);
     boot->allGather(buf.data() + static_cast<std::size_t>(rank) * kBytes, buf.data(), kBytes);
-    for (std::size_t i = 0; i < buf.size(); ++i) wrong[static_cast<std::size_t>(rank)] += buf[i] != pattern(static_cast<int>(i / kBytes), 0, i % kBytes);
+    for (std::size_t i = 0; i < buf.size(); ++i)
+      wrong[static_cast<std::size_t>(rank)] +=
+          buf[i] != pattern(static_cast<int>(i / kBytes), 0, i % kBytes);
   }));
   for (int w : wrong) EXPECT_EQ(w, 0);
 }
@@ -315,7 +320,9 @@ TEST(BootstrapTest, GarbageHugeClaimsAndSilentPeersDoNotHarmOthers) {
 
   EXPECT_TRUE(closedByServer(garbage));
   EXPECT_TRUE(closedByServer(huge));
-  expectAllSucceeded(runRanks(3, [&](int rank) { EXPECT_EQ(gatherRounds(info, rank, 3, {100, 1}), 0u); }));
+  expectAllSucceeded(runRanks(3, [&](int rank) {
+    EXPECT_EQ(gatherRounds(info, rank, 3, {100, 1}), 0u);
+  }));
   close(silent);
   close(garbage);
   close(huge);

@@ -51,7 +51,8 @@ TEST(CApi, ConfigMustBeInitialised) {
 TEST(CApi, OneRankThroughEveryInitPath) {
   epcommConfig_t config = EPCOMM_CONFIG_INITIALIZER;
   epcommComm_t comms[3] = {};
-  ASSERT_EQ(epcommCommInitFromEnv(&comms[0], &config), epcommSuccess) << epcommGetLastError(nullptr);
+  ASSERT_EQ(epcommCommInitFromEnv(&comms[0], &config), epcommSuccess)
+      << epcommGetLastError(nullptr);
   epcommUniqueId id;
   ASSERT_EQ(epcommGetUniqueId(&id), epcommSuccess) << epcommGetLastError(nullptr);
   ASSERT_EQ(epcommCommInitRank(&comms[1], 1, id, 0), epcommSuccess) << epcommGetLastError(nullptr);

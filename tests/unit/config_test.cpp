@@ -72,7 +72,7 @@ TEST(Config, OwnNamesWinOverAliases) {
 
 TEST(Config, MalformedValuesNameTheVariable) {
   const std::pair<const char*, const char*> cases[] = {
-      {"EPCOMM_TIMEOUT_MS", "soon"}, {"EPCOMM_BUFFSIZE", "0"}, {"EPCOMM_LOG_LEVEL", "loud"},
+      {"EPCOMM_TIMEOUT_MS", "soon"}, {"EPCOMM_BUFFSIZE", "0"},    {"EPCOMM_LOG_LEVEL", "loud"},
       {"EPCOMM_CHECK_ARGS", "yes"},  {"HCCL_EXEC_TIMEOUT", "-1"}, {"EPCOMM_SIZE", "0"}};
   for (const auto& [name, value] : cases) {
     EnvGuard env;
@@ -101,10 +101,13 @@ TEST(Config, DocumentationMatchesRegistry) {
     ASSERT_NE(at, std::string::npos) << knob.name << " is not documented";
     EXPECT_EQ(doc.find(row, at + 1), std::string::npos) << knob.name << " documented twice";
     const std::string line = doc.substr(at, doc.find('\n', at) - at);
-    const std::string def = knob.defaultValue.empty() ? "(unset)" : "`" + std::string(knob.defaultValue) + "`";
-    EXPECT_NE(line.find(def), std::string::npos) << knob.name << ": default " << def << " not in: " << line;
+    const std::string def =
+        knob.defaultValue.empty() ? "(unset)" : "`" + std::string(knob.defaultValue) + "`";
+    EXPECT_NE(line.find(def), std::string::npos)
+        << knob.name << ": default " << def << " not in: " << line;
     for (const KnobAlias& alias : knob.aliases) {
-      EXPECT_NE(line.find(std::string(alias.name)), std::string::npos) << knob.name << " alias " << alias.name;
+      EXPECT_NE(line.find(std::string(alias.name)), std::string::npos)
+          << knob.name << " alias " << alias.name;
     }
   }
 }

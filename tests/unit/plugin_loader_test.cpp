@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 
 #include "comm/config.h"
@@ -40,14 +41,32 @@ TEST(PluginLoader, SearchOrderStartsWithThePluginPath) {
 }
 
 TEST(PluginLoader, MissingPluginSaysWhereItLooked) {
-  expectLoadError("nosuch", withPath("/tmp/epcomm-nowhere"), ErrorCode::kInvalidArgument,
-                  {"rank 3", "libepcomm-backend-nosuch.so", "/tmp/epcomm-nowhere/libepcomm-backend-nosuch.so: not found",
-                   "EPCOMM_PLUGIN_PATH"});
+  expectLoadError(
+      "nosuch", withPath("/tmp/epcomm-nowhere"), ErrorCode::kInvalidArgument,
+      {"rank 3", "libepcomm-backend-nosuch.so",
+       "/tmp/epcomm-nowhere/libepcomm-backend-nosuch.so: not found", "EPCOMM_PLUGIN_PATH"});
 }
 
 TEST(PluginLoader, MismatchedAbiIsRefused) {
   expectLoadError("badabi", withPath(EPCOMM_TEST_PLUGIN_DIR), ErrorCode::kInvalidUsage,
                   {"ABI version 99", "needs version 1", "libepcomm-backend-badabi.so"});
+}
+
+TEST(PluginLoader, ShortTableIsRefused) {
+  expectLoadError("smalltable", withPath(EPCOMM_TEST_PLUGIN_DIR), ErrorCode::kInvalidUsage,
+                  {"backend table of 8 bytes", "rebuild the plugin"});
+}
+
+TEST(PluginLoader, SearchGoesOnPastARefusedPlugin) {
+  // The refused copy comes first; the build tree's real mpi plugin is found after it.
+  const std::string dir = std::string(EPCOMM_TEST_PLUGIN_DIR) + "/shadow";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(std::string(EPCOMM_TEST_PLUGIN_DIR) + "/libepcomm-backend-badabi.so",
+                             dir + "/libepcomm-backend-mpi.so",
+                             std::filesystem::copy_options::overwrite_existing);
+  const LoadedPlugin p = loadBackendPlugin("mpi", withPath(dir), 0);
+  ASSERT_NE(p.table, nullptr);
+  EXPECT_EQ(p.path.find(dir), std::string::npos) << p.path;
 }
 
 TEST(PluginLoader, LibraryWithoutTheSymbolIsRefused) {
