@@ -27,7 +27,8 @@ const std::vector<KnobInfo>& registry() {
       {"EPCOMM_TIMEOUT_MS",
        {{"HCCL_EXEC_TIMEOUT", 1000}},
        "300000",
-       "deadline of any wait inside an operation, ms (HCCL_EXEC_TIMEOUT is in s)"},
+       "deadline of any wait inside an operation, ms (HCCL_EXEC_TIMEOUT is in s); the mpi "
+       "backend reports a call past it and aborts the MPI job"},
       {"EPCOMM_CONNECT_TIMEOUT",
        {{"HCCL_CONNECT_TIMEOUT", 1}},
        "120",
