@@ -43,9 +43,10 @@ enum {
 };
 
 /* Capability bits of epcommBackendV1::capabilities. */
-#define EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY (1ull << 0) /* detects count/dtype mismatch itself \
-                                                           */
-#define EPCOMM_BACKEND_CAP_MULTI_HOST (1ull << 1)         /* ranks may span hosts */
+#define EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY                                            \
+  (1ull << 0)                                     /* detects count/dtype mismatch itself \
+                                                   */
+#define EPCOMM_BACKEND_CAP_MULTI_HOST (1ull << 1) /* ranks may span hosts */
 
 /* Out-of-band all-gather the communicator lends a backend during create/split: every rank
  * contributes `bytes` bytes and receives size * bytes, in rank order. Returns 0 on success. */

@@ -245,9 +245,9 @@ void Communicator::checkUsable(const char* op) const {
   }
 }
 
-void Communicator::run(const char* op, const std::function<void()>& fn) {
+void Communicator::runErased(const char* op, void* fn, void (*call)(void*)) {
   try {
-    fn();
+    call(fn);
   } catch (const Error& e) {
     // A failure inside the backend leaves the ranks at different points: abort. A bad
     // argument the backend found (comm/backend.h) left no peer waiting: stay usable.

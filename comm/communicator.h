@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "comm/config.h"
 #include "comm/error.h"
@@ -98,8 +99,13 @@ class Communicator {
   // match, so none is left waiting in a collective. At most three shapes. Returns true
   // when the ranks synchronised (an all-reduce ran); throws kInvalidArgument otherwise.
   bool agree(const char* op, const ArgumentCheck& check, std::initializer_list<Shape> shapes);
-  // Runs a backend call; an error from it aborts the communicator and is rethrown.
-  void run(const char* op, const std::function<void()>& fn);
+  // Runs a backend call; an error from it aborts the communicator and is rethrown. The
+  // callable is passed by reference (no allocation on the hot path).
+  template <typename Fn>
+  void run(const char* op, Fn&& fn) {
+    runErased(op, &fn, [](void* f) { (*static_cast<std::remove_reference_t<Fn>*>(f))(); });
+  }
+  void runErased(const char* op, void* fn, void (*call)(void*));
 
   std::unique_ptr<BackendHandle> backend_;
   Config config_;

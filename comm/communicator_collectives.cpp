@@ -40,7 +40,7 @@ std::size_t extentOf(const std::size_t* counts, const std::size_t* displs, int n
     check.limit(counts[r], maxCount, what);
     check.limit(displs[r], maxCount, what);
     check.that(displs[r] <= SIZE_MAX - counts[r],
-               std::string(what) + ": displacement + count overflows");
+               [&] { return std::string(what) + ": displacement + count overflows"; });
     if (counts[r] && check.ok()) extent = std::max(extent, displs[r] + counts[r]);
   }
   return extent;
@@ -96,9 +96,10 @@ void Communicator::allGatherV(const void* send, std::size_t sendCount, void* rec
   check.that(recvCounts != nullptr && recvDispls != nullptr, "recvCounts or recvDispls is null");
   std::int64_t countsDigest = 0;
   if (check.ok()) {
-    check.that(recvCounts[rank_] == sendCount,
-               "sendCount " + std::to_string(sendCount) +
-                   " differs from recvCounts[rank] = " + std::to_string(recvCounts[rank_]));
+    check.that(recvCounts[rank_] == sendCount, [&] {
+      return "sendCount " + std::to_string(sendCount) +
+             " differs from recvCounts[rank] = " + std::to_string(recvCounts[rank_]);
+    });
     check.buffer(send, sendCount, es, "send");
     const std::size_t extent =
         extentOf(recvCounts, recvDispls, size_, check, backend_->maxCountPerCall(), "recv");
@@ -218,10 +219,11 @@ void Communicator::allToAllV(const void* send, const std::size_t* sendCounts,
     run(kOp, [&] { backend_->allToAll(sendCounts, sentToMe.data(), 1, int(DataType::kI64)); });
     ArgumentCheck counts;
     for (int r = 0; r < size_ && counts.ok(); ++r) {
-      counts.that(sentToMe[r] == recvCounts[r],
-                  "rank " + std::to_string(r) + " sends " + std::to_string(sentToMe[r]) +
-                      " elements but recvCounts[" + std::to_string(r) + "] is " +
-                      std::to_string(recvCounts[r]));
+      counts.that(sentToMe[r] == recvCounts[r], [&] {
+        return "rank " + std::to_string(r) + " sends " + std::to_string(sentToMe[r]) +
+               " elements but recvCounts[" + std::to_string(r) + "] is " +
+               std::to_string(recvCounts[r]);
+      });
     }
     agree(kOp, counts, {});
   }
@@ -238,7 +240,8 @@ void Communicator::send(const void* buf, std::size_t count, DataType dtype, int 
   check.dtype(dtype);
   check.rank(peer, size_, "peer");
   check.that(peer != rank_, "peer is this rank (send to self is not supported)");
-  check.that(tag >= 0 && tag <= kMaxTag, "tag " + std::to_string(tag) + " is outside 0..32767");
+  check.that(tag >= 0 && tag <= kMaxTag,
+             [&] { return "tag " + std::to_string(tag) + " is outside 0..32767"; });
   check.limit(count, backend_->maxCountPerCall(), "count");
   check.buffer(buf, count, dtypeSize(dtype), "buffer");
   if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, kOp, check.problem());
@@ -252,7 +255,8 @@ void Communicator::recv(void* buf, std::size_t count, DataType dtype, int peer, 
   check.dtype(dtype);
   check.rank(peer, size_, "peer");
   check.that(peer != rank_, "peer is this rank (recv from self is not supported)");
-  check.that(tag >= 0 && tag <= kMaxTag, "tag " + std::to_string(tag) + " is outside 0..32767");
+  check.that(tag >= 0 && tag <= kMaxTag,
+             [&] { return "tag " + std::to_string(tag) + " is outside 0..32767"; });
   check.limit(count, backend_->maxCountPerCall(), "count");
   check.buffer(buf, count, dtypeSize(dtype), "buffer");
   if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, kOp, check.problem());

@@ -2,6 +2,7 @@
 // the Communicator turns it into an error on every rank (EPCOMM_CHECK_ARGS) or this one.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <string>
 
@@ -18,7 +19,16 @@ class ArgumentCheck {
   void rank(int r, int size, const char* name);
   // A count or displacement within the backend's per-call limit (maxCountPerCall).
   void limit(std::size_t n, std::size_t max, const char* name);
-  void that(bool condition, const std::string& problem);
+  // Records `problem` when condition is false. Messages are built only on failure: pass a
+  // literal, or a callable returning the message.
+  void that(bool condition, const char* problem) {
+    if (!condition && problem_.empty()) problem_ = problem;
+  }
+  template <typename MakeProblem>
+  requires std::invocable<MakeProblem>
+  void that(bool condition, MakeProblem&& make) {
+    if (!condition && problem_.empty()) problem_ = make();
+  }
 
   bool ok() const { return problem_.empty(); }
   const std::string& problem() const { return problem_; }
