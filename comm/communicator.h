@@ -15,6 +15,7 @@
 
 #include "comm/config.h"
 #include "comm/error.h"
+#include "comm/export.h"
 #include "comm/types.h"
 #include "comm/unique_id.h"
 
@@ -28,7 +29,7 @@ class BackendHandle;
 // (torch TCPStore, MPI, Gloo) bootstrap without a second rendezvous port.
 using OobAllGather = std::function<void(const void* send, void* recv, std::size_t bytes)>;
 
-class Communicator {
+class EPCOMM_API Communicator {
  public:
   // From a UniqueId made by UniqueId::create() on one rank.
   static std::unique_ptr<Communicator> init(const UniqueId& id, int rank, int size,

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "comm/export.h"
+
 namespace epcomm {
 
 struct KnobAlias {
@@ -28,10 +30,10 @@ struct KnobInfo {
 };
 
 // A whole decimal integer, or nothing (empty, trailing characters, out of range).
-std::optional<std::int64_t> parseInteger(std::string_view text);
+EPCOMM_API std::optional<std::int64_t> parseInteger(std::string_view text);
 
 // The registry: every knob the library reads.
-std::span<const KnobInfo> knobRegistry();
+EPCOMM_API std::span<const KnobInfo> knobRegistry();
 
 // A knob's effective value and where it came from: "default", the knob's own name, or the
 // alias that supplied it.
@@ -41,7 +43,7 @@ struct KnobValue {
   std::string source;
 };
 
-class Config {
+class EPCOMM_API Config {
  public:
   // Reads the environment; a malformed value throws epcomm::Error (kInvalidArgument) naming
   // the variable, its value and what is accepted.

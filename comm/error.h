@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "comm/export.h"
+
 namespace epcomm {
 
 // Values equal the result codes of the C API (comm/epcomm.h) and the backend ABI
@@ -26,11 +28,11 @@ constexpr int toResultCode(ErrorCode code) {
   return static_cast<int>(code);
 }
 // The error code of a non-zero result code; kInternal for a number that is none.
-ErrorCode errorCodeFromResult(int result);
+EPCOMM_API ErrorCode errorCodeFromResult(int result);
 
-std::string_view toString(ErrorCode code);
+EPCOMM_API std::string_view toString(ErrorCode code);
 
-class Error : public std::runtime_error {
+class EPCOMM_API Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
   ErrorCode code() const noexcept { return code_; }
@@ -40,8 +42,8 @@ class Error : public std::runtime_error {
 };
 
 // Builds the uniform message "epcomm rank R: <operation>: <what>" and throws it.
-[[noreturn]] void throwError(ErrorCode code, int rank, std::string_view operation,
-                             std::string_view what);
+[[noreturn]] EPCOMM_API void throwError(ErrorCode code, int rank, std::string_view operation,
+                                        std::string_view what);
 
 // Runs fn; returns 0, or the result code of the exception it threw with its message in
 // `message`. The one place exceptions become result codes (C API, plugin adapter).

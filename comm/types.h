@@ -7,6 +7,8 @@
 #include <optional>
 #include <string_view>
 
+#include "comm/export.h"
+
 namespace epcomm {
 
 enum class DataType : int {
@@ -34,15 +36,15 @@ inline constexpr ReduceOp kAllReduceOps[] = {ReduceOp::kSum, ReduceOp::kProd, Re
                                              ReduceOp::kMin, ReduceOp::kAvg};
 
 // True for the values above; anything else (for example a cast from a bad C int) is not.
-bool isValid(DataType dtype);
-bool isValid(ReduceOp op);
+EPCOMM_API bool isValid(DataType dtype);
+EPCOMM_API bool isValid(ReduceOp op);
 // Bytes per element; 0 for an invalid type.
-std::size_t dtypeSize(DataType dtype);
-bool isFloatingPoint(DataType dtype);
+EPCOMM_API std::size_t dtypeSize(DataType dtype);
+EPCOMM_API bool isFloatingPoint(DataType dtype);
 // Short names used by programs and messages: f32 bf16 f16 i32 i64 i8 u8; sum prod max min avg.
-std::string_view toString(DataType dtype);
-std::string_view toString(ReduceOp op);
-std::optional<DataType> parseDataType(std::string_view name);
-std::optional<ReduceOp> parseReduceOp(std::string_view name);
+EPCOMM_API std::string_view toString(DataType dtype);
+EPCOMM_API std::string_view toString(ReduceOp op);
+EPCOMM_API std::optional<DataType> parseDataType(std::string_view name);
+EPCOMM_API std::optional<ReduceOp> parseReduceOp(std::string_view name);
 
 }  // namespace epcomm

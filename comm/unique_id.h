@@ -6,9 +6,11 @@
 #include <array>
 #include <cstddef>
 
+#include "comm/export.h"
+
 namespace epcomm {
 
-struct UniqueId {
+struct EPCOMM_API UniqueId {
   static constexpr std::size_t kBytes = 128;
   std::array<unsigned char, kBytes> bytes{};
 

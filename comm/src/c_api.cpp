@@ -110,6 +110,7 @@ epcomm::UniqueId toId(const epcommUniqueId& id) {
 #define EPCOMM_REQUIRE_COMM(comm, op) \
   if (!(comm) || !(comm)->impl) return nullComm(op)
 
+#pragma GCC visibility push(default)
 extern "C" {
 
 epcommResult_t epcommGetVersion(int* version) {
@@ -301,3 +302,4 @@ epcommResult_t epcommBarrier(epcommComm_t comm) {
 }
 
 }  // extern "C"
+#pragma GCC visibility pop

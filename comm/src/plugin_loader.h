@@ -9,6 +9,7 @@
 
 #include "comm/backend.h"
 #include "comm/config.h"
+#include "comm/export.h"
 
 namespace epcomm {
 
@@ -18,9 +19,9 @@ struct LoadedPlugin {
 };
 
 // The folders searched for plugins, in order.
-std::vector<std::string> pluginSearchPath(const Config& config);
+EPCOMM_API std::vector<std::string> pluginSearchPath(const Config& config);
 // Loads the named backend; throws epcomm::Error (kInvalidArgument for a missing plugin,
 // kInvalidUsage for an ABI mismatch) saying where it looked and what it found.
-LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, int rank);
+EPCOMM_API LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, int rank);
 
 }  // namespace epcomm
