@@ -1,0 +1,46 @@
+// The collective algorithms of the shm backend, one per file. Each runs whole steps of one
+// Channel, so all ranks take the same number of steps for the same (validated) arguments.
+// Chunk arithmetic lives in plan.h; these functions do the copying.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+
+#include "backends/shm/channel.h"
+#include "comm/types.h"
+
+namespace epcomm::shm {
+
+// memcpy that accepts null pointers when there is nothing to copy.
+inline void copyBytes(void* dst, const void* src, std::size_t n) {
+  if (n) std::memcpy(dst, src, n);
+}
+
+struct Step {
+  Channel& channel;
+  const OpClock& clock;
+  int rank;
+  int size;
+};
+
+// Messages up to this many bytes use the one-shot all-reduce (every rank reduces the whole
+// message from every slot); larger ones reduce-scatter + all-gather (two-shot).
+inline constexpr std::size_t kOneShotMaxBytes = 256 << 10;
+
+void allReduceOneShot(const Step& s, const void* send, void* recv, std::size_t count,
+                      DataType dtype, ReduceOp op);
+void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t count,
+                      DataType dtype, ReduceOp op);
+void reduceScatter(const Step& s, const void* send, void* recv, std::size_t recvCount,
+                   DataType dtype, ReduceOp op);
+void allGather(const Step& s, const void* send, void* recv, std::size_t sendBytes);
+void allGatherV(const Step& s, const void* send, void* recv, const std::size_t* recvCounts,
+                const std::size_t* recvDispls, std::size_t elemBytes);
+void broadcast(const Step& s, const void* send, void* recv, std::size_t bytes, int root);
+void barrier(const Step& s);
+void allToAll(const Step& s, const void* send, void* recv, std::size_t blockBytes);
+void allToAllV(const Step& s, const void* send, const std::size_t* sendCounts,
+               const std::size_t* sendDispls, void* recv, const std::size_t* recvCounts,
+               const std::size_t* recvDispls, std::size_t elemBytes);
+
+}  // namespace epcomm::shm

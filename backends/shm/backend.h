@@ -1,0 +1,65 @@
+// The shm backend: every rank of a communicator on one host maps one POSIX shared-memory
+// segment (segment.h) and moves data through it; waits spin, yield, then sleep on a futex
+// (wait.h). Algorithms are one per file (algorithms.h), reductions in reduce.h.
+//
+// Contracts beyond comm/backend.h: every rank runs on this host (and sees the others'
+// pids, for liveness); collectives on one communicator are called from one thread at a
+// time; send/recv between a pair are matched in order (FIFO per ordered pair), a recv whose
+// count or tag differs from the send it meets consumes that message and fails with
+// kInvalidArgument. Capabilities: none, so the communicator checks argument agreement.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backends/shm/channel.h"
+#include "backends/shm/segment.h"
+#include "backends/shm/wait.h"
+#include "comm/backend_plugin.h"
+
+namespace epcomm::shm {
+
+class Backend final : public epcomm::Backend {
+ public:
+  explicit Backend(const epcommBackendCreateArgs& args);
+  ~Backend() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void abort() override;
+  std::unique_ptr<epcomm::Backend> split(int color, int key) override;
+
+  void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;
+  void allGather(const void* send, void* recv, size_t sendCount, int dtype) override;
+  void allGatherV(const void* send, size_t sendCount, void* recv, const size_t* recvCounts,
+                  const size_t* recvDispls, int dtype) override;
+  void reduceScatter(const void* send, void* recv, size_t recvCount, int dtype, int op) override;
+  void broadcast(const void* send, void* recv, size_t count, int dtype, int root) override;
+  void barrier() override;
+  void allToAll(const void* send, void* recv, size_t countPerRank, int dtype) override;
+  void allToAllV(const void* send, const size_t* sendCounts, const size_t* sendDispls, void* recv,
+                 const size_t* recvCounts, const size_t* recvDispls, int dtype) override;
+  void send(const void* buf, size_t count, int dtype, int peer, int tag) override;
+  void recv(void* buf, size_t count, int dtype, int peer, int tag) override;
+
+ private:
+  Backend(std::unique_ptr<Segment> segment, int rank, int size, std::int64_t timeoutMs,
+          std::size_t bufferBytes);
+  void setUp();
+  Channel& channel(int kind) { return *channels_[static_cast<std::size_t>(kind)]; }
+
+  std::unique_ptr<Segment> segment_;
+  int rank_ = 0;
+  int size_ = 1;
+  std::int64_t timeoutMs_ = 0;
+  std::size_t bufferBytes_ = 0;
+  std::unique_ptr<Waiter> waiter_;
+  std::vector<std::unique_ptr<Channel>> channels_;
+  // Chunks this rank posted to / consumed from each peer's mailbox (never reset).
+  std::vector<std::uint64_t> sentChunks_;
+  std::vector<std::uint64_t> receivedChunks_;
+};
+
+}  // namespace epcomm::shm

@@ -1,0 +1,18 @@
+// Reduction kernels of the shm backend.
+#pragma once
+
+#include <cstddef>
+
+#include "comm/types.h"
+
+namespace epcomm::shm {
+
+// dst[i] = srcs[0][i] op srcs[1][i] op ... op srcs[n-1][i], combined in exactly that order,
+// so every rank reducing the same element from the same inputs gets the same bits. avg is
+// the sum divided by `divisor` (floating types in f32 / the type, integers in int64,
+// truncating toward zero). bf16/f16 accumulate in f32 and round once. dst must not overlap
+// any source. Plain loops over blocks, written for the auto-vectoriser.
+void reduce(void* dst, const void* const* srcs, int n, std::size_t count, DataType dtype,
+            ReduceOp op, int divisor);
+
+}  // namespace epcomm::shm

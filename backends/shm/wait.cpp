@@ -1,0 +1,133 @@
+#include "backends/shm/wait.h"
+
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <string>
+
+#include "comm/error.h"
+
+static_assert(std::endian::native == std::endian::little, "the futex word is the low half");
+
+namespace epcomm::shm {
+namespace {
+
+constexpr int kSpins = 512;         // pause iterations before yielding
+constexpr int kYields = 64;         // sched_yield iterations before sleeping
+constexpr long kSleepNs = 1000000;  // futex sleep: 1 ms, so a lost wake costs little
+constexpr auto kLivenessPeriod = std::chrono::milliseconds(5);
+
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// A pid that no longer names a running process (gone, or a zombie nobody reaped yet).
+bool processGone(pid_t pid) {
+  if (pid <= 0) return false;
+  if (kill(pid, 0) == -1 && errno == ESRCH) return true;
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "r");
+  if (!f) return false;
+  char buf[256] = {};
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  // "pid (comm) S ...": the state follows the last ')'.
+  const std::string s(buf, n);
+  const size_t close = s.rfind(')');
+  if (close == std::string::npos || close + 2 >= s.size()) return false;
+  const char state = s[close + 2];
+  return state == 'Z' || state == 'X';
+}
+
+}  // namespace
+
+Waiter::Waiter(Segment& segment, int rank, std::int64_t timeoutMs)
+    : segment_(segment), rank_(rank), timeoutMs_(timeoutMs) {}
+
+void Waiter::abort() {
+  selfAborted_.store(true);
+  segment_.rankInfo(rank_).aborted.store(1);
+}
+
+void Waiter::checkAborted(const char* op) const {
+  if (selfAborted_.load(std::memory_order_relaxed)) {
+    throwError(ErrorCode::kInvalidUsage, rank_, op,
+               "communicator was aborted by rank " + std::to_string(rank_) + " (this rank)");
+  }
+}
+
+void Waiter::checkPeer(int peer, const OpClock& clock, std::chrono::steady_clock::time_point since,
+                       std::chrono::steady_clock::time_point now) const {
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
+  if (timeoutMs_ > 0 && waited >= timeoutMs_) {
+    throwError(ErrorCode::kTimeout, rank_, clock.op,
+               "waited " + std::to_string(waited) + " ms for rank " + std::to_string(peer) +
+                   " (EPCOMM_TIMEOUT_MS=" + std::to_string(timeoutMs_) + ")");
+  }
+}
+
+void Waiter::waitAtLeast(Counter& c, std::uint64_t target, int peer, const OpClock& clock) const {
+  if (c.seq.load(std::memory_order_acquire) >= target) return;
+  const auto since = std::chrono::steady_clock::now();
+  auto lastLiveness = since;
+  for (int iter = 0;; ++iter) {
+    const std::uint64_t v = c.seq.load(std::memory_order_acquire);
+    if (v >= target) return;
+    if (iter < kSpins) {
+      cpuRelax();
+      if ((iter & 63) != 63) continue;
+    } else if (iter < kSpins + kYields) {
+      sched_yield();
+    } else {
+      // Announce the sleep, re-check (the poster reads sleepers after storing seq, both
+      // seq_cst), then sleep on the low 32 bits with a short timeout.
+      c.sleepers.fetch_add(1, std::memory_order_seq_cst);
+      if (c.seq.load(std::memory_order_seq_cst) == v) {
+        timespec ts{0, kSleepNs};
+        syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&c.seq), FUTEX_WAIT,
+                static_cast<std::uint32_t>(v), &ts, nullptr, 0);
+      }
+      c.sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    checkAborted(clock.op);
+    // The peer may have posted and then aborted or died: its flag is read first, then the
+    // counter again, so a post that came before the abort is never missed.
+    if (segment_.rankInfo(peer).aborted.load(std::memory_order_acquire) != 0) {
+      if (c.seq.load(std::memory_order_acquire) >= target) return;
+      throwError(ErrorCode::kPeerLost, rank_, clock.op,
+                 "communicator was aborted by rank " + std::to_string(peer));
+    }
+    const auto now = std::chrono::steady_clock::now();
+    checkPeer(peer, clock, since, now);
+    if (now - lastLiveness >= kLivenessPeriod) {
+      lastLiveness = now;
+      if (processGone(segment_.pid(peer))) {
+        if (c.seq.load(std::memory_order_acquire) >= target) return;
+        throwError(ErrorCode::kPeerLost, rank_, clock.op,
+                   "rank " + std::to_string(peer) + " (pid " + std::to_string(segment_.pid(peer)) +
+                       ") died");
+      }
+    }
+  }
+}
+
+void Waiter::post(Counter& c, std::uint64_t value) {
+  c.seq.store(value, std::memory_order_seq_cst);
+  if (c.sleepers.load(std::memory_order_seq_cst) != 0) {
+    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&c.seq), FUTEX_WAKE, INT32_MAX, nullptr,
+            nullptr, 0);
+  }
+}
+
+}  // namespace epcomm::shm
