@@ -43,10 +43,29 @@ enum {
 };
 
 /* Capability bits of epcommBackendV1::capabilities. */
-#define EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY                                            \
-  (1ull << 0)                                     /* detects count/dtype mismatch itself \
-                                                   */
+/* The backend checks cross-rank agreement itself, inside each collective: before every
+ * collective (not send/recv) the communicator calls setCallCheck; the backend publishes the
+ * record in the collective's first synchronisation step, and every rank compares every
+ * rank's record before touching any data. On an invalid record or a mismatch every rank
+ * fails with epcommBackendInvalidArgument naming the culprit, having moved no data. When
+ * this rank's record is invalid the communicator still calls the collective (so no peer is
+ * left waiting) and the backend must not touch its buffers or counts. Without this bit the
+ * communicator agrees through one extra all-reduce per call (EPCOMM_CHECK_ARGS). */
+#define EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY (1ull << 0)
 #define EPCOMM_BACKEND_CAP_MULTI_HOST (1ull << 1) /* ranks may span hosts */
+
+/* What one rank passes to one collective, for the cross-rank check (see
+ * EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY). opId, valid and shape are compared across ranks;
+ * the names only build messages and are valid until the collective returns. */
+typedef struct epcommCallCheck {
+  uint32_t structSize; /* sizeof(epcommCallCheck) of the caller */
+  int valid;           /* 0: this rank's arguments are invalid (its buffers are untouchable) */
+  int64_t opId;        /* identifies the collective (equal on every rank for the same call) */
+  int numShapes;       /* 0..3 values every rank must pass identically */
+  int64_t shape[3];
+  const char* op;           /* the collective's name, e.g. "allReduce" */
+  const char* shapeName[3]; /* e.g. "count" */
+} epcommCallCheck;
 
 /* Out-of-band all-gather the communicator lends a backend during create/split: every rank
  * contributes `bytes` bytes and receives size * bytes, in rank order. Returns 0 on success. */
@@ -100,6 +119,10 @@ typedef struct epcommBackendV1 {
                    const size_t* recvDispls, int dtype);
   int (*send)(void* state, const void* buf, size_t count, int dtype, int peer, int tag);
   int (*recv)(void* state, void* buf, size_t count, int dtype, int peer, int tag);
+
+  /* Arms the check the next collective carries (NULL disarms); consumed by that collective.
+   * May be NULL for backends without EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY. */
+  int (*setCallCheck)(void* state, const epcommCallCheck* check);
 } epcommBackendV1;
 
 #ifdef __cplusplus

@@ -43,6 +43,9 @@ class Backend {
                          int dtype) = 0;
   virtual void send(const void* buf, size_t count, int dtype, int peer, int tag) = 0;
   virtual void recv(void* buf, size_t count, int dtype, int peer, int tag) = 0;
+  // EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY: arms the check the next collective carries
+  // (nullptr disarms). Backends without the capability keep this no-op.
+  virtual void setCallCheck(const epcommCallCheck* check) { (void)check; }
 };
 
 static_assert(epcommBackendSystemError == toResultCode(ErrorCode::kSystemError) &&
@@ -140,6 +143,9 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
   };
   t.recv = [](void* s, void* buf, size_t count, int dtype, int peer, int tag) {
     return guarded(err(s), [&] { impl(s).recv(buf, count, dtype, peer, tag); });
+  };
+  t.setCallCheck = [](void* s, const epcommCallCheck* check) {
+    return guarded(err(s), [&] { impl(s).setCallCheck(check); });
   };
   return t;
 }

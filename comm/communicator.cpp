@@ -246,13 +246,21 @@ void Communicator::checkUsable(const char* op) const {
 }
 
 void Communicator::runErased(const char* op, void* fn, void (*call)(void*)) {
+  const ArgumentCheck* armed = std::exchange(armed_, nullptr);
   try {
     call(fn);
   } catch (const Error& e) {
     // A failure inside the backend leaves the ranks at different points: abort. A bad
     // argument the backend found (comm/backend.h) left no peer waiting: stay usable.
     if (e.code() != ErrorCode::kInvalidArgument) abort();
+    // This rank's own problem names the bad argument; the backend's names only the rank.
+    if (armed && !armed->ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, armed->problem());
     throw;
+  }
+  if (armed && !armed->ok()) {
+    // The backend broke its contract (it ran a call this rank declared invalid).
+    abort();
+    throwError(ErrorCode::kInvalidArgument, rank_, op, armed->problem());
   }
 }
 
@@ -267,16 +275,33 @@ std::int64_t operationId(const char* op) {
 
 }  // namespace
 
-bool Communicator::agree(const char* op, const ArgumentCheck& check,
-                         std::initializer_list<Shape> shapes) {
-  if (!config_.checkArgs || size_ == 1 ||
+Communicator::Agreement Communicator::agree(const char* op, const ArgumentCheck& check,
+                                            std::initializer_list<Shape> shapes) {
+  if (config_.checkArgs && size_ > 1 &&
       backend_->hasCapability(EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY)) {
+    // The backend compares every rank's record in the collective's first step.
+    epcommCallCheck c{};
+    c.structSize = sizeof(c);
+    c.valid = check.ok() ? 1 : 0;
+    c.opId = operationId(op);
+    c.op = op;
+    for (const Shape& shape : shapes) {
+      if (c.numShapes == 3) break;
+      c.shape[c.numShapes] = shape.value;
+      c.shapeName[c.numShapes] = shape.name;
+      ++c.numShapes;
+    }
+    run(op, [&] { backend_->setCallCheck(c); });
+    armed_ = &check;
+    return Agreement::kArmed;
+  }
+  if (!config_.checkArgs || size_ == 1) {
     if (!check.ok()) {
       // Peers may already be inside the collective: this communicator is now unusable.
       if (size_ > 1) abort();
       throwError(ErrorCode::kInvalidArgument, rank_, op, check.problem());
     }
-    return false;
+    return Agreement::kLocal;
   }
   // Max over ranks of: the highest bad rank, the operation and every shape, each also
   // bit-inverted (~x orders in reverse, so its max gives the min without overflow).
@@ -318,7 +343,7 @@ bool Communicator::agree(const char* op, const ArgumentCheck& check,
                      "; every rank must pass the same; no data was moved");
     }
   }
-  return true;
+  return Agreement::kAgreed;
 }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {

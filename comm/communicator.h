@@ -95,11 +95,18 @@ class EPCOMM_API Communicator {
     const char* name;
     std::int64_t value;
   };
+  // How agree() settled the check.
+  enum class Agreement {
+    kLocal,   // checked on this rank only (EPCOMM_CHECK_ARGS=0 or one rank); it is valid
+    kAgreed,  // the ranks synchronised through an extra all-reduce and agree
+    kArmed,   // the backend checks inside the next backend call (CAP_CHECKS_CONSISTENCY);
+              // that call must be made even when `check` failed (it then touches no data)
+  };
   // Cross-rank agreement (EPCOMM_CHECK_ARGS): every rank learns whether any rank's
   // arguments were bad, whether all called the same collective, and whether the shapes
-  // match, so none is left waiting in a collective. At most three shapes. Returns true
-  // when the ranks synchronised (an all-reduce ran); throws kInvalidArgument otherwise.
-  bool agree(const char* op, const ArgumentCheck& check, std::initializer_list<Shape> shapes);
+  // match, so none is left waiting in a collective. At most three shapes. Throws
+  // kInvalidArgument when the check failed, except for kArmed, where the next run() throws.
+  Agreement agree(const char* op, const ArgumentCheck& check, std::initializer_list<Shape> shapes);
   // Runs a backend call; an error from it aborts the communicator and is rethrown. The
   // callable is passed by reference (no allocation on the hot path).
   template <typename Fn>
@@ -115,6 +122,8 @@ class EPCOMM_API Communicator {
   int localRank_ = 0;
   int localSize_ = 1;
   std::atomic<bool> aborted_{false};
+  // The check armed in the backend by agree() (kArmed), taken by the next run().
+  const ArgumentCheck* armed_ = nullptr;
 };
 
 }  // namespace epcomm

@@ -161,7 +161,8 @@ void Communicator::barrier() {
   constexpr const char* kOp = "barrier";
   checkUsable(kOp);
   // The agreement's all-reduce already waits for every rank.
-  if (agree(kOp, ArgumentCheck{}, {})) return;
+  const ArgumentCheck none;
+  if (agree(kOp, none, {}) == Agreement::kAgreed) return;
   run(kOp, [&] { backend_->barrier(); });
 }
 
@@ -212,12 +213,12 @@ void Communicator::allToAllV(const void* send, const std::size_t* sendCounts,
                  "send and recv overlap without being the same buffer (in place)");
     }
   }
-  if (agree(kOp, check, {{"dtype", i64(dtype)}})) {
+  ArgumentCheck counts;
+  if (agree(kOp, check, {{"dtype", i64(dtype)}}) != Agreement::kLocal) {
     // Every rank learns what each peer will send it and compares with its recvCounts.
     static_assert(sizeof(std::size_t) == sizeof(std::int64_t));
     std::vector<std::size_t> sentToMe(static_cast<std::size_t>(size_), 0);
     run(kOp, [&] { backend_->allToAll(sendCounts, sentToMe.data(), 1, int(DataType::kI64)); });
-    ArgumentCheck counts;
     for (int r = 0; r < size_ && counts.ok(); ++r) {
       counts.that(sentToMe[r] == recvCounts[r], [&] {
         return "rank " + std::to_string(r) + " sends " + std::to_string(sentToMe[r]) +

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <memory>
 
 #include "backends/shm/channel.h"
 #include "comm/types.h"
@@ -15,6 +16,22 @@ namespace epcomm::shm {
 inline void copyBytes(void* dst, const void* src, std::size_t n) {
   if (n) std::memcpy(dst, src, n);
 }
+
+// The per-rank source pointers of a reduction: on the stack up to 16 ranks, no allocation.
+class Sources {
+ public:
+  explicit Sources(int n) : p_(local_) {
+    if (n > kLocal) p_ = (heap_ = std::make_unique<const void*[]>(n)).get();
+  }
+  const void** data() { return p_; }
+  const void*& operator[](int i) { return p_[i]; }
+
+ private:
+  static constexpr int kLocal = 16;
+  const void* local_[kLocal];
+  std::unique_ptr<const void*[]> heap_;
+  const void** p_;
+};
 
 struct Step {
   Channel& channel;
@@ -27,6 +44,10 @@ struct Step {
 // message from every slot); larger ones reduce-scatter + all-gather (two-shot).
 inline constexpr std::size_t kOneShotMaxBytes = 256 << 10;
 
+// Up to Channel::kInlineBytes: the data rides in the step line with the step number, so a
+// peer's contribution arrives in one cache line.
+void allReduceInline(const Step& s, const void* send, void* recv, std::size_t count, DataType dtype,
+                     ReduceOp op);
 void allReduceOneShot(const Step& s, const void* send, void* recv, std::size_t count,
                       DataType dtype, ReduceOp op);
 void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t count,

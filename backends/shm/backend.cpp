@@ -59,7 +59,7 @@ Backend::~Backend() = default;
 void Backend::setUp() {
   waiter_ = std::make_unique<Waiter>(*segment_, rank_, timeoutMs_);
   for (int k = 0; k < kKinds; ++k) {
-    channels_.push_back(std::make_unique<Channel>(*segment_, *waiter_, k, rank_, size_));
+    channels_.push_back(std::make_unique<Channel>(*segment_, *waiter_, stream_, k, rank_, size_));
   }
   sentChunks_.assign(static_cast<std::size_t>(size_), 0);
   receivedChunks_.assign(static_cast<std::size_t>(size_), 0);
@@ -101,66 +101,98 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
       new Backend(std::move(child), childRank, childSize, timeoutMs_, bufferBytes_));
 }
 
-void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, int op) {
-  const OpClock clock("allReduce");
-  waiter_->checkAborted(clock.op);
-  const Step s{channel(kAllReduceKind), clock, rank_, size_};
-  if (count * dtypeSize(dt(dtype)) <= kOneShotMaxBytes || size_ == 1) {
-    allReduceOneShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
-  } else {
-    allReduceTwoShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
+void Backend::setCallCheck(const epcommCallCheck* check) {
+  ArmedCheck& a = stream_.check;
+  a = ArmedCheck{};
+  if (!check || check->structSize < sizeof(epcommCallCheck)) return;
+  a.armed = size_ > 1;
+  a.valid = check->valid != 0;
+  a.opId = check->opId;
+  a.op = check->op ? check->op : "collective";
+  a.numShapes = check->numShapes < 0 ? 0 : (check->numShapes > 3 ? 3 : check->numShapes);
+  for (int i = 0; i < a.numShapes; ++i) {
+    a.shape[i] = check->shape[i];
+    a.shapeName[i] = check->shapeName[i] ? check->shapeName[i] : "a shape";
   }
 }
 
+void Backend::checkStep(int kind, const OpClock& clock) {
+  Channel& ch = channel(kind);
+  ch.begin();
+  ch.exchange(clock);
+}
+
+template <typename Algorithm>
+void Backend::collective(const char* op, int kind, Algorithm&& algorithm) {
+  struct Disarm {
+    ArmedCheck& check;
+    ~Disarm() { check.armed = false; }
+  } disarm{stream_.check};
+  const OpClock clock(op);
+  waiter_->checkAborted(op);
+  if (stream_.check.armed && !stream_.check.valid) {
+    checkStep(kind, clock);  // throws kInvalidArgument on every rank
+    return;
+  }
+  algorithm(Step{channel(kind), clock, rank_, size_});
+  if (stream_.check.armed) checkStep(kind, clock);
+}
+
+void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, int op) {
+  collective("allReduce", kAllReduceKind, [&](const Step& s) {
+    const std::size_t bytes = count * dtypeSize(dt(dtype));
+    if (bytes <= Channel::kInlineBytes) {
+      allReduceInline(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
+    } else if (bytes <= kOneShotMaxBytes || size_ == 1) {
+      allReduceOneShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
+    } else {
+      allReduceTwoShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
+    }
+  });
+}
+
 void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int dtype, int op) {
-  const OpClock clock("reduceScatter");
-  waiter_->checkAborted(clock.op);
-  shm::reduceScatter(Step{channel(kReduceScatterKind), clock, rank_, size_}, send, recv, recvCount,
-                     dt(dtype), static_cast<ReduceOp>(op));
+  collective("reduceScatter", kReduceScatterKind, [&](const Step& s) {
+    shm::reduceScatter(s, send, recv, recvCount, dt(dtype), static_cast<ReduceOp>(op));
+  });
 }
 
 void Backend::allGather(const void* send, void* recv, size_t sendCount, int dtype) {
-  const OpClock clock("allGather");
-  waiter_->checkAborted(clock.op);
-  shm::allGather(Step{channel(kAllGatherKind), clock, rank_, size_}, send, recv,
-                 sendCount * dtypeSize(dt(dtype)));
+  collective("allGather", kAllGatherKind, [&](const Step& s) {
+    shm::allGather(s, send, recv, sendCount * dtypeSize(dt(dtype)));
+  });
 }
 
 void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const size_t* recvCounts,
                          const size_t* recvDispls, int dtype) {
-  const OpClock clock("allGatherV");
-  waiter_->checkAborted(clock.op);
   (void)sendCount;  // == recvCounts[rank] (validated)
-  shm::allGatherV(Step{channel(kAllGatherKind), clock, rank_, size_}, send, recv, recvCounts,
-                  recvDispls, dtypeSize(dt(dtype)));
+  collective("allGatherV", kAllGatherKind, [&](const Step& s) {
+    shm::allGatherV(s, send, recv, recvCounts, recvDispls, dtypeSize(dt(dtype)));
+  });
 }
 
 void Backend::broadcast(const void* send, void* recv, size_t count, int dtype, int root) {
-  const OpClock clock("broadcast");
-  waiter_->checkAborted(clock.op);
-  shm::broadcast(Step{channel(kBroadcastKind), clock, rank_, size_}, send, recv,
-                 count * dtypeSize(dt(dtype)), root);
+  collective("broadcast", kBroadcastKind, [&](const Step& s) {
+    shm::broadcast(s, send, recv, count * dtypeSize(dt(dtype)), root);
+  });
 }
 
 void Backend::barrier() {
-  const OpClock clock("barrier");
-  waiter_->checkAborted(clock.op);
-  shm::barrier(Step{channel(kBarrierKind), clock, rank_, size_});
+  collective("barrier", kBarrierKind, [&](const Step& s) { shm::barrier(s); });
 }
 
 void Backend::allToAll(const void* send, void* recv, size_t countPerRank, int dtype) {
-  const OpClock clock("allToAll");
-  waiter_->checkAborted(clock.op);
-  shm::allToAll(Step{channel(kAllToAllKind), clock, rank_, size_}, send, recv,
-                countPerRank * dtypeSize(dt(dtype)));
+  collective("allToAll", kAllToAllKind, [&](const Step& s) {
+    shm::allToAll(s, send, recv, countPerRank * dtypeSize(dt(dtype)));
+  });
 }
 
 void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t* sendDispls,
                         void* recv, const size_t* recvCounts, const size_t* recvDispls, int dtype) {
-  const OpClock clock("allToAllV");
-  waiter_->checkAborted(clock.op);
-  shm::allToAllV(Step{channel(kAllToAllKind), clock, rank_, size_}, send, sendCounts, sendDispls,
-                 recv, recvCounts, recvDispls, dtypeSize(dt(dtype)));
+  collective("allToAllV", kAllToAllKind, [&](const Step& s) {
+    shm::allToAllV(s, send, sendCounts, sendDispls, recv, recvCounts, recvDispls,
+                   dtypeSize(dt(dtype)));
+  });
 }
 
 }  // namespace epcomm::shm

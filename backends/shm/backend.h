@@ -6,7 +6,8 @@
 // pids, for liveness); collectives on one communicator are called from one thread at a
 // time; send/recv between a pair are matched in order (FIFO per ordered pair), a recv whose
 // count or tag differs from the send it meets consumes that message and fails with
-// kInvalidArgument. Capabilities: none, so the communicator checks argument agreement.
+// kInvalidArgument. Capabilities: EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY: the call check
+// rides on each collective's first step (channel.h), so agreement costs no extra step.
 #pragma once
 
 #include <atomic>
@@ -43,8 +44,15 @@ class Backend final : public epcomm::Backend {
                  const size_t* recvCounts, const size_t* recvDispls, int dtype) override;
   void send(const void* buf, size_t count, int dtype, int peer, int tag) override;
   void recv(void* buf, size_t count, int dtype, int peer, int tag) override;
+  void setCallCheck(const epcommCallCheck* check) override;
 
  private:
+  // Runs one collective of `kind` as algorithm(Step), consuming the armed check: when this
+  // rank's record is invalid only the check's step runs (no buffer, count or dtype is
+  // touched); an algorithm that took no step (an empty message) gets one for the check.
+  template <typename Algorithm>
+  void collective(const char* op, int kind, Algorithm&& algorithm);
+  void checkStep(int kind, const OpClock& clock);
   Backend(std::unique_ptr<Segment> segment, int rank, int size, std::int64_t timeoutMs,
           std::size_t bufferBytes);
   void setUp();
@@ -56,6 +64,7 @@ class Backend final : public epcomm::Backend {
   std::int64_t timeoutMs_ = 0;
   std::size_t bufferBytes_ = 0;
   std::unique_ptr<Waiter> waiter_;
+  Stream stream_;
   std::vector<std::unique_ptr<Channel>> channels_;
   // Chunks this rank posted to / consumed from each peer's mailbox (never reset).
   std::vector<std::uint64_t> sentChunks_;

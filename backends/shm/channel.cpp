@@ -1,21 +1,83 @@
 #include "backends/shm/channel.h"
 
+#include <string>
+
+#include "comm/error.h"
+
 namespace epcomm::shm {
 
-Channel::Channel(Segment& segment, const Waiter& waiter, int kind, int rank, int size)
-    : segment_(segment), waiter_(waiter), kind_(kind), rank_(rank), size_(size) {}
-
-char* Channel::begin() {
-  ++step_;
-  return kind_ < kDataKinds ? segment_.at(slotOff(rank_)) : nullptr;
-}
+Channel::Channel(Segment& segment, const Waiter& waiter, Stream& stream, int kind, int rank,
+                 int size)
+    : segment_(segment), waiter_(waiter), stream_(stream), kind_(kind), rank_(rank), size_(size) {}
 
 void Channel::exchange(const OpClock& clock) {
-  const Layout& l = segment_.layout();
-  Waiter::post(segment_.counter(l.counterOff(kind_, rank_)), step_);
+  const std::uint64_t step = stream_.step;
+  StepLine& mine = line(rank_);
+  ArmedCheck& check = stream_.check;
+  if (check.armed) {
+    mine.checkFlags = kCheckPresent | (check.valid ? kCheckValid : 0);
+    mine.opId = check.opId;
+    for (int i = 0; i < 3; ++i) mine.shape[i] = i < check.numShapes ? check.shape[i] : 0;
+  } else if (mine.checkFlags != 0) {
+    mine.checkFlags = 0;
+  }
+  Waiter::post(mine.seq, mine.sleepers, step);
   for (int i = 1; i < size_; ++i) {
     const int peer = (rank_ + i) % size_;
-    waiter_.waitAtLeast(segment_.counter(l.counterOff(kind_, peer)), step_, peer, clock);
+    StepLine& l = line(peer);
+    waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
+  }
+  if (check.armed) {
+    check.armed = false;
+    verify(check);
+  }
+}
+
+void Channel::verify(const ArmedCheck& c) {
+  const char* moved = "; no data was moved";
+  if (!c.valid) {
+    // The communicator replaces this with the rank's own problem.
+    throwError(ErrorCode::kInvalidArgument, rank_, c.op,
+               std::string("this rank passed invalid arguments") + moved);
+  }
+  int bad = -1;
+  bool differentOp = false;
+  std::int64_t lo[3], hi[3];
+  for (int i = 0; i < 3; ++i) lo[i] = hi[i] = c.shape[i];
+  for (int r = 0; r < size_; ++r) {
+    const StepLine& l = line(r);
+    if ((l.checkFlags & kCheckPresent) == 0) continue;  // a rank that checks nothing
+    if ((l.checkFlags & kCheckValid) == 0) {
+      bad = r;  // the highest, as Communicator::agree reports
+      continue;
+    }
+    if (l.opId != c.opId) {
+      differentOp = true;
+      continue;
+    }
+    for (int i = 0; i < c.numShapes; ++i) {
+      lo[i] = l.shape[i] < lo[i] ? l.shape[i] : lo[i];
+      hi[i] = l.shape[i] > hi[i] ? l.shape[i] : hi[i];
+    }
+  }
+  if (bad >= 0) {
+    throwError(
+        ErrorCode::kInvalidArgument, rank_, c.op,
+        "rank " + std::to_string(bad) + " passed invalid arguments (its error names them)" + moved);
+  }
+  if (differentOp) {
+    throwError(ErrorCode::kInvalidArgument, rank_, c.op,
+               "ranks called different collectives at the same point (this rank called " +
+                   std::string(c.op) + ")" + moved);
+  }
+  for (int i = 0; i < c.numShapes; ++i) {
+    if (lo[i] != hi[i]) {
+      throwError(ErrorCode::kInvalidArgument, rank_, c.op,
+                 std::string("ranks disagree on ") + c.shapeName[i] + ": this rank passed " +
+                     std::to_string(c.shape[i]) + ", the ranks' values range " +
+                     std::to_string(lo[i]) + ".." + std::to_string(hi[i]) +
+                     "; every rank must pass the same" + moved);
+    }
   }
 }
 

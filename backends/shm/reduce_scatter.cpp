@@ -1,8 +1,6 @@
 // Reduce-scatter: per step every rank publishes the same chunk of each of its P blocks;
 // rank r reduces block r's chunk from every slot (ranks 0..P-1 in order) into recv.
 
-#include <vector>
-
 #include "backends/shm/algorithms.h"
 #include "backends/shm/plan.h"
 #include "backends/shm/reduce.h"
@@ -13,7 +11,7 @@ void reduceScatter(const Step& s, const void* send, void* recv, std::size_t recv
                    DataType dtype, ReduceOp op) {
   const std::size_t es = dtypeSize(dtype);
   const std::size_t chunk = blockCapacity(s.channel.capacity(), s.size) / es;
-  std::vector<const void*> srcs(static_cast<std::size_t>(s.size));
+  Sources srcs(s.size);
   const auto* in = static_cast<const char*>(send);
   auto* out = static_cast<char*>(recv);
   for (std::size_t k = 0, n = chunkCount(recvCount, chunk); k < n; ++k) {

@@ -81,8 +81,8 @@ Layout Layout::compute(int size, std::size_t bufferBytes) {
   std::size_t off = alignUp(sizeof(Header), kLine);
   l.pidsOff = off;
   off = alignUp(off + p * sizeof(RankInfo), kLine);
-  l.countersOff = off;
-  off += kKinds * p * kLine;
+  l.stepLinesOff = off;
+  off += p * 2 * kLine;
   l.mailCountersOff = off;
   off += p * p * 2 * kLine;
   l.slotHeadersOff = off;
@@ -95,8 +95,8 @@ Layout Layout::compute(int size, std::size_t bufferBytes) {
   return l;
 }
 
-std::size_t Layout::counterOff(int kind, int rank) const {
-  return countersOff + (static_cast<std::size_t>(kind) * size + rank) * kLine;
+std::size_t Layout::stepLineOff(int rank, int parity) const {
+  return stepLinesOff + (static_cast<std::size_t>(rank) * 2 + parity) * kLine;
 }
 std::size_t Layout::mailCounterOff(int from, int to, int which) const {
   return mailCountersOff + ((static_cast<std::size_t>(from) * size + to) * 2 + which) * kLine;

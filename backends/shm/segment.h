@@ -5,15 +5,17 @@
 // every rank from (size, bufferBytes of the leader)):
 //   Header                      magic, size, total bytes
 //   RankInfo[size]              each rank's pid (liveness) and abort flag
-//   Counter[kKinds][size]       per collective kind, per rank: the last step it posted
+//   StepLine[size][2]           per rank, per parity: the last step of the collective stream
+//                               it posted (all kinds share one stream), with the call check
+//                               and inline data it carries
 //   Counter[size][size][2]      per ordered pair (from, to): chunks sent, chunks acked
 //   SlotHeader[kDataKinds][size][2]  64 bytes beside each collective slot
 //   slot[kDataKinds][size][2]   collective data, slotBytes each (parity = step % 2)
 //   mail[size][size][2]         send/recv data, mailHeader + mailBytes each
 //
-// Invariants: a Counter is written by exactly one rank and only ever grows (never reset,
-// so no ABA); the segment is unlinked before establish() returns, so nothing is left in
-// /dev/shm once a communicator exists, whatever happens to its processes.
+// Invariants: a Counter's or StepLine's seq is written by exactly one rank and only ever grows
+// (never reset, so no ABA); the segment is unlinked before establish() returns, so nothing is left
+// in /dev/shm once a communicator exists, whatever happens to its processes.
 #pragma once
 
 #include <sys/types.h>
@@ -50,6 +52,23 @@ struct alignas(kLine) Counter {
 static_assert(sizeof(Counter) == kLine);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
+// One rank's post of step s of the collective stream (in its line of parity s % 2): the
+// step (low 32 bits: the futex word), the waiters asleep on it, the call check the first
+// step of a collective carries (EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY) and a few bytes of
+// inline data (tiny all-reduces), so a peer learns all of it from one cache line. Written
+// by its rank only (sleepers: by the waiters), the fields before seq is posted.
+struct alignas(kLine) StepLine {
+  std::atomic<std::uint64_t> seq;
+  std::atomic<std::uint32_t> sleepers;
+  std::uint32_t checkFlags;  // kCheckPresent | kCheckValid, 0: this step carries no check
+  std::int64_t opId;
+  std::int64_t shape[3];
+  unsigned char payload[16];
+};
+static_assert(sizeof(StepLine) == kLine);
+inline constexpr std::uint32_t kCheckPresent = 1;
+inline constexpr std::uint32_t kCheckValid = 2;
+
 struct alignas(kLine) Header {
   std::uint32_t magic;
   std::int32_t size;
@@ -81,11 +100,11 @@ struct Layout {
   std::size_t bufferBytes = 0;
   std::size_t slotBytes = 0;  // data bytes of one collective slot
   std::size_t mailBytes = 0;  // data bytes of one send/recv chunk
-  std::size_t pidsOff = 0, countersOff = 0, mailCountersOff = 0, slotHeadersOff = 0, slotsOff = 0,
+  std::size_t pidsOff = 0, stepLinesOff = 0, mailCountersOff = 0, slotHeadersOff = 0, slotsOff = 0,
               mailOff = 0, mailStride = 0, total = 0;
 
   static Layout compute(int size, std::size_t bufferBytes);
-  std::size_t counterOff(int kind, int rank) const;
+  std::size_t stepLineOff(int rank, int parity) const;
   // Counter of pair (from, to): which 0 = chunks posted by `from`, 1 = chunks acked by `to`.
   std::size_t mailCounterOff(int from, int to, int which) const;
   std::size_t slotHeaderOff(int kind, int rank, int parity) const;
@@ -115,6 +134,9 @@ class Segment {
   Header& header() { return *reinterpret_cast<Header*>(base_); }
   char* at(std::size_t off) { return base_ + off; }
   Counter& counter(std::size_t off) { return *reinterpret_cast<Counter*>(base_ + off); }
+  StepLine& stepLine(int rank, int parity) {
+    return *reinterpret_cast<StepLine*>(base_ + layout_.stepLineOff(rank, parity));
+  }
   pid_t pid(int rank) const { return rankInfo(rank).pid.load(); }
   RankInfo& rankInfo(int rank) const {
     return reinterpret_cast<RankInfo*>(base_ + layout_.pidsOff)[rank];

@@ -77,43 +77,54 @@ void Waiter::checkPeer(int peer, const OpClock& clock, std::chrono::steady_clock
   }
 }
 
-void Waiter::waitAtLeast(Counter& c, std::uint64_t target, int peer, const OpClock& clock) const {
-  if (c.seq.load(std::memory_order_acquire) >= target) return;
+void Waiter::checkPeerAborted(std::atomic<std::uint64_t>& seq, std::uint64_t target, int peer,
+                              const OpClock& clock) const {
+  // The peer may have posted and then aborted or died: its flag is read first, then the
+  // counter again, so a post that came before the abort is never missed.
+  if (segment_.rankInfo(peer).aborted.load(std::memory_order_acquire) != 0) {
+    if (seq.load(std::memory_order_acquire) >= target) return;
+    throwError(ErrorCode::kPeerLost, rank_, clock.op,
+               "communicator was aborted by rank " + std::to_string(peer));
+  }
+}
+
+void Waiter::waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t>& sleepers,
+                      std::uint64_t target, int peer, const OpClock& clock) const {
+  // Spin first without reading any clock: a peer a few hundred ns behind costs nothing more.
+  for (int iter = 0; iter < kSpins; ++iter) {
+    if (seq.load(std::memory_order_acquire) >= target) return;
+    cpuRelax();
+    if ((iter & 63) == 63) {
+      checkAborted(clock.op);
+      checkPeerAborted(seq, target, peer, clock);
+    }
+  }
   const auto since = std::chrono::steady_clock::now();
   auto lastLiveness = since;
   for (int iter = 0;; ++iter) {
-    const std::uint64_t v = c.seq.load(std::memory_order_acquire);
+    const std::uint64_t v = seq.load(std::memory_order_acquire);
     if (v >= target) return;
-    if (iter < kSpins) {
-      cpuRelax();
-      if ((iter & 63) != 63) continue;
-    } else if (iter < kSpins + kYields) {
+    if (iter < kYields) {
       sched_yield();
     } else {
       // Announce the sleep, re-check (the poster reads sleepers after storing seq, both
       // seq_cst), then sleep on the low 32 bits with a short timeout.
-      c.sleepers.fetch_add(1, std::memory_order_seq_cst);
-      if (c.seq.load(std::memory_order_seq_cst) == v) {
+      sleepers.fetch_add(1, std::memory_order_seq_cst);
+      if (seq.load(std::memory_order_seq_cst) == v) {
         timespec ts{0, kSleepNs};
-        syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&c.seq), FUTEX_WAIT,
+        syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&seq), FUTEX_WAIT,
                 static_cast<std::uint32_t>(v), &ts, nullptr, 0);
       }
-      c.sleepers.fetch_sub(1, std::memory_order_seq_cst);
+      sleepers.fetch_sub(1, std::memory_order_seq_cst);
     }
     checkAborted(clock.op);
-    // The peer may have posted and then aborted or died: its flag is read first, then the
-    // counter again, so a post that came before the abort is never missed.
-    if (segment_.rankInfo(peer).aborted.load(std::memory_order_acquire) != 0) {
-      if (c.seq.load(std::memory_order_acquire) >= target) return;
-      throwError(ErrorCode::kPeerLost, rank_, clock.op,
-                 "communicator was aborted by rank " + std::to_string(peer));
-    }
+    checkPeerAborted(seq, target, peer, clock);
     const auto now = std::chrono::steady_clock::now();
     checkPeer(peer, clock, since, now);
     if (now - lastLiveness >= kLivenessPeriod) {
       lastLiveness = now;
       if (processGone(segment_.pid(peer))) {
-        if (c.seq.load(std::memory_order_acquire) >= target) return;
+        if (seq.load(std::memory_order_acquire) >= target) return;
         throwError(ErrorCode::kPeerLost, rank_, clock.op,
                    "rank " + std::to_string(peer) + " (pid " + std::to_string(segment_.pid(peer)) +
                        ") died");
@@ -122,12 +133,9 @@ void Waiter::waitAtLeast(Counter& c, std::uint64_t target, int peer, const OpClo
   }
 }
 
-void Waiter::post(Counter& c, std::uint64_t value) {
-  c.seq.store(value, std::memory_order_seq_cst);
-  if (c.sleepers.load(std::memory_order_seq_cst) != 0) {
-    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&c.seq), FUTEX_WAKE, INT32_MAX, nullptr,
-            nullptr, 0);
-  }
+void Waiter::wake(std::atomic<std::uint64_t>& seq) {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&seq), FUTEX_WAKE, INT32_MAX, nullptr,
+          nullptr, 0);
 }
 
 }  // namespace epcomm::shm

@@ -23,18 +23,37 @@ class Waiter {
  public:
   Waiter(Segment& segment, int rank, std::int64_t timeoutMs);
 
-  // Returns once c.seq >= target (acquire). Throws epcomm::Error: kTimeout when this wait
-  // lasted EPCOMM_TIMEOUT_MS, kPeerLost when `peer` died or another rank aborted, kInvalidUsage
-  // when this rank aborted.
-  void waitAtLeast(Counter& c, std::uint64_t target, int peer, const OpClock& clock) const;
+  // Returns once seq >= target (acquire); sleepers counts waiters asleep on seq. Throws
+  // epcomm::Error: kTimeout when this wait lasted EPCOMM_TIMEOUT_MS, kPeerLost when `peer`
+  // died or another rank aborted, kInvalidUsage when this rank aborted. The satisfied case
+  // costs one load; the slow path spins a while before it reads any clock.
+  void waitAtLeast(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t>& sleepers,
+                   std::uint64_t target, int peer, const OpClock& clock) const {
+    if (seq.load(std::memory_order_acquire) >= target) return;
+    waitSlow(seq, sleepers, target, peer, clock);
+  }
+  void waitAtLeast(Counter& c, std::uint64_t target, int peer, const OpClock& clock) const {
+    waitAtLeast(c.seq, c.sleepers, target, peer, clock);
+  }
   // Throws kInvalidUsage when this rank aborted the communicator.
   void checkAborted(const char* op) const;
   // Marks the communicator aborted by this rank, for itself and its peers; any thread.
   void abort();
-  // Publishes value (release) and wakes sleepers, if any.
-  static void post(Counter& c, std::uint64_t value);
+  // Publishes value (release) and wakes sleepers, if any (no syscall when none sleeps).
+  static void post(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t>& sleepers,
+                   std::uint64_t value) {
+    seq.store(value, std::memory_order_seq_cst);
+    if (sleepers.load(std::memory_order_seq_cst) != 0) wake(seq);
+  }
+  static void post(Counter& c, std::uint64_t value) { post(c.seq, c.sleepers, value); }
 
  private:
+  void waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t>& sleepers,
+                std::uint64_t target, int peer, const OpClock& clock) const;
+  // Throws kPeerLost when `peer` aborted and seq < target.
+  void checkPeerAborted(std::atomic<std::uint64_t>& seq, std::uint64_t target, int peer,
+                        const OpClock& clock) const;
+  static void wake(std::atomic<std::uint64_t>& seq);
   // Throws kTimeout once this wait (begun at `since`) passed EPCOMM_TIMEOUT_MS.
   void checkPeer(int peer, const OpClock& clock, std::chrono::steady_clock::time_point since,
                  std::chrono::steady_clock::time_point now) const;

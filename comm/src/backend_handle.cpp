@@ -79,4 +79,8 @@ void BackendHandle::recv(void* b, std::size_t n, int dtype, int peer, int tag) {
   check(table_->recv(state_, b, n, dtype, peer, tag), "recv");
 }
 
+void BackendHandle::setCallCheck(const epcommCallCheck& c) {
+  if (table_->setCallCheck) check(table_->setCallCheck(state_, &c), c.op);
+}
+
 }  // namespace epcomm

@@ -48,6 +48,8 @@ class BackendHandle {
                  int dtype);
   void send(const void* buf, std::size_t count, int dtype, int peer, int tag);
   void recv(void* buf, std::size_t count, int dtype, int peer, int tag);
+  // Arms the check the next collective carries (EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY).
+  void setCallCheck(const epcommCallCheck& check);
 
  private:
   void check(int result, const char* op) const;

@@ -147,6 +147,10 @@ TEST_F(Errors, CountMismatchAcrossRanks) {
                          ReduceOp::kSum);
       },
       ErrorCode::kInvalidArgument, {"allReduce", "disagree"});
+  // An empty call on one rank against a non-empty one elsewhere (at most 8 ranks x 4 fit).
+  expectError(
+      [&] { comm().allGather(data.data(), data.data() + 32, rank() == 0 ? 0 : 4, DataType::kF32); },
+      ErrorCode::kInvalidArgument, {"allGather", "disagree"});
   expectError(
       [&] {
         comm().allReduce(data.data(), data.data(), 8, rank() == 0 ? DataType::kF32 : DataType::kI32,
