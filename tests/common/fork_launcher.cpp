@@ -7,15 +7,30 @@
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
-#include <vector>
 
 namespace epcomm::test {
+namespace {
 
-ForkResult runForkedRanks(int ranks, const Config& config,
-                          const std::function<int(std::unique_ptr<Communicator>)>& body,
-                          std::chrono::seconds deadline) {
-  // Fork first, while this process has no threads (a child forked while the rendezvous
-  // thread holds a lock could deadlock), then make the id and hand it over through pipes.
+// In the child: reads the id from the pipe, runs body, never returns.
+[[noreturn]] void runChild(int readFd, int rank,
+                           const std::function<int(int, const UniqueId&)>& body) {
+  UniqueId id;
+  std::size_t got = 0;
+  while (got < id.bytes.size()) {
+    const ssize_t n = read(readFd, id.bytes.data() + got, id.bytes.size() - got);
+    if (n <= 0) std::_Exit(1);  // the parent gave up before sending the id
+    got += static_cast<std::size_t>(n);
+  }
+  const int rc = body(rank, id);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(rc);  // no atexit handlers or static destructors of the parent's state
+}
+
+}  // namespace
+
+std::vector<RankExit> forkRanks(int ranks, const std::function<int(int, const UniqueId&)>& body,
+                                std::chrono::seconds deadline) {
   std::fflush(stdout);
   std::fflush(stderr);
   std::vector<pid_t> children;
@@ -29,22 +44,7 @@ ForkResult runForkedRanks(int ranks, const Config& config,
     const pid_t pid = fork();
     if (pid == 0) {
       close(fds[1]);
-      UniqueId id;
-      std::size_t got = 0;
-      while (got < id.bytes.size()) {
-        const ssize_t n = read(fds[0], id.bytes.data() + got, id.bytes.size() - got);
-        if (n <= 0) std::_Exit(1);  // the parent gave up before sending the id
-        got += static_cast<std::size_t>(n);
-      }
-      int rc = 1;
-      try {
-        rc = body(Communicator::init(id, r, ranks, config));
-      } catch (const Error& e) {
-        std::fprintf(stderr, "forked rank %d: %s\n", r, e.what());
-      }
-      std::fflush(stdout);
-      std::fflush(stderr);
-      std::_Exit(rc);  // no atexit handlers or static destructors of the parent's state
+      runChild(fds[0], r, body);
     }
     close(fds[0]);
     if (pid < 0) {
@@ -63,33 +63,57 @@ ForkResult runForkedRanks(int ranks, const Config& config,
       }
     }
   } catch (const Error& e) {
-    std::fprintf(stderr, "runForkedRanks: %s\n", e.what());
+    std::fprintf(stderr, "forkRanks: %s\n", e.what());
   }
-  for (int fd : writers) close(fd);
-  ForkResult result;
-  result.failedRanks = ranks - static_cast<int>(children.size());
-  const auto until = std::chrono::steady_clock::now() + deadline;
+  for (int fd : writers) close(fd);  // a child still waiting for the id then exits 1
+
+  // Ranks that could not be forked count as failed (status 1).
+  std::vector<RankExit> exits(static_cast<std::size_t>(ranks), RankExit{1 << 8, false});
   std::vector<bool> done(children.size(), false);
+  const auto until = std::chrono::steady_clock::now() + deadline;
   for (std::size_t left = children.size(); left > 0;) {
     for (std::size_t i = 0; i < children.size(); ++i) {
-      if (done[i]) continue;
-      int status = 0;
-      if (waitpid(children[i], &status, WNOHANG) != children[i]) continue;
-      done[i] = true;
-      --left;
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++result.failedRanks;
+      if (!done[i] && waitpid(children[i], &exits[i].status, WNOHANG) == children[i]) {
+        done[i] = true;
+        --left;
+      }
     }
     if (left == 0) break;
     if (std::chrono::steady_clock::now() > until) {
       for (std::size_t i = 0; i < children.size(); ++i) {
         if (done[i]) continue;
         kill(children[i], SIGKILL);
-        waitpid(children[i], nullptr, 0);
-        ++result.timedOutRanks;
+        waitpid(children[i], &exits[i].status, 0);
+        exits[i].timedOut = true;
       }
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return exits;
+}
+
+ForkResult runForkedRanks(int ranks, const Config& config,
+                          const std::function<int(std::unique_ptr<Communicator>)>& body,
+                          std::chrono::seconds deadline) {
+  const auto exits = forkRanks(
+      ranks,
+      [&](int rank, const UniqueId& id) {
+        try {
+          return body(Communicator::init(id, rank, ranks, config));
+        } catch (const Error& e) {
+          std::fprintf(stderr, "forked rank %d: %s\n", rank, e.what());
+          return 1;
+        }
+      },
+      deadline);
+  ForkResult result;
+  for (const RankExit& e : exits) {
+    if (e.timedOut) {
+      ++result.timedOutRanks;
+    } else if (!WIFEXITED(e.status) || WEXITSTATUS(e.status) != 0) {
+      ++result.failedRanks;
+    }
   }
   return result;
 }

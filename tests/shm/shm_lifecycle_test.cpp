@@ -17,6 +17,7 @@
 
 #include "comm/communicator.h"
 #include "comm/unique_id.h"
+#include "tests/common/fork_launcher.h"
 
 namespace epcomm::test {
 namespace {
@@ -50,67 +51,16 @@ Config shmConfig(std::int64_t timeoutMs = kTimeoutMs) {
   return c;
 }
 
-struct Child {
-  pid_t pid = -1;
-  int status = 0;
-  bool done = false;
-};
-
-// Forks kRanks children running body(rank, id) (its return value is the exit code), hands
-// them a fresh UniqueId through pipes, and reaps them all within `limit`; children still
-// running after it are killed (and the test fails).
-std::vector<Child> runRanks(int (*body)(int rank, const UniqueId& id), std::chrono::seconds limit) {
-  std::vector<Child> children(kRanks);
-  std::vector<int> writers;
-  for (int r = 0; r < kRanks; ++r) {
-    int fds[2];
-    if (pipe(fds) != 0) return {};
-    const pid_t pid = fork();
-    if (pid == 0) {
-      close(fds[1]);
-      UniqueId id;
-      std::size_t got = 0;
-      while (got < id.bytes.size()) {
-        const ssize_t n = read(fds[0], id.bytes.data() + got, id.bytes.size() - got);
-        if (n <= 0) _exit(kInitFailed);
-        got += static_cast<std::size_t>(n);
-      }
-      _exit(body(r, id));
-    }
-    close(fds[0]);
-    children[r].pid = pid;
-    writers.push_back(fds[1]);
+// Runs the kRanks forked ranks; a rank still running after `limit` is killed and fails
+// the test.
+std::vector<RankExit> runRanks(int (*body)(int rank, const UniqueId& id),
+                               std::chrono::seconds limit) {
+  std::vector<RankExit> exits = forkRanks(kRanks, body, limit);
+  for (std::size_t r = 0; r < exits.size(); ++r) {
+    if (exits[r].timedOut)
+      ADD_FAILURE() << "rank " << r << " still running after " << limit.count() << " s";
   }
-  // The id (and its rendezvous server) lives in this process, created after the forks.
-  const UniqueId id = UniqueId::create();
-  for (int fd : writers) {
-    EXPECT_EQ(write(fd, id.bytes.data(), id.bytes.size()), static_cast<ssize_t>(id.bytes.size()));
-    close(fd);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  int left = kRanks;
-  while (left > 0) {
-    for (Child& c : children) {
-      if (c.done) continue;
-      if (waitpid(c.pid, &c.status, WNOHANG) == c.pid) {
-        c.done = true;
-        --left;
-      }
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      ADD_FAILURE() << left << " rank(s) still running after " << limit.count() << " s";
-      for (Child& c : children) {
-        if (!c.done) {
-          kill(c.pid, SIGKILL);
-          waitpid(c.pid, &c.status, 0);
-          c.done = true;
-        }
-      }
-      break;
-    }
-    usleep(1000);
-  }
-  return children;
+  return exits;
 }
 
 std::set<std::string> gBefore;
@@ -136,7 +86,7 @@ int initAndCheck(int rank, const UniqueId& id) {
 
 TEST(ShmLifecycle, NothingInDevShmAfterInit) {
   gBefore = shmEntries();
-  const std::vector<Child> children = runRanks(&initAndCheck, std::chrono::seconds(60));
+  const std::vector<RankExit> children = runRanks(&initAndCheck, std::chrono::seconds(60));
   ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
   for (int r = 0; r < kRanks; ++r) {
     EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
@@ -178,7 +128,8 @@ int allReduceUntilPeerDies(int rank, const UniqueId& id) {
 TEST(ShmLifecycle, SigkilledRankIsPeerLostEverywhere) {
   const std::set<std::string> before = shmEntries();
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<Child> children = runRanks(&allReduceUntilPeerDies, std::chrono::seconds(60));
+  const std::vector<RankExit> children =
+      runRanks(&allReduceUntilPeerDies, std::chrono::seconds(60));
   const auto elapsed = std::chrono::steady_clock::now() - start;
   ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
   for (int r = 0; r < kRanks; ++r) {
@@ -221,7 +172,7 @@ int waitForAbsentPeer(int rank, const UniqueId& id) {
 }
 
 TEST(ShmLifecycle, AbsentPeerTimesOut) {
-  const std::vector<Child> children = runRanks(&waitForAbsentPeer, std::chrono::seconds(60));
+  const std::vector<RankExit> children = runRanks(&waitForAbsentPeer, std::chrono::seconds(60));
   ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
   for (int r = 0; r < kRanks; ++r) {
     EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
