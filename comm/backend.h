@@ -53,6 +53,8 @@ enum {
  * communicator agrees through one extra all-reduce per call (EPCOMM_CHECK_ARGS). */
 #define EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY (1ull << 0)
 #define EPCOMM_BACKEND_CAP_MULTI_HOST (1ull << 1) /* ranks may span hosts */
+/* The window entry points (windowCreate ... windowReadSignal) are implemented. */
+#define EPCOMM_BACKEND_CAP_WINDOWS (1ull << 2)
 
 /* What one rank passes to one collective, for the cross-rank check (see
  * EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY). opId, valid and shape are compared across ranks;
@@ -123,7 +125,46 @@ typedef struct epcommBackendV1 {
   /* Arms the check the next collective carries (NULL disarms); consumed by that collective.
    * May be NULL for backends without EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY. */
   int (*setCallCheck)(void* state, const epcommCallCheck* check);
+
+  /* --- Symmetric windows (optional: only a table with EPCOMM_BACKEND_CAP_WINDOWS whose
+   * structSize covers windowReadSignal has them; otherwise the communicator refuses windows
+   * and registered buffers with kInvalidUsage naming the backend). ---
+   *
+   * A window is `bytes` bytes on every rank plus numSignals uint64 signal slots per rank,
+   * all zero at creation. Rank r reads and writes its own memory (*localBase, 64-byte
+   * aligned) directly; peers write it only through windowPut. Registered buffers
+   * (Communicator::allocate) are windows with no signals: a backend may recognise a
+   * collective's send/recv buffer lying inside one of its windows (on every rank) and skip
+   * the copy through its staging buffers.
+   *
+   * windowCreate / windowDestroy are collective (every rank, same order, same bytes and
+   * numSignals; the communicator checks that). windowDestroy returns once no peer can still
+   * put into or signal this rank's window. Put, signal and the waits are not collective and
+   * may be called by one thread per communicator at a time, between collectives.
+   *
+   * Ordering: windowPut is complete on return (src may be reused) and is visible at the
+   * peer no later than any later windowSignal from this rank to that peer (release /
+   * acquire: a rank whose windowWaitSignal returned sees every put the signaller made to it
+   * before signalling). Signal op: EPCOMM_SIGNAL_SET stores value, EPCOMM_SIGNAL_ADD adds it
+   * atomically. windowWaitSignal waits until the rank's own slot >= value (as an unsigned
+   * 64-bit number), failing with epcommBackendTimeout past the communicator's timeout and
+   * epcommBackendRemoteError when a peer died or aborted. */
+  int (*windowCreate)(void* state, size_t bytes, int numSignals, void** window, void** localBase);
+  int (*windowDestroy)(void* state, void* window);
+  int (*windowPut)(void* state, void* window, int peer, size_t offset, const void* src,
+                   size_t bytes);
+  int (*windowSignal)(void* state, void* window, int peer, int slot, uint64_t value, int op);
+  int (*windowWaitSignal)(void* state, void* window, int slot, uint64_t value);
+  /* Reads this rank's signal slot without waiting (acquire). */
+  int (*windowReadSignal)(void* state, void* window, int slot, uint64_t* value);
 } epcommBackendV1;
+
+/* The members every v1 table has; the window members after them are optional. */
+#define EPCOMM_BACKEND_V1_CORE_SIZE offsetof(epcommBackendV1, windowCreate)
+
+/* Signal ops of windowSignal. */
+#define EPCOMM_SIGNAL_SET 0
+#define EPCOMM_SIGNAL_ADD 1
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,8 @@
 // (epcomm::epcomm) for throwError and the dtype helpers.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <new>
@@ -46,7 +48,42 @@ class Backend {
   // EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY: arms the check the next collective carries
   // (nullptr disarms). Backends without the capability keep this no-op.
   virtual void setCallCheck(const epcommCallCheck* check) { (void)check; }
+
+  // Symmetric windows (EPCOMM_BACKEND_CAP_WINDOWS; contracts in comm/backend.h). A window is
+  // an opaque handle the backend owns; backends without the capability keep these, which
+  // throw kInvalidUsage.
+  virtual void* windowCreate(std::size_t bytes, int numSignals, void** localBase);
+  virtual void windowDestroy(void* window);
+  virtual void windowPut(void* window, int peer, std::size_t offset, const void* src,
+                         std::size_t bytes);
+  virtual void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op);
+  virtual void windowWaitSignal(void* window, int slot, std::uint64_t value);
+  virtual std::uint64_t windowReadSignal(void* window, int slot);
+
+ private:
+  [[noreturn]] void noWindows(const char* op) const {
+    throwError(ErrorCode::kInvalidUsage, rank(), op, "this backend has no symmetric windows");
+  }
 };
+
+inline void* Backend::windowCreate(std::size_t, int, void**) {
+  noWindows("windowCreate");
+}
+inline void Backend::windowDestroy(void*) {
+  noWindows("windowDestroy");
+}
+inline void Backend::windowPut(void*, int, std::size_t, const void*, std::size_t) {
+  noWindows("windowPut");
+}
+inline void Backend::windowSignal(void*, int, int, std::uint64_t, int) {
+  noWindows("windowSignal");
+}
+inline void Backend::windowWaitSignal(void*, int, std::uint64_t) {
+  noWindows("windowWaitSignal");
+}
+inline std::uint64_t Backend::windowReadSignal(void*, int) {
+  noWindows("windowReadSignal");
+}
 
 static_assert(epcommBackendSystemError == toResultCode(ErrorCode::kSystemError) &&
               epcommBackendInternalError == toResultCode(ErrorCode::kInternal) &&
@@ -146,6 +183,24 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
   };
   t.setCallCheck = [](void* s, const epcommCallCheck* check) {
     return guarded(err(s), [&] { impl(s).setCallCheck(check); });
+  };
+  t.windowCreate = [](void* s, size_t bytes, int numSignals, void** window, void** localBase) {
+    return guarded(err(s), [&] { *window = impl(s).windowCreate(bytes, numSignals, localBase); });
+  };
+  t.windowDestroy = [](void* s, void* w) {
+    return guarded(err(s), [&] { impl(s).windowDestroy(w); });
+  };
+  t.windowPut = [](void* s, void* w, int peer, size_t offset, const void* src, size_t bytes) {
+    return guarded(err(s), [&] { impl(s).windowPut(w, peer, offset, src, bytes); });
+  };
+  t.windowSignal = [](void* s, void* w, int peer, int slot, uint64_t value, int op) {
+    return guarded(err(s), [&] { impl(s).windowSignal(w, peer, slot, value, op); });
+  };
+  t.windowWaitSignal = [](void* s, void* w, int slot, uint64_t value) {
+    return guarded(err(s), [&] { impl(s).windowWaitSignal(w, slot, value); });
+  };
+  t.windowReadSignal = [](void* s, void* w, int slot, uint64_t* value) {
+    return guarded(err(s), [&] { *value = impl(s).windowReadSignal(w, slot); });
   };
   return t;
 }

@@ -18,6 +18,7 @@
 #include "comm/export.h"
 #include "comm/types.h"
 #include "comm/unique_id.h"
+#include "comm/window.h"
 
 namespace epcomm {
 
@@ -79,6 +80,11 @@ class EPCOMM_API Communicator {
   // Point to point; a recv must match the peer's send in count, dtype and tag.
   void send(const void* buf, std::size_t count, DataType dtype, int peer, int tag = 0);
   void recv(void* buf, std::size_t count, DataType dtype, int peer, int tag = 0);
+
+  // Symmetric memory (comm/window.h). Collective: every rank, same arguments. Throws
+  // kInvalidUsage when the backend has no windows.
+  std::unique_ptr<Window> createWindow(std::size_t bytes, int numSignals = 0);
+  std::unique_ptr<RegisteredBuffer> allocate(std::size_t bytes);
 
   // Fails every later call (and peers' calls where the backend can reach them). Idempotent;
   // safe from another thread (a call already inside the backend finishes or times out).

@@ -81,9 +81,9 @@ std::string inspect(const std::string& path, const epcommBackendV1** table) {
     why = "has backend ABI version " + std::to_string(t->abiVersion) +
           ", this library needs version " + std::to_string(EPCOMM_BACKEND_ABI_VERSION) +
           "; rebuild the plugin";
-  } else if (t->structSize < sizeof(epcommBackendV1)) {
+  } else if (t->structSize < EPCOMM_BACKEND_V1_CORE_SIZE) {
     why = "has a backend table of " + std::to_string(t->structSize) +
-          " bytes, this library needs at least " + std::to_string(sizeof(epcommBackendV1)) +
+          " bytes, this library needs at least " + std::to_string(EPCOMM_BACKEND_V1_CORE_SIZE) +
           "; rebuild the plugin";
   } else if (!t->create || !t->destroy || !t->lastError || !t->abort || !t->split ||
              !t->allReduce || !t->allGather || !t->allGatherV || !t->reduceScatter ||
