@@ -303,6 +303,16 @@ Communicator::Agreement Communicator::agree(const char* op, const ArgumentCheck&
     }
     return Agreement::kLocal;
   }
+  agreeByAllReduce(op, check, shapes);
+  return Agreement::kAgreed;
+}
+
+void Communicator::agreeByAllReduce(const char* op, const ArgumentCheck& check,
+                                    std::initializer_list<Shape> shapes) {
+  if (size_ == 1) {
+    if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, check.problem());
+    return;
+  }
   // Max over ranks of: the highest bad rank, the operation and every shape, each also
   // bit-inverted (~x orders in reverse, so its max gives the min without overflow).
   constexpr std::size_t kSlots = 3 + 2 * 3;
@@ -343,7 +353,6 @@ Communicator::Agreement Communicator::agree(const char* op, const ArgumentCheck&
                      "; every rank must pass the same; no data was moved");
     }
   }
-  return Agreement::kAgreed;
 }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {

@@ -113,6 +113,9 @@ class EPCOMM_API Communicator {
   // match, so none is left waiting in a collective. At most three shapes. Throws
   // kInvalidArgument when the check failed, except for kArmed, where the next run() throws.
   Agreement agree(const char* op, const ArgumentCheck& check, std::initializer_list<Shape> shapes);
+  // The all-reduce form of agree(), whatever EPCOMM_CHECK_ARGS says (rare calls: windows).
+  void agreeByAllReduce(const char* op, const ArgumentCheck& check,
+                        std::initializer_list<Shape> shapes);
   // Runs a backend call; an error from it aborts the communicator and is rethrown. The
   // callable is passed by reference (no allocation on the hot path).
   template <typename Fn>
@@ -120,6 +123,8 @@ class EPCOMM_API Communicator {
     runErased(op, &fn, [](void* f) { (*static_cast<std::remove_reference_t<Fn>*>(f))(); });
   }
   void runErased(const char* op, void* fn, void (*call)(void*));
+
+  friend class Window;
 
   std::unique_ptr<BackendHandle> backend_;
   Config config_;

@@ -1,5 +1,6 @@
 #include "comm/src/backend_handle.h"
 
+#include <cstddef>
 #include <utility>
 
 namespace epcomm {
@@ -81,6 +82,37 @@ void BackendHandle::recv(void* b, std::size_t n, int dtype, int peer, int tag) {
 
 void BackendHandle::setCallCheck(const epcommCallCheck& c) {
   if (table_->setCallCheck) check(table_->setCallCheck(state_, &c), c.op);
+}
+
+bool BackendHandle::hasWindows() const {
+  constexpr std::size_t kNeeded =
+      offsetof(epcommBackendV1, windowReadSignal) + sizeof(table_->windowReadSignal);
+  return hasCapability(EPCOMM_BACKEND_CAP_WINDOWS) && table_->structSize >= kNeeded &&
+         table_->windowCreate && table_->windowDestroy && table_->windowPut &&
+         table_->windowSignal && table_->windowWaitSignal && table_->windowReadSignal;
+}
+void* BackendHandle::windowCreate(std::size_t bytes, int numSignals, void** localBase) {
+  void* window = nullptr;
+  check(table_->windowCreate(state_, bytes, numSignals, &window, localBase), "windowCreate");
+  return window;
+}
+void BackendHandle::windowDestroy(void* w) {
+  check(table_->windowDestroy(state_, w), "windowDestroy");
+}
+void BackendHandle::windowPut(void* w, int peer, std::size_t off, const void* src,
+                              std::size_t bytes) {
+  check(table_->windowPut(state_, w, peer, off, src, bytes), "put");
+}
+void BackendHandle::windowSignal(void* w, int peer, int slot, std::uint64_t value, int op) {
+  check(table_->windowSignal(state_, w, peer, slot, value, op), "signal");
+}
+void BackendHandle::windowWaitSignal(void* w, int slot, std::uint64_t value) {
+  check(table_->windowWaitSignal(state_, w, slot, value), "waitSignal");
+}
+std::uint64_t BackendHandle::windowReadSignal(void* w, int slot) {
+  std::uint64_t value = 0;
+  check(table_->windowReadSignal(state_, w, slot, &value), "readSignal");
+  return value;
 }
 
 }  // namespace epcomm

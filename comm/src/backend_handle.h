@@ -51,6 +51,16 @@ class BackendHandle {
   // Arms the check the next collective carries (EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY).
   void setCallCheck(const epcommCallCheck& check);
 
+  // Symmetric windows (comm/backend.h): present when the plugin has
+  // EPCOMM_BACKEND_CAP_WINDOWS and a table long enough to hold them.
+  bool hasWindows() const;
+  void* windowCreate(std::size_t bytes, int numSignals, void** localBase);
+  void windowDestroy(void* window);
+  void windowPut(void* window, int peer, std::size_t offset, const void* src, std::size_t bytes);
+  void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op);
+  void windowWaitSignal(void* window, int slot, std::uint64_t value);
+  std::uint64_t windowReadSignal(void* window, int slot);
+
  private:
   void check(int result, const char* op) const;
 

@@ -1,0 +1,114 @@
+// Windows and registered buffers: local checks, agreement at creation, then the backend.
+#include "comm/window.h"
+
+#include <string>
+
+#include "comm/communicator.h"
+#include "comm/log.h"
+#include "comm/src/argument_check.h"
+#include "comm/src/backend_handle.h"
+
+namespace epcomm {
+namespace {
+
+// Bounds a backend's segment tables; far above what EP needs (a few per peer).
+constexpr int kMaxSignals = 1 << 20;
+
+std::int64_t i64(std::size_t n) {
+  return n > static_cast<std::size_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(n);
+}
+
+}  // namespace
+
+std::unique_ptr<Window> Communicator::createWindow(std::size_t bytes, int numSignals) {
+  constexpr const char* kOp = "createWindow";
+  checkUsable(kOp);
+  // The same plugin on every rank: each refuses alike, no agreement needed.
+  if (!backend_->hasWindows()) {
+    throwError(ErrorCode::kInvalidUsage, rank_, kOp,
+               "backend " + backend_->name() +
+                   " has no symmetric windows; use EPCOMM_BACKEND=shm or mpi for windows and "
+                   "registered buffers");
+  }
+  ArgumentCheck check;
+  check.that(numSignals >= 0 && numSignals <= kMaxSignals, [&] {
+    return "numSignals " + std::to_string(numSignals) + " is outside 0.." +
+           std::to_string(kMaxSignals);
+  });
+  // Always agreed through the backend's all-reduce: creation is rare and a mismatch would
+  // leave ranks mapping different sizes.
+  agreeByAllReduce(kOp, check, {{"bytes", i64(bytes)}, {"numSignals", numSignals}});
+  void* data = nullptr;
+  void* handle = nullptr;
+  run(kOp, [&] { handle = backend_->windowCreate(bytes, numSignals, &data); });
+  return std::unique_ptr<Window>(new Window(*this, handle, data, bytes, numSignals));
+}
+
+std::unique_ptr<RegisteredBuffer> Communicator::allocate(std::size_t bytes) {
+  return std::unique_ptr<RegisteredBuffer>(new RegisteredBuffer(createWindow(bytes, 0)));
+}
+
+Window::~Window() {
+  // Collective; after an abort the backend only releases this rank's resources.
+  try {
+    comm_.backend_->windowDestroy(handle_);
+  } catch (const Error& e) {
+    log().warn("destroying a window: {}", e.what());
+  }
+}
+
+void Window::put(int peer, std::size_t offset, const void* src, std::size_t bytes) {
+  constexpr const char* kOp = "put";
+  comm_.checkUsable(kOp);
+  if (peer < 0 || peer >= comm_.size_ || offset > bytes_ || bytes > bytes_ - offset ||
+      (bytes > 0 && src == nullptr)) {
+    throwError(ErrorCode::kInvalidArgument, comm_.rank_, kOp,
+               "put of " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                   " to peer " + std::to_string(peer) + " does not fit a window of " +
+                   std::to_string(bytes_) + " bytes on " + std::to_string(comm_.size_) +
+                   " ranks (or src is null)");
+  }
+  if (bytes == 0) return;
+  comm_.run(kOp, [&] { comm_.backend_->windowPut(handle_, peer, offset, src, bytes); });
+}
+
+void Window::signal(int peer, int slot, std::uint64_t value, SignalOp op) {
+  constexpr const char* kOp = "signal";
+  comm_.checkUsable(kOp);
+  if (peer < 0 || peer >= comm_.size_ || slot < 0 || slot >= numSignals_ ||
+      (op != SignalOp::kSet && op != SignalOp::kAdd)) {
+    throwError(ErrorCode::kInvalidArgument, comm_.rank_, kOp,
+               "signal to peer " + std::to_string(peer) + " slot " + std::to_string(slot) +
+                   ": peer must be in 0.." + std::to_string(comm_.size_ - 1) +
+                   ", slot in 0.." + std::to_string(numSignals_ - 1) + ", op set or add");
+  }
+  comm_.run(kOp, [&] {
+    comm_.backend_->windowSignal(handle_, peer, slot, value, static_cast<int>(op));
+  });
+}
+
+void Window::waitSignal(int slot, std::uint64_t value) {
+  constexpr const char* kOp = "waitSignal";
+  comm_.checkUsable(kOp);
+  if (slot < 0 || slot >= numSignals_) {
+    throwError(ErrorCode::kInvalidArgument, comm_.rank_, kOp,
+               "slot " + std::to_string(slot) + " is outside 0.." +
+                   std::to_string(numSignals_ - 1));
+  }
+  comm_.run(kOp, [&] { comm_.backend_->windowWaitSignal(handle_, slot, value); });
+}
+
+std::uint64_t Window::readSignal(int slot) const {
+  constexpr const char* kOp = "readSignal";
+  comm_.checkUsable(kOp);
+  if (slot < 0 || slot >= numSignals_) {
+    throwError(ErrorCode::kInvalidArgument, comm_.rank_, kOp,
+               "slot " + std::to_string(slot) + " is outside 0.." +
+                   std::to_string(numSignals_ - 1));
+  }
+  std::uint64_t value = 0;
+  comm_.run(kOp, [&] { value = comm_.backend_->windowReadSignal(handle_, slot); });
+  return value;
+}
+
+}  // namespace epcomm
