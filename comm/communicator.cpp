@@ -86,13 +86,6 @@ LauncherRanks launcherRanks() {
   return r;
 }
 
-// Which plugin EPCOMM_BACKEND=auto means in this build: mpi carries every case the
-// library supports so far (under mpirun and single-rank).
-std::string resolveBackendName(const Config& config) {
-  if (config.backend != "auto") return config.backend;
-  return "mpi";
-}
-
 // Identifies the host (and its IPC namespace) for localRank/localSize.
 std::array<char, 128> hostIdentity() {
   std::array<char, 128> id{};
@@ -101,6 +94,26 @@ std::array<char, 128> hostIdentity() {
   const std::string ns = std::filesystem::read_symlink("/proc/self/ns/ipc", ec).string();
   std::strncpy(id.data() + 96, ns.c_str(), 31);
   return id;
+}
+
+// Which plugin EPCOMM_BACKEND names; auto (collective over the bootstrap): shm when every
+// rank is on this host, else mpi when launched by mpirun. Across hosts without mpirun there
+// is no backend in this build (tcp is not part of it): that is an error saying so.
+std::string resolveBackendName(const Config& config, Bootstrap& bootstrap, int rank, int size) {
+  if (config.backend != "auto") return config.backend;
+  const std::array<char, 128> mine = hostIdentity();
+  std::vector<char> all(mine.size() * static_cast<std::size_t>(size));
+  bootstrap.allGather(mine.data(), all.data(), mine.size());
+  // Every rank sees the same table, so every rank decides alike.
+  bool oneHost = true;
+  for (int r = 1; r < size && oneHost; ++r) {
+    oneHost = std::memcmp(all.data() + r * mine.size(), all.data(), mine.size()) == 0;
+  }
+  if (oneHost) return "shm";
+  if (launcherRanks().size > 0) return "mpi";
+  throwError(ErrorCode::kInvalidUsage, rank, "init",
+             "EPCOMM_BACKEND=auto: the ranks span several hosts and were not launched by "
+             "mpirun; this build has no tcp backend, so launch with mpirun (EPCOMM_BACKEND=mpi)");
 }
 
 std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap* bootstrap,
@@ -164,7 +177,8 @@ std::unique_ptr<Communicator> Communicator::init(const UniqueId& id, int rank, i
   const RendezvousInfo info = decodeUniqueId(id, rank);
   std::unique_ptr<Bootstrap> bootstrap =
       connectRendezvous(info, rank, size, config.connectTimeoutS);
-  auto backend = createBackend(resolveBackendName(config), bootstrap.get(), rank, size, config);
+  const std::string name = resolveBackendName(config, *bootstrap, rank, size);
+  auto backend = createBackend(name, bootstrap.get(), rank, size, config);
   return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
 }
 
@@ -176,13 +190,13 @@ std::unique_ptr<Communicator> Communicator::init(const OobAllGather& allGather, 
   if (!allGather)
     throwError(ErrorCode::kInvalidArgument, rank, "init", "the all-gather callback is empty");
   OobBootstrap bootstrap(allGather);
-  auto backend = createBackend(resolveBackendName(config), &bootstrap, rank, size, config);
+  const std::string name = resolveBackendName(config, bootstrap, rank, size);
+  auto backend = createBackend(name, &bootstrap, rank, size, config);
   return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
 }
 
 std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& config) {
   setLogLevel(config.logLevel);
-  const std::string name = resolveBackendName(config);
   if (!config.initAddr.empty()) {
     const char* op = "init from EPCOMM_INIT_ADDR";
     if (config.initRank < 0 || config.initSize <= 0) {
@@ -214,6 +228,8 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     if (config.initRank == 0) startRendezvousServer(info, config.connectTimeoutS);
     auto bootstrap =
         connectRendezvous(info, config.initRank, config.initSize, config.connectTimeoutS);
+    const std::string name =
+        resolveBackendName(config, *bootstrap, config.initRank, config.initSize);
     auto backend = createBackend(name, bootstrap.get(), config.initRank, config.initSize, config);
     return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
   }
@@ -222,14 +238,16 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     // Under mpirun the ranks bootstrap through MPI itself: the mpi backend needs no
     // exchange for the world, and lends its all-gather to any other backend.
     auto mpi = createBackend("mpi", nullptr, launcher.rank, launcher.size, config);
+    BackendBootstrap bootstrap(*mpi);
+    const std::string name = resolveBackendName(config, bootstrap, launcher.rank, launcher.size);
     if (name == "mpi")
       return std::unique_ptr<Communicator>(new Communicator(std::move(mpi), config));
-    BackendBootstrap bootstrap(*mpi);
     auto backend = createBackend(name, &bootstrap, launcher.rank, launcher.size, config);
     return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
   }
   setLogRank(0);
   SelfBootstrap bootstrap;
+  const std::string name = resolveBackendName(config, bootstrap, 0, 1);
   auto backend = createBackend(name, &bootstrap, 0, 1, config);
   return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
 }

@@ -16,8 +16,9 @@ const std::vector<KnobInfo>& registry() {
       {"EPCOMM_BACKEND",
        {},
        "auto",
-       "backend: auto, mpi, or the name of a plugin libepcomm-backend-<name>.so. auto = mpi "
-       "when launched by mpirun, else the single-rank path"},
+       "backend: auto, shm, mpi, or the name of a plugin libepcomm-backend-<name>.so. auto = "
+       "shm when every rank is on this host, else mpi when launched by mpirun (across hosts "
+       "without mpirun: an error, this build has no tcp backend)"},
       {"EPCOMM_PLUGIN_PATH",
        {},
        "",
