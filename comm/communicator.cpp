@@ -286,8 +286,8 @@ namespace {
 
 // A small stable number per operation name, so ranks can compare what they called.
 std::int64_t operationId(const char* op) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (const char* c = op; *c; ++c) h = (h ^ static_cast<unsigned char>(*c)) * 1099511628211ull;
+  std::uint64_t h = kFnvOffset;
+  for (const char* c = op; *c; ++c) h = fnvMix(h, static_cast<unsigned char>(*c));
   return static_cast<std::int64_t>(h >> 2);
 }
 

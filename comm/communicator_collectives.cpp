@@ -27,8 +27,8 @@ std::int64_t i64(std::size_t n) {
 
 // Order-sensitive digest of a count array, so ranks can compare arrays in one all-reduce.
 std::int64_t digest(const std::size_t* values, int n) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (int i = 0; i < n; ++i) h = (h ^ values[i]) * 1099511628211ull;
+  std::uint64_t h = kFnvOffset;
+  for (int i = 0; i < n; ++i) h = fnvMix(h, values[i]);
   return static_cast<std::int64_t>(h >> 1);
 }
 

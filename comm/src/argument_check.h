@@ -4,6 +4,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "comm/types.h"
@@ -36,6 +37,13 @@ class ArgumentCheck {
  private:
   std::string problem_;
 };
+
+// Order-sensitive FNV-1a mixing, so ranks can compare names and arrays in one all-reduce:
+// h = fnvMix(h, v) for each value, starting from kFnvOffset.
+inline constexpr std::uint64_t kFnvOffset = 1469598103934665603ull;
+inline constexpr std::uint64_t fnvMix(std::uint64_t h, std::uint64_t v) {
+  return (h ^ v) * 1099511628211ull;
+}
 
 // True when [a, a+aBytes) and [b, b+bBytes) share a byte.
 bool overlaps(const void* a, std::size_t aBytes, const void* b, std::size_t bBytes);
