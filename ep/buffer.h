@@ -37,7 +37,7 @@ inline Mode resolveMode(Mode configured, BatchKind batch) {
   return batch == BatchKind::kDecode ? Mode::kLowLatency : Mode::kNormal;
 }
 
-struct BufferConfig {
+struct EPCOMM_API BufferConfig {
   std::size_t normalBytes = std::size_t{1024} << 20;  // EPCOMM_EP_BUFFSIZE (MiB)
   int rounds = 1;                // EPCOMM_EP_ROUNDS: split normal dispatch in this many
   int roundTokens = 0;           // EPCOMM_EP_ROUND_TOKENS: at most this many tokens a round
