@@ -56,6 +56,36 @@ const std::vector<KnobInfo>& registry() {
        "",
        "shared secret (any string) every rank presents at an EPCOMM_INIT_ADDR rendezvous; "
        "empty: none"},
+      // ep/ (ep::BufferConfig::fromConfig reads and validates these).
+      {"EPCOMM_EP_BUFFSIZE",
+       {},
+       "1024",
+       "ep::Buffer normal-mode staging, MiB: bounds one dispatch or combine round (reserved "
+       "address space, touched as used)"},
+      {"EPCOMM_EP_ROUNDS",
+       {{"DEEPEP_NORMAL_LONG_SEQ_ROUND", 1}},
+       "1",
+       "normal-mode dispatch in this many rounds (long sequences)"},
+      {"EPCOMM_EP_ROUND_TOKENS",
+       {{"DEEPEP_NORMAL_LONG_SEQ_PER_ROUND_TOKENS", 1}},
+       "0",
+       "at most this many source tokens per normal-mode round; 0: no limit"},
+      {"EPCOMM_EP_COMBINE_ROUNDS",
+       {{"DEEPEP_NORMAL_COMBINE_ENABLE_LONG_SEQ", 1}},
+       "0",
+       "1: normal-mode combine in the dispatch's rounds too"},
+      {"EPCOMM_EP_INT8",
+       {{"DEEP_NORMAL_MODE_USE_INT8_QUANT", 1}},
+       "0",
+       "1: normal-mode dispatch sends int8 + f32 scales by default"},
+      {"EPCOMM_EP_QUANT_GROUP",
+       {},
+       "128",
+       "int8 channels per scale: 128, or 0 for one scale per token"},
+      {"EPCOMM_EP_LL_MAX_TOKENS",
+       {{"SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK", 1}},
+       "128",
+       "low-latency capacity T: tokens per rank per dispatch"},
   };
   return kKnobs;
 }

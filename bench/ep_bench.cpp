@@ -1,0 +1,520 @@
+// ep-bench: DeepEP-style benchmark of ep::Buffer dispatch/combine, with the same shapes
+// through a plain MPI_Alltoall + MPI_Alltoallv implementation side by side (--compare mpi).
+//
+//   mpirun -np N ep-bench [--mode normal|low_latency|auto] [--tokens N] [--hidden 7168]
+//                         [--topk 8] [--experts 256] [--int8] [--check] [--compare mpi]
+//                         [--json FILE] [-n iters] [-w warmup]
+//
+// Times are the mean over -n iterations, the maximum over ranks. GB/s as DeepEP reports it:
+// received token bytes / time (dispatch: rows x (bf16: 2H, int8: H + 4 * scales); combine:
+// rows x 2H), averaged over ranks. dispatch_bytes: what rank 0 sent to other ranks (rows,
+// scales, topk metadata). buffer_bytes: the ep::Buffer's footprint (mpi: its staging).
+// --check runs once more on DeepEP's oracle inputs and verifies every output on every rank
+// (rows carry their source rank and token index, counts equal the all-reduced layout,
+// combine = x times ranks reached / weight sum within calc_diff 5e-6, int8 3e-3), and that
+// the MPI implementation's outputs equal epcomm's. auto: a prefill batch (normal mode) and
+// a decode batch (low-latency), SGLang's --deepep-mode auto.
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "bench/ep_bench_data.h"
+#include "bench/ep_bench_mpi.h"
+#include "comm/communicator.h"
+#include "ep/buffer.h"
+
+namespace {
+
+using namespace epcomm;
+using namespace epcomm::bench;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string mode = "normal";
+  int tokens = 0;  // 0: 4096 normal, 128 low-latency
+  int hidden = 7168;
+  int topk = 8;
+  int experts = 256;
+  bool int8 = false;
+  bool check = false;
+  bool compareMpi = false;
+  std::string json;
+  int iters = 10;
+  int warmup = 2;
+};
+
+struct Record {
+  std::string impl, mode;
+  int tokens = 0;
+  double dispatchUs = 0, combineUs = 0, dispatchGBps = 0, combineGBps = 0;
+  std::size_t dispatchBytes = 0, bufferBytes = 0;
+  std::optional<bool> pass;
+};
+
+struct Ctx {
+  const Options& o;
+  Communicator& comm;
+  ep::Buffer& buffer;
+  int rank, ranks;
+  ep::Quant quant;
+};
+
+double maxOver(double v) {
+  MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return v;
+}
+double meanOver(double v, int ranks) {
+  MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return v / ranks;
+}
+bool allTrue(bool v) {
+  int i = v ? 1 : 0;
+  MPI_Allreduce(MPI_IN_PLACE, &i, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  return i == 1;
+}
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// Times `dispatch` and `combine` (iters, after warmup); returns mean seconds, max over ranks.
+template <typename D, typename C>
+std::pair<double, double> timeIt(const Options& o, D&& dispatch, C&& combine) {
+  double d = 0, c = 0;
+  for (int i = 0; i < o.warmup + o.iters; ++i) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const auto t0 = Clock::now();
+    dispatch();
+    const auto t1 = Clock::now();
+    combine();
+    const auto t2 = Clock::now();
+    if (i >= o.warmup) {
+      d += seconds(t0, t1);
+      c += seconds(t1, t2);
+    }
+  }
+  return {maxOver(d / o.iters), maxOver(c / o.iters)};
+}
+
+std::size_t wireRow(ep::Quant q, int hidden) {
+  return ep::isInt8(q) ? hidden + 4 * static_cast<std::size_t>(ep::numScales(q, hidden))
+                       : 2 * static_cast<std::size_t>(hidden);
+}
+
+// ---- normal mode ----
+
+bool checkNormal(Ctx& c, int tokens, MpiEp* mpi) {
+  const Options& o = c.o;
+  const EpData in = makeEpData(99, c.rank, tokens, o.hidden, o.topk, o.experts, true);
+  ep::DispatchInputs d{in.x.data(),
+                       tokens,
+                       o.hidden,
+                       in.topkIdx.data(),
+                       in.topkWeights.data(),
+                       o.topk,
+                       o.experts,
+                       nullptr,
+                       1,
+                       c.quant,
+                       true};
+  ep::DispatchOutputs out;
+  c.buffer.dispatch(d, out);
+  const int local = o.experts / c.ranks;
+  bool ok = true;
+  std::vector<Bf16> want(o.hidden);
+  for (int s = 0; s < c.ranks && ok; ++s) {
+    const EpData src = makeEpData(99, s, tokens, o.hidden, o.topk, o.experts, true);
+    for (std::int64_t row = out.handle.rankPrefix[s]; row < out.handle.rankPrefix[s + 1]; ++row) {
+      const int t = out.handle.recvSrcIdx[row];
+      expectedRow(s, t, o.hidden, c.quant, want.data());
+      ok &= std::memcmp(want.data(), &out.recvX[row * o.hidden], o.hidden * sizeof(Bf16)) == 0;
+      for (int k = 0; k < o.topk; ++k) {
+        const std::int64_t e = src.topkIdx[t * o.topk + k];
+        ok &= out.recvTopkIdx[row * o.topk + k] == (e >= 0 && e / local == c.rank ? e % local : -1);
+      }
+    }
+  }
+  // Counts equal the all-reduced layout.
+  ep::LayoutOutputs layout;
+  ep::computeDispatchLayout({in.topkIdx.data(), tokens, o.topk, o.experts}, c.ranks, layout,
+                            nullptr);
+  std::vector<std::int32_t> global(layout.numTokensPerExpert.begin(),
+                                   layout.numTokensPerExpert.end());
+  MPI_Allreduce(MPI_IN_PLACE, global.data(), o.experts, MPI_INT32_T, MPI_SUM, MPI_COMM_WORLD);
+  for (int e = 0; e < local; ++e) ok &= out.numRecvTokensPerExpert[e] == global[c.rank * local + e];
+  // combine(dispatch(x)) = x * ranks reached.
+  ep::CombineInputs ci{out.recvX.data(), o.hidden, &out.handle, nullptr, 0, false};
+  ep::CombineOutputs back;
+  c.buffer.combine(ci, back);
+  std::vector<double> scale(tokens);
+  for (int t = 0; t < tokens; ++t) {
+    scale[t] = 0;
+    for (int r = 0; r < c.ranks; ++r) scale[t] += out.handle.isTokenInRank[t * c.ranks + r];
+  }
+  const double diff = calcDiff(in.x.data(), scale.data(), back.combinedX.data(), tokens, o.hidden);
+  ok &= diff < (ep::isInt8(c.quant) ? 3e-3 : 5e-6);
+  if (mpi) {  // the same outputs through plain MPI
+    mpi->dispatch(in.x.data(), in.topkIdx.data(), in.topkWeights.data());
+    ok &= mpi->numRecv == static_cast<std::size_t>(out.numRecvTokens);
+    if (ep::isInt8(c.quant)) {
+      ok &= std::equal(mpi->recvXInt8.begin(), mpi->recvXInt8.end(), out.recvXInt8.begin());
+      ok &= std::equal(mpi->recvScales.begin(), mpi->recvScales.end(), out.recvScales.begin());
+    } else {
+      ok &= std::memcmp(mpi->recvX.data(), out.recvX.data(), mpi->recvX.size() * 2) == 0;
+    }
+    ok &= std::equal(mpi->recvTopkIdx.begin(), mpi->recvTopkIdx.end(), out.recvTopkIdx.begin());
+    mpi->combine(out.recvX.data());
+    ok &= std::memcmp(mpi->combined.data(), back.combinedX.data(), mpi->combined.size() * 2) == 0;
+  }
+  return allTrue(ok);
+}
+
+void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
+  const Options& o = c.o;
+  const EpData in = makeEpData(1, c.rank, tokens, o.hidden, o.topk, o.experts, false);
+  ep::DispatchInputs d{in.x.data(),
+                       tokens,
+                       o.hidden,
+                       in.topkIdx.data(),
+                       in.topkWeights.data(),
+                       o.topk,
+                       o.experts,
+                       nullptr,
+                       1,
+                       c.quant,
+                       false};
+  ep::DispatchOutputs out;
+  c.buffer.dispatch(d, out);
+  // Expert outputs for combine: the received tokens in bf16.
+  std::vector<Bf16> expertOut(static_cast<std::size_t>(out.numRecvTokens) * o.hidden);
+  if (ep::isInt8(c.quant)) {
+    for (int i = 0; i < out.numRecvTokens; ++i) {
+      ep::dequantizeInt8(&out.recvXInt8[i * o.hidden], &out.recvScales[i * out.numScales], o.hidden,
+                         ep::quantGroupSize(c.quant, o.hidden), &expertOut[i * o.hidden]);
+    }
+  } else {
+    std::copy(out.recvX.begin(), out.recvX.end(), expertOut.begin());
+  }
+  ep::CombineOutputs back;
+  const ep::DispatchHandle handle = out.handle;
+  ep::CombineInputs ci{expertOut.data(), o.hidden, &handle, nullptr, 0, false};
+  const auto [td, tc] = timeIt(
+      o, [&] { c.buffer.dispatch(d, out); }, [&] { c.buffer.combine(ci, back); });
+  const double recv = meanOver(static_cast<double>(out.numRecvTokens), c.ranks);
+  Record r{"epcomm",
+           "normal",
+           tokens,
+           td * 1e6,
+           tc * 1e6,
+           recv * wireRow(c.quant, o.hidden) / td / 1e9,
+           recv * 2 * o.hidden / tc / 1e9,
+           out.bytesSent,
+           c.buffer.footprintBytes(),
+           std::nullopt};
+  std::unique_ptr<MpiEp> mpi;
+  if (o.compareMpi || o.check) {
+    mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD,
+                                  MpiShape{tokens, o.hidden, o.topk, o.experts, c.quant, 0});
+  }
+  if (o.check) r.pass = checkNormal(c, tokens, mpi.get());
+  records.push_back(r);
+  if (o.compareMpi) {
+    mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD,
+                                  MpiShape{tokens, o.hidden, o.topk, o.experts, c.quant, 0});
+    const auto [md, mc] = timeIt(
+        o, [&] { mpi->dispatch(in.x.data(), in.topkIdx.data(), in.topkWeights.data()); },
+        [&] { mpi->combine(expertOut.data()); });
+    Record m{"mpi",
+             "normal",
+             tokens,
+             md * 1e6,
+             mc * 1e6,
+             recv * wireRow(c.quant, o.hidden) / md / 1e9,
+             recv * 2 * o.hidden / mc / 1e9,
+             0,
+             mpi->footprintBytes(),
+             r.pass};
+    mpi->dispatch(in.x.data(), in.topkIdx.data(), in.topkWeights.data());
+    m.dispatchBytes = mpi->bytesSent;
+    records.push_back(m);
+  }
+}
+
+// ---- low-latency mode ----
+
+bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
+  const Options& o = c.o;
+  const EpData in = makeEpData(98, c.rank, tokens, o.hidden, o.topk, o.experts, true);
+  ep::LowLatencyDispatchInputs d{
+      in.x.data(), tokens, o.hidden, in.topkIdx.data(), o.topk, o.experts, c.quant, true, false};
+  ep::LowLatencyDispatchOutputs out;
+  c.buffer.lowLatencyDispatch(d, out);
+  const int local = o.experts / c.ranks;
+  const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * c.ranks;
+  // Per-expert global counts (all-reduced) and per-source counts.
+  std::vector<std::int32_t> mine(static_cast<std::size_t>(o.experts) * c.ranks, 0),
+      all(mine.size());
+  for (std::size_t m = 0; m < in.topkIdx.size(); ++m) {
+    if (in.topkIdx[m] >= 0) ++mine[in.topkIdx[m] * c.ranks + c.rank];
+  }
+  MPI_Allreduce(mine.data(), all.data(), static_cast<int>(all.size()), MPI_INT32_T, MPI_SUM,
+                MPI_COMM_WORLD);
+  bool ok = true;
+  std::vector<Bf16> want(o.hidden);
+  for (int e = 0; e < local; ++e) {
+    std::int64_t begin = 0;
+    for (int s = 0; s < c.ranks; ++s) {
+      const std::int64_t range = out.layoutRange[e * c.ranks + s];
+      const std::int64_t count = all[(c.rank * local + e) * c.ranks + s];
+      ok &= (range >> 32) == begin && (range & 0xffffffff) == count;
+      for (std::int64_t i = 0; i < count && ok; ++i) {
+        const std::size_t row = e * rowsPerExpert + begin + i;
+        expectedRow(s, out.srcInfo[row], o.hidden, c.quant, want.data());
+        ok &= std::memcmp(want.data(), out.recvX + row * o.hidden, o.hidden * sizeof(Bf16)) == 0;
+      }
+      begin += count;
+    }
+    ok &= out.recvCount[e] == begin;
+  }
+  ep::LowLatencyCombineInputs ci{
+      out.recvX, in.topkIdx.data(), in.topkWeights.data(), out.handle, false, nullptr, false};
+  ep::LowLatencyCombineOutputs back;
+  c.buffer.lowLatencyCombine(ci, back);
+  std::vector<double> scale(tokens, 0);
+  for (int t = 0; t < tokens; ++t) {
+    for (int k = 0; k < o.topk; ++k) {
+      if (in.topkIdx[t * o.topk + k] >= 0) scale[t] += in.topkWeights[t * o.topk + k];
+    }
+  }
+  const double diff = calcDiff(in.x.data(), scale.data(), back.combinedX, tokens, o.hidden);
+  ok &= diff < (ep::isInt8(c.quant) ? 3e-3 : 5e-6);
+  if (mpi) {
+    mpi->llDispatch(in.x.data(), in.topkIdx.data());
+    for (int e = 0; e < local; ++e) {
+      ok &= mpi->llCount[e] == out.recvCount[e];
+      const std::size_t first = e * rowsPerExpert * o.hidden;
+      const std::size_t n = static_cast<std::size_t>(out.recvCount[e]) * o.hidden;
+      ok &= ep::isInt8(c.quant) ? std::memcmp(&mpi->recvXInt8[first], out.recvXInt8 + first, n) == 0
+                                : std::memcmp(&mpi->recvX[first], out.recvX + first, n * 2) == 0;
+    }
+    std::vector<Bf16> x(out.recvX, out.recvX + local * rowsPerExpert * o.hidden);
+    mpi->llCombine(x.data(), in.topkWeights.data());
+    ok &= std::memcmp(mpi->combined.data(), back.combinedX, mpi->combined.size() * 2) == 0;
+  }
+  return allTrue(ok);
+}
+
+void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
+  const Options& o = c.o;
+  const EpData in = makeEpData(2, c.rank, tokens, o.hidden, o.topk, o.experts, false);
+  ep::LowLatencyDispatchInputs d{
+      in.x.data(), tokens, o.hidden, in.topkIdx.data(), o.topk, o.experts, c.quant, false, false};
+  ep::LowLatencyDispatchOutputs out;
+  c.buffer.lowLatencyDispatch(d, out);
+  const int local = o.experts / c.ranks;
+  const std::size_t cells = static_cast<std::size_t>(local) * out.maxTokens * c.ranks * o.hidden;
+  // Expert outputs in the expert-major layout (valid rows only matter).
+  std::vector<Bf16> expertOut(cells);
+  std::size_t received = 0;
+  for (int e = 0; e < local; ++e) received += out.recvCount[e];
+  for (int e = 0; e < local; ++e) {
+    const std::size_t first = e * static_cast<std::size_t>(out.maxTokens) * c.ranks * o.hidden;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(out.recvCount[e]) * o.hidden; ++i) {
+      expertOut[first + i] = toBf16(0.5f + static_cast<float>(i % 7));
+    }
+  }
+  ep::LowLatencyCombineOutputs back;
+  std::vector<Bf16> combined(static_cast<std::size_t>(tokens) * o.hidden);
+  const auto [td, tc] = timeIt(
+      o, [&] { c.buffer.lowLatencyDispatch(d, out); },
+      [&] {
+        ep::LowLatencyCombineInputs ci{expertOut.data(),
+                                       in.topkIdx.data(),
+                                       in.topkWeights.data(),
+                                       out.handle,
+                                       false,
+                                       combined.data(),
+                                       false};
+        c.buffer.lowLatencyCombine(ci, back);
+      });
+  const double recv = meanOver(static_cast<double>(received), c.ranks);
+  Record r{"epcomm",
+           "low_latency",
+           tokens,
+           td * 1e6,
+           tc * 1e6,
+           recv * wireRow(c.quant, o.hidden) / td / 1e9,
+           recv * 2 * o.hidden / tc / 1e9,
+           out.bytesSent,
+           c.buffer.footprintBytes(),
+           std::nullopt};
+  std::unique_ptr<MpiEp> mpi;
+  const MpiShape shape{tokens, o.hidden, o.topk, o.experts, c.quant, out.maxTokens};
+  if (o.compareMpi || o.check) mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD, shape);
+  if (o.check) r.pass = checkLowLatency(c, tokens, mpi.get());
+  records.push_back(r);
+  if (o.compareMpi) {
+    mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD, shape);
+    const auto [md, mc] = timeIt(
+        o, [&] { mpi->llDispatch(in.x.data(), in.topkIdx.data()); },
+        [&] { mpi->llCombine(expertOut.data(), in.topkWeights.data()); });
+    mpi->llDispatch(in.x.data(), in.topkIdx.data());
+    records.push_back({"mpi", "low_latency", tokens, md * 1e6, mc * 1e6,
+                       recv * wireRow(c.quant, o.hidden) / md / 1e9, recv * 2 * o.hidden / mc / 1e9,
+                       mpi->bytesSent, mpi->footprintBytes(), r.pass});
+  }
+}
+
+// ---- main ----
+
+std::optional<Options> parse(int argc, char** argv, bool print, int& code) {
+  Options o;
+  std::string compare = "none";
+  CLI::App app{
+      "ep-bench: DeepEP-style dispatch/combine benchmark of ep::Buffer, with a plain "
+      "MPI_Alltoall + MPI_Alltoallv implementation side by side.\nRun as: mpirun -np N "
+      "ep-bench ...",
+      "ep-bench"};
+  app.add_option("--mode", o.mode, "normal|low_latency|auto")
+      ->check(CLI::IsMember({"normal", "low_latency", "auto"}))
+      ->capture_default_str();
+  app.add_option("--tokens", o.tokens,
+                 "tokens per rank (default 4096 normal, 128 low-latency; auto: the prefill batch)")
+      ->check(CLI::Range(1, 1 << 24));
+  app.add_option("--hidden", o.hidden, "hidden size")
+      ->check(CLI::Range(2, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--topk", o.topk, "experts per token")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--experts", o.experts, "experts in total")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  app.add_flag("--int8", o.int8, "int8 dispatch (one f32 scale per 128 channels)");
+  app.add_flag("--check", o.check, "verify every output with DeepEP's oracles");
+  app.add_option("--compare", compare, "mpi|none")
+      ->check(CLI::IsMember({"mpi", "none"}))
+      ->capture_default_str();
+  app.add_option("--json", o.json, "write the records as a JSON list (rank 0)");
+  app.add_option("-n,--iters", o.iters, "timed iterations")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("-w,--warmup_iters", o.warmup, "warmup iterations")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  std::ostringstream out, err;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    code = app.exit(e, out, err);
+    if (print) std::fputs((out.str() + err.str()).c_str(), code ? stderr : stdout);
+    return std::nullopt;
+  }
+  o.compareMpi = compare == "mpi";
+  return o;
+}
+
+int run(int argc, char** argv) {
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  int code = 0;
+  const std::optional<Options> parsed = parse(argc, argv, rank == 0, code);
+  if (!parsed) return code;
+  const Options& o = *parsed;
+  if (o.experts % ranks != 0 || o.topk > o.experts) {
+    if (rank == 0)
+      std::fprintf(stderr, "ep-bench: --experts must be a multiple of %d ranks and >= --topk\n",
+                   ranks);
+    return 1;
+  }
+  auto comm = Communicator::initFromEnvironment();
+  const bool normal = o.mode != "low_latency", lowLatency = o.mode != "normal";
+  // auto: --tokens sizes the prefill batch; the decode batch is T (128).
+  const int normalTokens = o.mode != "low_latency" && o.tokens ? o.tokens : 4096;
+  const int llTokens = o.mode == "low_latency" && o.tokens ? o.tokens : 128;
+  ep::BufferConfig config = ep::BufferConfig::fromEnvironment();
+  config.llMaxTokens = std::max(config.llMaxTokens, llTokens);
+  ep::Buffer buffer(*comm, config);
+  const ep::Quant quant = o.int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
+  Ctx c{o, *comm, buffer, rank, ranks, quant};
+  std::vector<Record> records;
+  if (normal) runNormal(c, normalTokens, records);
+  if (lowLatency) runLowLatency(c, llTokens, records);
+
+  bool failed = false;
+  nlohmann::json list = nlohmann::json::array();
+  if (rank == 0) {
+    std::printf(
+        "# ep-bench: backend %s ranks %d hidden %d topk %d experts %d quant %s mode %s "
+        "iters %d warmup %d\n",
+        comm->backendName().c_str(), ranks, o.hidden, o.topk, o.experts, o.int8 ? "int8" : "bf16",
+        o.mode.c_str(), o.iters, o.warmup);
+    std::printf("# %-6s %-11s %6s %12s %12s %10s %10s %14s %14s %6s\n", "impl", "mode", "tokens",
+                "dispatch_us", "combine_us", "disp_GB/s", "comb_GB/s", "dispatch_bytes",
+                "buffer_bytes", "check");
+  }
+  for (const Record& r : records) {
+    failed |= r.pass.has_value() && !*r.pass;
+    if (rank != 0) continue;
+    std::printf("  %-6s %-11s %6d %12.1f %12.1f %10.2f %10.2f %14zu %14zu %6s\n", r.impl.c_str(),
+                r.mode.c_str(), r.tokens, r.dispatchUs, r.combineUs, r.dispatchGBps, r.combineGBps,
+                r.dispatchBytes, r.bufferBytes,
+                !r.pass   ? "-"
+                : *r.pass ? "pass"
+                          : "fail");
+    list.push_back(
+        {{"impl", r.impl},
+         {"backend", comm->backendName()},
+         {"mode", r.mode},
+         {"quant", o.int8 ? "int8" : "bf16"},
+         {"ranks", ranks},
+         {"tokens", r.tokens},
+         {"hidden", o.hidden},
+         {"topk", o.topk},
+         {"experts", o.experts},
+         {"dispatch_us", r.dispatchUs},
+         {"combine_us", r.combineUs},
+         {"dispatch_GBps", r.dispatchGBps},
+         {"combine_GBps", r.combineGBps},
+         {"dispatch_bytes", r.dispatchBytes},
+         {"buffer_bytes", r.bufferBytes},
+         {"check", !r.pass ? nlohmann::json(nullptr) : nlohmann::json(*r.pass ? "pass" : "fail")}});
+  }
+  if (rank == 0 && !o.json.empty()) {
+    std::ofstream f(o.json);
+    f << list.dump(2) << "\n";
+    if (!f) {
+      std::fprintf(stderr, "ep-bench: cannot write %s\n", o.json.c_str());
+      failed = true;
+    }
+  }
+  std::fflush(stdout);
+  return failed ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+  int code = 1;
+  try {
+    code = run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ep-bench: %s\n", e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
+  return code;
+}

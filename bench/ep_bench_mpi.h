@@ -1,0 +1,81 @@
+// The plain-MPI baseline of ep-bench: the same dispatch/combine semantics and outputs as
+// ep::Buffer, written the way a careful engineer would on MPI alone. Normal mode: one
+// MPI_Alltoall of per-destination counts, rows packed per destination in token order, one
+// MPI_Alltoallv of rows straight into recvX and one of metadata (source index, local topk
+// ids and weights, int8 scales); combine: one MPI_Alltoallv sending the rows back straight
+// from x, then an f32 sum per token. Low-latency mode: one message per (token, expert),
+// MPI_Alltoall of counts per (destination, local expert), MPI_Alltoallv of the messages,
+// unpacked into the expert-major layout; combine sends each source's rows back and sums
+// them times the weights.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "comm/half.h"
+#include "ep/quant.h"
+
+namespace epcomm::bench {
+
+struct MpiShape {
+  int numTokens = 0;
+  int hidden = 0;
+  int numTopk = 0;
+  int numExperts = 0;
+  ep::Quant quant = ep::Quant::kNone;
+  int maxTokens = 0;  // low-latency T
+};
+
+class MpiEp {
+ public:
+  MpiEp(MPI_Comm comm, const MpiShape& shape);
+
+  // Normal mode. After dispatch: recvX (bf16) or recvXInt8 + recvScales, recvTopkIdx,
+  // recvTopkWeights, rows grouped by source in token order (as ep::Buffer::dispatch).
+  void dispatch(const Bf16* x, const std::int64_t* topkIdx, const float* topkWeights);
+  void combine(const Bf16* x);  // x: [numRecv, hidden] in dispatch order
+  // Low-latency mode: recvX [local, T * R, hidden] as ep::Buffer::lowLatencyDispatch.
+  void llDispatch(const Bf16* x, const std::int64_t* topkIdx);
+  void llCombine(const Bf16* x, const float* topkWeights);
+
+  std::size_t numRecv = 0;
+  std::size_t bytesSent = 0;
+  std::vector<Bf16> recvX;
+  std::vector<std::int8_t> recvXInt8;
+  std::vector<float> recvScales;
+  std::vector<std::int64_t> recvTopkIdx;
+  std::vector<float> recvTopkWeights;
+  std::vector<Bf16> combined;         // [numTokens, hidden]
+  std::vector<std::int32_t> llCount;  // [local]
+  // Bytes of staging this implementation holds (its "buffer").
+  std::size_t footprintBytes() const {
+    return sendBuf_.capacity() + recvBuf_.capacity() +
+           4 * (metaOut_.capacity() + metaIn_.capacity());
+  }
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int ranks_ = 1;
+  MpiShape s_;
+  int numScales_ = 0;
+  std::size_t rowBytes_ = 0;
+  std::vector<std::uint8_t> inRank_;                                    // [numTokens, ranks]
+  std::vector<int> sendCounts_, sendDispls_, recvCounts_, recvDispls_;  // rows
+  std::vector<int> c1_, d1_, c2_, d2_;                                  // scratch (bytes/words)
+  std::vector<std::byte> sendBuf_, recvBuf_;
+  std::vector<std::int32_t> metaOut_, metaIn_;
+  // Low latency: where each (token, slot) went, and per (local expert, source) ranges.
+  std::vector<int> msgDest_, msgPos_;
+  std::vector<int> llRecvPerSrc_;      // [local, R] counts
+  std::vector<std::int64_t> llBegin_;  // [local, R]
+  std::size_t numRecvLl() const {
+    std::size_t n = 0;
+    for (int c : llRecvPerSrc_) n += static_cast<std::size_t>(c);
+    return n;
+  }
+};
+
+}  // namespace epcomm::bench

@@ -1,0 +1,88 @@
+// ep::Buffer: DeepEP's Buffer for host memory. It owns the staging memory of normal mode
+// (bounded by BufferConfig::normalBytes, EPCOMM_EP_BUFFSIZE) and the two alternating slots
+// of low-latency mode (sized by T, hidden, experts and top-k at the first low-latency call),
+// and moves data only through the Communicator (collectives today; symmetric windows later,
+// behind the same calls).
+//
+// Every call is collective: every rank calls it, in the same order, with the same hidden,
+// numExperts and numTopk. Before any data moves the ranks agree (one small all-reduce) on
+// whether every rank's arguments are valid; a bad argument on any rank (a topk index outside
+// [-1, numExperts), N > T in low-latency mode, hidden not a multiple of the quantisation
+// group, a too small buffer, shapes differing across ranks) is an epcomm::Error
+// (kInvalidArgument) on every rank, naming the rank at fault, and the Buffer stays usable.
+// Errors inside the communicator (a lost peer, a timeout) abort it as any collective does.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "comm/communicator.h"
+#include "comm/export.h"
+#include "ep/layout.h"
+#include "ep/low_latency.h"
+#include "ep/normal.h"
+#include "ep/quant.h"
+
+namespace epcomm::ep {
+
+// SGLang's --deepep-mode: normal, low_latency, or auto (normal for prefill/extend batches,
+// low-latency for decode batches).
+enum class Mode : int { kNormal = 0, kLowLatency = 1, kAuto = 2 };
+enum class BatchKind : int { kPrefill = 0, kDecode = 1 };  // kPrefill: prefill or extend
+
+// The mode a batch runs in (SGLang's DeepEPMode.resolve).
+inline Mode resolveMode(Mode configured, BatchKind batch) {
+  if (configured != Mode::kAuto) return configured;
+  return batch == BatchKind::kDecode ? Mode::kLowLatency : Mode::kNormal;
+}
+
+struct EPCOMM_API BufferConfig {
+  std::size_t normalBytes = std::size_t{1024} << 20;  // EPCOMM_EP_BUFFSIZE (MiB)
+  int rounds = 1;                // EPCOMM_EP_ROUNDS: split normal dispatch in this many
+  int roundTokens = 0;           // EPCOMM_EP_ROUND_TOKENS: at most this many tokens a round
+  bool combineRounds = false;    // EPCOMM_EP_COMBINE_ROUNDS: combine in the same rounds
+  bool int8 = false;             // EPCOMM_EP_INT8: int8 dispatch in normal mode by default
+  int quantGroup = kQuantGroup;  // EPCOMM_EP_QUANT_GROUP: 128, or 0 for one scale per token
+  int llMaxTokens = 128;         // EPCOMM_EP_LL_MAX_TOKENS: low-latency capacity T
+  // Reads the EPCOMM_EP_* knobs (and their DeepEP / SGLang aliases) from `config`.
+  static BufferConfig fromConfig(const Config& config);
+  static BufferConfig fromEnvironment() { return fromConfig(Config::fromEnvironment()); }
+};
+
+class BufferState;
+
+class EPCOMM_API Buffer {
+ public:
+  // Collective. The communicator must outlive the Buffer.
+  Buffer(Communicator& comm, const BufferConfig& config = BufferConfig::fromEnvironment());
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  const BufferConfig& config() const;
+  Communicator& communicator() const;
+  int rank() const;
+  int numRanks() const;
+  // Bytes of memory the Buffer holds (reserved address space; pages are touched as used).
+  std::size_t footprintBytes() const;
+
+  // DeepEP's get_dispatch_layout, checked on every rank (one small all-reduce).
+  void getDispatchLayout(const LayoutInputs& in, LayoutOutputs& out);
+
+  // Normal mode (ep/normal.h).
+  void dispatch(const DispatchInputs& in, DispatchOutputs& out);
+  void combine(const CombineInputs& in, CombineOutputs& out);
+
+  // Low-latency mode (ep/low_latency.h).
+  void lowLatencyDispatch(const LowLatencyDispatchInputs& in, LowLatencyDispatchOutputs& out);
+  void lowLatencyCombine(const LowLatencyCombineInputs& in, LowLatencyCombineOutputs& out);
+  // Where the caller may write expert outputs [numLocalExperts, T * R, hidden] for a
+  // zero-copy combine of this dispatch (valid while the handle is).
+  Bf16* lowLatencyCombineBuffer(const LowLatencyHandle& handle);
+
+ private:
+  std::unique_ptr<BufferState> state_;
+};
+
+}  // namespace epcomm::ep

@@ -1,0 +1,95 @@
+#include "ep/buffer.h"
+
+#include <string>
+#include <string_view>
+
+#include "ep/src/agreement.h"
+#include "ep/src/buffer_state.h"
+#include "ep/src/low_latency_state.h"
+
+namespace epcomm::ep {
+namespace {
+
+const KnobValue* findKnob(const Config& config, std::string_view name) {
+  for (const KnobValue& v : config.values) {
+    if (v.name == name) return &v;
+  }
+  return nullptr;
+}
+
+// The knob's value as an integer in [lo, hi]; `fallback` when the registry lacks it.
+std::int64_t integerKnob(const Config& config, std::string_view name, std::int64_t lo,
+                         std::int64_t hi, std::int64_t fallback) {
+  const KnobValue* v = findKnob(config, name);
+  if (!v || v->value.empty()) return fallback;
+  const std::optional<std::int64_t> n = parseInteger(v->value);
+  if (!n || *n < lo || *n > hi) {
+    throw Error(ErrorCode::kInvalidArgument, "epcomm config: " + v->source + "=\"" + v->value +
+                                                 "\" is invalid: expected an integer in " +
+                                                 std::to_string(lo) + ".." + std::to_string(hi));
+  }
+  return *n;
+}
+
+}  // namespace
+
+BufferConfig BufferConfig::fromConfig(const Config& config) {
+  BufferConfig c;
+  c.normalBytes =
+      static_cast<std::size_t>(integerKnob(config, "EPCOMM_EP_BUFFSIZE", 1, 1 << 20, 1024)) << 20;
+  c.rounds = static_cast<int>(integerKnob(config, "EPCOMM_EP_ROUNDS", 1, 1 << 20, 1));
+  c.roundTokens = static_cast<int>(integerKnob(config, "EPCOMM_EP_ROUND_TOKENS", 0, 1 << 30, 0));
+  c.combineRounds = integerKnob(config, "EPCOMM_EP_COMBINE_ROUNDS", 0, 1, 0) == 1;
+  c.int8 = integerKnob(config, "EPCOMM_EP_INT8", 0, 1, 0) == 1;
+  c.quantGroup = static_cast<int>(integerKnob(config, "EPCOMM_EP_QUANT_GROUP", 0, 128, 128));
+  if (c.quantGroup != 0 && c.quantGroup != kQuantGroup) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "epcomm config: EPCOMM_EP_QUANT_GROUP=" + std::to_string(c.quantGroup) +
+                    " is invalid: expected 128 (one scale per 128 channels) or 0 (per token)");
+  }
+  c.llMaxTokens = static_cast<int>(integerKnob(config, "EPCOMM_EP_LL_MAX_TOKENS", 1, 1 << 20, 128));
+  return c;
+}
+
+BufferState::BufferState(Communicator& c, const BufferConfig& cfg)
+    : comm(c), config(cfg), normal(cfg.normalBytes, c.rank(), "normal-mode staging") {}
+
+BufferState::~BufferState() = default;
+
+Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
+  Agreement agreement("ep::Buffer");
+  if (config.rounds < 1) agreement.fail("BufferConfig::rounds must be >= 1");
+  if (config.roundTokens < 0) agreement.fail("BufferConfig::roundTokens must be >= 0");
+  if (config.llMaxTokens < 1) agreement.fail("BufferConfig::llMaxTokens must be >= 1");
+  if (config.quantGroup != 0 && config.quantGroup != kQuantGroup) {
+    agreement.fail("BufferConfig::quantGroup must be 128 or 0 (per token)");
+  }
+  if (config.normalBytes == 0) agreement.fail("BufferConfig::normalBytes must be > 0");
+  agreement.same("llMaxTokens (EPCOMM_EP_LL_MAX_TOKENS)", config.llMaxTokens);
+  agreement.same("rounds (EPCOMM_EP_ROUNDS)", config.rounds);
+  agreement.same("roundTokens (EPCOMM_EP_ROUND_TOKENS)", config.roundTokens);
+  agreement.same("combineRounds (EPCOMM_EP_COMBINE_ROUNDS)", config.combineRounds);
+  agreement.agree(comm);
+  state_ = std::make_unique<BufferState>(comm, config);
+}
+
+Buffer::~Buffer() = default;
+
+const BufferConfig& Buffer::config() const {
+  return state_->config;
+}
+Communicator& Buffer::communicator() const {
+  return state_->comm;
+}
+int Buffer::rank() const {
+  return state_->comm.rank();
+}
+int Buffer::numRanks() const {
+  return state_->comm.size();
+}
+
+std::size_t Buffer::footprintBytes() const {
+  return state_->normal.bytes() + (state_->lowLatency ? state_->lowLatency->footprintBytes() : 0);
+}
+
+}  // namespace epcomm::ep

@@ -1,0 +1,29 @@
+// What a Buffer owns. Normal mode uses `normal` as its per-round staging; low-latency mode
+// keeps its two slots and its transport in `lowLatency`, made at the first low-latency call.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "comm/communicator.h"
+#include "ep/buffer.h"
+#include "ep/src/mapped_arena.h"
+
+namespace epcomm::ep {
+
+class LowLatencyState;
+
+class BufferState {
+ public:
+  BufferState(Communicator& c, const BufferConfig& cfg);
+  ~BufferState();
+
+  Communicator& comm;
+  BufferConfig config;
+  MappedArena normal;    // config.normalBytes
+  LayoutOutputs layout;  // scratch of dispatch's own layout computation
+  std::unique_ptr<LowLatencyState> lowLatency;
+  std::uint64_t lowLatencySequence = 0;  // dispatches so far (handles carry theirs)
+};
+
+}  // namespace epcomm::ep

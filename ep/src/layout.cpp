@@ -1,0 +1,62 @@
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "ep/buffer.h"
+#include "ep/src/agreement.h"
+#include "ep/src/buffer_state.h"
+
+namespace epcomm::ep {
+
+bool computeDispatchLayout(const LayoutInputs& in, int numRanks, LayoutOutputs& out,
+                           std::string* problem) {
+  auto bad = [&](std::string what) {
+    if (problem) *problem = std::move(what);
+    return false;
+  };
+  if (in.numTokens < 0) return bad("numTokens " + std::to_string(in.numTokens) + " < 0");
+  if (in.numTopk <= 0) return bad("numTopk " + std::to_string(in.numTopk) + " must be >= 1");
+  if (in.numExperts <= 0 || numRanks <= 0 || in.numExperts % numRanks != 0) {
+    return bad("numExperts " + std::to_string(in.numExperts) +
+               " must be a positive multiple of "
+               "the number of ranks " +
+               std::to_string(numRanks));
+  }
+  if (in.numTokens > 0 && !in.topkIdx) return bad("topkIdx is null");
+  const int perRank = in.numExperts / numRanks;
+  out.numTokens = in.numTokens;
+  out.numRanks = numRanks;
+  out.numExperts = in.numExperts;
+  out.numTokensPerRank.assign(numRanks, 0);
+  out.numTokensPerExpert.assign(in.numExperts, 0);
+  out.isTokenInRank.assign(static_cast<std::size_t>(in.numTokens) * numRanks, 0);
+  for (int t = 0; t < in.numTokens; ++t) {
+    const std::int64_t* idx = in.topkIdx + static_cast<std::size_t>(t) * in.numTopk;
+    std::uint8_t* inRank = out.isTokenInRank.data() + static_cast<std::size_t>(t) * numRanks;
+    for (int k = 0; k < in.numTopk; ++k) {
+      const std::int64_t e = idx[k];
+      if (e == -1) continue;
+      if (e < -1 || e >= in.numExperts) {
+        return bad("topkIdx[" + std::to_string(t) + ", " + std::to_string(k) +
+                   "] = " + std::to_string(e) +
+                   " is outside [-1, numExperts = " + std::to_string(in.numExperts) + ")");
+      }
+      ++out.numTokensPerExpert[static_cast<std::size_t>(e)];
+      inRank[e / perRank] = 1;
+    }
+    for (int r = 0; r < numRanks; ++r) out.numTokensPerRank[r] += inRank[r];
+  }
+  return true;
+}
+
+void Buffer::getDispatchLayout(const LayoutInputs& in, LayoutOutputs& out) {
+  Communicator& comm = state_->comm;
+  Agreement agreement("ep::getDispatchLayout");
+  std::string problem;
+  if (!computeDispatchLayout(in, comm.size(), out, &problem)) agreement.fail(problem);
+  agreement.same("numExperts", in.numExperts);
+  agreement.same("numTopk", in.numTopk);
+  agreement.agree(comm);
+}
+
+}  // namespace epcomm::ep

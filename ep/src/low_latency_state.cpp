@@ -1,0 +1,70 @@
+#include "ep/src/low_latency_state.h"
+
+#include "ep/src/normal_plan.h"
+
+namespace epcomm::ep {
+
+std::size_t LlShape::messageBytes() const {
+  // The bf16 payload is the larger one (int8 + scales: H + 4 * H/128 <= 2H for H >= 4).
+  const std::size_t payload = std::max<std::size_t>(
+      2 * static_cast<std::size_t>(hidden), static_cast<std::size_t>(hidden) + 4 * maxScales());
+  return alignUp(payload + sizeof(std::int32_t), 16);
+}
+
+std::size_t LlShape::headerBytes() const {
+  return alignUp(sizeof(std::int32_t) * numLocal(), 64);
+}
+
+std::size_t LlShape::blockBytes() const {
+  // At most T tokens, each to at most min(K, E_local) experts of one peer.
+  const std::size_t messages = static_cast<std::size_t>(maxTokens) * std::min(numTopk, numLocal());
+  return alignUp(headerBytes() + messages * messageBytes(), 64);
+}
+
+LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape)
+    : shape_(shape), transport_(makeCollectiveLlTransport(comm)) {
+  const std::size_t rows = static_cast<std::size_t>(shape.numLocal()) * shape.rowsPerExpert();
+  const std::size_t hidden = static_cast<std::size_t>(shape.hidden);
+  const std::size_t block = shape.blockBytes() * static_cast<std::size_t>(shape.numRanks);
+  std::size_t offsets[10];
+  const std::size_t sizes[10] = {
+      rows * hidden * 2,  // recvX
+      rows * hidden,      // recvXInt8
+      rows * shape.maxScales() * sizeof(float),
+      rows * sizeof(std::int32_t),                                      // srcInfo
+      static_cast<std::size_t>(shape.numLocal()) * shape.numRanks * 8,  // layoutRange
+      static_cast<std::size_t>(shape.numLocal()) * 4,                   // recvCount
+      rows * hidden * 2,                                                // combineBuffer
+      static_cast<std::size_t>(shape.maxTokens) * hidden * 2,           // combined
+      block,                                                            // send
+      block};                                                           // recv
+  std::size_t total = 0;
+  for (int i = 0; i < 10; ++i) {
+    offsets[i] = total;
+    total += alignUp(sizes[i], 4096);
+  }
+  for (LlSlot& s : slots_) {
+    s.arena = MappedArena(total, comm.rank(), "low-latency slot");
+    std::byte* b = s.arena.data();
+    s.recvX = reinterpret_cast<Bf16*>(b + offsets[0]);
+    s.recvXInt8 = reinterpret_cast<std::int8_t*>(b + offsets[1]);
+    s.recvScales = reinterpret_cast<float*>(b + offsets[2]);
+    s.srcInfo = reinterpret_cast<std::int32_t*>(b + offsets[3]);
+    s.layoutRange = reinterpret_cast<std::int64_t*>(b + offsets[4]);
+    s.recvCount = reinterpret_cast<std::int32_t*>(b + offsets[5]);
+    s.combineBuffer = reinterpret_cast<Bf16*>(b + offsets[6]);
+    s.combined = reinterpret_cast<Bf16*>(b + offsets[7]);
+    s.send = b + offsets[8];
+    s.recv = b + offsets[9];
+  }
+}
+
+std::size_t LowLatencyState::footprintBytes() const {
+  return slots_[0].arena.bytes() + slots_[1].arena.bytes();
+}
+
+bool LowLatencyState::anyPending() const {
+  return slots_[0].pending != LlSlot::Pending::kNone || slots_[1].pending != LlSlot::Pending::kNone;
+}
+
+}  // namespace epcomm::ep

@@ -1,0 +1,171 @@
+// Normal-mode combine over the communicator's collectives: the rows each rank received in
+// dispatch go back to their sources with one all-to-all-v per round group (plus one for the
+// topk weights when given), sent straight from the caller's x (dispatch order is already
+// grouped by source rank). Rows this rank sent to itself are read in place. Each token's
+// rows are summed in f32 (optionally weighted) and rounded to bf16 once.
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ep/buffer.h"
+#include "ep/src/agreement.h"
+#include "ep/src/buffer_state.h"
+#include "ep/src/kernels.h"
+#include "ep/src/normal_plan.h"
+
+namespace epcomm::ep {
+namespace {
+
+constexpr const char* kOp = "ep::combine";
+
+// Dispatch rounds [first, last) of one combine exchange.
+struct Group {
+  int first;
+  int last;
+};
+
+}  // namespace
+
+void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
+  BufferState& s = *state_;
+  Communicator& comm = s.comm;
+  const int R = comm.size(), me = comm.rank();
+  Agreement agreement(kOp);
+  const DispatchHandle* hp = in.handle;
+  const bool hasWeights = in.topkWeights != nullptr;
+  const int numTopk = hasWeights ? in.numTopk : 0;
+  int hidden = in.hidden;
+  if (!hp || !hp->valid() || hp->numRanks != R || hp->rank != me) {
+    agreement.fail("handle is missing or does not come from a dispatch on this communicator");
+  } else {
+    if (hidden == 0) hidden = hp->hidden;
+    if (hidden != hp->hidden) {
+      agreement.fail("hidden " + std::to_string(hidden) + " differs from the dispatch's " +
+                     std::to_string(hp->hidden));
+    }
+    if (hp->numRecvTokens > 0 && !in.x) agreement.fail("x is null");
+  }
+  if (hasWeights && in.numTopk <= 0) agreement.fail("topkWeights given with numTopk <= 0");
+  if (in.weighted && !hasWeights) {
+    agreement.fail("weighted combine needs topkWeights (the dispatch's recvTopkWeights)");
+  }
+  // Round groups and the staging they need (known locally: what this rank sent comes back).
+  std::vector<Group> groups;
+  const std::size_t rowBytes = static_cast<std::size_t>(std::max(hidden, 0)) * sizeof(Bf16);
+  const std::size_t weightBytes = static_cast<std::size_t>(numTopk) * sizeof(float);
+  std::size_t needed = 0;
+  if (agreement.ok()) {
+    const DispatchHandle& h = *hp;
+    if (s.config.combineRounds) {
+      for (int j = 0; j < h.numRounds; ++j) groups.push_back({j, j + 1});
+    } else {
+      groups.push_back({0, h.numRounds});
+    }
+    for (const Group& g : groups) {
+      std::size_t rows = 0;
+      for (int j = g.first; j < g.last; ++j) {
+        for (int r = 0; r < R; ++r) {
+          if (r != me) rows += static_cast<std::size_t>(h.sendCounts[j * R + r]);
+        }
+      }
+      needed = std::max(needed, alignUp(rows * rowBytes, 64) + rows * weightBytes);
+    }
+    if (needed > s.normal.bytes()) {
+      const std::size_t mib = (needed + (std::size_t{1} << 20) - 1) >> 20;
+      agreement.fail(
+          "combine staging too small: needs " + std::to_string(needed) + " bytes, the Buffer has " +
+          std::to_string(s.normal.bytes()) + " (EPCOMM_EP_BUFFSIZE); set EPCOMM_EP_BUFFSIZE=" +
+          std::to_string(mib) + " (MiB) or more" +
+          (s.config.combineRounds ? std::string()
+                                  : ", or combine in rounds (EPCOMM_EP_COMBINE_ROUNDS=1)"));
+    }
+  }
+  agreement.same("hidden", hidden);
+  agreement.same("weighted", in.weighted ? 1 : 0);
+  agreement.same("numTopk of topkWeights", numTopk);
+  agreement.same("numRounds", agreement.ok() ? hp->numRounds : -1);
+  agreement.agree(comm);
+
+  const DispatchHandle& h = *hp;
+  const int numTokens = h.numTokens;
+  out.numTokens = numTokens;
+  out.bytesSent = 0;
+  out.combinedX.resize(static_cast<std::size_t>(numTokens) * hidden);
+  out.combinedTopkWeights.resize(static_cast<std::size_t>(numTokens) * numTopk);
+
+  std::vector<std::size_t> sendRows(R), sendDispls(R), recvRows(R), recvDispls(R);
+  std::vector<std::size_t> sendW(R), sendWDispls(R), recvW(R), recvWDispls(R);
+  std::vector<std::size_t> recvSent(R, 0);  // rows of each source already sent back
+  std::vector<std::size_t> pos(R);
+  std::vector<const Bf16*> rows(R);
+  std::vector<const float*> rowWeights(R);
+  std::vector<float> scale(R);
+  std::size_t selfRow = static_cast<std::size_t>(h.rankPrefix[me]);
+  std::byte* const arena = s.normal.data();
+
+  for (const Group& g : groups) {
+    std::size_t rowsIn = 0;
+    for (int r = 0; r < R; ++r) {
+      std::size_t back = 0, mine = 0;  // rows going back to r; rows of mine coming from r
+      for (int j = g.first; j < g.last; ++j) {
+        back += static_cast<std::size_t>(h.recvCounts[j * R + r]);
+        mine += static_cast<std::size_t>(h.sendCounts[j * R + r]);
+      }
+      const std::size_t first = static_cast<std::size_t>(h.rankPrefix[r]) + recvSent[r];
+      recvSent[r] += back;
+      if (r == me) back = mine = 0;
+      sendRows[r] = back * hidden;
+      sendDispls[r] = first * hidden;
+      sendW[r] = back * numTopk;
+      sendWDispls[r] = first * numTopk;
+      recvRows[r] = mine * hidden;
+      recvDispls[r] = rowsIn * hidden;
+      recvW[r] = mine * numTopk;
+      recvWDispls[r] = rowsIn * numTopk;
+      pos[r] = rowsIn;
+      rowsIn += mine;
+      out.bytesSent += back * (rowBytes + weightBytes);
+    }
+    auto* const xIn = reinterpret_cast<Bf16*>(arena);
+    auto* const wIn = reinterpret_cast<float*>(arena + alignUp(rowsIn * rowBytes, 64));
+    comm.allToAllV(in.x, sendRows.data(), sendDispls.data(), xIn, recvRows.data(),
+                   recvDispls.data(), DataType::kBf16);
+    if (numTopk > 0) {
+      comm.allToAllV(in.topkWeights, sendW.data(), sendWDispls.data(), wIn, recvW.data(),
+                     recvWDispls.data(), DataType::kF32);
+    }
+
+    const int begin = std::min(numTokens, g.first * h.roundTokens);
+    const int end = std::min(numTokens, g.last * h.roundTokens);
+    for (int t = begin; t < end; ++t) {
+      const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * R;
+      int n = 0;
+      for (int r = 0; r < R; ++r) {
+        if (!inRank[r]) continue;
+        const std::size_t row = r == me ? selfRow++ : pos[r]++;
+        rows[n] = r == me ? in.x + row * hidden : xIn + row * hidden;
+        rowWeights[n] = numTopk == 0 ? nullptr
+                        : r == me    ? in.topkWeights + row * numTopk
+                                     : wIn + row * numTopk;
+        ++n;
+      }
+      if (numTopk > 0) {
+        float* cw = out.combinedTopkWeights.data() + static_cast<std::size_t>(t) * numTopk;
+        std::fill(cw, cw + numTopk, 0.f);
+        for (int i = 0; i < n; ++i) {
+          float sum = 0.f;
+          for (int k = 0; k < numTopk; ++k) {
+            cw[k] += rowWeights[i][k];
+            sum += rowWeights[i][k];
+          }
+          scale[i] = sum;
+        }
+      }
+      combineRows(rows.data(), in.weighted ? scale.data() : nullptr, n, hidden,
+                  out.combinedX.data() + static_cast<std::size_t>(t) * hidden);
+    }
+  }
+}
+
+}  // namespace epcomm::ep

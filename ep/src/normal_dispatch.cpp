@@ -1,0 +1,264 @@
+// Normal-mode dispatch over the communicator's collectives. Per call: one all-reduce (the
+// agreement), one all-to-all of per-destination counts (skipped in cached mode), then per
+// round one all-to-all-v of token rows, received straight into recvX, and one of per-row
+// metadata (source index, local topk ids and weights, int8 scales). Rows for this rank
+// never leave it: they are copied (or quantised) straight into the outputs.
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ep/buffer.h"
+#include "ep/src/agreement.h"
+#include "ep/src/buffer_state.h"
+#include "ep/src/normal_plan.h"
+
+namespace epcomm::ep {
+namespace {
+
+constexpr const char* kOp = "ep::dispatch";
+
+// Writes the metadata record of token t for destination rank `dest` (see NormalPlan).
+void writeMeta(std::int32_t* rec, const DispatchInputs& in, int t, int dest, int numLocal,
+               int numTopk, const float* scales, int numScales) {
+  if (numTopk > 0) {
+    rec[0] = t;
+    const std::int64_t* idx = in.topkIdx + static_cast<std::size_t>(t) * numTopk;
+    const float* w =
+        in.topkWeights ? in.topkWeights + static_cast<std::size_t>(t) * numTopk : nullptr;
+    const std::int64_t lo = static_cast<std::int64_t>(dest) * numLocal;
+    for (int k = 0; k < numTopk; ++k) {
+      const bool local = idx[k] >= lo && idx[k] < lo + numLocal;
+      rec[1 + k] = local ? static_cast<std::int32_t>(idx[k] - lo) : -1;
+      const float weight = local && w ? w[k] : 0.f;
+      std::memcpy(&rec[1 + numTopk + k], &weight, sizeof weight);
+    }
+    rec += 1 + 2 * numTopk;
+  }
+  if (numScales > 0) std::memcpy(rec, scales, sizeof(float) * numScales);
+}
+
+// Copies one received metadata record into the outputs at recv row `row`.
+void readMeta(const std::int32_t* rec, DispatchOutputs& out, std::size_t row, int numTopk,
+              int numScales) {
+  if (numTopk > 0) {
+    out.handle.recvSrcIdx[row] = rec[0];
+    std::int64_t* idx = out.recvTopkIdx.data() + row * numTopk;
+    for (int k = 0; k < numTopk; ++k) idx[k] = rec[1 + k];
+    std::memcpy(out.recvTopkWeights.data() + row * numTopk, rec + 1 + numTopk,
+                sizeof(float) * numTopk);
+    rec += 1 + 2 * numTopk;
+  }
+  if (numScales > 0) {
+    std::memcpy(out.recvScales.data() + row * numScales, rec, sizeof(float) * numScales);
+  }
+}
+
+}  // namespace
+
+void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
+  BufferState& s = *state_;
+  Communicator& comm = s.comm;
+  const int numRanks = comm.size(), me = comm.rank();
+  const bool cached = in.handle != nullptr;
+  const Quant quant = in.quant != Quant::kDefault ? in.quant
+                      : !s.config.int8            ? Quant::kNone
+                      : s.config.quantGroup == 0  ? Quant::kInt8PerToken
+                                                  : Quant::kInt8Group;
+  const int hidden = in.hidden, numTokens = in.numTokens;
+  const int numTopk = cached ? 0 : in.numTopk;
+  const int numExperts = cached ? in.handle->numExperts : in.numExperts;
+  const int group = quantGroupSize(quant, hidden);
+
+  Agreement agreement(kOp);
+  if (hidden <= 0) agreement.fail("hidden " + std::to_string(hidden) + " must be >= 1");
+  if (numTokens < 0) agreement.fail("numTokens " + std::to_string(numTokens) + " < 0");
+  if (numTokens > 0 && !in.x) agreement.fail("x is null");
+  if (in.expertAlignment < 1) agreement.fail("expertAlignment must be >= 1");
+  if (quant != Quant::kNone && !isInt8(quant)) agreement.fail("unknown quant mode");
+  if (isInt8(quant) && hidden > 0 && (group <= 0 || hidden % group != 0)) {
+    agreement.fail("hidden " + std::to_string(hidden) +
+                   " is not a multiple of the int8 "
+                   "quantisation group " +
+                   std::to_string(group) + " (EPCOMM_EP_QUANT_GROUP; 0 = one scale per token)");
+  }
+  if (cached) {
+    const DispatchHandle& h = *in.handle;
+    if (!h.valid() || h.numRanks != numRanks || h.rank != me) {
+      agreement.fail("handle does not come from a dispatch on this communicator and rank");
+    } else if (h.numTokens != numTokens || h.hidden != hidden) {
+      agreement.fail("cached dispatch: numTokens " + std::to_string(numTokens) + " / hidden " +
+                     std::to_string(hidden) + " differ from the handle's " +
+                     std::to_string(h.numTokens) + " / " + std::to_string(h.hidden));
+    }
+  } else if (agreement.ok()) {
+    std::string problem;
+    if (!computeDispatchLayout({in.topkIdx, numTokens, numTopk, numExperts}, numRanks, s.layout,
+                               &problem)) {
+      agreement.fail(problem);
+    }
+  }
+  agreement.same("hidden", hidden);
+  agreement.same("numExperts", numExperts);
+  agreement.same("numTopk", numTopk);
+  agreement.same("cached (handle given)", cached ? 1 : 0);
+  agreement.same("quant", static_cast<int>(quant));
+  agreement.same("quantisation group", group);
+  // Cached mode: the buffer check needs no peer's data, so it joins the agreement.
+  NormalPlan plan;
+  if (cached && agreement.ok()) {
+    plan = NormalPlan::cached(*in.handle, quant, group);
+    if (plan.neededBytes > s.normal.bytes()) agreement.fail(plan.bufferProblem(s.normal.bytes()));
+  }
+  const int maxTokensIndex = agreement.max(numTokens);
+  agreement.agree(comm);
+
+  if (!cached) {
+    plan = NormalPlan::fresh(s.layout, static_cast<int>(agreement.maxOf(maxTokensIndex)), hidden,
+                             numTopk, quant, group, s.config, me);
+    // Counts exchange: per destination [needed bytes if too small else 0, rows per round,
+    // (token, slot) pairs per local expert of that destination].
+    plan.exchangeCounts(comm, s.layout, s.normal.bytes(), kOp);
+  }
+
+  // Outputs.
+  const int numLocal = numExperts / numRanks;
+  const std::size_t numRecv = static_cast<std::size_t>(plan.rankPrefix[numRanks]);
+  const int numScales = isInt8(quant) ? hidden / group : 0;
+  if (!cached) {
+    DispatchHandle& h = out.handle;
+    h.numRanks = numRanks;
+    h.rank = me;
+    h.numTokens = numTokens;
+    h.hidden = hidden;
+    h.numExperts = numExperts;
+    h.roundTokens = plan.roundTokens;
+    h.numRounds = plan.numRounds;
+    h.numRecvTokens = static_cast<int>(numRecv);
+    h.isTokenInRank.assign(s.layout.isTokenInRank.begin(), s.layout.isTokenInRank.end());
+    h.sendCounts = plan.sendCounts;
+    h.recvCounts = plan.recvCounts;
+    h.rankPrefix = plan.rankPrefix;
+    h.recvSrcIdx.resize(numRecv);
+  } else if (&out.handle != in.handle) {
+    out.handle = *in.handle;
+  }
+  const DispatchHandle& h = out.handle;
+  out.numRecvTokens = static_cast<int>(numRecv);
+  out.hidden = hidden;
+  out.numTopk = numTopk;
+  out.numScales = numScales;
+  out.quant = quant;
+  out.bytesSent = 0;
+  if (!isInt8(quant) || in.dequantize) out.recvX.resize(numRecv * hidden);
+  if (isInt8(quant)) {
+    out.recvXInt8.resize(numRecv * hidden);
+    out.recvScales.resize(numRecv * numScales);
+  }
+  out.recvTopkIdx.resize(numRecv * numTopk);
+  out.recvTopkWeights.resize(numRecv * numTopk);
+  out.numRecvTokensPerExpert.clear();
+  if (!cached) {
+    out.numRecvTokensPerExpert.resize(numLocal);
+    for (int e = 0; e < numLocal; ++e) {
+      const std::int64_t c = plan.recvExpertCounts[e];
+      out.numRecvTokensPerExpert[e] =
+          static_cast<int>((c + in.expertAlignment - 1) / in.expertAlignment * in.expertAlignment);
+    }
+  }
+
+  // Rounds.
+  const std::size_t rowBytes = plan.rowBytes, metaWords = plan.metaWords;
+  std::vector<std::size_t> sendRows(numRanks), sendDispls(numRanks), recvRows(numRanks),
+      recvDispls(numRanks), recvBase(numRanks, 0), pos(numRanks);
+  std::vector<std::size_t> sendMeta(numRanks), sendMetaDispls(numRanks), recvMeta(numRanks),
+      recvMetaDispls(numRanks);
+  std::vector<std::int8_t> qRow(isInt8(quant) ? hidden : 0);
+  std::vector<float> qScales(numScales);
+  std::vector<std::int32_t> selfMeta(metaWords);
+  std::byte* const arena = s.normal.data();
+  std::size_t selfRow = static_cast<std::size_t>(h.rankPrefix[me]);
+  const bool bf16 = !isInt8(quant);
+  void* const recvData = bf16 ? static_cast<void*>(out.recvX.data()) : out.recvXInt8.data();
+  const DataType rowType = bf16 ? DataType::kBf16 : DataType::kI8;
+
+  for (int j = 0; j < plan.numRounds; ++j) {
+    // Staging: [rows to each peer][metadata to each peer][metadata from each peer].
+    std::size_t rowsOut = 0, rowsIn = 0;
+    for (int r = 0; r < numRanks; ++r) {
+      const std::size_t send =
+          r == me ? 0 : static_cast<std::size_t>(h.sendCounts[j * numRanks + r]);
+      const std::size_t recv =
+          r == me ? 0 : static_cast<std::size_t>(h.recvCounts[j * numRanks + r]);
+      sendRows[r] = send * hidden;
+      sendDispls[r] = rowsOut * hidden;
+      sendMeta[r] = send * metaWords;
+      sendMetaDispls[r] = rowsOut * metaWords;
+      recvRows[r] = recv * hidden;
+      recvDispls[r] = (static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r]) * hidden;
+      recvMeta[r] = recv * metaWords;
+      recvMetaDispls[r] = rowsIn * metaWords;
+      pos[r] = rowsOut;
+      rowsOut += send;
+      rowsIn += recv;
+    }
+    std::byte* const xStage = arena;
+    auto* const metaStage = reinterpret_cast<std::int32_t*>(arena + plan.metaOffset(rowsOut));
+    auto* const metaIn = reinterpret_cast<std::int32_t*>(arena + plan.metaInOffset(rowsOut));
+
+    const int begin = std::min(numTokens, j * plan.roundTokens);
+    const int end = std::min(numTokens, begin + plan.roundTokens);
+    for (int t = begin; t < end; ++t) {
+      const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * numRanks;
+      const Bf16* xt = in.x + static_cast<std::size_t>(t) * hidden;
+      if (!bf16) quantizeInt8(xt, hidden, group, qRow.data(), qScales.data());
+      const void* row = bf16 ? static_cast<const void*>(xt) : qRow.data();
+      for (int r = 0; r < numRanks; ++r) {
+        if (!inRank[r]) continue;
+        if (r == me) {
+          const std::size_t at = selfRow++;
+          std::memcpy(static_cast<std::byte*>(recvData) + at * rowBytes, row, rowBytes);
+          if (metaWords > 0) {
+            writeMeta(selfMeta.data(), in, t, r, numLocal, numTopk, qScales.data(), numScales);
+            readMeta(selfMeta.data(), out, at, numTopk, numScales);
+          }
+          continue;
+        }
+        const std::size_t p = pos[r]++;
+        std::memcpy(xStage + p * rowBytes, row, rowBytes);
+        if (metaWords > 0) {
+          writeMeta(metaStage + p * metaWords, in, t, r, numLocal, numTopk, qScales.data(),
+                    numScales);
+        }
+      }
+    }
+    comm.allToAllV(xStage, sendRows.data(), sendDispls.data(), recvData, recvRows.data(),
+                   recvDispls.data(), rowType);
+    if (metaWords > 0) {
+      comm.allToAllV(metaStage, sendMeta.data(), sendMetaDispls.data(), metaIn, recvMeta.data(),
+                     recvMetaDispls.data(), DataType::kI32);
+      for (int r = 0; r < numRanks; ++r) {
+        if (r == me) continue;
+        const std::size_t rows = recvMeta[r] / metaWords;
+        const std::size_t first = static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r];
+        const std::int32_t* rec = metaIn + recvMetaDispls[r];
+        for (std::size_t i = 0; i < rows; ++i) {
+          readMeta(rec + i * metaWords, out, first + i, numTopk, numScales);
+        }
+      }
+    }
+    for (int r = 0; r < numRanks; ++r) {
+      if (r != me) recvBase[r] += recvRows[r] / hidden;
+      out.bytesSent += sendRows[r] * (rowBytes / hidden) + sendMeta[r] * sizeof(std::int32_t);
+    }
+  }
+
+  if (isInt8(quant) && in.dequantize) {
+    for (std::size_t i = 0; i < numRecv; ++i) {
+      dequantizeInt8(out.recvXInt8.data() + i * hidden, out.recvScales.data() + i * numScales,
+                     hidden, group, out.recvX.data() + i * hidden);
+    }
+  }
+}
+
+}  // namespace epcomm::ep

@@ -1,0 +1,119 @@
+#include "ep/src/normal_plan.h"
+
+#include <algorithm>
+
+#include "comm/error.h"
+
+namespace epcomm::ep {
+
+void NormalPlan::setSizes(int hidden, int numTopk, Quant quant, int group) {
+  const int numScales = isInt8(quant) ? hidden / group : 0;
+  rowBytes = static_cast<std::size_t>(hidden) * (isInt8(quant) ? 1 : 2);
+  metaWords = (numTopk > 0 ? 1 + 2 * static_cast<std::size_t>(numTopk) : 0) + numScales;
+}
+
+std::string NormalPlan::bufferProblem(std::size_t capacity) const {
+  const std::size_t mib = (neededBytes + (std::size_t{1} << 20) - 1) >> 20;
+  return "normal-mode staging too small: one round needs " + std::to_string(neededBytes) +
+         " bytes, the Buffer has " + std::to_string(capacity) +
+         " (EPCOMM_EP_BUFFSIZE); set "
+         "EPCOMM_EP_BUFFSIZE=" +
+         std::to_string(mib) +
+         " (MiB) or more, or split the batch "
+         "into rounds (EPCOMM_EP_ROUND_TOKENS / EPCOMM_EP_ROUNDS)";
+}
+
+NormalPlan NormalPlan::cached(const DispatchHandle& h, Quant quant, int group) {
+  NormalPlan p;
+  p.numRanks = h.numRanks;
+  p.rank = h.rank;
+  p.roundTokens = h.roundTokens;
+  p.numRounds = h.numRounds;
+  p.setSizes(h.hidden, 0, quant, group);
+  p.sendCounts = h.sendCounts;
+  p.recvCounts = h.recvCounts;
+  p.rankPrefix = h.rankPrefix;
+  for (int j = 0; j < p.numRounds; ++j) {
+    std::size_t out = 0, in = 0;
+    for (int r = 0; r < p.numRanks; ++r) {
+      if (r == p.rank) continue;
+      out += static_cast<std::size_t>(h.sendCounts[j * p.numRanks + r]);
+      in += static_cast<std::size_t>(h.recvCounts[j * p.numRanks + r]);
+    }
+    p.neededBytes = std::max(p.neededBytes, p.roundBytes(out, in));
+  }
+  return p;
+}
+
+NormalPlan NormalPlan::fresh(const LayoutOutputs& layout, int maxTokens, int hidden, int numTopk,
+                             Quant quant, int group, const BufferConfig& config, int rank) {
+  NormalPlan p;
+  p.numRanks = layout.numRanks;
+  p.rank = rank;
+  p.setSizes(hidden, numTopk, quant, group);
+  int rt = config.roundTokens > 0 ? config.roundTokens : std::max(maxTokens, 1);
+  if (config.rounds > 1) rt = std::min(rt, (maxTokens + config.rounds - 1) / config.rounds);
+  p.roundTokens = std::max(rt, 1);
+  p.numRounds = std::max(1, (maxTokens + p.roundTokens - 1) / p.roundTokens);
+  const int R = p.numRanks;
+  p.sendCounts.assign(static_cast<std::size_t>(p.numRounds) * R, 0);
+  for (int t = 0; t < layout.numTokens; ++t) {
+    const std::uint8_t* inRank = layout.isTokenInRank.data() + static_cast<std::size_t>(t) * R;
+    std::int64_t* counts = p.sendCounts.data() + static_cast<std::size_t>(t / p.roundTokens) * R;
+    for (int r = 0; r < R; ++r) counts[r] += inRank[r];
+  }
+  return p;
+}
+
+void NormalPlan::exchangeCounts(Communicator& comm, const LayoutOutputs& layout,
+                                std::size_t capacity, const char* op) {
+  const int R = numRanks;
+  const int numLocal = layout.numExperts / R;
+  // Staging bound: every peer may send a full round of rows (metadata only is staged).
+  for (int j = 0; j < numRounds; ++j) {
+    std::size_t out = 0;
+    for (int r = 0; r < R; ++r) {
+      if (r != rank) out += static_cast<std::size_t>(sendCounts[j * R + r]);
+    }
+    neededBytes =
+        std::max(neededBytes, roundBytes(out, static_cast<std::size_t>(R - 1) * roundTokens));
+  }
+  const std::size_t len = 1 + static_cast<std::size_t>(numRounds) + numLocal;
+  std::vector<std::int64_t> send(len * R), recv(len * R);
+  for (int r = 0; r < R; ++r) {
+    std::int64_t* rec = send.data() + r * len;
+    rec[0] = neededBytes > capacity ? static_cast<std::int64_t>(neededBytes) : 0;
+    for (int j = 0; j < numRounds; ++j) rec[1 + j] = sendCounts[j * R + r];
+    for (int e = 0; e < numLocal; ++e)
+      rec[1 + numRounds + e] = layout.numTokensPerExpert[r * numLocal + e];
+  }
+  comm.allToAll(send.data(), recv.data(), len, DataType::kI64);
+
+  std::string problem;
+  for (int s = 0; s < R; ++s) {
+    const std::int64_t needed = recv[s * len];
+    if (needed == 0) continue;
+    if (!problem.empty()) problem += "; ";
+    NormalPlan other;
+    other.neededBytes = static_cast<std::size_t>(needed);
+    problem += (s == rank ? std::string() : "rank " + std::to_string(s) + ": ") +
+               other.bufferProblem(capacity);
+  }
+  if (!problem.empty()) throwError(ErrorCode::kInvalidArgument, rank, op, problem);
+
+  recvCounts.assign(static_cast<std::size_t>(numRounds) * R, 0);
+  recvExpertCounts.assign(numLocal, 0);
+  rankPrefix.assign(R + 1, 0);
+  for (int s = 0; s < R; ++s) {
+    const std::int64_t* rec = recv.data() + s * len;
+    std::int64_t total = 0;
+    for (int j = 0; j < numRounds; ++j) {
+      recvCounts[j * R + s] = rec[1 + j];
+      total += rec[1 + j];
+    }
+    rankPrefix[s + 1] = rankPrefix[s] + total;
+    for (int e = 0; e < numLocal; ++e) recvExpertCounts[e] += rec[1 + numRounds + e];
+  }
+}
+
+}  // namespace epcomm::ep

@@ -1,0 +1,262 @@
+// Low-latency mode against DeepEP's test_low_latency.py oracles: per-expert counts =
+// layout ranges = the global count of the expert; rows of a range are filled with their
+// source rank and carry the token index that srcInfo names; combine = x times the sum of
+// its valid weights. Also the two alternating slots, receive hooks, the zero-copy combine
+// buffer, int8, N > T, and auto mode alternating with normal mode on one Buffer.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "ep/buffer.h"
+#include "tests/ep/ep_test_util.h"
+
+namespace epcomm::test {
+namespace {
+
+using ep::Buffer;
+using ep::BufferConfig;
+
+constexpr int kHidden = 256;
+constexpr int kTopk = 4;
+constexpr int kCapacity = 32;  // T
+
+BufferConfig llConfig() {
+  BufferConfig c;
+  c.normalBytes = std::size_t{32} << 20;
+  c.llMaxTokens = kCapacity;
+  return c;
+}
+
+int llTokens(int rank) {
+  return std::min(kCapacity, 17 + 4 * rank);
+}
+
+ep::LowLatencyDispatchInputs llInputs(const EpInputs& in) {
+  ep::LowLatencyDispatchInputs d;
+  d.x = in.x.data();
+  d.numTokens = in.numTokens;
+  d.hidden = in.hidden;
+  d.topkIdx = in.topkIdx.data();
+  d.numTopk = in.numTopk;
+  d.numExperts = in.numExperts;
+  return d;
+}
+
+// Every DeepEP check on a dispatch of rank-row inputs made with `seed`.
+long long llWrong(Communicator& comm, int seed, const ep::LowLatencyDispatchOutputs& out) {
+  const int R = comm.size(), me = comm.rank(), E = expertsFor(R), local = E / R;
+  const std::size_t rowsPerExpert = static_cast<std::size_t>(kCapacity) * R;
+  long long wrong = 0;
+  wrong += out.numLocalExperts != local || out.maxTokens != kCapacity || out.numRanks != R;
+  for (int e = 0; e < local; ++e) {
+    std::int64_t begin = 0;
+    for (int s = 0; s < R; ++s) {
+      const EpInputs src = makeInputs(seed, s, llTokens(s), kHidden, kTopk, E, Fill::kRankRows);
+      std::vector<int> tokens;
+      for (int t = 0; t < src.numTokens; ++t) {
+        for (int k = 0; k < kTopk; ++k) {
+          if (src.topkIdx[t * kTopk + k] == me * local + e) tokens.push_back(t);
+        }
+      }
+      const std::int64_t range = out.layoutRange[e * R + s];
+      wrong += (range >> 32) != begin;
+      wrong += (range & 0xffffffff) != static_cast<std::int64_t>(tokens.size());
+      for (std::size_t i = 0; i < tokens.size(); ++i) {
+        const std::size_t row = e * rowsPerExpert + begin + i;
+        const Bf16* x = out.recvX + row * kHidden;
+        wrong += out.srcInfo[row] != tokens[i];
+        wrong += tokenFromRow(x, kHidden) != tokens[i];
+        for (int c = 0; c < kHidden - 2; ++c) wrong += toFloat(x[c]) != static_cast<float>(s);
+      }
+      begin += static_cast<std::int64_t>(tokens.size());
+    }
+    wrong += out.recvCount[e] != begin;  // = the expert's global count
+  }
+  return wrong;
+}
+
+// combine(identity experts) = x * sum of valid weights; returns calc_diff.
+double llCombineDiff(Buffer& buffer, const EpInputs& in, const ep::LowLatencyDispatchOutputs& out,
+                     bool zeroCopy, bool hook) {
+  ep::LowLatencyCombineInputs c;
+  c.topkIdx = in.topkIdx.data();
+  c.topkWeights = in.topkWeights.data();
+  c.handle = out.handle;
+  c.returnRecvHook = hook;
+  const std::size_t rows =
+      static_cast<std::size_t>(out.numLocalExperts) * out.maxTokens * out.numRanks;
+  if (zeroCopy) {
+    Bf16* dst = buffer.lowLatencyCombineBuffer(out.handle);
+    std::memcpy(dst, out.recvX, rows * kHidden * sizeof(Bf16));
+    c.zeroCopy = true;
+  } else {
+    c.x = out.recvX;
+  }
+  std::vector<Bf16> mine(static_cast<std::size_t>(in.numTokens) * kHidden);
+  c.out = zeroCopy ? nullptr : mine.data();
+  ep::LowLatencyCombineOutputs back;
+  buffer.lowLatencyCombine(c, back);
+  if (hook) back.hook();
+  std::vector<double> want, got;
+  for (int t = 0; t < in.numTokens; ++t) {
+    double w = 0;
+    for (int k = 0; k < kTopk; ++k) {
+      if (in.topkIdx[t * kTopk + k] >= 0) w += in.topkWeights[t * kTopk + k];
+    }
+    for (int c2 = 0; c2 < kHidden; ++c2) {
+      want.push_back(toFloat(in.x[t * kHidden + c2]) * w);
+      got.push_back(toFloat(back.combinedX[t * kHidden + c2]));
+    }
+  }
+  return calcDiff(want, got);
+}
+
+class LowLatency : public ::testing::Test {
+ protected:
+  Communicator& comm() { return *gComm; }
+  int rank() { return gComm->rank(); }
+  int size() { return gComm->size(); }
+};
+
+TEST_F(LowLatency, DispatchOraclesAndWeightedCombine) {
+  Buffer buffer(comm(), llConfig());
+  const int E = expertsFor(size());
+  const EpInputs in = makeInputs(21, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
+  ep::LowLatencyDispatchOutputs out;
+  buffer.lowLatencyDispatch(llInputs(in), out);
+  EXPECT_EQ(llWrong(comm(), 21, out), 0);
+  EXPECT_GT(buffer.footprintBytes(), buffer.config().normalBytes);
+
+  const EpInputs rnd = makeInputs(22, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRandom);
+  for (bool zeroCopy : {false, true}) {
+    buffer.lowLatencyDispatch(llInputs(rnd), out);
+    EXPECT_LT(llCombineDiff(buffer, rnd, out, zeroCopy, false), 5e-6) << "zeroCopy " << zeroCopy;
+  }
+}
+
+TEST_F(LowLatency, TwoSlotsAndReceiveHooks) {
+  Buffer buffer(comm(), llConfig());
+  const int E = expertsFor(size());
+  const EpInputs a = makeInputs(23, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
+  const EpInputs b = makeInputs(24, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
+  ep::LowLatencyDispatchInputs da = llInputs(a), db = llInputs(b);
+  da.returnRecvHook = db.returnRecvHook = true;
+  ep::LowLatencyDispatchOutputs outA, outB;
+  buffer.lowLatencyDispatch(da, outA);  // sends only
+  buffer.lowLatencyDispatch(db, outB);
+  EXPECT_TRUE(outA.hook && outB.hook);
+  EXPECT_NE(outA.handle.slot, outB.handle.slot);
+  // A third dispatch while both slots wait for their hooks is refused on every rank.
+  ep::LowLatencyDispatchOutputs outC;
+  EXPECT_THROW(buffer.lowLatencyDispatch(llInputs(a), outC), Error);
+  outA.hook();
+  outB.hook();
+  EXPECT_THROW(outA.hook(), Error);  // a hook runs once
+  // Both results are alive and correct.
+  EXPECT_EQ(llWrong(comm(), 23, outA), 0);
+  EXPECT_EQ(llWrong(comm(), 24, outB), 0);
+  EXPECT_LT(llCombineDiff(buffer, a, outA, false, true), 5e-6);
+  EXPECT_LT(llCombineDiff(buffer, b, outB, false, false), 5e-6);
+  // A third dispatch reuses A's slot: A's handle is now stale, B's is still valid.
+  buffer.lowLatencyDispatch(llInputs(a), outC);
+  EXPECT_EQ(outC.handle.slot, outA.handle.slot);
+  EXPECT_THROW(llCombineDiff(buffer, a, outA, false, false), Error);
+  EXPECT_EQ(llWrong(comm(), 24, outB), 0);
+  EXPECT_EQ(llWrong(comm(), 23, outC), 0);
+}
+
+TEST_F(LowLatency, Int8DequantisedWithinBound) {
+  Buffer buffer(comm(), llConfig());
+  const EpInputs in =
+      makeInputs(25, rank(), llTokens(rank()), kHidden, kTopk, expertsFor(size()), Fill::kRandom);
+  for (ep::Quant q : {ep::Quant::kInt8Group, ep::Quant::kInt8PerToken}) {
+    ep::LowLatencyDispatchInputs d = llInputs(in);
+    d.quant = q;
+    d.dequantize = true;
+    ep::LowLatencyDispatchOutputs out;
+    buffer.lowLatencyDispatch(d, out);
+    EXPECT_EQ(out.numScales, q == ep::Quant::kInt8Group ? kHidden / 128 : 1);
+    EXPECT_NE(out.recvXInt8, nullptr);
+    EXPECT_LT(llCombineDiff(buffer, in, out, false, false), 3e-3);
+  }
+}
+
+TEST_F(LowLatency, TooManyTokensIsAnErrorEverywhere) {
+  Buffer buffer(comm(), llConfig());
+  const int culprit = size() - 1;
+  const int n = rank() == culprit ? kCapacity + 1 : 4;
+  const EpInputs in = makeInputs(26, rank(), n, kHidden, kTopk, expertsFor(size()), Fill::kRandom);
+  ep::LowLatencyDispatchOutputs out;
+  try {
+    buffer.lowLatencyDispatch(llInputs(in), out);
+    ADD_FAILURE() << "no error on rank " << rank();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(what.find("T = 32"), std::string::npos) << what;
+    EXPECT_NE(what.find("EPCOMM_EP_LL_MAX_TOKENS"), std::string::npos) << what;
+  }
+  // Still usable.
+  const EpInputs ok =
+      makeInputs(27, rank(), llTokens(rank()), kHidden, kTopk, expertsFor(size()), Fill::kRankRows);
+  buffer.lowLatencyDispatch(llInputs(ok), out);
+  EXPECT_EQ(llWrong(comm(), 27, out), 0);
+}
+
+// SGLang's --deepep-mode auto: prefill batches go normal, decode batches low-latency, on
+// one Buffer, alternately; each result is checked (no stale data between the modes).
+TEST_F(LowLatency, AutoModeAlternatesWithNormal) {
+  Buffer buffer(comm(), llConfig());
+  const int E = expertsFor(size());
+  EXPECT_EQ(ep::resolveMode(ep::Mode::kAuto, ep::BatchKind::kPrefill), ep::Mode::kNormal);
+  EXPECT_EQ(ep::resolveMode(ep::Mode::kAuto, ep::BatchKind::kDecode), ep::Mode::kLowLatency);
+  EXPECT_EQ(ep::resolveMode(ep::Mode::kNormal, ep::BatchKind::kDecode), ep::Mode::kNormal);
+  for (int step = 0; step < 6; ++step) {
+    const auto batch = step % 2 == 0 ? ep::BatchKind::kPrefill : ep::BatchKind::kDecode;
+    const int seed = 30 + step;
+    if (ep::resolveMode(ep::Mode::kAuto, batch) == ep::Mode::kLowLatency) {
+      const EpInputs in =
+          makeInputs(seed, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
+      ep::LowLatencyDispatchOutputs out;
+      buffer.lowLatencyDispatch(llInputs(in), out);
+      EXPECT_EQ(llWrong(comm(), seed, out), 0) << "step " << step;
+      EXPECT_LT(llCombineDiff(buffer, in, out, false, false), 5e-6);
+    } else {
+      const EpInputs in = makeInputs(seed, rank(), 40 + rank(), kHidden, kTopk, E, Fill::kRandom);
+      ep::DispatchInputs d;
+      d.x = in.x.data();
+      d.numTokens = in.numTokens;
+      d.hidden = kHidden;
+      d.topkIdx = in.topkIdx.data();
+      d.topkWeights = in.topkWeights.data();
+      d.numTopk = kTopk;
+      d.numExperts = E;
+      ep::DispatchOutputs out;
+      buffer.dispatch(d, out);
+      ep::CombineInputs c;
+      c.x = out.recvX.data();
+      c.handle = &out.handle;
+      c.topkWeights = out.recvTopkWeights.data();
+      c.numTopk = kTopk;
+      c.weighted = true;
+      ep::CombineOutputs back;
+      buffer.combine(c, back);
+      std::vector<double> want, got;
+      for (int t = 0; t < in.numTokens; ++t) {
+        double w = 0;
+        for (int k = 0; k < kTopk; ++k) {
+          if (in.topkIdx[t * kTopk + k] >= 0) w += in.topkWeights[t * kTopk + k];
+        }
+        for (int c2 = 0; c2 < kHidden; ++c2) {
+          want.push_back(toFloat(in.x[t * kHidden + c2]) * w);
+          got.push_back(toFloat(back.combinedX[t * kHidden + c2]));
+        }
+      }
+      EXPECT_LT(calcDiff(want, got), 5e-6) << "step " << step;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace epcomm::test

@@ -1,0 +1,269 @@
+// Normal mode against DeepEP's oracles: rank-valued rows identify their source, a column
+// carries the token index, received counts equal the all-reduced layout, recvTopkIdx is in
+// {-1} u [0, E/R), combine(dispatch(x)) = x times the number of ranks it went to, weighted
+// combine = x times the sum of its valid weights. Also rounds, cached mode, alignment.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "ep/buffer.h"
+#include "tests/ep/ep_test_util.h"
+
+namespace epcomm::test {
+namespace {
+
+using ep::Buffer;
+using ep::BufferConfig;
+
+class Normal : public ::testing::Test {
+ protected:
+  Communicator& comm() { return *gComm; }
+  int rank() { return gComm->rank(); }
+  int size() { return gComm->size(); }
+  static BufferConfig config() {
+    BufferConfig c;
+    c.normalBytes = std::size_t{64} << 20;
+    return c;
+  }
+  static ep::DispatchInputs inputsOf(const EpInputs& in) {
+    ep::DispatchInputs d;
+    d.x = in.x.data();
+    d.numTokens = in.numTokens;
+    d.hidden = in.hidden;
+    d.topkIdx = in.topkIdx.data();
+    d.topkWeights = in.topkWeights.data();
+    d.numTopk = in.numTopk;
+    d.numExperts = in.numExperts;
+    return d;
+  }
+};
+
+constexpr int kHidden = 512;
+constexpr int kTopk = 4;
+
+// Every check on the dispatch of rank-row inputs (seed) that DeepEP's test makes.
+void checkDispatch(Communicator& comm, int seed, int baseTokens, const ep::DispatchOutputs& out,
+                   int alignment) {
+  const int R = comm.size(), me = comm.rank(), E = expertsFor(R), local = E / R;
+  const ep::DispatchHandle& h = out.handle;
+  std::vector<std::int64_t> perExpert(E, 0);
+  std::int64_t row = 0;
+  long long wrong = 0;
+  for (int s = 0; s < R; ++s) {
+    const EpInputs src =
+        makeInputs(seed, s, tokensFor(s, baseTokens), kHidden, kTopk, E, Fill::kRankRows);
+    EXPECT_EQ(h.rankPrefix[s], row) << "source " << s;
+    for (int t = 0; t < src.numTokens; ++t) {
+      bool toMe = false;
+      for (int k = 0; k < kTopk; ++k) {
+        const std::int64_t e = src.topkIdx[t * kTopk + k];
+        if (e < 0) continue;
+        ++perExpert[e];
+        toMe |= e / local == me;
+      }
+      if (!toMe) continue;
+      if (row >= out.numRecvTokens) {
+        ++wrong;
+        continue;
+      }
+      const Bf16* x = out.recvX.data() + row * kHidden;
+      for (int c = 0; c < kHidden - 2; ++c) wrong += toFloat(x[c]) != static_cast<float>(s);
+      wrong += tokenFromRow(x, kHidden) != t;
+      wrong += h.recvSrcIdx[row] != t;
+      for (int k = 0; k < kTopk; ++k) {
+        const std::int64_t e = src.topkIdx[t * kTopk + k];
+        const bool isLocal = e >= 0 && e / local == me;
+        const std::int64_t got = out.recvTopkIdx[row * kTopk + k];
+        wrong += got != (isLocal ? e - me * local : -1);
+        wrong += got < -1 || got >= local;
+        wrong += out.recvTopkWeights[row * kTopk + k] !=
+                 (isLocal ? src.topkWeights[t * kTopk + k] : 0.f);
+      }
+      ++row;
+    }
+  }
+  EXPECT_EQ(out.numRecvTokens, row);
+  EXPECT_EQ(h.rankPrefix[R], row);
+  EXPECT_EQ(wrong, 0) << "rank " << me;
+  // Counts equal the all-reduced layout, rounded up to the alignment.
+  ASSERT_EQ(out.numRecvTokensPerExpert.size(), static_cast<std::size_t>(local));
+  for (int e = 0; e < local; ++e) {
+    const std::int64_t c = perExpert[me * local + e];
+    EXPECT_EQ(out.numRecvTokensPerExpert[e], (c + alignment - 1) / alignment * alignment)
+        << "local expert " << e;
+  }
+}
+
+TEST_F(Normal, LayoutMatchesReferenceOnEveryRank) {
+  Buffer buffer(comm(), config());
+  const int E = expertsFor(size());
+  const EpInputs in =
+      makeInputs(1, rank(), tokensFor(rank(), 40), kHidden, kTopk, E, Fill::kRankRows);
+  ep::LayoutOutputs layout;
+  buffer.getDispatchLayout({in.topkIdx.data(), in.numTokens, kTopk, E}, layout);
+  std::vector<std::int32_t> perRank(size(), 0), perExpert(E, 0);
+  long long wrong = 0;
+  for (int t = 0; t < in.numTokens; ++t) {
+    std::vector<int> hit(size(), 0);
+    for (int k = 0; k < kTopk; ++k) {
+      const auto e = in.topkIdx[t * kTopk + k];
+      if (e < 0) continue;
+      ++perExpert[e];
+      hit[e / (E / size())] = 1;
+    }
+    for (int r = 0; r < size(); ++r) {
+      perRank[r] += hit[r];
+      wrong += layout.isTokenInRank[t * size() + r] != hit[r];
+    }
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_TRUE(std::equal(perRank.begin(), perRank.end(), layout.numTokensPerRank.begin()));
+  EXPECT_TRUE(std::equal(perExpert.begin(), perExpert.end(), layout.numTokensPerExpert.begin()));
+}
+
+TEST_F(Normal, DispatchOraclesBf16) {
+  Buffer buffer(comm(), config());
+  for (int alignment : {1, 4}) {
+    const EpInputs in = makeInputs(2, rank(), tokensFor(rank(), 60), kHidden, kTopk,
+                                   expertsFor(size()), Fill::kRankRows);
+    ep::DispatchInputs d = inputsOf(in);
+    d.expertAlignment = alignment;
+    ep::DispatchOutputs out;
+    buffer.dispatch(d, out);
+    checkDispatch(comm(), 2, 60, out, alignment);
+  }
+}
+
+// combine(dispatch(x)) = x * (ranks it went to); weighted = x * sum of valid weights; the
+// combined topk weights are the valid weights (DeepEP).
+void checkCombine(Buffer& buffer, Communicator& comm, int seed, int baseTokens, bool int8) {
+  const int R = comm.size(), me = comm.rank(), E = expertsFor(R), local = E / R;
+  const EpInputs in =
+      makeInputs(seed, me, tokensFor(me, baseTokens), kHidden, kTopk, E, Fill::kRandom);
+  ep::DispatchInputs d;
+  d.x = in.x.data();
+  d.numTokens = in.numTokens;
+  d.hidden = kHidden;
+  d.topkIdx = in.topkIdx.data();
+  d.topkWeights = in.topkWeights.data();
+  d.numTopk = kTopk;
+  d.numExperts = E;
+  d.quant = int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
+  d.dequantize = int8;
+  ep::DispatchOutputs out;
+  buffer.dispatch(d, out);
+  for (bool weighted : {false, true}) {
+    ep::CombineInputs c;
+    c.x = out.recvX.data();
+    c.hidden = kHidden;
+    c.handle = &out.handle;
+    c.topkWeights = out.recvTopkWeights.data();
+    c.numTopk = kTopk;
+    c.weighted = weighted;
+    ep::CombineOutputs back;
+    buffer.combine(c, back);
+    EXPECT_EQ(back.numTokens, in.numTokens);
+    std::vector<double> want, got;
+    long long wrongWeights = 0;
+    for (int t = 0; t < in.numTokens; ++t) {
+      std::vector<int> hit(R, 0);
+      double weightSum = 0;
+      for (int k = 0; k < kTopk; ++k) {
+        const auto e = in.topkIdx[t * kTopk + k];
+        const float w = e >= 0 ? in.topkWeights[t * kTopk + k] : 0.f;
+        if (e >= 0) hit[e / local] = 1;
+        weightSum += w;
+        wrongWeights += std::fabs(back.combinedTopkWeights[t * kTopk + k] - w) > 1e-6f;
+      }
+      const int ranks = static_cast<int>(std::count(hit.begin(), hit.end(), 1));
+      const double factor = weighted ? weightSum : ranks;
+      for (int c2 = 0; c2 < kHidden; ++c2) {
+        want.push_back(toFloat(in.x[t * kHidden + c2]) * factor);
+        got.push_back(toFloat(back.combinedX[t * kHidden + c2]));
+      }
+    }
+    const double diff = calcDiff(want, got);
+    EXPECT_LT(diff, int8 ? 3e-3 : 5e-6) << "weighted " << weighted << " int8 " << int8;
+    EXPECT_EQ(wrongWeights, 0);
+  }
+}
+
+TEST_F(Normal, CombineUnweightedAndWeightedBf16) {
+  Buffer buffer(comm(), config());
+  checkCombine(buffer, comm(), 3, 50, false);
+}
+
+TEST_F(Normal, CombineInt8Dequantised) {
+  Buffer buffer(comm(), config());
+  checkCombine(buffer, comm(), 4, 50, true);
+}
+
+TEST_F(Normal, CachedDispatchReusesTheLayout) {
+  Buffer buffer(comm(), config());
+  const int E = expertsFor(size());
+  const EpInputs first =
+      makeInputs(5, rank(), tokensFor(rank(), 30), kHidden, kTopk, E, Fill::kRankRows);
+  ep::DispatchOutputs out;
+  buffer.dispatch(inputsOf(first), out);
+  // New token values, same routing: pass the handle (aliasing out.handle is allowed).
+  const EpInputs second = makeInputs(6, rank(), first.numTokens, kHidden, kTopk, E, Fill::kRandom);
+  ep::DispatchInputs d;
+  d.x = second.x.data();
+  d.numTokens = second.numTokens;
+  d.hidden = kHidden;
+  d.handle = &out.handle;
+  const std::vector<std::int32_t> srcIdx = out.handle.recvSrcIdx;
+  buffer.dispatch(d, out);
+  EXPECT_EQ(out.numTopk, 0);
+  long long wrong = 0;
+  for (int s = 0; s < size(); ++s) {
+    const EpInputs src = makeInputs(6, s, tokensFor(s, 30), kHidden, kTopk, E, Fill::kRandom);
+    for (std::int64_t row = out.handle.rankPrefix[s]; row < out.handle.rankPrefix[s + 1]; ++row) {
+      const int t = srcIdx[row];
+      wrong += std::memcmp(out.recvX.data() + row * kHidden, src.x.data() + t * kHidden,
+                           kHidden * sizeof(Bf16)) != 0;
+    }
+  }
+  EXPECT_EQ(wrong, 0);
+}
+
+TEST_F(Normal, RoundsGiveTheSameResult) {
+  for (const auto& [rounds, roundTokens, combineRounds] :
+       {std::tuple{1, 7, true}, std::tuple{3, 0, false}, std::tuple{4, 16, true}}) {
+    BufferConfig c = config();
+    c.rounds = rounds;
+    c.roundTokens = roundTokens;
+    c.combineRounds = combineRounds;
+    Buffer buffer(comm(), c);
+    const EpInputs in = makeInputs(2, rank(), tokensFor(rank(), 60), kHidden, kTopk,
+                                   expertsFor(size()), Fill::kRankRows);
+    ep::DispatchOutputs out;
+    buffer.dispatch(inputsOf(in), out);
+    EXPECT_GT(out.handle.numRounds, 1);
+    checkDispatch(comm(), 2, 60, out, 1);
+    checkCombine(buffer, comm(), 7, 45, false);
+  }
+}
+
+TEST_F(Normal, EmptyRanksAndBuffersStayUsable) {
+  Buffer buffer(comm(), config());
+  const int E = expertsFor(size());
+  // Rank 0 has no tokens at all.
+  const int n = rank() == 0 ? 0 : 20;
+  const EpInputs in = makeInputs(8, rank(), n, kHidden, kTopk, E, Fill::kRandom);
+  ep::DispatchInputs d = inputsOf(in);
+  ep::DispatchOutputs out;
+  for (int i = 0; i < 2; ++i) {
+    buffer.dispatch(d, out);
+    ep::CombineInputs c;
+    c.x = out.recvX.data();
+    c.handle = &out.handle;
+    ep::CombineOutputs back;
+    buffer.combine(c, back);
+    EXPECT_EQ(back.numTokens, n);
+  }
+}
+
+}  // namespace
+}  // namespace epcomm::test

@@ -1,0 +1,68 @@
+// The int8 error bound of ep/quant.h, on one process: |q*s - x| <= max|x|_group / 254
+// + max|x| * 2^-20 of f32 rounding (+ |x| * 2^-8 once rounded to bf16), zero groups, extreme
+// values, per-token groups.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "ep/quant.h"
+
+namespace epcomm::ep {
+namespace {
+
+void checkBound(const std::vector<Bf16>& x, int hidden, int group) {
+  std::vector<std::int8_t> q(hidden);
+  std::vector<float> s(hidden / group);
+  std::vector<Bf16> back(hidden);
+  quantizeInt8(x.data(), hidden, group, q.data(), s.data());
+  dequantizeInt8(q.data(), s.data(), hidden, group, back.data());
+  for (int g = 0; g < hidden / group; ++g) {
+    float amax = 0;
+    for (int c = g * group; c < (g + 1) * group; ++c)
+      amax = std::max(amax, std::fabs(toFloat(x[c])));
+    EXPECT_FLOAT_EQ(s[g], amax / 127.f);
+    for (int c = g * group; c < (g + 1) * group; ++c) {
+      const float v = toFloat(x[c]);
+      EXPECT_LE(std::abs(int{q[c]}), 127);
+      EXPECT_LE(std::fabs(q[c] * s[g] - v), amax / 254.f + amax * 0x1p-20f) << c;
+      EXPECT_LE(std::fabs(toFloat(back[c]) - v),
+                amax / 254.f + amax * 0x1p-20f + std::fabs(v) / 256.f)
+          << c;
+    }
+  }
+}
+
+TEST(Quant, ErrorBoundGaussianAndScaled) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> g(0, 1);
+  for (float scale : {1e-3f, 1.f, 300.f}) {
+    std::vector<Bf16> x(1024);
+    for (auto& v : x) v = toBf16(g(rng) * scale);
+    checkBound(x, 1024, 128);
+    checkBound(x, 1024, 1024);  // per token
+  }
+}
+
+TEST(Quant, ZeroGroupsAndExtremes) {
+  std::vector<Bf16> x(256, toBf16(0.f));
+  for (int c = 128; c < 256; ++c) x[c] = toBf16(c % 2 ? 3.0e38f : -1e-38f);
+  checkBound(x, 256, 128);
+  std::vector<std::int8_t> q(256);
+  std::vector<float> s(2);
+  quantizeInt8(x.data(), 256, 128, q.data(), s.data());
+  EXPECT_EQ(s[0], 0.f);
+  for (int c = 0; c < 128; ++c) EXPECT_EQ(q[c], 0);
+}
+
+TEST(Quant, ShapesAndDefaults) {
+  EXPECT_EQ(numScales(Quant::kInt8Group, 7168), 56);
+  EXPECT_EQ(numScales(Quant::kInt8PerToken, 7168), 1);
+  EXPECT_EQ(numScales(Quant::kNone, 7168), 0);
+  // int8 payload of a DeepSeek-V3 token: 7168 + 56 * 4 bytes = 51.6% of bf16.
+  EXPECT_LE((7168 + 56 * 4) / (2.0 * 7168), 0.52);
+}
+
+}  // namespace
+}  // namespace epcomm::ep
