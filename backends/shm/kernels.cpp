@@ -28,14 +28,30 @@ namespace avx512 {
 
 using Vf = __m512;
 constexpr std::size_t kLanes = 16;
-inline Vf loadF32(const float* p) { return _mm512_loadu_ps(p); }
-inline void storeF32(float* p, Vf v) { _mm512_storeu_ps(p, v); }
-inline Vf set1(float f) { return _mm512_set1_ps(f); }
-inline Vf add(Vf a, Vf b) { return _mm512_add_ps(a, b); }
-inline Vf mul(Vf a, Vf b) { return _mm512_mul_ps(a, b); }
-inline Vf vmax(Vf a, Vf b) { return _mm512_max_ps(a, b); }
-inline Vf vmin(Vf a, Vf b) { return _mm512_min_ps(a, b); }
-inline Vf vdiv(Vf a, Vf b) { return _mm512_div_ps(a, b); }
+inline Vf loadF32(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+inline void storeF32(float* p, Vf v) {
+  _mm512_storeu_ps(p, v);
+}
+inline Vf set1(float f) {
+  return _mm512_set1_ps(f);
+}
+inline Vf add(Vf a, Vf b) {
+  return _mm512_add_ps(a, b);
+}
+inline Vf mul(Vf a, Vf b) {
+  return _mm512_mul_ps(a, b);
+}
+inline Vf vmax(Vf a, Vf b) {
+  return _mm512_max_ps(a, b);
+}
+inline Vf vmin(Vf a, Vf b) {
+  return _mm512_min_ps(a, b);
+}
+inline Vf vdiv(Vf a, Vf b) {
+  return _mm512_div_ps(a, b);
+}
 inline Vf loadBf16(const std::uint16_t* p) {
   const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
@@ -44,10 +60,12 @@ inline void storeBf16(std::uint16_t* p, Vf v) {
   // toBf16: NaN -> (u >> 16) | 0x40, else round to nearest even on bit 16.
   const __m512i u = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  __m512i r =
+      _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
   const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
                                                 _mm512_set1_epi32(0x7f800000));
-  r = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+  r = _mm512_mask_blend_epi32(nan, r,
+                              _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
 }
 inline Vf loadF16(const std::uint16_t* p) {
@@ -59,8 +77,9 @@ inline void storeF16(std::uint16_t* p, Vf v) {
   const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   if (nan) {
     const __m512i u = _mm512_castps_si512(v);
-    const __m512i q = _mm512_or_si512(
-        _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x8000)), _mm512_set1_epi32(0x7e00));
+    const __m512i q =
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x8000)),
+                        _mm512_set1_epi32(0x7e00));
     h = _mm256_mask_blend_epi16(nan, h, _mm512_cvtepi32_epi16(q));
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
@@ -81,14 +100,30 @@ namespace avx2 {
 
 using Vf = __m256;
 constexpr std::size_t kLanes = 8;
-inline Vf loadF32(const float* p) { return _mm256_loadu_ps(p); }
-inline void storeF32(float* p, Vf v) { _mm256_storeu_ps(p, v); }
-inline Vf set1(float f) { return _mm256_set1_ps(f); }
-inline Vf add(Vf a, Vf b) { return _mm256_add_ps(a, b); }
-inline Vf mul(Vf a, Vf b) { return _mm256_mul_ps(a, b); }
-inline Vf vmax(Vf a, Vf b) { return _mm256_max_ps(a, b); }
-inline Vf vmin(Vf a, Vf b) { return _mm256_min_ps(a, b); }
-inline Vf vdiv(Vf a, Vf b) { return _mm256_div_ps(a, b); }
+inline Vf loadF32(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+inline void storeF32(float* p, Vf v) {
+  _mm256_storeu_ps(p, v);
+}
+inline Vf set1(float f) {
+  return _mm256_set1_ps(f);
+}
+inline Vf add(Vf a, Vf b) {
+  return _mm256_add_ps(a, b);
+}
+inline Vf mul(Vf a, Vf b) {
+  return _mm256_mul_ps(a, b);
+}
+inline Vf vmax(Vf a, Vf b) {
+  return _mm256_max_ps(a, b);
+}
+inline Vf vmin(Vf a, Vf b) {
+  return _mm256_min_ps(a, b);
+}
+inline Vf vdiv(Vf a, Vf b) {
+  return _mm256_div_ps(a, b);
+}
 // Eight 32-bit lanes holding 16-bit values -> eight u16.
 inline __m128i pack16(__m256i r) {
   const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0xD8);
@@ -106,7 +141,8 @@ inline Vf loadBf16(const std::uint16_t* p) {
 inline void storeBf16(std::uint16_t* p, Vf v) {
   const __m256i u = _mm256_castps_si256(v);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
+  const __m256i r =
+      _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
   // |u| and 0x7f800000 are both non-negative as signed ints.
   const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
                                          _mm256_set1_epi32(0x7f800000));
@@ -121,8 +157,9 @@ inline void storeF16(std::uint16_t* p, Vf v) {
   const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
   if (_mm256_movemask_ps(nan)) {
     const __m256i u = _mm256_castps_si256(v);
-    const __m256i q = _mm256_or_si256(
-        _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x8000)), _mm256_set1_epi32(0x7e00));
+    const __m256i q =
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x8000)),
+                        _mm256_set1_epi32(0x7e00));
     h = _mm_blendv_epi8(h, pack16(q), packMask16(_mm256_castps_si256(nan)));
   }
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h);

@@ -28,4 +28,13 @@ bool reduceVector(void* dst, const void* const* srcs, int n, std::size_t count, 
 // enough to pay; for copy-outs that nothing reads soon. Ends with a store fence.
 void copyStreaming(void* dst, const void* src, std::size_t n);
 
+// A copy to the caller's buffer: streaming (above) when `streaming`, else memcpy.
+inline void copyOut(void* dst, const void* src, std::size_t n, bool streaming) {
+  if (streaming) {
+    copyStreaming(dst, src, n);
+  } else if (n) {
+    __builtin_memcpy(dst, src, n);
+  }
+}
+
 }  // namespace epcomm::shm
