@@ -17,6 +17,9 @@
 // timed loop). Out-of-place broadcast on MPI copies send to recv on the root, then MPI_Bcast
 // (NCCL semantics). In-place reducescatter on MPI is MPI_IN_PLACE (result at the start of the
 // buffer); on epcomm it is NCCL's recv == send + rank * count.
+//
+// After the sizes, a memcpy reference from the same run: rank 0's single-thread memcpy GB/s
+// at the largest size, and the largest size's out-of-place busbw as a fraction of it.
 #include <mpi.h>
 #include <unistd.h>
 
@@ -407,6 +410,34 @@ int fail(bool print, const std::string& message) {
 
 int runSizes(Bench& b, std::ofstream& json);
 
+// The machine's own copy speed, measured in the same run as a yardstick for the large sizes:
+// rank 0 alone (the others wait in MPI_Barrier) memcpy's `bytes` from the send buffer to the
+// recv buffer, both warm, one thread. GB/s counts the bytes copied once (not read + write).
+struct MemcpyReference {
+  std::size_t bytes = 0;
+  double gbps = 0;
+};
+
+MemcpyReference measureMemcpy(const Bench& b, std::size_t bytes) {
+  MemcpyReference ref{bytes, 0};
+  MPI_Barrier(b.mpiComm);
+  if (b.comm.rank() == 0 && bytes > 0) {
+    for (int i = 0; i < 3; ++i) std::memcpy(b.recvBuffer, b.sendBuffer, bytes);
+    // At least 5 copies and about 0.1 s.
+    const int iters = static_cast<int>(std::clamp<std::size_t>((1000u << 20) / bytes, 5, 100000));
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < iters; ++i) {
+      std::memcpy(b.recvBuffer, b.sendBuffer, bytes);
+      asm volatile("" ::: "memory");  // every copy happens
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / iters;
+    ref.gbps = static_cast<double>(bytes) / 1e9 / seconds;
+  }
+  MPI_Barrier(b.mpiComm);
+  return ref;
+}
+
 int runBenchmark(int argc, char** argv) {
   int worldRank = 0, worldSize = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &worldRank);
@@ -477,6 +508,8 @@ int runSizes(Bench& b, std::ofstream& json) {
   long long failedTests = 0;
   double busbwSum[2] = {0, 0};
   int busbwCount[2] = {0, 0};
+  std::size_t largestBytes = 0;
+  double largestBusbw[2] = {0, 0};  // out of place, per impl
   for (std::size_t bytes = o.minBytes; bytes <= o.maxBytes; bytes = o.nextSize(bytes)) {
     RunShape s{o.collective, o.dtype, o.redop, o.root, b.comm.rank(), b.comm.size(), 0};
     s.count = callCount(o.collective, bytes, o.dtype, s.ranks);
@@ -491,6 +524,8 @@ int runSizes(Bench& b, std::ofstream& json) {
           busbwSum[static_cast<int>(impl)] += m->busbw;
           ++busbwCount[static_cast<int>(impl)];
         }
+        largestBytes = operationBytes(s);
+        largestBusbw[static_cast<int>(impl)] = oop.busbw;
         if (root) {
           printRow(s, name, oop, ip);
           records.push_back(record(s, b.comm.backendName(), name, oop, false));
@@ -504,6 +539,8 @@ int runSizes(Bench& b, std::ofstream& json) {
       break;
     }
   }
+  // The copy the reference measures stays within the buffers (maxBytes each).
+  const MemcpyReference ref = measureMemcpy(b, std::min(largestBytes, o.maxBytes));
   if (root) {
     std::printf("# Out of bounds values : %lld %s\n", failedTests, failedTests ? "FAILED" : "OK");
     std::printf("# Avg bus bandwidth    : %g \n",
@@ -511,6 +548,22 @@ int runSizes(Bench& b, std::ofstream& json) {
     if (b.mpi) {
       std::printf("# Avg bus bandwidth mpi: %g \n",
                   busbwCount[1] ? busbwSum[1] / busbwCount[1] : 0.0);
+    }
+    if (ref.gbps > 0) {
+      std::printf("# memcpy reference     : %g GB/s (rank 0 alone, 1 thread, %zu B, this run)\n",
+                  ref.gbps, ref.bytes);
+      std::printf("# largest size busbw / memcpy: epcomm %.2f", largestBusbw[0] / ref.gbps);
+      if (b.mpi) std::printf(", mpi %.2f", largestBusbw[1] / ref.gbps);
+      std::printf(" (out of place, %zu B)\n", largestBytes);
+      records.push_back({{"op", "memcpy_reference"},
+                         {"impl", "memcpy"},
+                         {"ranks", 1},
+                         {"bytes", ref.bytes},
+                         {"gbps", ref.gbps},
+                         {"largest_bytes", largestBytes},
+                         {"busbw_fraction_epcomm", largestBusbw[0] / ref.gbps},
+                         {"busbw_fraction_mpi",
+                          b.mpi ? nlohmann::json(largestBusbw[1] / ref.gbps) : nlohmann::json()}});
     }
     std::printf("#\n");
     std::fflush(stdout);

@@ -44,10 +44,24 @@ struct Step {
 // message from every slot); larger ones reduce-scatter + all-gather (two-shot).
 inline constexpr std::size_t kOneShotMaxBytes = 256 << 10;
 
+// Line mode (all_reduce_lines.cpp) stages every rank's message on the stack: this bounds
+// size * bytes. allReduceOneShot hands messages that fit to allReduceLines.
+inline constexpr std::size_t kLinesStageBytes = 16 << 10;
+inline constexpr std::size_t kLinesMaxBytes = 4 << 10;
+static_assert(Channel::linesFor(kLinesMaxBytes) * kLine <= Channel::kLineRegionBytes);
+inline bool fitsLines(std::size_t bytes, int size) {
+  return size > 1 && bytes <= kLinesMaxBytes &&
+         bytes * static_cast<std::size_t>(size) <= kLinesStageBytes;
+}
+
 // Up to Channel::kInlineBytes: the data rides in the step line with the step number, so a
 // peer's contribution arrives in one cache line.
 void allReduceInline(const Step& s, const void* send, void* recv, std::size_t count, DataType dtype,
                      ReduceOp op);
+// Messages that fitsLines(): data and arrival flag share each cache line.
+void allReduceLines(const Step& s, const void* send, void* recv, std::size_t count, DataType dtype,
+                    ReduceOp op);
+// One-shot; hands messages that fitsLines() to allReduceLines.
 void allReduceOneShot(const Step& s, const void* send, void* recv, std::size_t count,
                       DataType dtype, ReduceOp op);
 void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t count,

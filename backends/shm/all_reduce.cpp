@@ -1,9 +1,12 @@
-// All-reduce: one-shot for small messages, reduce-scatter + all-gather (two-shot) for large,
-// both chunked through the all-reduce slots. Every element is reduced over ranks 0..P-1 in
-// that order (one-shot: by every rank; two-shot: by exactly one rank, then copied), so every
-// rank ends with the same bits.
+// All-reduce: inline (in the step line) for tiny messages, line mode (all_reduce_lines.cpp)
+// and one-shot for small ones, pipelined reduce-scatter + all-gather (two-shot) for large. Every
+// element is reduced over ranks 0..P-1 in that order (one-shot: by every rank; two-shot: by exactly
+// one rank, then copied), so every rank ends with the same bits.
+
+#include <algorithm>
 
 #include "backends/shm/algorithms.h"
+#include "backends/shm/kernels.h"
 #include "backends/shm/plan.h"
 #include "backends/shm/reduce.h"
 
@@ -33,11 +36,13 @@ void allReduceInline(const Step& s, const void* send, void* recv, std::size_t co
   Sources srcs(s.size);
   for (int r = 0; r < s.size; ++r) srcs[r] = s.channel.inlineData(r);
   reduce(recv, srcs.data(), s.size, count, dtype, op, s.size);
+  s.channel.prepareNext(0);
 }
 
 void allReduceOneShot(const Step& s, const void* send, void* recv, std::size_t count,
                       DataType dtype, ReduceOp op) {
   const std::size_t es = dtypeSize(dtype);
+  if (fitsLines(count * es, s.size)) return allReduceLines(s, send, recv, count, dtype, op);
   const std::size_t chunk = s.channel.capacity() / es;
   Sources srcs(s.size);
   const auto* in = static_cast<const char*>(send);
@@ -54,31 +59,65 @@ void allReduceOneShot(const Step& s, const void* send, void* recv, std::size_t c
   }
 }
 
+// Pipelined two-shot. The message goes in chunks; a slot holds [inputs | results], each
+// half one chunk. Step j (j = 0..n) carries, in every rank's slot, its inputs of chunk j for
+// the peers' shares (its own share is read straight from send) and its reduced share of
+// chunk j - 1. Between exchange j and exchange j + 1 a rank reduces its share of chunk j
+// (peers' inputs from their step-j slots, ranks in order) into its step-(j+1) slot, copies
+// the peers' results of chunk j - 1 out of their step-j slots and publishes its inputs of
+// chunk j + 1; after posting it copies its own result to recv while the peers catch up. One
+// synchronisation per chunk; copy-in, reduction and copy-out of consecutive chunks overlap.
 void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t count,
                       DataType dtype, ReduceOp op) {
   const std::size_t es = dtypeSize(dtype);
-  const std::size_t chunk = s.channel.capacity() / es;
-  Sources srcs(s.size);
+  const std::size_t half = s.channel.capacity() / 2 / kLine * kLine;
+  const std::size_t chunk =
+      pipelineChunk(half, kPipelineBytes * static_cast<std::size_t>(s.size), es, kLine);
+  const std::size_t n = chunkCount(count, chunk);
+  const bool streaming = count * es >= kStreamingMinBytes;
   const auto* in = static_cast<const char*>(send);
   auto* out = static_cast<char*>(recv);
-  for (std::size_t k = 0, n = chunkCount(count, chunk); k < n; ++k) {
+  // Publishes this rank's inputs of chunk k for every peer's share into `slot`.
+  const auto publish = [&](char* slot, std::size_t k) {
     const Piece p = pieceOf(count, chunk, k);
-    // Step 1: every rank publishes its chunk.
-    copyBytes(s.channel.begin(), in + p.lo * es, p.len * es);
-    s.channel.exchange(s.clock);
-    // Step 2: each rank reduces its share of the chunk into its next slot (same offset).
-    const Piece mine = shareOf(p.len, s.rank, s.size);
-    for (int r = 0; r < s.size; ++r) srcs[r] = s.channel.slot(r) + mine.lo * es;
-    char* reduced = s.channel.begin();
-    reduce(reduced + mine.lo * es, srcs.data(), s.size, mine.len, dtype, op, s.size);
-    s.channel.exchange(s.clock);
-    // Every rank gathers every share.
-    for (int i = 0; i < s.size; ++i) {
+    for (int i = 1; i < s.size; ++i) {
+      const Piece share = shareOf(p.len, (s.rank + i) % s.size, s.size);
+      copyBytes(slot + share.lo * es, in + (p.lo + share.lo) * es, share.len * es);
+    }
+  };
+  // Copies every peer's reduced share of chunk k out of its slot (`previous`: of the step
+  // before the current one).
+  const auto gather = [&](std::size_t k, bool previous) {
+    const Piece p = pieceOf(count, chunk, k);
+    for (int i = 1; i < s.size; ++i) {
       const int r = (s.rank + i) % s.size;
       const Piece share = shareOf(p.len, r, s.size);
-      copyBytes(out + (p.lo + share.lo) * es, s.channel.slot(r) + share.lo * es, share.len * es);
+      const char* peer = previous ? s.channel.previousSlot(r) : s.channel.slot(r);
+      copyOut(out + (p.lo + share.lo) * es, peer + half + share.lo * es, share.len * es, streaming);
     }
+  };
+  if (n == 0) return;
+  Sources srcs(s.size);
+  publish(s.channel.begin(), 0);
+  s.channel.exchange(s.clock);
+  for (std::size_t j = 0; j < n; ++j) {
+    // Peers' step-j slots stay readable until this rank posts step j + 1.
+    char* next = s.channel.begin();
+    const Piece p = pieceOf(count, chunk, j);
+    const Piece mine = shareOf(p.len, s.rank, s.size);
+    char* result = next + half + mine.lo * es;
+    for (int r = 0; r < s.size; ++r) {
+      srcs[r] = r == s.rank ? in + (p.lo + mine.lo) * es : s.channel.previousSlot(r) + mine.lo * es;
+    }
+    reduce(result, srcs.data(), s.size, mine.len, dtype, op, s.size);
+    if (j > 0) gather(j - 1, true);
+    if (j + 1 < n) publish(next, j + 1);
+    s.channel.post();
+    // In place, send's share of chunk j was read above; recv's is written only now.
+    copyOut(out + (p.lo + mine.lo) * es, result, mine.len * es, streaming);
+    s.channel.wait(s.clock);
   }
+  gather(n - 1, false);
 }
 
 }  // namespace epcomm::shm

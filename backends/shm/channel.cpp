@@ -1,5 +1,6 @@
 #include "backends/shm/channel.h"
 
+#include <cstring>
 #include <string>
 
 #include "comm/error.h"
@@ -10,10 +11,10 @@ Channel::Channel(Segment& segment, const Waiter& waiter, Stream& stream, int kin
                  int size)
     : segment_(segment), waiter_(waiter), stream_(stream), kind_(kind), rank_(rank), size_(size) {}
 
-void Channel::exchange(const OpClock& clock) {
+void Channel::post() {
   const std::uint64_t step = stream_.step;
   StepLine& mine = line(rank_);
-  ArmedCheck& check = stream_.check;
+  const ArmedCheck& check = stream_.check;
   if (check.armed) {
     mine.checkFlags = kCheckPresent | (check.valid ? kCheckValid : 0);
     mine.opId = check.opId;
@@ -22,11 +23,67 @@ void Channel::exchange(const OpClock& clock) {
     mine.checkFlags = 0;
   }
   Waiter::post(mine.seq, mine.sleepers, step);
+}
+
+void Channel::wait(const OpClock& clock) {
+  const std::uint64_t step = stream_.step;
   for (int i = 1; i < size_; ++i) {
     const int peer = (rank_ + i) % size_;
     StepLine& l = line(peer);
     waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
   }
+  ArmedCheck& check = stream_.check;
+  if (check.armed) {
+    check.armed = false;
+    verify(check);
+  }
+}
+
+void Channel::postLines(const void* data, std::size_t bytes) {
+  post();
+  const std::uint64_t step = stream_.step;
+  char* slot = segment_.at(slotOff(rank_)) + capacity();
+  const auto* in = static_cast<const unsigned char*>(data);
+  for (std::size_t off = 0; off < bytes; off += kLinePayload, slot += kLine) {
+    const std::size_t n = bytes - off < kLinePayload ? bytes - off : kLinePayload;
+    std::memcpy(slot, in + off, n);
+    // Released after the line's data (and the step line posted before it).
+    __atomic_store_n(reinterpret_cast<std::uint64_t*>(slot + kLinePayload), step, __ATOMIC_RELEASE);
+  }
+}
+
+void Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& clock) {
+  const std::uint64_t step = stream_.step;
+  const char* slot = segment_.at(slotOff(peer)) + capacity();
+  const std::size_t lines = linesFor(bytes);
+  // Ask for every line at once so their transfers overlap.
+  for (std::size_t i = 0; i < lines; ++i) __builtin_prefetch(slot + i * kLine, 0, 3);
+  auto* out = static_cast<unsigned char*>(dst);
+  for (std::size_t i = 0; i < lines; ++i) {
+    const char* line = slot + i * kLine;
+    const auto* flag = reinterpret_cast<const std::uint64_t*>(line + kLinePayload);
+    if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) < step) waitFlag(peer, flag, clock);
+    const std::size_t off = i * kLinePayload;
+    std::memcpy(out + off, line, bytes - off < kLinePayload ? bytes - off : kLinePayload);
+  }
+}
+
+void Channel::waitFlag(int peer, const std::uint64_t* flag, const OpClock& clock) {
+  const std::uint64_t step = stream_.step;
+  // The peer writes its lines right after posting its step line and without waiting in
+  // between: spin a little, then wait for its post as any wait does (yield, futex), then for
+  // the line itself.
+  for (int i = 0; i < 256; ++i) {
+    if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) >= step) return;
+    cpuRelax();
+  }
+  StepLine& l = line(peer);
+  waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
+  waiter_.waitWord(flag, step, peer, clock);
+}
+
+void Channel::finishLines() {
+  ArmedCheck& check = stream_.check;
   if (check.armed) {
     check.armed = false;
     verify(check);

@@ -59,22 +59,67 @@ class Channel {
   // Posts the current step and waits for every peer's (staggered order). On the first step
   // of a collective with a check armed, compares every rank's record and throws
   // kInvalidArgument (on every rank alike) when one is invalid or they differ.
-  void exchange(const OpClock& clock);
+  void exchange(const OpClock& clock) {
+    post();
+    wait(clock);
+  }
+  // exchange() in two halves, so a rank can do work of its own (that its peers do not read)
+  // while they catch up. After post() this rank's slot of the step is published: it writes
+  // it no more, and it must not read peers' slots of the previous step any longer.
+  void post();
+  void wait(const OpClock& clock);
   // Peer's slot, side data and inline data of the current step (valid after exchange()).
   const char* slot(int peer) { return segment_.at(slotOff(peer)); }
   const SlotHeader& header(int peer) {
     return *reinterpret_cast<const SlotHeader*>(segment_.at(headerOff(peer)));
   }
   const unsigned char* inlineData(int peer) { return line(peer).payload; }
-  std::size_t capacity() const { return segment_.layout().slotBytes; }
-  // A hint, no effect on correctness: claims for writing the first `bytes` of this rank's
-  // slot for the next step (parity of step + 1), which every peer has finished reading once
-  // exchange() returned. The peers' copies are invalidated now, in the background, instead
-  // of stalling the next step's stores. (Not the step line: peers poll it.)
+  // Peer's slot of the step before the current one: still readable between begin() and
+  // exchange() of the current step (the peer reuses it only after this rank posted).
+  const char* previousSlot(int peer) {
+    return segment_.at(segment_.layout().slotOff(kind_, peer, parity() ^ 1));
+  }
+  // Bytes of this rank's slot that begin() hands out. The all-reduce slots keep their last
+  // kLineRegionBytes for line mode, so the step flags there are only ever written by line
+  // mode (monotonic), never overwritten by other algorithms' data.
+  std::size_t capacity() const {
+    return segment_.layout().slotBytes - (kind_ == kAllReduceKind ? kLineRegionBytes : 0);
+  }
+
+  // Line mode, for small messages: each 64-byte line of a slot carries kLinePayload bytes
+  // and, in its last 8, the step that wrote it, so a reader learns data and arrival from one
+  // cache line and needs no separate step line. A step in line mode still posts its step
+  // line first (the call check rides on it, and a slow waiter sleeps on it).
+  static constexpr std::size_t kLinePayload = kLine - sizeof(std::uint64_t);
+  static constexpr std::size_t kLineRegionBytes = 80 * kLine;  // 4480 payload bytes
+  static constexpr std::size_t linesFor(std::size_t bytes) {
+    return (bytes + kLinePayload - 1) / kLinePayload;
+  }
+  // Posts the current step, then writes `bytes` (at most kLineRegionBytes / kLine lines) of
+  // data into this rank's slot lines (all-reduce kind only).
+  void postLines(const void* data, std::size_t bytes);
+  // Copies peer's `bytes` out of its slot lines of the current step, each as it arrives.
+  void readLines(int peer, void* dst, std::size_t bytes, const OpClock& clock);
+  // After every readLines() of the step: the armed call check, as wait() does.
+  void finishLines();
+  // prepareNext() for a line-mode step of `bytes` next.
+  void prepareNextLines(std::size_t bytes) {
+    const int next = parity() ^ 1;
+    __builtin_prefetch(&segment_.stepLine(rank_, next), 1, 3);
+    const char* p = segment_.at(segment_.layout().slotOff(kind_, rank_, next)) + capacity();
+    for (std::size_t off = 0; off < linesFor(bytes) * kLine; off += kLine) {
+      __builtin_prefetch(p + off, 1, 3);
+    }
+  }
+  // A hint, no effect on correctness: claims for writing this rank's step line and the
+  // first `bytes` of its slot for the next step (parity of step + 1), which every peer has
+  // finished reading once this step's waits returned. The peers' copies are invalidated now,
+  // in the background, instead of stalling the next step's stores.
   void prepareNext(std::size_t bytes) {
     constexpr std::size_t kMaxBytes = 16 << 10;
     const int next = parity() ^ 1;
-    if (kind_ >= kDataKinds || bytes == 0 || bytes > kMaxBytes) return;
+    __builtin_prefetch(&segment_.stepLine(rank_, next), 1, 3);
+    if (kind_ >= kDataKinds || bytes > kMaxBytes) return;
     const char* p = segment_.at(segment_.layout().slotOff(kind_, rank_, next));
     for (std::size_t off = 0; off < bytes; off += kLine) __builtin_prefetch(p + off, 1, 3);
   }
@@ -84,6 +129,8 @@ class Channel {
   StepLine& line(int r) { return segment_.stepLine(r, parity()); }
   std::size_t slotOff(int r) const { return segment_.layout().slotOff(kind_, r, parity()); }
   std::size_t headerOff(int r) const { return segment_.layout().slotHeaderOff(kind_, r, parity()); }
+  // Waits (spin, then the peer's step line, then yield/sleep) until *flag >= current step.
+  void waitFlag(int peer, const std::uint64_t* flag, const OpClock& clock);
   // Compares the records every rank posted with the current step; throws on a problem.
   void verify(const ArmedCheck& check);
 

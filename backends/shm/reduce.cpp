@@ -4,6 +4,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backends/shm/kernels.h"
 #include "comm/half.h"
 
 namespace epcomm::shm {
@@ -130,6 +131,7 @@ void reduceOp(void* dst, const void* const* srcs, int n, std::size_t count, Data
 void reduce(void* dst, const void* const* srcs, int n, std::size_t count, DataType dtype,
             ReduceOp op, int divisor) {
   if (count == 0) return;
+  if (reduceVector(dst, srcs, n, count, dtype, op, divisor)) return;
   switch (op) {
     case ReduceOp::kSum: reduceOp<Sum>(dst, srcs, n, count, dtype, false, divisor); break;
     case ReduceOp::kAvg: reduceOp<Sum>(dst, srcs, n, count, dtype, true, divisor); break;

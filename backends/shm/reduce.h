@@ -11,7 +11,8 @@ namespace epcomm::shm {
 // so every rank reducing the same element from the same inputs gets the same bits. avg is
 // the sum divided by `divisor` (floating types in f32 / the type, integers in int64,
 // truncating toward zero). bf16/f16 accumulate in f32 and round once. dst must not overlap
-// any source. Plain loops over blocks, written for the auto-vectoriser.
+// any source. f32/bf16/f16 run the vector kernels of kernels.h where the CPU has them,
+// everything else plain loops over blocks, written for the auto-vectoriser.
 void reduce(void* dst, const void* const* srcs, int n, std::size_t count, DataType dtype,
             ReduceOp op, int divisor);
 

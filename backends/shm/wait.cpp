@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bit>
@@ -22,14 +23,6 @@ constexpr int kSpins = 512;         // pause iterations before yielding
 constexpr int kYields = 64;         // sched_yield iterations before sleeping
 constexpr long kSleepNs = 1000000;  // futex sleep: 1 ms, so a lost wake costs little
 constexpr auto kLivenessPeriod = std::chrono::milliseconds(5);
-
-inline void cpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
 
 // A pid that no longer names a running process (gone, or a zombie nobody reaped yet).
 bool processGone(pid_t pid) {
@@ -125,6 +118,41 @@ void Waiter::waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t
       lastLiveness = now;
       if (processGone(segment_.pid(peer))) {
         if (seq.load(std::memory_order_acquire) >= target) return;
+        throwError(ErrorCode::kPeerLost, rank_, clock.op,
+                   "rank " + std::to_string(peer) + " (pid " + std::to_string(segment_.pid(peer)) +
+                       ") died");
+      }
+    }
+  }
+}
+
+void Waiter::waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
+                      const OpClock& clock) const {
+  const auto ready = [&] { return __atomic_load_n(word, __ATOMIC_ACQUIRE) >= target; };
+  for (int iter = 0; iter < kSpins; ++iter) {
+    if (ready()) return;
+    cpuRelax();
+  }
+  const auto since = std::chrono::steady_clock::now();
+  auto lastLiveness = since;
+  for (int iter = 0;; ++iter) {
+    if (ready()) return;
+    if (iter < kYields) {
+      sched_yield();
+    } else {
+      timespec ts{0, 50000};  // no futex on this word: a short sleep
+      nanosleep(&ts, nullptr);
+    }
+    checkAborted(clock.op);
+    if (segment_.rankInfo(peer).aborted.load(std::memory_order_acquire) != 0 && !ready()) {
+      throwError(ErrorCode::kPeerLost, rank_, clock.op,
+                 "communicator was aborted by rank " + std::to_string(peer));
+    }
+    const auto now = std::chrono::steady_clock::now();
+    checkPeer(peer, clock, since, now);
+    if (now - lastLiveness >= kLivenessPeriod) {
+      lastLiveness = now;
+      if (processGone(segment_.pid(peer)) && !ready()) {
         throwError(ErrorCode::kPeerLost, rank_, clock.op,
                    "rank " + std::to_string(peer) + " (pid " + std::to_string(segment_.pid(peer)) +
                        ") died");

@@ -14,6 +14,15 @@ namespace epcomm::shm {
 
 // The operation a wait belongs to (for messages). The deadline applies to each wait, so
 // a message chunked through many steps is not cut short by its own size.
+// One iteration of a spin-wait (pause / yield hint).
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
 struct OpClock {
   const char* op;
   explicit OpClock(const char* name) : op(name) {}
@@ -35,6 +44,12 @@ class Waiter {
   void waitAtLeast(Counter& c, std::uint64_t target, int peer, const OpClock& clock) const {
     waitAtLeast(c.seq, c.sleepers, target, peer, clock);
   }
+  // Returns once *word >= target (acquire), for a word written by `peer` that no futex
+  // waiter is registered on (a flag inside a data line), and that the peer writes without
+  // waiting for anything first: spins, then yields, then sleeps briefly, with the same
+  // abort, deadline and liveness checks and errors as waitAtLeast.
+  void waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
+                const OpClock& clock) const;
   // Throws kInvalidUsage when this rank aborted the communicator.
   void checkAborted(const char* op) const;
   // Marks the communicator aborted by this rank, for itself and its peers; any thread.

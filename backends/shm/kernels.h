@@ -1,0 +1,40 @@
+// Vector kernels of the shm backend, chosen once at run time from what the CPU supports
+// (AVX-512, AVX2 + F16C, or the portable loops in reduce.cpp). The library itself is built
+// for baseline x86-64; only the functions in kernels.cpp carry target attributes, so the
+// binary runs on any x86-64 (and any other architecture, where only the portable loops exist).
+#pragma once
+
+#include <cstddef>
+
+#include "comm/types.h"
+
+namespace epcomm::shm {
+
+enum class Isa { kPortable, kAvx2, kAvx512 };
+
+// What the kernels use on this CPU (detected once; EPCOMM_SHM_ISA=portable|avx2|avx512 may
+// lower it, for testing and comparison, never raise it).
+Isa kernelIsa();
+const char* isaName(Isa isa);
+
+// dst[i] = srcs[0][i] op ... op srcs[n-1][i] in that order (avg: the sum / divisor) for
+// f32, bf16 and f16 (these accumulate in f32 and round once, as reduce.cpp does). Bitwise
+// equal to reduce.cpp's portable loops for every element, whatever its position. Returns
+// false (nothing done) when no vector kernel covers the type on this CPU.
+bool reduceVector(void* dst, const void* const* srcs, int n, std::size_t count, DataType dtype,
+                  ReduceOp op, int divisor);
+
+// memcpy whose stores bypass the caches (non-temporal) where the CPU has them and n is large
+// enough to pay; for copy-outs that nothing reads soon. Ends with a store fence.
+void copyStreaming(void* dst, const void* src, std::size_t n);
+
+// A copy to the caller's buffer: streaming (above) when `streaming`, else memcpy.
+inline void copyOut(void* dst, const void* src, std::size_t n, bool streaming) {
+  if (streaming) {
+    copyStreaming(dst, src, n);
+  } else if (n) {
+    __builtin_memcpy(dst, src, n);
+  }
+}
+
+}  // namespace epcomm::shm
