@@ -86,6 +86,11 @@ const std::vector<KnobInfo>& registry() {
        {{"SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK", 1}},
        "128",
        "low-latency capacity T: tokens per rank per dispatch"},
+      {"EPCOMM_SHM_ISA",
+       {},
+       "auto",
+       "vector kernels of the shm backend: auto (the best this CPU has), or at most portable, "
+       "avx2 or avx512 (for comparisons; never above what the CPU has)"},
   };
   return kKnobs;
 }
@@ -189,6 +194,11 @@ Config Config::resolve(bool readEnvironment) {
           v.value.empty() ? -1 : static_cast<int>(parseInt(v.source, v.value, 1, kIntMax));
     } else if (n == "EPCOMM_INIT_SECRET") {
       config.initSecret = v.value;
+    } else if (n == "EPCOMM_SHM_ISA") {
+      if (v.value != "auto" && v.value != "portable" && v.value != "avx2" &&
+          v.value != "avx512") {
+        badValue(v.source, v.value, "expected auto, portable, avx2 or avx512");
+      }
     }
   }
   return config;
