@@ -28,7 +28,8 @@ const std::vector<KnobInfo>& registry() {
        {{"HCCL_EXEC_TIMEOUT", 1000}},
        "300000",
        "deadline of any wait inside an operation, ms (HCCL_EXEC_TIMEOUT is in s); the mpi "
-       "backend reports a call past it and aborts the MPI job"},
+       "backend reports a blocking call past it and aborts the MPI job (a window wait fails "
+       "with Timeout instead)"},
       {"EPCOMM_CONNECT_TIMEOUT",
        {{"HCCL_CONNECT_TIMEOUT", 1}},
        "120",

@@ -151,7 +151,12 @@ epcommResult_t epcommBarrier(epcommComm_t comm);
  *  - Put / signal / wait / read are not collective; one thread per communicator at a time,
  *    between collectives. */
 typedef struct epcommWindow* epcommWindow_t;
-typedef enum { epcommSignalSet = 0, epcommSignalAdd = 1 } epcommSignalOp_t;
+typedef enum {
+  epcommSignalSet = 0,
+  epcommSignalAdd = 1,
+  epcommNumSignalOps = 2,
+  epcommMaxSignalOp = 0x7fffffff /* int-sized, so any int is a value (as ncclMaxRedOp) */
+} epcommSignalOp_t;
 
 /* localBase may be NULL (the address is then not returned). */
 epcommResult_t epcommWindowCreate(epcommComm_t comm, size_t bytes, int numSignals,

@@ -6,7 +6,9 @@
 // singleton MPI process can only form a one-rank communicator); blocking MPI calls cannot
 // be interrupted, so abort() fails later calls, not one in progress, and a call that
 // passes EPCOMM_TIMEOUT_MS is reported and aborts the MPI job (watchdog.h); counts above
-// INT_MAX elements per call are refused (maxCountPerCall).
+// INT_MAX elements per call are refused (maxCountPerCall). Windows (window.h) wait by
+// polling under their own deadline, so a window wait past EPCOMM_TIMEOUT_MS fails with
+// kTimeout instead of ending the job; only their create / destroy collectives are watched.
 #pragma once
 
 #include <mpi.h>
