@@ -29,7 +29,8 @@ const std::vector<KnobInfo>& registry() {
        {{"HCCL_EXEC_TIMEOUT", 1000}},
        "300000",
        "deadline of any wait inside an operation, ms (HCCL_EXEC_TIMEOUT is in s); the mpi "
-       "backend reports a call past it and aborts the MPI job"},
+       "backend reports a blocking call past it and aborts the MPI job (a window wait fails "
+       "with Timeout instead)"},
       {"EPCOMM_CONNECT_TIMEOUT",
        {{"HCCL_CONNECT_TIMEOUT", 1}},
        "120",
@@ -45,6 +46,12 @@ const std::vector<KnobInfo>& registry() {
        "1: before each collective the ranks agree on counts, dtype, op and root with one "
        "small all-reduce, so a bad or mismatched argument on any rank is an error on every "
        "rank instead of a hang; 0: skip it (saves one small all-reduce per call)"},
+      {"EPCOMM_MPI_WINDOW",
+       {},
+       "auto",
+       "how the mpi backend carries windows and registered buffers: shared (MPI-3 "
+       "shared-memory windows; every rank on one node), messages (two-sided messages, any "
+       "placement) or auto (shared when every rank is on one node, else messages)"},
       {"EPCOMM_INIT_ADDR",
        {},
        "",
@@ -184,6 +191,11 @@ Config Config::resolve(bool readEnvironment) {
     } else if (n == "EPCOMM_CHECK_ARGS") {
       if (v.value != "0" && v.value != "1") badValue(v.source, v.value, "expected 0 or 1");
       config.checkArgs = v.value == "1";
+    } else if (n == "EPCOMM_MPI_WINDOW") {
+      if (v.value != "auto" && v.value != "shared" && v.value != "messages") {
+        badValue(v.source, v.value, "expected auto, shared or messages");
+      }
+      config.mpiWindow = v.value;
     } else if (n == "EPCOMM_INIT_ADDR") {
       config.initAddr = v.value;
     } else if (n == "EPCOMM_RANK") {

@@ -57,6 +57,7 @@ class EPCOMM_API Config {
   std::int64_t connectTimeoutS = 0;  // EPCOMM_CONNECT_TIMEOUT
   std::size_t bufferBytes = 0;       // EPCOMM_BUFFSIZE (MiB in the environment)
   bool checkArgs = true;             // EPCOMM_CHECK_ARGS
+  std::string mpiWindow = "auto";    // EPCOMM_MPI_WINDOW (read by the mpi backend)
   std::string initAddr;              // EPCOMM_INIT_ADDR host:port
   int initRank = -1;                 // EPCOMM_RANK
   int initSize = -1;                 // EPCOMM_SIZE

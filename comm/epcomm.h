@@ -10,6 +10,7 @@
 #define EPCOMM_COMM_EPCOMM_H_
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -131,6 +132,53 @@ epcommResult_t epcommSend(const void* sendbuff, size_t count, epcommDataType_t d
 epcommResult_t epcommRecv(void* recvbuff, size_t count, epcommDataType_t datatype, int peer,
                           epcommComm_t comm);
 epcommResult_t epcommBarrier(epcommComm_t comm);
+
+/* ---- Symmetric windows and registered buffers (C++: comm/window.h) ----
+ *
+ * A window is `bytes` bytes on every rank plus numSignals unsigned 64-bit signal slots, all
+ * zero at creation. A rank reads and writes its own memory (*localBase, 64-byte aligned)
+ * directly; peers write it only through epcommWindowPut. Needs a backend with windows
+ * (mpi, shm); others fail with epcommInvalidUsage naming the backend.
+ *  - Create / destroy are collective: every rank of comm, same order, same bytes and
+ *    numSignals (a mismatch is epcommInvalidArgument on every rank; comm stays usable).
+ *    Destroy every window before its communicator; epcommCommDestroy destroys any left
+ *    (collectively, in creation order), epcommCommAbort releases them locally.
+ *  - Put is complete on return (src reusable) and visible at the peer no later than any
+ *    later signal from this rank to that peer: a rank whose wait returned sees every put
+ *    the signaller made to it before signalling.
+ *  - WaitSignal waits until this rank's slot >= value (unsigned), failing with
+ *    epcommTimeout past EPCOMM_TIMEOUT_MS (which aborts comm).
+ *  - Put / signal / wait / read are not collective; one thread per communicator at a time,
+ *    between collectives. */
+typedef struct epcommWindow* epcommWindow_t;
+typedef enum {
+  epcommSignalSet = 0,
+  epcommSignalAdd = 1,
+  epcommNumSignalOps = 2,
+  epcommMaxSignalOp = 0x7fffffff /* int-sized, so any int is a value (as ncclMaxRedOp) */
+} epcommSignalOp_t;
+
+/* localBase may be NULL (the address is then not returned). */
+epcommResult_t epcommWindowCreate(epcommComm_t comm, size_t bytes, int numSignals,
+                                  epcommWindow_t* win, void** localBase);
+/* Collective; NULL is a no-op. */
+epcommResult_t epcommWindowDestroy(epcommWindow_t win);
+/* Copies bytes of src into peer's window at offset (peer may be this rank). */
+epcommResult_t epcommWindowPut(epcommWindow_t win, int peer, size_t offset, const void* src,
+                               size_t bytes);
+/* Sets (epcommSignalSet) or atomically adds to (epcommSignalAdd) peer's slot. */
+epcommResult_t epcommWindowSignal(epcommWindow_t win, int peer, int slot, uint64_t value,
+                                  epcommSignalOp_t op);
+epcommResult_t epcommWindowWaitSignal(epcommWindow_t win, int slot, uint64_t value);
+/* This rank's slot now, without waiting. */
+epcommResult_t epcommWindowReadSignal(epcommWindow_t win, int slot, uint64_t* value);
+
+/* Registered memory, as ncclMemAlloc / ncclMemFree but COLLECTIVE on comm (every rank, same
+ * order, same bytes): `bytes` bytes that collectives on comm may use in place when every
+ * rank passes buffers inside its registered memory (a window without signals). Free with
+ * epcommMemFree on the same comm before destroying it; freeing NULL is a no-op. */
+epcommResult_t epcommMemAlloc(epcommComm_t comm, size_t bytes, void** ptr);
+epcommResult_t epcommMemFree(epcommComm_t comm, void* ptr);
 
 #ifdef __cplusplus
 }

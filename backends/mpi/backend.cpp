@@ -194,6 +194,7 @@ Backend::Backend(const epcommBackendCreateArgs& args)
 }
 
 Backend::~Backend() {
+  windows_.clear();  // windows the caller never destroyed: this rank's resources only
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
@@ -399,6 +400,67 @@ void Backend::recv(void* buf, size_t count, int dtype, int peer, int tag) {
                    " elements, this recv expects " + std::to_string(count) +
                    "; send and recv must pass the same count");
   }
+}
+
+// ---- windows (window.h) ----
+
+Window& Backend::window(void* handle, const char* op) {
+  const auto it = windows_.find(handle);
+  if (it == windows_.end()) {
+    throwError(ErrorCode::kInternal, rank_, op, "unknown window handle");
+  }
+  return *it->second;
+}
+
+void* Backend::windowCreate(size_t bytes, int numSignals, void** localBase) {
+  const char* name = "createWindow";
+  checkLive(name);
+  if (windowContext_.comm == MPI_COMM_NULL) {
+    windowContext_ = WindowContext{comm_, rank_, size_, timeoutMs_, &aborted_, clock_.get()};
+  }
+  if (!windowTransport_) {
+    const CallClock::Scope inFlight(*clock_, name);
+    windowTransport_ = chooseWindowTransport(windowContext_);
+  }
+  std::unique_ptr<Window> w = *windowTransport_ == WindowTransport::kShared
+                                  ? createSharedWindow(windowContext_, bytes, numSignals)
+                                  : createMessageWindow(windowContext_, bytes, numSignals);
+  *localBase = w->localBase();
+  void* handle = w.get();
+  windows_.emplace(handle, std::move(w));
+  return handle;
+}
+
+void Backend::windowDestroy(void* handle) {
+  const char* name = "destroyWindow";
+  const auto it = windows_.find(handle);
+  if (it == windows_.end()) {
+    throwError(ErrorCode::kInternal, rank_, name, "unknown window handle");
+  }
+  // Taken out first: whatever happens below, its destructor releases what is left.
+  std::unique_ptr<Window> w = std::move(it->second);
+  windows_.erase(it);
+  if (!aborted_.load()) w->destroy();  // after an abort: this rank's resources only
+}
+
+void Backend::windowPut(void* handle, int peer, size_t offset, const void* src, size_t bytes) {
+  checkLive("put");
+  window(handle, "put").put(peer, offset, src, bytes);
+}
+
+void Backend::windowSignal(void* handle, int peer, int slot, std::uint64_t value, int op) {
+  checkLive("signal");
+  window(handle, "signal").signal(peer, slot, value, op);
+}
+
+void Backend::windowWaitSignal(void* handle, int slot, std::uint64_t value) {
+  checkLive("waitSignal");
+  window(handle, "waitSignal").waitSignal(slot, value);
+}
+
+std::uint64_t Backend::windowReadSignal(void* handle, int slot) {
+  checkLive("readSignal");
+  return window(handle, "readSignal").readSignal(slot);
 }
 
 }  // namespace epcomm::mpi

@@ -6,16 +6,21 @@
 // singleton MPI process can only form a one-rank communicator); blocking MPI calls cannot
 // be interrupted, so abort() fails later calls, not one in progress, and a call that
 // passes EPCOMM_TIMEOUT_MS is reported and aborts the MPI job (watchdog.h); counts above
-// INT_MAX elements per call are refused (maxCountPerCall).
+// INT_MAX elements per call are refused (maxCountPerCall). Windows (window.h) wait by
+// polling under their own deadline, so a window wait past EPCOMM_TIMEOUT_MS fails with
+// kTimeout instead of ending the job; only their create / destroy collectives are watched.
 #pragma once
 
 #include <mpi.h>
 
 #include <atomic>
 #include <memory>
+#include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "backends/mpi/watchdog.h"
+#include "backends/mpi/window.h"
 #include "comm/backend_plugin.h"
 
 namespace epcomm::mpi {
@@ -43,11 +48,20 @@ class Backend final : public epcomm::Backend {
   void send(const void* buf, size_t count, int dtype, int peer, int tag) override;
   void recv(void* buf, size_t count, int dtype, int peer, int tag) override;
 
+  // Symmetric windows (window.h): shared memory on one node, messages otherwise.
+  void* windowCreate(size_t bytes, int numSignals, void** localBase) override;
+  void windowDestroy(void* window) override;
+  void windowPut(void* window, int peer, size_t offset, const void* src, size_t bytes) override;
+  void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op) override;
+  void windowWaitSignal(void* window, int slot, std::uint64_t value) override;
+  std::uint64_t windowReadSignal(void* window, int slot) override;
+
  private:
   Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs, void (*log)(int, const char*));
   // Throws epcomm::Error naming op when rc is not MPI_SUCCESS.
   void check(int rc, const char* op) const;
   void checkLive(const char* op) const;
+  Window& window(void* handle, const char* op);
   int toInt(size_t n, const char* op) const;
   std::vector<int> toInts(const size_t* values, const char* op) const;
   float* scratch(size_t count);
@@ -61,6 +75,11 @@ class Backend final : public epcomm::Backend {
   std::unique_ptr<CallClock> clock_;
   std::unique_ptr<float[]> scratch_;
   size_t scratchCount_ = 0;
+  // Windows: the context they borrow, the transport (chosen by the first windowCreate),
+  // and the live windows by handle. Declared last: windows go before the communicator.
+  WindowContext windowContext_;
+  std::optional<WindowTransport> windowTransport_;
+  std::unordered_map<void*, std::unique_ptr<Window>> windows_;
 };
 
 }  // namespace epcomm::mpi

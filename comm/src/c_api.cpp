@@ -9,16 +9,26 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "comm/config.h"
 #include "comm/error.h"
+
+struct epcommWindow {
+  epcommComm* comm = nullptr;
+  std::unique_ptr<epcomm::Window> impl;
+};
 
 struct epcommComm {
   std::unique_ptr<epcomm::Communicator> impl;
   std::string lastError;
   epcommResult_t asyncError = epcommSuccess;
   std::atomic<int> inFlight{0};  // calls inside impl; destroy waits for them
+  // Live windows and registered buffers, in creation order (declared after impl: they go
+  // first). Whatever the caller left is destroyed with the communicator.
+  std::vector<std::unique_ptr<epcommWindow>> windows;
+  std::vector<std::unique_ptr<epcomm::RegisteredBuffer>> buffers;
 };
 
 namespace {
@@ -59,6 +69,10 @@ epcommResult_t call(epcommComm* comm, const char* op, Fn&& fn) noexcept {
 // Deletes comm once no call is inside it (after abort, such a call fails or times out).
 void release(epcommComm* comm) {
   while (comm->inFlight.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Windows the caller did not destroy: collectively (every rank leaves the same ones), or
+  // locally after an abort; a failure is logged by the window, never thrown.
+  comm->windows.clear();
+  comm->buffers.clear();
   delete comm;
 }
 
@@ -299,6 +313,99 @@ epcommResult_t epcommRecv(void* r, size_t count, epcommDataType_t d, int peer, e
 
 epcommResult_t epcommBarrier(epcommComm_t comm) {
   return call(comm, "barrier", [&] { comm->impl->barrier(); });
+}
+
+epcommResult_t epcommWindowCreate(epcommComm_t comm, size_t bytes, int numSignals,
+                                  epcommWindow_t* win, void** localBase) {
+  EPCOMM_REQUIRE_COMM(comm, "windowCreate");
+  if (!win) return fail(comm, epcommInvalidArgument, "epcomm: windowCreate: win is NULL");
+  *win = nullptr;
+  if (localBase) *localBase = nullptr;
+  return call(comm, "windowCreate", [&] {
+    comm->windows.reserve(comm->windows.size() + 1);  // no throw once the window exists
+    auto w = std::make_unique<epcommWindow>();
+    w->comm = comm;
+    w->impl = comm->impl->createWindow(bytes, numSignals);
+    if (localBase) *localBase = w->impl->data();
+    *win = w.get();
+    comm->windows.push_back(std::move(w));
+  });
+}
+
+epcommResult_t epcommWindowDestroy(epcommWindow_t win) {
+  if (!win) return epcommSuccess;
+  epcommComm* comm = win->comm;
+  return call(comm, "windowDestroy", [&] {
+    for (auto it = comm->windows.begin(); it != comm->windows.end(); ++it) {
+      if (it->get() == win) {
+        comm->windows.erase(it);  // destroys the window (collective)
+        return;
+      }
+    }
+    throw epcomm::Error(epcomm::ErrorCode::kInvalidArgument,
+                        "epcomm rank " + std::to_string(comm->impl->rank()) +
+                            ": windowDestroy: not a live window of its communicator");
+  });
+}
+
+#define EPCOMM_REQUIRE_WINDOW(win, op) \
+  if (!(win) || !(win)->impl)          \
+  return fail(nullptr, epcommInvalidArgument, "epcomm: " op ": win is NULL")
+
+epcommResult_t epcommWindowPut(epcommWindow_t win, int peer, size_t offset, const void* src,
+                               size_t bytes) {
+  EPCOMM_REQUIRE_WINDOW(win, "windowPut");
+  return call(win->comm, "windowPut", [&] { win->impl->put(peer, offset, src, bytes); });
+}
+
+epcommResult_t epcommWindowSignal(epcommWindow_t win, int peer, int slot, uint64_t value,
+                                  epcommSignalOp_t op) {
+  EPCOMM_REQUIRE_WINDOW(win, "windowSignal");
+  static_assert(epcommSignalSet == static_cast<int>(epcomm::SignalOp::kSet) &&
+                epcommSignalAdd == static_cast<int>(epcomm::SignalOp::kAdd));
+  return call(win->comm, "windowSignal",
+              [&] { win->impl->signal(peer, slot, value, static_cast<epcomm::SignalOp>(op)); });
+}
+
+epcommResult_t epcommWindowWaitSignal(epcommWindow_t win, int slot, uint64_t value) {
+  EPCOMM_REQUIRE_WINDOW(win, "windowWaitSignal");
+  return call(win->comm, "windowWaitSignal", [&] { win->impl->waitSignal(slot, value); });
+}
+
+epcommResult_t epcommWindowReadSignal(epcommWindow_t win, int slot, uint64_t* value) {
+  EPCOMM_REQUIRE_WINDOW(win, "windowReadSignal");
+  if (!value)
+    return fail(win->comm, epcommInvalidArgument, "epcomm: windowReadSignal: value is NULL");
+  return call(win->comm, "windowReadSignal", [&] { *value = win->impl->readSignal(slot); });
+}
+
+epcommResult_t epcommMemAlloc(epcommComm_t comm, size_t bytes, void** ptr) {
+  EPCOMM_REQUIRE_COMM(comm, "memAlloc");
+  if (!ptr) return fail(comm, epcommInvalidArgument, "epcomm: memAlloc: ptr is NULL");
+  *ptr = nullptr;
+  return call(comm, "memAlloc", [&] {
+    comm->buffers.reserve(comm->buffers.size() + 1);  // no throw once the buffer exists
+    std::unique_ptr<epcomm::RegisteredBuffer> buffer = comm->impl->allocate(bytes);
+    *ptr = buffer->data();
+    comm->buffers.push_back(std::move(buffer));
+  });
+}
+
+epcommResult_t epcommMemFree(epcommComm_t comm, void* ptr) {
+  EPCOMM_REQUIRE_COMM(comm, "memFree");
+  if (!ptr) return epcommSuccess;
+  return call(comm, "memFree", [&] {
+    for (auto it = comm->buffers.begin(); it != comm->buffers.end(); ++it) {
+      if ((*it)->data() == ptr) {
+        comm->buffers.erase(it);  // collective
+        return;
+      }
+    }
+    throw epcomm::Error(epcomm::ErrorCode::kInvalidArgument,
+                        "epcomm rank " + std::to_string(comm->impl->rank()) +
+                            ": memFree: the pointer was not returned by epcommMemAlloc on this "
+                            "communicator (or was freed already)");
+  });
 }
 
 }  // extern "C"

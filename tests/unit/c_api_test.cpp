@@ -2,6 +2,7 @@
 // and leaves a message, and a communicator made through each init path works.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -92,6 +93,129 @@ TEST(CApi, OneRankThroughEveryInitPath) {
   EXPECT_EQ(epcommCommAbort(comms[2]), epcommSuccess);
   EXPECT_EQ(epcommCommDestroy(comms[1]), epcommSuccess);
   EXPECT_EQ(epcommCommDestroy(comms[0]), epcommSuccess);
+}
+
+// Makes a one-rank communicator; null (after a skip message) when windows are not there.
+epcommComm_t oneRank(long long timeoutMs = -1) {
+  epcommConfig_t config = EPCOMM_CONFIG_INITIALIZER;
+  config.timeoutMs = timeoutMs;
+  epcommComm_t comm = nullptr;
+  EXPECT_EQ(epcommCommInitFromEnv(&comm, &config), epcommSuccess) << epcommGetLastError(nullptr);
+  return comm;
+}
+
+bool contains(const char* text, const std::string& part) {
+  return std::string(text).find(part) != std::string::npos;
+}
+
+TEST(CApi, WindowOnOneRank) {
+  epcommComm_t comm = oneRank();
+  ASSERT_NE(comm, nullptr);
+  epcommWindow_t win = nullptr;
+  void* base = nullptr;
+  const epcommResult_t rc = epcommWindowCreate(comm, 256, 2, &win, &base);
+  if (rc == epcommInvalidUsage) {
+    const std::string why = epcommGetLastError(comm);
+    epcommCommDestroy(comm);
+    GTEST_SKIP() << "backend without windows: " << why;
+  }
+  ASSERT_EQ(rc, epcommSuccess) << epcommGetLastError(comm);
+  ASSERT_NE(win, nullptr);
+  ASSERT_NE(base, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(base) % 64, 0u);
+  const auto* bytes = static_cast<const unsigned char*>(base);
+  int nonZero = 0;
+  for (int i = 0; i < 256; ++i) nonZero += bytes[i] != 0;
+  EXPECT_EQ(nonZero, 0);
+  const char text[] = "put through the C API";
+  EXPECT_EQ(epcommWindowPut(win, 0, 10, text, sizeof(text)), epcommSuccess);
+  EXPECT_EQ(epcommWindowSignal(win, 0, 1, 3, epcommSignalAdd), epcommSuccess);
+  EXPECT_EQ(epcommWindowSignal(win, 0, 1, 4, epcommSignalAdd), epcommSuccess);
+  EXPECT_EQ(epcommWindowWaitSignal(win, 1, 7), epcommSuccess) << epcommGetLastError(comm);
+  EXPECT_EQ(std::memcmp(bytes + 10, text, sizeof(text)), 0);
+  uint64_t value = 0;
+  EXPECT_EQ(epcommWindowReadSignal(win, 1, &value), epcommSuccess);
+  EXPECT_EQ(value, 7u);
+  EXPECT_EQ(epcommWindowSignal(win, 0, 1, 2, epcommSignalSet), epcommSuccess);
+  EXPECT_EQ(epcommWindowReadSignal(win, 1, &value), epcommSuccess);
+  EXPECT_EQ(value, 2u);
+  // Bad calls: a code and a message naming the call; window and communicator stay usable.
+  EXPECT_EQ(epcommWindowPut(win, 1, 0, text, 4), epcommInvalidArgument);
+  EXPECT_TRUE(contains(epcommGetLastError(comm), "put")) << epcommGetLastError(comm);
+  EXPECT_EQ(epcommWindowPut(win, 0, 250, text, 7), epcommInvalidArgument);
+  EXPECT_EQ(epcommWindowSignal(win, 0, 2, 1, epcommSignalSet), epcommInvalidArgument);
+  EXPECT_TRUE(contains(epcommGetLastError(comm), "slot 2")) << epcommGetLastError(comm);
+  EXPECT_EQ(epcommWindowSignal(win, 0, 0, 1, static_cast<epcommSignalOp_t>(5)),
+            epcommInvalidArgument);
+  EXPECT_EQ(epcommWindowWaitSignal(win, -1, 0), epcommInvalidArgument);
+  EXPECT_EQ(epcommWindowReadSignal(win, 0, nullptr), epcommInvalidArgument);
+  EXPECT_EQ(epcommWindowPut(nullptr, 0, 0, text, 1), epcommInvalidArgument);
+  EXPECT_TRUE(contains(epcommGetLastError(nullptr), "win is NULL"));
+  EXPECT_EQ(epcommWindowCreate(comm, 64, 1, nullptr, nullptr), epcommInvalidArgument);
+  epcommWindow_t other = nullptr;
+  EXPECT_EQ(epcommWindowCreate(comm, 64, -1, &other, nullptr), epcommInvalidArgument);
+  EXPECT_EQ(other, nullptr);
+  EXPECT_EQ(epcommWindowCreate(nullptr, 64, 1, &other, nullptr), epcommInvalidArgument);
+  epcommResult_t async = epcommInternalError;
+  EXPECT_EQ(epcommCommGetAsyncError(comm, &async), epcommSuccess);
+  EXPECT_EQ(async, epcommSuccess);
+  EXPECT_EQ(epcommWindowPut(win, 0, 0, text, 4), epcommSuccess);
+  // Without localBase; then a window left for epcommCommDestroy to destroy.
+  EXPECT_EQ(epcommWindowCreate(comm, 0, 1, &other, nullptr), epcommSuccess);
+  EXPECT_EQ(epcommWindowDestroy(win), epcommSuccess);
+  EXPECT_EQ(epcommWindowDestroy(nullptr), epcommSuccess);
+  EXPECT_EQ(epcommCommDestroy(comm), epcommSuccess);
+}
+
+TEST(CApi, WaitNobodySignalsTimesOut) {
+  epcommComm_t comm = oneRank(300);
+  ASSERT_NE(comm, nullptr);
+  epcommWindow_t win = nullptr;
+  const epcommResult_t rc = epcommWindowCreate(comm, 64, 1, &win, nullptr);
+  if (rc == epcommInvalidUsage) {
+    epcommCommDestroy(comm);
+    GTEST_SKIP() << "backend without windows";
+  }
+  ASSERT_EQ(rc, epcommSuccess) << epcommGetLastError(comm);
+  EXPECT_EQ(epcommWindowWaitSignal(win, 0, 1), epcommTimeout);
+  EXPECT_TRUE(contains(epcommGetLastError(comm), "waitSignal")) << epcommGetLastError(comm);
+  epcommResult_t async = epcommSuccess;
+  EXPECT_EQ(epcommCommGetAsyncError(comm, &async), epcommSuccess);
+  EXPECT_EQ(async, epcommTimeout);
+  EXPECT_EQ(epcommWindowPut(win, 0, 0, "x", 1), epcommInvalidUsage);  // aborted
+  EXPECT_EQ(epcommWindowDestroy(win), epcommSuccess);                 // local release
+  EXPECT_EQ(epcommCommDestroy(comm), epcommSuccess);
+}
+
+TEST(CApi, MemAllocIsRegisteredMemoryForCollectives) {
+  epcommComm_t comm = oneRank();
+  ASSERT_NE(comm, nullptr);
+  void* ptr = nullptr;
+  const epcommResult_t rc = epcommMemAlloc(comm, 4096, &ptr);
+  if (rc == epcommInvalidUsage) {
+    epcommCommDestroy(comm);
+    GTEST_SKIP() << "backend without registered buffers";
+  }
+  ASSERT_EQ(rc, epcommSuccess) << epcommGetLastError(comm);
+  ASSERT_NE(ptr, nullptr);
+  auto* v = static_cast<float*>(ptr);
+  for (int i = 0; i < 1024; ++i) v[i] = static_cast<float>(i);
+  EXPECT_EQ(epcommAllReduce(v, v, 1024, epcommFloat32, epcommSum, comm), epcommSuccess);
+  EXPECT_EQ(epcommAllGather(v, v + 512, 256, epcommFloat32, comm), epcommSuccess);
+  EXPECT_EQ(v[767], 255.0f);
+  EXPECT_EQ(v[1023], 1023.0f);
+  float plain[4] = {};
+  EXPECT_EQ(epcommMemFree(comm, plain), epcommInvalidArgument);
+  EXPECT_TRUE(contains(epcommGetLastError(comm), "epcommMemAlloc")) << epcommGetLastError(comm);
+  EXPECT_EQ(epcommMemAlloc(comm, 16, nullptr), epcommInvalidArgument);
+  EXPECT_EQ(epcommMemAlloc(nullptr, 16, &ptr), epcommInvalidArgument);
+  EXPECT_EQ(epcommMemFree(comm, v), epcommSuccess);
+  EXPECT_EQ(epcommMemFree(comm, v), epcommInvalidArgument);  // freed already
+  EXPECT_EQ(epcommMemFree(comm, nullptr), epcommSuccess);
+  void* leftover = nullptr;
+  EXPECT_EQ(epcommMemAlloc(comm, 0, &leftover), epcommSuccess);  // freed by CommDestroy
+  EXPECT_NE(leftover, nullptr);
+  EXPECT_EQ(epcommCommDestroy(comm), epcommSuccess);
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ TEST(Config, DefaultsComeFromTheRegistry) {
   EXPECT_EQ(c.connectTimeoutS, 120);
   EXPECT_EQ(c.bufferBytes, 64u << 20);
   EXPECT_TRUE(c.checkArgs);
+  EXPECT_EQ(c.mpiWindow, "auto");
   EXPECT_EQ(c.values.size(), knobRegistry().size());
   for (const KnobValue& v : c.values) EXPECT_EQ(v.source, "default");
 }
@@ -73,7 +74,8 @@ TEST(Config, OwnNamesWinOverAliases) {
 TEST(Config, MalformedValuesNameTheVariable) {
   const std::pair<const char*, const char*> cases[] = {
       {"EPCOMM_TIMEOUT_MS", "soon"}, {"EPCOMM_BUFFSIZE", "0"},    {"EPCOMM_LOG_LEVEL", "loud"},
-      {"EPCOMM_CHECK_ARGS", "yes"},  {"HCCL_EXEC_TIMEOUT", "-1"}, {"EPCOMM_SIZE", "0"}};
+      {"EPCOMM_CHECK_ARGS", "yes"},  {"HCCL_EXEC_TIMEOUT", "-1"}, {"EPCOMM_SIZE", "0"},
+      {"EPCOMM_MPI_WINDOW", "rma"}};
   for (const auto& [name, value] : cases) {
     EnvGuard env;
     env.set(name, value);

@@ -1,0 +1,117 @@
+#include "backends/mpi/window.h"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <string_view>
+#include <thread>
+
+#include "comm/error.h"
+
+namespace epcomm::mpi {
+namespace {
+
+constexpr const char* kKnob = "EPCOMM_MPI_WINDOW";
+
+// Backoff: spin first (a signal usually comes soon), then yield the core, then sleep in
+// growing steps up to kMaxSleepUs, so that many ranks on few cores still progress.
+constexpr unsigned kSpinPolls = 128;
+constexpr unsigned kYieldPolls = kSpinPolls + 256;
+constexpr std::int64_t kMaxSleepUs = 100;
+
+void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// 0 auto, 1 shared, 2 messages, -1 malformed.
+int knobCode(std::string_view v) {
+  if (v.empty() || v == "auto") return 0;
+  if (v == "shared") return 1;
+  if (v == "messages") return 2;
+  return -1;
+}
+
+}  // namespace
+
+void checkMpi(int rc, int rank, const char* op) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throwError(ErrorCode::kSystemError, rank, op, std::string("MPI error: ") + text);
+}
+
+WindowTransport chooseWindowTransport(const WindowContext& ctx) {
+  constexpr const char* kOp = "createWindow";
+  const char* raw = std::getenv(kKnob);
+  const std::string value = raw ? raw : "";
+  const int code = knobCode(value);
+  MPI_Comm node = MPI_COMM_NULL;
+  checkMpi(MPI_Comm_split_type(ctx.comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), ctx.rank,
+           kOp);
+  int nodeSize = 0;
+  MPI_Comm_size(node, &nodeSize);
+  MPI_Comm_free(&node);
+  // Max of: code, -code (its min), whether some rank's node lacks some rank.
+  int v[3] = {code, -code, nodeSize == ctx.size ? 0 : 1};
+  checkMpi(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_INT, MPI_MAX, ctx.comm), ctx.rank, kOp);
+  if (code < 0) {
+    throwError(
+        ErrorCode::kInvalidArgument, ctx.rank, kOp,
+        std::string(kKnob) + "=\"" + value + "\" is invalid: expected auto, shared or messages");
+  }
+  if (v[0] != -v[1]) {
+    throwError(ErrorCode::kInvalidArgument, ctx.rank, kOp,
+               std::string("ranks disagree on ") + kKnob + " (this rank has \"" + value +
+                   "\"); export the same value to every rank");
+  }
+  const bool oneNode = v[2] == 0;
+  if (code == 1 && !oneNode) {
+    throwError(ErrorCode::kInvalidArgument, ctx.rank, kOp,
+               std::string(kKnob) +
+                   "=shared needs every rank on one node, but this communicator spans nodes; "
+                   "unset it or use " +
+                   kKnob + "=messages");
+  }
+  if (code == 2) return WindowTransport::kMessages;
+  return oneNode ? WindowTransport::kShared : WindowTransport::kMessages;
+}
+
+Poller::Poller(const WindowContext& ctx, const char* op)
+    : ctx_(ctx),
+      op_(op),
+      deadlineNs_(steadyNowNs() + std::max<std::int64_t>(ctx.timeoutMs, 1) * 1000000) {}
+
+bool Poller::backOff() {
+  if (ctx_.aborted->load(std::memory_order_relaxed)) {
+    throwError(ErrorCode::kInvalidUsage, ctx_.rank, op_, "mpi backend was aborted");
+  }
+  const unsigned n = polls_++;
+  if (n < kSpinPolls) {
+    cpuRelax();
+    return true;
+  }
+  if (steadyNowNs() >= deadlineNs_) return false;
+  if (n < kYieldPolls) {
+    sched_yield();
+    return true;
+  }
+  const std::int64_t us = std::min<std::int64_t>(kMaxSleepUs, 1 + (n - kYieldPolls) / 16);
+  std::this_thread::sleep_for(std::chrono::microseconds(us));
+  return true;
+}
+
+void Poller::timeout(const std::string& what) const {
+  throwError(ErrorCode::kTimeout, ctx_.rank, op_,
+             "timeout: " + what + " after EPCOMM_TIMEOUT_MS=" + std::to_string(ctx_.timeoutMs) +
+                 " ms (no peer signalled, a peer died, or it never made the matching call); "
+                 "raise EPCOMM_TIMEOUT_MS if the peer is only slow");
+}
+
+}  // namespace epcomm::mpi
