@@ -65,6 +65,8 @@ RankBinding bindLocalRank(const Config& config, int rank, int localRank, int loc
   const SelectionRequest request = SelectionRequest::fromConfig(config, rank);
   try {
     const InterfaceSelection selection = selectInterface(interfaces, request);
+    log().info("interface {} ({}) selected: {}", selection.name, selection.address,
+               selection.reason);
     addLocality(interfaces, &topology);
     const NetInterface& nic = interfaces[selection.index];
     hint = nicHintOf(nic);
