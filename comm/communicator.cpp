@@ -17,6 +17,7 @@
 #include "comm/src/backend_handle.h"
 #include "comm/src/bootstrap.h"
 #include "comm/src/plugin_loader.h"
+#include "topology/cpu_affinity.h"
 
 namespace epcomm {
 namespace {
@@ -143,6 +144,15 @@ void checkRankSize(int rank, int size, const char* op) {
   }
 }
 
+// EPCOMM_CPU_AFFINITY: once the rank's place on its host is known, bind it to its share of
+// the cores (topology/). Only the communicators made by init bind, not split's children.
+std::unique_ptr<Communicator> bindIfAsked(std::unique_ptr<Communicator> comm) {
+  if (comm->config().cpuAffinity) {
+    topology::bindLocalRank(comm->config(), comm->rank(), comm->localRank(), comm->localSize());
+  }
+  return comm;
+}
+
 }  // namespace
 
 Communicator::Communicator(std::unique_ptr<BackendHandle> backend, Config config)
@@ -179,7 +189,7 @@ std::unique_ptr<Communicator> Communicator::init(const UniqueId& id, int rank, i
       connectRendezvous(info, rank, size, config.connectTimeoutS);
   const std::string name = resolveBackendName(config, *bootstrap, rank, size);
   auto backend = createBackend(name, bootstrap.get(), rank, size, config);
-  return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+  return bindIfAsked(std::unique_ptr<Communicator>(new Communicator(std::move(backend), config)));
 }
 
 std::unique_ptr<Communicator> Communicator::init(const OobAllGather& allGather, int rank, int size,
@@ -192,7 +202,7 @@ std::unique_ptr<Communicator> Communicator::init(const OobAllGather& allGather, 
   OobBootstrap bootstrap(allGather);
   const std::string name = resolveBackendName(config, bootstrap, rank, size);
   auto backend = createBackend(name, &bootstrap, rank, size, config);
-  return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+  return bindIfAsked(std::unique_ptr<Communicator>(new Communicator(std::move(backend), config)));
 }
 
 std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& config) {
@@ -231,7 +241,7 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     const std::string name =
         resolveBackendName(config, *bootstrap, config.initRank, config.initSize);
     auto backend = createBackend(name, bootstrap.get(), config.initRank, config.initSize, config);
-    return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+    return bindIfAsked(std::unique_ptr<Communicator>(new Communicator(std::move(backend), config)));
   }
   if (const LauncherRanks launcher = launcherRanks(); launcher.size > 0) {
     setLogRank(launcher.rank);
@@ -241,15 +251,15 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     BackendBootstrap bootstrap(*mpi);
     const std::string name = resolveBackendName(config, bootstrap, launcher.rank, launcher.size);
     if (name == "mpi")
-      return std::unique_ptr<Communicator>(new Communicator(std::move(mpi), config));
+      return bindIfAsked(std::unique_ptr<Communicator>(new Communicator(std::move(mpi), config)));
     auto backend = createBackend(name, &bootstrap, launcher.rank, launcher.size, config);
-    return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+    return bindIfAsked(std::unique_ptr<Communicator>(new Communicator(std::move(backend), config)));
   }
   setLogRank(0);
   SelfBootstrap bootstrap;
   const std::string name = resolveBackendName(config, bootstrap, 0, 1);
   auto backend = createBackend(name, &bootstrap, 0, 1, config);
-  return std::unique_ptr<Communicator>(new Communicator(std::move(backend), config));
+  return bindIfAsked(std::unique_ptr<Communicator>(new Communicator(std::move(backend), config)));
 }
 
 const std::string& Communicator::backendName() const {

@@ -1,5 +1,9 @@
 #include "comm/config.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <limits>
@@ -98,6 +102,23 @@ const std::vector<KnobInfo>& registry() {
        "auto",
        "vector kernels of the shm backend: auto (the best this CPU has), or at most portable, "
        "avx2 or avx512 (for comparisons; never above what the CPU has)"},
+      {"EPCOMM_SOCKET_IFNAME",
+       {{"HCCL_SOCKET_IFNAME", 1}, {"GLOO_SOCKET_IFNAME", 1}},
+       "",
+       "network interface the library uses, NCCL's syntax: prefixes \"eth,ib\", exclusions "
+       "\"^docker,lo\", exact names \"=eth0\" or \"^=eth1\"; unset: the first interface by "
+       "name, other than docker*, lo* and virbr*, that is up with an address, then docker*, "
+       "then loopback"},
+      {"EPCOMM_IF_IP",
+       {{"HCCL_IF_IP", 1}},
+       "",
+       "numeric address whose interface the library uses; wins over EPCOMM_SOCKET_IFNAME"},
+      {"EPCOMM_CPU_AFFINITY",
+       {{"SGLANG_SET_CPU_AFFINITY", 1}},
+       "0",
+       "1: at init bind each local rank to a disjoint set of cores (near the selected "
+       "interface where its locality is known) and its memory to their NUMA node; 0: leave "
+       "the launcher's binding alone"},
   };
   return kKnobs;
 }
@@ -116,6 +137,16 @@ std::int64_t parseInt(std::string_view name, std::string_view value, std::int64_
              "expected an integer in " + std::to_string(min) + ".." + std::to_string(max));
   }
   return *out;
+}
+
+// 1/true or 0/false (any case), as engines export them (SGLang: "true").
+bool parseBool(std::string_view name, std::string_view value) {
+  std::string lower(value);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower == "1" || lower == "true") return true;
+  if (lower == "0" || lower == "false") return false;
+  badValue(name, value, "expected 1 or 0 (true or false)");
 }
 
 constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
@@ -211,6 +242,22 @@ Config Config::resolve(bool readEnvironment) {
           v.value != "avx512") {
         badValue(v.source, v.value, "expected auto, portable, avx2 or avx512");
       }
+    } else if (n == "EPCOMM_SOCKET_IFNAME") {
+      if (!v.value.empty() && v.value.find_first_not_of("^=,") == std::string::npos) {
+        badValue(v.source, v.value,
+                 "names no interface; expected prefixes \"eth,ib\", exclusions \"^docker,lo\" "
+                 "or exact names \"=eth0\"");
+      }
+      config.socketIfname = v.value;
+    } else if (n == "EPCOMM_IF_IP") {
+      unsigned char addr[16];
+      if (!v.value.empty() && inet_pton(AF_INET, v.value.c_str(), addr) != 1 &&
+          inet_pton(AF_INET6, v.value.c_str(), addr) != 1) {
+        badValue(v.source, v.value, "expected a numeric IPv4 or IPv6 address");
+      }
+      config.ifIp = v.value;
+    } else if (n == "EPCOMM_CPU_AFFINITY") {
+      config.cpuAffinity = parseBool(v.source, v.value);
     }
   }
   return config;

@@ -62,6 +62,9 @@ class EPCOMM_API Config {
   int initRank = -1;                 // EPCOMM_RANK
   int initSize = -1;                 // EPCOMM_SIZE
   std::string initSecret;            // EPCOMM_INIT_SECRET
+  std::string socketIfname;          // EPCOMM_SOCKET_IFNAME, NCCL syntax
+  std::string ifIp;                  // EPCOMM_IF_IP
+  bool cpuAffinity = false;          // EPCOMM_CPU_AFFINITY
 
   // Every registered knob with its effective value and source, in registry order.
   std::vector<KnobValue> values;

@@ -14,9 +14,11 @@ struct EPCOMM_API UniqueId {
   static constexpr std::size_t kBytes = 128;
   std::array<unsigned char, kBytes> bytes{};
 
-  // Starts a rendezvous server in this process (on the default interface, an ephemeral
-  // port) that lives until the communicator built from the id is up or
-  // EPCOMM_CONNECT_TIMEOUT passes, and returns its id. Throws epcomm::Error.
+  // Starts a rendezvous server in this process that lives until the communicator built
+  // from the id is up or EPCOMM_CONNECT_TIMEOUT passes, and returns its id. The server
+  // listens on an ephemeral port of the address of the interface EPCOMM_IF_IP /
+  // EPCOMM_SOCKET_IFNAME select (never 0.0.0.0); the id carries that address. Throws
+  // epcomm::Error (a selection that matches nothing names the setting).
   static UniqueId create();
 };
 

@@ -10,6 +10,7 @@ packages=(
   libboost-dev
   libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libhwloc-dev
   iproute2
 )
 

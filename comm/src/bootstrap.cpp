@@ -1,4 +1,4 @@
-// UniqueId encoding, the default rendezvous address, and the process-global registry of
+// The rendezvous address (the selected interface's), and the process-global registry of
 // rendezvous servers.
 //
 // UniqueId layout (128 bytes, integers little-endian):
@@ -9,8 +9,6 @@
 #include "comm/src/asio.h"
 
 #include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 
@@ -19,26 +17,14 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "comm/error.h"
 #include "comm/log.h"
 #include "comm/src/rendezvous_server.h"
+#include "topology/interface_selection.h"
 
 namespace epcomm {
-namespace {
-
-// Interfaces a host usually has but that other hosts cannot reach.
-bool isVirtualBridge(const std::string& name) {
-  for (const char* prefix : {"docker", "veth", "virbr", "br-"}) {
-    if (name.rfind(prefix, 0) == 0) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 namespace {
 
 // Keeps every started server alive until it finishes or the process exits; its static
@@ -112,25 +98,8 @@ std::string resolveHost(const std::string& host, int rank) {
   return text;
 }
 
-std::string defaultRendezvousHost() {
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return "127.0.0.1";
-  // (is a virtual bridge, interface name, address): the sort puts real interfaces first,
-  // then orders by name, so the choice does not depend on the kernel's listing order.
-  std::vector<std::tuple<bool, std::string, std::string>> candidates;
-  for (const ifaddrs* ifa = list; ifa != nullptr; ifa = ifa->ifa_next) {
-    if (ifa->ifa_addr == nullptr || ifa->ifa_addr->sa_family != AF_INET) continue;
-    if (!(ifa->ifa_flags & IFF_UP) || (ifa->ifa_flags & IFF_LOOPBACK)) continue;
-    char text[INET_ADDRSTRLEN] = {};
-    const auto* sin = reinterpret_cast<const sockaddr_in*>(ifa->ifa_addr);
-    if (inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text)) == nullptr) continue;
-    const std::string name = ifa->ifa_name ? ifa->ifa_name : "";
-    candidates.emplace_back(isVirtualBridge(name), name, text);
-  }
-  freeifaddrs(list);
-  if (candidates.empty()) return "127.0.0.1";
-  std::sort(candidates.begin(), candidates.end());
-  return std::get<2>(candidates.front());
+std::string rendezvousHost(const Config& config) {
+  return topology::selectInterface(config, 0).address;
 }
 
 }  // namespace epcomm

@@ -54,8 +54,10 @@ std::unique_ptr<Bootstrap> connectRendezvous(const RendezvousInfo& info, int ran
 // kInvalidArgument naming the host when it cannot be resolved.
 std::string resolveHost(const std::string& host, int rank);
 
-// The address rank 0 advertises by default: the first IPv4 address of an interface that is
-// up and not loopback, else 127.0.0.1. (topology/ refines this with EPCOMM_SOCKET_IFNAME.)
-std::string defaultRendezvousHost();
+// The address a UniqueId's rendezvous listens on and advertises: that of the interface
+// topology/ selects for `config` (EPCOMM_IF_IP, EPCOMM_SOCKET_IFNAME, else the default
+// order), never 0.0.0.0. Throws epcomm::Error (kInvalidArgument) naming the setting and
+// listing the interfaces when it matches nothing.
+std::string rendezvousHost(const Config& config);
 
 }  // namespace epcomm

@@ -111,7 +111,7 @@ UniqueId UniqueId::create() {
   const Config config = Config::fromEnvironment();
   setLogLevel(config.logLevel);
   RendezvousInfo wanted;
-  wanted.host = defaultRendezvousHost();
+  wanted.host = rendezvousHost(config);
   wanted.port = 0;
   fillRandom(wanted.secret, kSecretBytes);
   return encodeUniqueId(startRendezvousServer(wanted, config.connectTimeoutS));

@@ -209,10 +209,57 @@ TEST(UniqueIdTest, GarbageIsInvalidArgument) {
 }
 
 TEST(UniqueIdTest, DefaultHostIsAConcreteIpv4Address) {
-  const std::string host = defaultRendezvousHost();
+  const std::string host = rendezvousHost(Config::defaults());
   in_addr addr{};
   ASSERT_EQ(inet_pton(AF_INET, host.c_str(), &addr), 1) << host;
   EXPECT_NE(addr.s_addr, htonl(INADDR_ANY));
+}
+
+// The UniqueId carries the selected interface's address, and its server listens there only.
+TEST(UniqueIdTest, ListensOnTheSelectedInterfaceOnly) {
+  setenv("EPCOMM_SOCKET_IFNAME", "=lo", 1);
+  const UniqueId id = UniqueId::create();
+  unsetenv("EPCOMM_SOCKET_IFNAME");
+  const RendezvousInfo info = decodeUniqueId(id, 0);
+  EXPECT_EQ(info.host, "127.0.0.1");
+  // A connect to another local address on the same port finds nobody listening.
+  setenv("EPCOMM_SOCKET_IFNAME", "^lo", 1);
+  std::string other;
+  try {
+    other = rendezvousHost(Config::fromEnvironment());
+  } catch (const Error&) {
+  }
+  unsetenv("EPCOMM_SOCKET_IFNAME");
+  if (!other.empty() && other.find(':') == std::string::npos) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(info.port);
+    inet_pton(AF_INET, other.c_str(), &addr.sin_addr);
+    EXPECT_NE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0)
+        << "something listens on " << other << ":" << info.port << " too";
+    close(fd);
+  }
+  auto boot = connectRendezvous(info, 0, 1, kTimeoutS);
+  int one = 1;
+  int got = 0;
+  boot->allGather(&one, &got, sizeof(one));
+  EXPECT_EQ(got, 1);
+}
+
+TEST(UniqueIdTest, SelectionThatMatchesNothingNamesIt) {
+  setenv("EPCOMM_SOCKET_IFNAME", "=nosuch0", 1);
+  try {
+    UniqueId::create();
+    ADD_FAILURE() << "=nosuch0 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("EPCOMM_SOCKET_IFNAME=\"=nosuch0\""), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("lo (up, loopback"), std::string::npos) << e.what();
+  }
+  unsetenv("EPCOMM_SOCKET_IFNAME");
 }
 
 TEST(BootstrapTest, AllGatherOneTwoFourRanksSeveralRounds) {

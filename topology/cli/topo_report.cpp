@@ -1,0 +1,187 @@
+#include "topology/cli/topo_report.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <initializer_list>
+#include <string_view>
+
+namespace epcomm::topology {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+json nullableInt(int value) {
+  return value < 0 ? json(nullptr) : json(value);
+}
+
+json nullableText(const std::string& value) {
+  return value.empty() ? json(nullptr) : json(value);
+}
+
+std::string plural(std::size_t n, const char* word) {
+  return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+}
+
+std::string sizeText(std::uint64_t bytes) {
+  if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
+  if (bytes >= 1024 && bytes % 1024 == 0) return std::to_string(bytes >> 10) + " KiB";
+  return std::to_string(bytes) + " B";
+}
+
+// Joins pieces (GCC 12 warns falsely about "literal" + std::string temporaries).
+std::string concat(std::initializer_list<std::string_view> pieces) {
+  std::string out;
+  for (std::string_view p : pieces) out += p;
+  return out;
+}
+
+std::string padded(const std::string& text, std::size_t width) {
+  return text.size() >= width ? text + " " : text + std::string(width - text.size(), ' ');
+}
+
+}  // namespace
+
+TopoReport gatherReport(const Config& config, int localRanks) {
+  TopoReport report;
+  const Topology topology;
+  report.machine = topology.machine();
+  report.tree = topology.treeText();
+  report.interfaces = listInterfaces();
+  addLocality(report.interfaces, &topology);
+  report.selection = selectInterface(report.interfaces, SelectionRequest::fromConfig(config));
+  report.localRanks = localRanks;
+  report.plan = planBinding(report.machine, localRanks,
+                            {report.interfaces[report.selection.index].numaNode,
+                             report.interfaces[report.selection.index].localCpus});
+  report.config = config;
+  return report;
+}
+
+json envJson(const Config& config) {
+  json env = json::array();
+  for (const KnobValue& v : config.values) {
+    env.push_back({{"name", v.name}, {"value", v.value}, {"source", v.source}});
+  }
+  return env;
+}
+
+std::string envText(const Config& config) {
+  std::size_t width = 0;
+  for (const KnobValue& v : config.values) width = std::max(width, v.name.size());
+  std::string out = "Configuration (value, source: default, own name, or the alias that set it):\n";
+  for (const KnobValue& v : config.values) {
+    out += "  " + padded(v.name, width + 1) + "= " +
+           padded(v.value.empty() ? "(unset)" : v.value, 12) + " [" + v.source + "]\n";
+  }
+  return out;
+}
+
+json reportJson(const TopoReport& r) {
+  json machine = {{"hostname", r.machine.hostname}, {"packages", r.machine.packages},
+                  {"pus", r.machine.pus},           {"numa_nodes", json::array()},
+                  {"cores", json::array()},         {"caches", json::array()}};
+  for (const NumaNodeInfo& n : r.machine.numaNodes) {
+    machine["numa_nodes"].push_back(
+        {{"os_index", n.osIndex}, {"memory_bytes", n.memoryBytes}, {"cpus", n.pus}});
+  }
+  for (const CoreInfo& c : r.machine.cores) {
+    machine["cores"].push_back({{"index", c.index},
+                                {"package", nullableInt(c.package)},
+                                {"numa", nullableInt(c.numaNode)},
+                                {"cpus", c.pus}});
+  }
+  for (const CacheInfo& c : r.machine.caches) {
+    machine["caches"].push_back(
+        {{"level", c.level}, {"kind", c.kind}, {"bytes", c.bytes}, {"count", c.count}});
+  }
+  json interfaces = json::array();
+  for (std::size_t i = 0; i < r.interfaces.size(); ++i) {
+    const NetInterface& n = r.interfaces[i];
+    interfaces.push_back({{"name", n.name},
+                          {"addresses", n.addresses},
+                          {"up", n.up},
+                          {"loopback", n.loopback},
+                          {"numa", nullableInt(n.numaNode)},
+                          {"pci", nullableText(n.pciBusId)},
+                          {"local_cpus", n.localCpus},
+                          {"locality_source", nullableText(n.localitySource)},
+                          {"selected", i == r.selection.index}});
+  }
+  json ranks = json::array();
+  for (const RankBinding& b : r.plan.ranks) {
+    ranks.push_back({{"local_rank", b.localRank},
+                     {"cpus", b.cpus},
+                     {"cores", b.cores},
+                     {"numa_nodes", b.numaNodes},
+                     {"shared", b.shared}});
+  }
+  return {{"machine", machine},
+          {"interfaces", interfaces},
+          {"selection",
+           {{"interface", r.selection.name},
+            {"address", r.selection.address},
+            {"reason", r.selection.reason}}},
+          {"plan",
+           {{"local_ranks", r.localRanks},
+            {"unit", r.plan.unit},
+            {"nic_numa", nullableInt(r.plan.nicNumaNode)},
+            {"applied_at_init", r.config.cpuAffinity},
+            {"ranks", ranks}}},
+          {"env", envJson(r.config)}};
+}
+
+std::string reportText(const TopoReport& r) {
+  const MachineInfo& m = r.machine;
+  std::string out =
+      "Machine " + m.hostname + ": " + plural(static_cast<std::size_t>(m.packages), "package") +
+      ", " + plural(m.numaNodes.size(), "NUMA node") + ", " + plural(m.cores.size(), "core") +
+      ", " + plural(static_cast<std::size_t>(m.pus), "PU") + "\n";
+  std::string caches;
+  for (const CacheInfo& c : m.caches) {
+    if (!caches.empty()) caches += ", ";
+    caches += concat({"L", std::to_string(c.level), c.kind == "unified" ? "" : " ",
+                      c.kind == "unified" ? "" : c.kind, " ", sizeText(c.bytes), " x",
+                      std::to_string(c.count)});
+  }
+  if (!caches.empty()) out += "Caches: " + caches + "\n";
+  out += r.tree;
+
+  out += "\nInterfaces (* selected):\n";
+  std::size_t width = 0;
+  for (const NetInterface& n : r.interfaces) width = std::max(width, n.name.size());
+  for (std::size_t i = 0; i < r.interfaces.size(); ++i) {
+    const NetInterface& n = r.interfaces[i];
+    std::string addresses;
+    for (const std::string& a : n.addresses) addresses += (addresses.empty() ? "" : " ") + a;
+    out += std::string(i == r.selection.index ? "  * " : "    ") + padded(n.name, width + 1) +
+           (n.up ? "up  " : "down") + (n.loopback ? " loopback" : "") + "  " +
+           (addresses.empty() ? "(no address)" : addresses);
+    if (!n.localitySource.empty()) {
+      out += "  [pci " + (n.pciBusId.empty() ? std::string("-") : n.pciBusId) + ", numa " +
+             (n.numaNode < 0 ? std::string("-") : std::to_string(n.numaNode)) + ", cpus " +
+             (n.localCpus.empty() ? std::string("-") : formatCpuList(n.localCpus)) + ", from " +
+             n.localitySource + "]";
+    }
+    out += "\n";
+  }
+  out += "Selected: " + r.selection.name + " (" + r.selection.address + "): " + r.selection.reason +
+         "\n";
+
+  out += "\nBinding plan for " + plural(static_cast<std::size_t>(r.localRanks), "local rank") +
+         " (unit " + r.plan.unit +
+         (r.plan.nicNumaNode >= 0
+              ? ", NIC's NUMA node " + std::to_string(r.plan.nicNumaNode) + " first"
+              : "") +
+         "; " +
+         (r.config.cpuAffinity ? "applied at init: EPCOMM_CPU_AFFINITY=1"
+                               : "not applied: EPCOMM_CPU_AFFINITY=0") +
+         "):\n";
+  for (const RankBinding& b : r.plan.ranks) {
+    out += "  local rank " + std::to_string(b.localRank) + ": " + describeBinding(b) + "\n";
+  }
+  out += '\n';
+  out += envText(r.config);
+  return out;
+}
+
+}  // namespace epcomm::topology
