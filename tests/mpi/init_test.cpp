@@ -102,7 +102,9 @@ TEST(Init, UnderMpirunAutomatically) {
   const char* expected = std::getenv("EPCOMM_TEST_EXPECT_BACKEND");
   auto comm = Communicator::initFromEnvironment();
   EXPECT_EQ(comm->backendName(), expected ? expected : "shm");
-  if (!expected) EXPECT_EQ(comm->localSize(), comm->size());
+  if (!expected) {
+    EXPECT_EQ(comm->localSize(), comm->size());
+  }
   expectWorks(*comm, worldRank(), worldSize());
 }
 
