@@ -67,6 +67,8 @@ class Channel {
   }
   const unsigned char* inlineData(int peer) { return line(peer).payload; }
   std::size_t capacity() const { return segment_.layout().slotBytes; }
+  // The current step's number (equal on every rank at the same step).
+  std::uint64_t step() const { return stream_.step; }
   // A hint, no effect on correctness: claims for writing the first `bytes` of this rank's
   // slot for the next step (parity of step + 1), which every peer has finished reading once
   // exchange() returned. The peers' copies are invalidated now, in the background, instead
