@@ -10,7 +10,7 @@
 // out of place and in place (nccl-tests' two column groups).
 //
 // --compare mpi runs the MPI library's own collective (MPI_Allreduce, MPI_Allgather,
-// MPI_Reduce_scatter_block, MPI_Bcast, MPI_Alltoall, MPI_Sendrecv) on the same buffers, with
+// MPI_Reduce_scatter_block, MPI_Bcast, MPI_Alltoall, MPI_Sendrecv) on the same sizes, with
 // the same warmup, iterations and barrier, on the line after epcomm's. MPI has no bf16/f16:
 // they travel as MPI_Type_contiguous(2, MPI_BYTE) with commutative user ops that compute in
 // f32 and round back. MPI has no avg: MPI_SUM, then each rank divides its result (inside the
@@ -20,6 +20,10 @@
 //
 // After the sizes, a memcpy reference from the same run: rank 0's single-thread memcpy GB/s
 // at the largest size, and the largest size's out-of-place busbw as a fraction of it.
+// --registered: epcomm's send and recv come from Communicator::allocate (registered memory,
+// which the shm backend's collectives use zero-copy); its rows are labelled
+// "epcomm-registered". MPI still runs on ordinary heap buffers (what an MPI user has), with
+// the same sizes, inputs and checks.
 #include <mpi.h>
 #include <unistd.h>
 
@@ -66,14 +70,6 @@ class AlignedBuffer {
   };
   std::unique_ptr<std::byte, Free> data_;
 };
-
-// Registered buffers (Communicator::allocate: memory in the backend's shared pool, so
-// collectives skip the copy-in) come with the shm backend. This is the one place that says
-// which backends have them; when one does, the buffers below come from comm.allocate().
-bool hasRegisteredBuffers(const Communicator& comm) {
-  (void)comm;
-  return false;
-}
 
 // ---- the MPI library's own collectives ----
 
@@ -250,22 +246,29 @@ struct Measurement {
   std::optional<long long> wrong;  // nullopt: not checked (-c 0, or not checkable: N/A)
 };
 
+// Where one implementation's calls read and write.
+struct Buffers {
+  std::byte* send;
+  std::byte* recv;
+};
+
 struct Bench {
   const Options& options;
   Communicator& comm;
   MPI_Comm mpiComm;
-  MpiPeer* mpi;  // null without --compare mpi
-  std::byte* sendBuffer;
-  std::byte* recvBuffer;
+  MpiPeer* mpi;        // null without --compare mpi
+  Buffers epcomm;      // from Communicator::allocate with --registered, else as mpi's
+  Buffers mpiBuffers;  // ordinary (heap) memory, always
 };
 
 Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
   const std::size_t es = dtypeSize(s.dtype);
   const std::size_t block = static_cast<std::size_t>(s.rank) * s.count * es;
   // Where the call reads and writes, where the input goes and where the result is read.
-  std::byte* send = inPlace ? b.recvBuffer : b.sendBuffer;
-  std::byte* recv = b.recvBuffer;
-  if (inPlace && s.collective == Collective::kAllGather) send = b.recvBuffer + block;
+  const Buffers& buffers = impl == Impl::kEpcomm ? b.epcomm : b.mpiBuffers;
+  std::byte* send = inPlace ? buffers.recv : buffers.send;
+  std::byte* recv = buffers.recv;
+  if (inPlace && s.collective == Collective::kAllGather) send = buffers.recv + block;
   if (inPlace && s.collective == Collective::kReduceScatter && impl == Impl::kEpcomm) recv += block;
   std::byte* input = send;
   std::byte* result = recv;
@@ -276,7 +279,7 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
       b.mpi->run(s, send, recv, inPlace);
   };
   const auto prepare = [&] {
-    poison(s.dtype, b.recvBuffer, std::max(inputCount(s), resultCount(s)));
+    poison(s.dtype, buffers.recv, std::max(inputCount(s), resultCount(s)));
     fillInput(s, input);
   };
 
@@ -469,20 +472,36 @@ int runBenchmark(int argc, char** argv) {
                   "epcomm's ranks differ from MPI_COMM_WORLD's; run under "
                   "mpirun without EPCOMM_INIT_ADDR/EPCOMM_RANK/EPCOMM_SIZE");
     }
-    if (o.registered && !hasRegisteredBuffers(*comm)) {
-      const std::string problem = "--registered needs a backend with registered buffers (shm), " +
-                                  ("backend " + comm->backendName() + " has none");
-      comm.reset();
-      return fail(worldRank == 0, problem);
+    // --registered: epcomm's buffers come from Communicator::allocate (the backend's
+    // registered memory, zero-copy where it has such paths); MPI keeps ordinary memory. A
+    // backend without windows refuses alike on every rank (kInvalidUsage).
+    std::unique_ptr<RegisteredBuffer> regSend, regRecv;
+    if (o.registered) {
+      try {
+        regSend = comm->allocate(std::max<std::size_t>(o.maxBytes, 1));
+        regRecv = comm->allocate(std::max<std::size_t>(o.maxBytes, 1));
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kInvalidUsage) throw;
+        const std::string problem = std::string("--registered: ") + e.what();
+        comm.reset();
+        return fail(worldRank == 0, problem);
+      }
     }
     MPI_Comm mpiComm;
     MPI_Comm_dup(MPI_COMM_WORLD, &mpiComm);
     std::optional<MpiPeer> mpi;
     if (o.compareMpi) mpi.emplace(mpiComm);
     AlignedBuffer send(o.maxBytes), recv(o.maxBytes);
-    Bench bench{o, *comm, mpiComm, mpi ? &*mpi : nullptr, send.data(), recv.data()};
+    const Buffers heap{send.data(), recv.data()};
+    const Buffers epcommBuffers = o.registered ? Buffers{static_cast<std::byte*>(regSend->data()),
+                                                         static_cast<std::byte*>(regRecv->data())}
+                                               : heap;
+    Bench bench{o, *comm, mpiComm, mpi ? &*mpi : nullptr, epcommBuffers, heap};
     printHeader(o, *comm, mpiComm);
     exitCode = runSizes(bench, json);
+    // Collective, before the communicator (comm/window.h).
+    regSend.reset();
+    regRecv.reset();
     mpi.reset();
     MPI_Comm_free(&mpiComm);
     comm.reset();
@@ -516,7 +535,9 @@ int runSizes(Bench& b, std::ofstream& json) {
     if (s.count > 0) {
       for (Impl impl : {Impl::kEpcomm, Impl::kMpi}) {
         if (impl == Impl::kMpi && !b.mpi) continue;
-        const char* name = impl == Impl::kEpcomm ? "epcomm" : "mpi";
+        // Registered results are labelled as such, in the table and in the JSON.
+        const char* name =
+            impl == Impl::kMpi ? "mpi" : (o.registered ? "epcomm-registered" : "epcomm");
         const Measurement oop = measure(b, impl, false, s);
         const Measurement ip = measure(b, impl, true, s);
         for (const Measurement* m : {&oop, &ip}) {

@@ -162,7 +162,16 @@ Communicator::Communicator(std::unique_ptr<BackendHandle> backend, Config config
   finishInit();
 }
 
-Communicator::~Communicator() = default;
+Communicator::~Communicator() {
+  if (!windows_.empty()) {
+    // The backend releases their memory with itself; the Window objects must not call it.
+    log().warn(
+        "communicator destroyed with {} window(s) alive: their memory is released; "
+        "destroy windows (and registered buffers) before their communicator",
+        windows_.size());
+    for (Window* w : windows_) w->comm_ = nullptr;
+  }
+}
 
 void Communicator::finishInit() {
   const std::array<char, 128> mine = hostIdentity();

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "comm/config.h"
 #include "comm/error.h"
@@ -135,6 +136,8 @@ class EPCOMM_API Communicator {
   std::atomic<bool> aborted_{false};
   // The check armed in the backend by agree() (kArmed), taken by the next run().
   const ArgumentCheck* armed_ = nullptr;
+  // Windows alive on this communicator; the destructor detaches those still alive.
+  std::vector<Window*> windows_;
 };
 
 }  // namespace epcomm

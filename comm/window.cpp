@@ -1,6 +1,7 @@
 // Windows and registered buffers: local checks, agreement at creation, then the backend.
 #include "comm/window.h"
 
+#include <algorithm>
 #include <string>
 
 #include "comm/communicator.h"
@@ -41,7 +42,9 @@ std::unique_ptr<Window> Communicator::createWindow(std::size_t bytes, int numSig
   void* data = nullptr;
   void* handle = nullptr;
   run(kOp, [&] { handle = backend_->windowCreate(bytes, numSignals, &data); });
-  return std::unique_ptr<Window>(new Window(*this, handle, data, bytes, numSignals));
+  std::unique_ptr<Window> window(new Window(*this, handle, data, bytes, numSignals));
+  windows_.push_back(window.get());
+  return window;
 }
 
 std::unique_ptr<RegisteredBuffer> Communicator::allocate(std::size_t bytes) {
@@ -49,65 +52,78 @@ std::unique_ptr<RegisteredBuffer> Communicator::allocate(std::size_t bytes) {
 }
 
 Window::~Window() {
+  if (!comm_) return;  // released with its communicator
+  auto& live = comm_->windows_;
+  live.erase(std::remove(live.begin(), live.end(), this), live.end());
   // Collective; after an abort the backend only releases this rank's resources.
   try {
-    comm_.backend_->windowDestroy(handle_);
+    comm_->backend_->windowDestroy(handle_);
   } catch (const Error& e) {
     log().warn("destroying a window: {}", e.what());
   }
 }
 
+Communicator& Window::comm(const char* op) const {
+  if (!comm_) {
+    throwError(ErrorCode::kInvalidUsage, -1, op,
+               "the window's communicator was destroyed (destroy windows first)");
+  }
+  return *comm_;
+}
+
 void Window::put(int peer, std::size_t offset, const void* src, std::size_t bytes) {
   constexpr const char* kOp = "put";
-  comm_.checkUsable(kOp);
-  if (peer < 0 || peer >= comm_.size_ || offset > bytes_ || bytes > bytes_ - offset ||
+  Communicator& c = comm(kOp);
+  c.checkUsable(kOp);
+  if (peer < 0 || peer >= c.size_ || offset > bytes_ || bytes > bytes_ - offset ||
       (bytes > 0 && src == nullptr)) {
-    throwError(ErrorCode::kInvalidArgument, comm_.rank_, kOp,
+    throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
                "put of " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
                    " to peer " + std::to_string(peer) + " does not fit a window of " +
-                   std::to_string(bytes_) + " bytes on " + std::to_string(comm_.size_) +
+                   std::to_string(bytes_) + " bytes on " + std::to_string(c.size_) +
                    " ranks (or src is null)");
   }
   if (bytes == 0) return;
-  comm_.run(kOp, [&] { comm_.backend_->windowPut(handle_, peer, offset, src, bytes); });
+  c.run(kOp, [&] { c.backend_->windowPut(handle_, peer, offset, src, bytes); });
 }
 
 void Window::signal(int peer, int slot, std::uint64_t value, SignalOp op) {
   constexpr const char* kOp = "signal";
-  comm_.checkUsable(kOp);
-  if (peer < 0 || peer >= comm_.size_ || slot < 0 || slot >= numSignals_ ||
+  Communicator& c = comm(kOp);
+  c.checkUsable(kOp);
+  if (peer < 0 || peer >= c.size_ || slot < 0 || slot >= numSignals_ ||
       (op != SignalOp::kSet && op != SignalOp::kAdd)) {
-    throwError(ErrorCode::kInvalidArgument, comm_.rank_, kOp,
+    throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
                "signal to peer " + std::to_string(peer) + " slot " + std::to_string(slot) +
-                   ": peer must be in 0.." + std::to_string(comm_.size_ - 1) +
-                   ", slot in 0.." + std::to_string(numSignals_ - 1) + ", op set or add");
+                   ": peer must be in 0.." + std::to_string(c.size_ - 1) + ", slot in 0.." +
+                   std::to_string(numSignals_ - 1) + ", op set or add");
   }
-  comm_.run(kOp, [&] {
-    comm_.backend_->windowSignal(handle_, peer, slot, value, static_cast<int>(op));
-  });
+  c.run(kOp, [&] { c.backend_->windowSignal(handle_, peer, slot, value, static_cast<int>(op)); });
 }
 
 void Window::waitSignal(int slot, std::uint64_t value) {
   constexpr const char* kOp = "waitSignal";
-  comm_.checkUsable(kOp);
+  Communicator& c = comm(kOp);
+  c.checkUsable(kOp);
   if (slot < 0 || slot >= numSignals_) {
-    throwError(ErrorCode::kInvalidArgument, comm_.rank_, kOp,
-               "slot " + std::to_string(slot) + " is outside 0.." +
-                   std::to_string(numSignals_ - 1));
+    throwError(
+        ErrorCode::kInvalidArgument, c.rank_, kOp,
+        "slot " + std::to_string(slot) + " is outside 0.." + std::to_string(numSignals_ - 1));
   }
-  comm_.run(kOp, [&] { comm_.backend_->windowWaitSignal(handle_, slot, value); });
+  c.run(kOp, [&] { c.backend_->windowWaitSignal(handle_, slot, value); });
 }
 
 std::uint64_t Window::readSignal(int slot) const {
   constexpr const char* kOp = "readSignal";
-  comm_.checkUsable(kOp);
+  Communicator& c = comm(kOp);
+  c.checkUsable(kOp);
   if (slot < 0 || slot >= numSignals_) {
-    throwError(ErrorCode::kInvalidArgument, comm_.rank_, kOp,
-               "slot " + std::to_string(slot) + " is outside 0.." +
-                   std::to_string(numSignals_ - 1));
+    throwError(
+        ErrorCode::kInvalidArgument, c.rank_, kOp,
+        "slot " + std::to_string(slot) + " is outside 0.." + std::to_string(numSignals_ - 1));
   }
   std::uint64_t value = 0;
-  comm_.run(kOp, [&] { value = comm_.backend_->windowReadSignal(handle_, slot); });
+  c.run(kOp, [&] { value = c.backend_->windowReadSignal(handle_, slot); });
   return value;
 }
 

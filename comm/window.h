@@ -7,6 +7,9 @@
 //  - Creation and destruction are collective: every rank of the communicator, in the same
 //    order, with the same bytes and numSignals. Destroy every window before its
 //    communicator. Destruction returns once no peer can still write this rank's memory.
+//    A window still alive when its communicator is destroyed is released there, locally
+//    (no collective step): data() is then gone, calls on it throw kInvalidUsage and its
+//    destructor does nothing.
 //  - data() is this rank's `bytes()` bytes (64-byte aligned, zero at creation); read and
 //    write it directly. Peers write it only through put().
 //  - put() is complete on return (src reusable) and visible at the peer no later than any
@@ -54,9 +57,11 @@ class EPCOMM_API Window {
  private:
   friend class Communicator;
   Window(Communicator& comm, void* handle, void* data, std::size_t bytes, int numSignals)
-      : comm_(comm), handle_(handle), data_(data), bytes_(bytes), numSignals_(numSignals) {}
+      : comm_(&comm), handle_(handle), data_(data), bytes_(bytes), numSignals_(numSignals) {}
+  // The communicator, or a kInvalidUsage error naming `op` once it was destroyed.
+  Communicator& comm(const char* op) const;
 
-  Communicator& comm_;
+  Communicator* comm_;  // null once the communicator was destroyed
   void* handle_;
   void* data_;
   std::size_t bytes_;

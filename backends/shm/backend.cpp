@@ -41,6 +41,7 @@ Backend::Backend(const epcommBackendCreateArgs& args)
     }
   };
   segment_ = Segment::establish(gather, rank_, size_, 0, rank_, size_, bufferBytes_, op);
+  log_ = args.log;
   setUp();
 }
 
@@ -97,8 +98,10 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   std::unique_ptr<Segment> child =
       Segment::establish(gather, rank_, size_, leader, childRank, childSize, bufferBytes_, op);
   if (!child) return nullptr;
-  return std::unique_ptr<epcomm::Backend>(
+  auto backend = std::unique_ptr<Backend>(
       new Backend(std::move(child), childRank, childSize, timeoutMs_, bufferBytes_));
+  backend->log_ = log_;
+  return backend;
 }
 
 void Backend::setCallCheck(const epcommCallCheck* check) {
@@ -114,6 +117,12 @@ void Backend::setCallCheck(const epcommCallCheck* check) {
     a.shape[i] = check->shape[i];
     a.shapeName[i] = check->shapeName[i] ? check->shapeName[i] : "a shape";
   }
+}
+
+void Backend::notePath(const char* what) {
+  if (std::find(notedPaths_.begin(), notedPaths_.end(), what) != notedPaths_.end()) return;
+  notedPaths_.push_back(what);
+  if (log_) log_(1, what);  // debug
 }
 
 void Backend::checkStep(int kind, const OpClock& clock) {
@@ -141,6 +150,21 @@ void Backend::collective(const char* op, int kind, Algorithm&& algorithm) {
 void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, int op) {
   collective("allReduce", kAllReduceKind, [&](const Step& s) {
     const std::size_t bytes = count * dtypeSize(dt(dtype));
+    if (registeredCandidate(bytes)) {
+      const RegisteredPeers& peers = registered_.peers;
+      registry_.agree(s, send, bytes, true, recv, bytes, registered_.peers);
+      if (peers.allSend && bytes <= kRegisteredOneShotMaxBytes) {
+        notePath("shm: allReduce on registered buffers: zero-copy one-shot");
+        return allReduceRegisteredOneShot(s, registered_, recv, count, dt(dtype),
+                                          static_cast<ReduceOp>(op));
+      }
+      if (peers.allSend && peers.allRecv) {
+        notePath("shm: allReduce on registered buffers: zero-copy two-shot");
+        return allReduceRegisteredTwoShot(s, registered_, count, dt(dtype),
+                                          static_cast<ReduceOp>(op));
+      }
+      notePath("shm: allReduce: buffers not registered on every rank: copy path");
+    }
     if (bytes <= Channel::kInlineBytes) {
       allReduceInline(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
     } else if (bytes <= kOneShotMaxBytes || size_ == 1) {
@@ -153,13 +177,34 @@ void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, i
 
 void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int dtype, int op) {
   collective("reduceScatter", kReduceScatterKind, [&](const Step& s) {
+    const std::size_t bytes = recvCount * dtypeSize(dt(dtype));
+    if (registeredCandidate(bytes * static_cast<std::size_t>(size_))) {
+      registry_.agree(s, send, bytes * static_cast<std::size_t>(size_), true, recv, bytes,
+                      registered_.peers);
+      if (registered_.peers.allSend) {
+        notePath("shm: reduceScatter on registered buffers: zero-copy");
+        return reduceScatterRegistered(s, registered_, recv, recvCount, dt(dtype),
+                                       static_cast<ReduceOp>(op));
+      }
+      notePath("shm: reduceScatter: buffers not registered on every rank: copy path");
+    }
     shm::reduceScatter(s, send, recv, recvCount, dt(dtype), static_cast<ReduceOp>(op));
   });
 }
 
 void Backend::allGather(const void* send, void* recv, size_t sendCount, int dtype) {
   collective("allGather", kAllGatherKind, [&](const Step& s) {
-    shm::allGather(s, send, recv, sendCount * dtypeSize(dt(dtype)));
+    const std::size_t bytes = sendCount * dtypeSize(dt(dtype));
+    if (registeredCandidate(bytes)) {
+      registry_.agree(s, send, bytes, true, recv, bytes * static_cast<std::size_t>(size_),
+                      registered_.peers);
+      if (registered_.peers.allSend) {
+        notePath("shm: allGather on registered buffers: zero-copy");
+        return allGatherRegistered(s, registered_, recv, bytes);
+      }
+      notePath("shm: allGather: buffers not registered on every rank: copy path");
+    }
+    shm::allGather(s, send, recv, bytes);
   });
 }
 
@@ -173,7 +218,17 @@ void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const s
 
 void Backend::broadcast(const void* send, void* recv, size_t count, int dtype, int root) {
   collective("broadcast", kBroadcastKind, [&](const Step& s) {
-    shm::broadcast(s, send, recv, count * dtypeSize(dt(dtype)), root);
+    const std::size_t bytes = count * dtypeSize(dt(dtype));
+    if (registeredCandidate(bytes)) {
+      // Only the root's send is read by peers (and only the root publishes one).
+      registry_.agree(s, send, bytes, rank_ == root, recv, bytes, registered_.peers);
+      if (registered_.peers.send[static_cast<std::size_t>(root)] != nullptr) {
+        notePath("shm: broadcast on registered buffers: zero-copy");
+        return broadcastRegistered(s, registered_, recv, bytes, root);
+      }
+      notePath("shm: broadcast: root's send not registered: copy path");
+    }
+    shm::broadcast(s, send, recv, bytes, root);
   });
 }
 

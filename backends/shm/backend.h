@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "backends/shm/channel.h"
+#include "backends/shm/registered_algorithms.h"
+#include "backends/shm/registry.h"
 #include "backends/shm/segment.h"
 #include "backends/shm/wait.h"
 #include "comm/backend_plugin.h"
@@ -46,6 +48,18 @@ class Backend final : public epcomm::Backend {
   void recv(void* buf, size_t count, int dtype, int peer, int tag) override;
   void setCallCheck(const epcommCallCheck* check) override;
 
+  // Symmetric windows (backend_windows.cpp, window.h): one shared-memory file per window,
+  // established through this communicator's own all-gather. Destroying the backend with
+  // windows alive unmaps them here (their handles dangle; comm/window.h: destroy windows
+  // first).
+  void* windowCreate(std::size_t bytes, int numSignals, void** localBase) override;
+  void windowDestroy(void* window) override;
+  void windowPut(void* window, int peer, std::size_t offset, const void* src,
+                 std::size_t bytes) override;
+  void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op) override;
+  void windowWaitSignal(void* window, int slot, std::uint64_t value) override;
+  std::uint64_t windowReadSignal(void* window, int slot) override;
+
  private:
   // Runs one collective of `kind` as algorithm(Step), consuming the armed check: when this
   // rank's record is invalid only the check's step runs (no buffer, count or dtype is
@@ -57,18 +71,33 @@ class Backend final : public epcomm::Backend {
           std::size_t bufferBytes);
   void setUp();
   Channel& channel(int kind) { return *channels_[static_cast<std::size_t>(kind)]; }
+  // Whether a collective moving `bytes` (as registered_algorithms.h counts them) takes the
+  // registration handshake: the same answer on every rank (registry.h).
+  bool registeredCandidate(std::size_t bytes) const {
+    return size_ > 1 && bytes >= kRegisteredMinBytes && !registry_.empty();
+  }
+  // Logs (debug) the first use of a zero-copy path or fallback on this communicator, so a
+  // user (and the tests) can see which path registered collectives take.
+  void notePath(const char* what);
+  // The window behind a handle, after checking it is one of this backend's.
+  Window& window(void* handle, const char* op) const;
 
   std::unique_ptr<Segment> segment_;
   int rank_ = 0;
   int size_ = 1;
   std::int64_t timeoutMs_ = 0;
   std::size_t bufferBytes_ = 0;
+  void (*log_)(int level, const char* message) = nullptr;
+  std::vector<const char*> notedPaths_;  // notes already logged (string literals)
   std::unique_ptr<Waiter> waiter_;
   Stream stream_;
   std::vector<std::unique_ptr<Channel>> channels_;
   // Chunks this rank posted to / consumed from each peer's mailbox (never reset).
   std::vector<std::uint64_t> sentChunks_;
   std::vector<std::uint64_t> receivedChunks_;
+  // Windows (registered buffers among them) and the zero-copy algorithms' scratch.
+  Registry registry_;
+  RegisteredScratch registered_;
 };
 
 }  // namespace epcomm::shm

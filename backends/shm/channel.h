@@ -86,6 +86,9 @@ class Channel {
     return segment_.layout().slotBytes - (kind_ == kAllReduceKind ? kLineRegionBytes : 0);
   }
 
+  // The current step's number (equal on every rank at the same step).
+  std::uint64_t step() const { return stream_.step; }
+
   // Line mode, for small messages: each 64-byte line of a slot carries kLinePayload bytes
   // and, in its last 8, the step that wrote it, so a reader learns data and arrival from one
   // cache line and needs no separate step line. A step in line mode still posts its step

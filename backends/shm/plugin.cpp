@@ -2,5 +2,7 @@
 #include "backends/shm/backend.h"
 #include "comm/backend_plugin.h"
 
-// No capabilities: the communicator checks that ranks agree on counts, dtype and op.
-EPCOMM_EXPORT_BACKEND("shm", EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY, 0, epcomm::shm::Backend)
+// The call check rides on each collective's first step (channel.h); symmetric windows and
+// registered buffers (window.h, registry.h).
+EPCOMM_EXPORT_BACKEND("shm", EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY | EPCOMM_BACKEND_CAP_WINDOWS, 0,
+                      epcomm::shm::Backend)

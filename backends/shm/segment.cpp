@@ -44,7 +44,13 @@ struct MapRecord {
   std::int32_t error;   // errno, 0 when mapped
 };
 
-std::string randomName() {
+std::string describe(const char* step, int err) {
+  return std::string(step) + ": " + std::strerror(err);
+}
+
+}  // namespace
+
+std::string randomShmName() {
   unsigned char bytes[16];
   std::size_t got = 0;
   while (got < sizeof(bytes)) {
@@ -61,12 +67,6 @@ std::string randomName() {
   }
   return name;
 }
-
-std::string describe(const char* step, int err) {
-  return std::string(step) + ": " + std::strerror(err);
-}
-
-}  // namespace
 
 Layout Layout::compute(int size, std::size_t bufferBytes) {
   Layout l;
@@ -128,7 +128,7 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
     mine.bufferBytes = bufferBytes;
     const char* step = "getrandom";
     int fd = -1;
-    name = randomName();
+    name = randomShmName();
     if (!name.empty()) {
       step = "shm_open";
       fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);

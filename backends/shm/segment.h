@@ -112,6 +112,10 @@ struct Layout {
   std::size_t mailSlotOff(int from, int to, int parity) const;  // MailHeader, then data
 };
 
+// "/epcomm-shm-" + 32 random hex digits (getrandom); empty when no randomness is available.
+// Every shared-memory name of the backend (segments, windows) comes from here.
+std::string randomShmName();
+
 // An all-gather over some group of processes; throws epcomm::Error on failure.
 using GatherFn = std::function<void(const void* send, void* recv, std::size_t bytes)>;
 

@@ -64,8 +64,10 @@ void Waiter::checkPeer(int peer, const OpClock& clock, std::chrono::steady_clock
                        std::chrono::steady_clock::time_point now) const {
   const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
   if (timeoutMs_ > 0 && waited >= timeoutMs_) {
+    const std::string whom =
+        peer == kAnyPeer ? "a signal from any rank" : "rank " + std::to_string(peer);
     throwError(ErrorCode::kTimeout, rank_, clock.op,
-               "waited " + std::to_string(waited) + " ms for rank " + std::to_string(peer) +
+               "waited " + std::to_string(waited) + " ms for " + whom +
                    " (EPCOMM_TIMEOUT_MS=" + std::to_string(timeoutMs_) + ")");
   }
 }
@@ -74,10 +76,28 @@ void Waiter::checkPeerAborted(std::atomic<std::uint64_t>& seq, std::uint64_t tar
                               const OpClock& clock) const {
   // The peer may have posted and then aborted or died: its flag is read first, then the
   // counter again, so a post that came before the abort is never missed.
-  if (segment_.rankInfo(peer).aborted.load(std::memory_order_acquire) != 0) {
-    if (seq.load(std::memory_order_acquire) >= target) return;
-    throwError(ErrorCode::kPeerLost, rank_, clock.op,
-               "communicator was aborted by rank " + std::to_string(peer));
+  const int size = segment_.layout().size;
+  for (int r = peer == kAnyPeer ? 0 : peer; r < (peer == kAnyPeer ? size : peer + 1); ++r) {
+    if (r == rank_ && peer == kAnyPeer) continue;
+    if (segment_.rankInfo(r).aborted.load(std::memory_order_acquire) != 0) {
+      if (seq.load(std::memory_order_acquire) >= target) return;
+      throwError(ErrorCode::kPeerLost, rank_, clock.op,
+                 "communicator was aborted by rank " + std::to_string(r));
+    }
+  }
+}
+
+void Waiter::checkPeerAlive(std::atomic<std::uint64_t>& seq, std::uint64_t target, int peer,
+                            const OpClock& clock) const {
+  const int size = segment_.layout().size;
+  for (int r = peer == kAnyPeer ? 0 : peer; r < (peer == kAnyPeer ? size : peer + 1); ++r) {
+    if (r == rank_ && peer == kAnyPeer) continue;
+    if (processGone(segment_.pid(r))) {
+      if (seq.load(std::memory_order_acquire) >= target) return;
+      throwError(
+          ErrorCode::kPeerLost, rank_, clock.op,
+          "rank " + std::to_string(r) + " (pid " + std::to_string(segment_.pid(r)) + ") died");
+    }
   }
 }
 
@@ -116,12 +136,7 @@ void Waiter::waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t
     checkPeer(peer, clock, since, now);
     if (now - lastLiveness >= kLivenessPeriod) {
       lastLiveness = now;
-      if (processGone(segment_.pid(peer))) {
-        if (seq.load(std::memory_order_acquire) >= target) return;
-        throwError(ErrorCode::kPeerLost, rank_, clock.op,
-                   "rank " + std::to_string(peer) + " (pid " + std::to_string(segment_.pid(peer)) +
-                       ") died");
-      }
+      checkPeerAlive(seq, target, peer, clock);
     }
   }
 }

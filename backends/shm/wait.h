@@ -32,10 +32,15 @@ class Waiter {
  public:
   Waiter(Segment& segment, int rank, std::int64_t timeoutMs);
 
+  // `peer` of a wait whose poster is unknown (a window's signal slot): the slow path checks
+  // every other rank's liveness and abort flag.
+  static constexpr int kAnyPeer = -1;
+
   // Returns once seq >= target (acquire); sleepers counts waiters asleep on seq. Throws
   // epcomm::Error: kTimeout when this wait lasted EPCOMM_TIMEOUT_MS, kPeerLost when `peer`
-  // died or another rank aborted, kInvalidUsage when this rank aborted. The satisfied case
-  // costs one load; the slow path spins a while before it reads any clock.
+  // (kAnyPeer: any other rank) died or another rank aborted, kInvalidUsage when this rank
+  // aborted. The satisfied case costs one load; the slow path spins a while before it reads
+  // any clock.
   void waitAtLeast(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t>& sleepers,
                    std::uint64_t target, int peer, const OpClock& clock) const {
     if (seq.load(std::memory_order_acquire) >= target) return;
@@ -65,13 +70,16 @@ class Waiter {
  private:
   void waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t>& sleepers,
                 std::uint64_t target, int peer, const OpClock& clock) const;
-  // Throws kPeerLost when `peer` aborted and seq < target.
+  // Throws kPeerLost when `peer` (kAnyPeer: any other rank) aborted and seq < target.
   void checkPeerAborted(std::atomic<std::uint64_t>& seq, std::uint64_t target, int peer,
                         const OpClock& clock) const;
   static void wake(std::atomic<std::uint64_t>& seq);
   // Throws kTimeout once this wait (begun at `since`) passed EPCOMM_TIMEOUT_MS.
   void checkPeer(int peer, const OpClock& clock, std::chrono::steady_clock::time_point since,
                  std::chrono::steady_clock::time_point now) const;
+  // Throws kPeerLost when `peer` (kAnyPeer: any other rank) died and seq < target.
+  void checkPeerAlive(std::atomic<std::uint64_t>& seq, std::uint64_t target, int peer,
+                      const OpClock& clock) const;
 
   Segment& segment_;
   int rank_;

@@ -1,7 +1,10 @@
 // Lifecycle of the shm backend's segment, with ranks this test forks itself (no mpirun, whose
 // teardown would race a killed rank): nothing is left in /dev/shm once a communicator is up,
 // and a rank killed with SIGKILL inside a loop of all-reduces makes every other rank fail
-// with PeerLost (or Timeout) within EPCOMM_TIMEOUT_MS, exit, and leave nothing behind.
+// with PeerLost (or Timeout) within EPCOMM_TIMEOUT_MS, exit, and leave nothing behind. The
+// same for symmetric windows (one shared-memory file each): nothing in /dev/shm while they
+// are alive or after, waitSignal times out, a SIGKILLed signaller is PeerLost for its
+// waiters, and a communicator destroyed with a window alive does not crash.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -178,6 +181,156 @@ TEST(ShmLifecycle, AbsentPeerTimesOut) {
     EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
         << "rank " << r << " status " << children[r].status;
   }
+}
+
+// ---- symmetric windows: one shared-memory file each, with the segment's guarantees ----
+
+constexpr int kWindowLeft = 8;
+constexpr int kNotDetached = 9;
+
+int windowsLeaveNothing(int rank, const UniqueId& id) {
+  try {
+    auto comm = Communicator::init(id, rank, kRanks, shmConfig());
+    auto a = comm->createWindow(1 << 20, 4);
+    auto b = comm->allocate(12345);
+    for (const std::string& n : shmEntries()) {
+      if (!gBefore.count(n)) {
+        std::fprintf(stderr, "rank %d: /dev/shm/%s is visible with windows alive\n", rank,
+                     n.c_str());
+        return kWindowLeft;
+      }
+    }
+    std::uint64_t v = 1;
+    a->put((rank + 1) % kRanks, 0, &v, sizeof v);
+    a->signal((rank + 1) % kRanks, 0, 1);
+    a->waitSignal(0, 1);
+    b.reset();
+    a.reset();
+    // A communicator destroyed with a window alive: the window is released with it, its
+    // destructor does nothing and calls on it fail cleanly (comm/window.h).
+    auto orphan = comm->createWindow(4096, 1);
+    comm.reset();
+    try {
+      orphan->signal(0, 0, 1);
+      return kNotDetached;
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kInvalidUsage) return kWrongError;
+    }
+    orphan.reset();
+    return kOk;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
+    return kInitFailed;
+  }
+}
+
+TEST(ShmLifecycle, WindowsLeaveNothingInDevShm) {
+  gBefore = shmEntries();
+  const std::vector<RankExit> children = runRanks(&windowsLeaveNothing, std::chrono::seconds(60));
+  ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
+        << "rank " << r << " status " << children[r].status;
+  }
+  EXPECT_EQ(shmEntries(), gBefore);
+}
+
+// Rank 0 waits on a slot nobody signals (the others are alive, outside any call, for 3 s):
+// kTimeout naming the call and the knob, within the timeout plus slack. The others then
+// destroy the window without waiting (rank 0's communicator aborted on the error).
+int waitSignalTimesOut(int rank, const UniqueId& id) {
+  try {
+    auto comm = Communicator::init(id, rank, kRanks, shmConfig(kShortTimeoutMs));
+    auto w = comm->createWindow(64, 1);
+    if (rank != 0) {
+      sleep(3);
+      const auto start = std::chrono::steady_clock::now();
+      w.reset();  // rank 0 aborted: a local release, no closing barrier to wait in
+      return std::chrono::steady_clock::now() - start < std::chrono::milliseconds(500)
+                 ? kOk
+                 : kWrongResult;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      w->waitSignal(0, 1);
+      return kNoError;
+    } catch (const Error& e) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
+      std::fprintf(stderr, "rank 0 after %lld ms: %s\n", static_cast<long long>(ms), e.what());
+      const std::string what = e.what();
+      if (e.code() != ErrorCode::kTimeout || what.find("waitSignal") == std::string::npos ||
+          what.find("EPCOMM_TIMEOUT_MS=1000") == std::string::npos) {
+        return kWrongError;
+      }
+      return ms >= kShortTimeoutMs && ms < kShortTimeoutMs + 1500 ? kOk : kWrongResult;
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
+    return kInitFailed;
+  }
+}
+
+TEST(ShmLifecycle, WaitSignalTimesOut) {
+  const std::vector<RankExit> children = runRanks(&waitSignalTimesOut, std::chrono::seconds(60));
+  ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
+        << "rank " << r << " status " << children[r].status;
+  }
+}
+
+// A rank is SIGKILLed while the others wait for its signal (with a long timeout): they
+// must fail with kPeerLost well before the timeout (liveness by pid), destroy their
+// windows without waiting, and leave nothing in /dev/shm.
+constexpr std::int64_t kLongTimeoutMs = 20000;
+
+int waitSignalPeerKilled(int rank, const UniqueId& id) {
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Window> w;
+  try {
+    comm = Communicator::init(id, rank, kRanks, shmConfig(kLongTimeoutMs));
+    w = comm->createWindow(1 << 16, 1);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "rank %d: init: %s\n", rank, e.what());
+    return kInitFailed;
+  }
+  if (rank == kVictim) {
+    usleep(200000);
+    raise(SIGKILL);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    w->waitSignal(0, 1);
+    return kNoError;
+  } catch (const Error& e) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    std::fprintf(stderr, "rank %d after %lld ms: %s\n", rank, static_cast<long long>(ms), e.what());
+    if (e.code() != ErrorCode::kPeerLost) return kWrongError;
+    const auto t0 = std::chrono::steady_clock::now();
+    w.reset();
+    comm.reset();
+    const bool quick = std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2);
+    return ms < kLongTimeoutMs / 2 && quick ? kOk : kWrongResult;
+  }
+}
+
+TEST(ShmLifecycle, SigkilledRankIsPeerLostInWaitSignal) {
+  const std::set<std::string> before = shmEntries();
+  const std::vector<RankExit> children = runRanks(&waitSignalPeerKilled, std::chrono::seconds(60));
+  ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
+  for (int r = 0; r < kRanks; ++r) {
+    const int st = children[r].status;
+    if (r == kVictim) {
+      EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+    } else {
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == kOk) << "rank " << r << " status " << st;
+    }
+  }
+  EXPECT_EQ(shmEntries(), before);
 }
 
 }  // namespace
