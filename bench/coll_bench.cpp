@@ -425,12 +425,12 @@ MemcpyReference measureMemcpy(const Bench& b, std::size_t bytes) {
   MemcpyReference ref{bytes, 0};
   MPI_Barrier(b.mpiComm);
   if (b.comm.rank() == 0 && bytes > 0) {
-    for (int i = 0; i < 3; ++i) std::memcpy(b.recvBuffer, b.sendBuffer, bytes);
+    for (int i = 0; i < 3; ++i) std::memcpy(b.mpiBuffers.recv, b.mpiBuffers.send, bytes);
     // At least 5 copies and about 0.1 s.
     const int iters = static_cast<int>(std::clamp<std::size_t>((1000u << 20) / bytes, 5, 100000));
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) {
-      std::memcpy(b.recvBuffer, b.sendBuffer, bytes);
+      std::memcpy(b.mpiBuffers.recv, b.mpiBuffers.send, bytes);
       asm volatile("" ::: "memory");  // every copy happens
     }
     const double seconds =
