@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include <gtest/gtest.h>
+
 namespace epcomm::test {
 namespace {
 
@@ -116,6 +118,45 @@ ForkResult runForkedRanks(int ranks, const Config& config,
     }
   }
   return result;
+}
+
+namespace {
+
+int runSuite(Communicator& comm, Communicator** current, bool quietPeers) {
+  if (quietPeers && comm.rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  *current = &comm;
+  int failed = RUN_ALL_TESTS() == 0 ? 0 : 1;
+  comm.allReduce(&failed, &failed, 1, DataType::kI32, ReduceOp::kMax);
+  *current = nullptr;
+  return failed;
+}
+
+}  // namespace
+
+int runSuiteOnRanks(const char* name, Communicator** current, bool quietPeers) {
+  int rc = 1;
+  try {
+    const char* forkRanks = std::getenv("EPCOMM_TEST_FORK_RANKS");
+    if (forkRanks && std::atoi(forkRanks) > 0) {
+      const ForkResult result = runForkedRanks(
+          std::atoi(forkRanks), Config::fromEnvironment(),
+          [&](std::unique_ptr<Communicator> comm) { return runSuite(*comm, current, quietPeers); },
+          std::chrono::seconds(540));
+      std::fprintf(stderr, "%s: %d forked ranks failed, %d timed out\n", name,
+                   result.failedRanks, result.timedOutRanks);
+      return result.failedRanks + result.timedOutRanks == 0 ? 0 : 1;
+    }
+    auto comm = Communicator::initFromEnvironment();
+    rc = runSuite(*comm, current, quietPeers);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    rc = 1;
+  }
+  if (rc != 0) std::_Exit(rc);
+  return rc;
 }
 
 }  // namespace epcomm::test

@@ -35,4 +35,12 @@ ForkResult runForkedRanks(int ranks, const Config& config,
                           const std::function<int(std::unique_ptr<Communicator>)>& body,
                           std::chrono::seconds deadline);
 
+// main() of a multi-rank GoogleTest suite: ranks come from the environment (mpirun, or one
+// process), or, with EPCOMM_TEST_FORK_RANKS=N, from N forked processes bootstrapped by
+// UniqueId. Every rank runs the same tests in the same order with *current pointing at its
+// communicator, and the ranks agree on the verdict. quietPeers: only rank 0 prints the
+// report (the others print failures). On failure the process leaves without finalizing MPI,
+// so mpirun ends ranks still waiting. Call after ::testing::InitGoogleTest.
+int runSuiteOnRanks(const char* name, Communicator** current, bool quietPeers);
+
 }  // namespace epcomm::test

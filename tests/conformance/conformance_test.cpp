@@ -293,43 +293,9 @@ TEST_F(Conformance, Split) {
 }  // namespace
 }  // namespace epcomm::test
 
-namespace {
-
-// Runs the suite on one rank's communicator; every rank agrees on the verdict.
-int runSuite(epcomm::Communicator& comm) {
-  epcomm::test::gComm = &comm;
-  int rc = RUN_ALL_TESTS();
-  int mine = rc == 0 ? 0 : 1;
-  comm.allReduce(&mine, &mine, 1, epcomm::DataType::kI32, epcomm::ReduceOp::kMax);
-  epcomm::test::gComm = nullptr;
-  return mine;
-}
-
-}  // namespace
-
 // Ranks come from the environment (mpirun, or one process), or, with
 // EPCOMM_TEST_FORK_RANKS=N, from N forked processes bootstrapped by UniqueId (no mpirun).
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  int rc = 1;
-  try {
-    const char* forkRanks = std::getenv("EPCOMM_TEST_FORK_RANKS");
-    if (forkRanks && std::atoi(forkRanks) > 0) {
-      const auto result = epcomm::test::runForkedRanks(
-          std::atoi(forkRanks), epcomm::Config::fromEnvironment(),
-          [](std::unique_ptr<epcomm::Communicator> comm) { return runSuite(*comm); },
-          std::chrono::seconds(540));
-      std::fprintf(stderr, "conformance_test: %d forked ranks failed, %d timed out\n",
-                   result.failedRanks, result.timedOutRanks);
-      return result.failedRanks + result.timedOutRanks == 0 ? 0 : 1;
-    }
-    auto comm = epcomm::Communicator::initFromEnvironment();
-    rc = runSuite(*comm);
-  } catch (const epcomm::Error& e) {
-    std::fprintf(stderr, "conformance_test: %s\n", e.what());
-    rc = 1;
-  }
-  // On failure leave without finalizing MPI, so mpirun ends the ranks still waiting.
-  if (rc != 0) std::_Exit(rc);
-  return rc;
+  return epcomm::test::runSuiteOnRanks("conformance_test", &epcomm::test::gComm, false);
 }
