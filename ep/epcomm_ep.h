@@ -22,6 +22,8 @@
  *    (ep/low_latency.h): the outputs of the last two low-latency dispatches (and of their
  *    combines) stay valid; the third dispatch reuses the first's slot. A combine may instead
  *    write into the caller's memory (inputs `out`).
+ * Inputs are read during the call only, except a low-latency combine's topkWeights with
+ * returnRecvHook, read when its hook runs.
  * epcommEpBufferDestroy releases the handles and hooks left; destroy every Buffer before its
  * communicator. A Buffer, handle or hook that was destroyed (or run, for a hook) and passed
  * again is epcommInvalidArgument, not a crash.
@@ -243,9 +245,9 @@ epcommResult_t epcommEpLowLatencyDispatch(epcommEpBuffer_t buffer,
 typedef struct {
   const epcommBf16_t* x;    /* [numLocalExperts, T * R, hidden]; NULL with zeroCopy */
   const int64_t* topkIdx;   /* the dispatch's [numTokens, numTopk] */
-  const float* topkWeights; /* [numTokens, numTopk] */
+  const float* topkWeights; /* [numTokens, numTopk]; with returnRecvHook: read by the hook */
   epcommEpLowLatencyHandle_t handle;
-  epcommBf16_t* out;  /* [numTokens, hidden] to write into; NULL: the Buffer's slot */
+  epcommBf16_t* out;  /* [numTokens, hidden] to write into; NULL: in the dispatch's slot */
   int zeroCopy;       /* 1: x was written into epcommEpLowLatencyCombineBuffer(handle) */
   int returnRecvHook; /* 1: only send; out->hook receives */
 } epcommEpLowLatencyCombineInputs_t;
@@ -262,13 +264,17 @@ epcommResult_t epcommEpLowLatencyCombine(epcommEpBuffer_t buffer,
                                          const epcommEpLowLatencyCombineInputs_t* in,
                                          epcommEpLowLatencyCombineOutputs_t* out);
 /* Where expert outputs [numLocalExperts, T * R, hidden] may be written for a zero-copy
- * combine of this dispatch; valid while its slot is (the next two dispatches). Local. */
+ * combine of this dispatch; valid as the dispatch's outputs are (until the second
+ * low-latency dispatch after it reuses its slot). A stale handle is epcommInvalidArgument.
+ * Local. */
 epcommResult_t epcommEpLowLatencyCombineBuffer(epcommEpBuffer_t buffer,
                                                const epcommEpLowLatencyHandle_t* handle,
                                                epcommBf16_t** combineBuffer);
 
-/* Receives what the dispatch or combine that returned hook sent, then releases the hook
- * (even on error). Every rank runs its hook, in the same order; exactly once. */
+/* Receives what the dispatch or combine that returned hook sent (its outputs are valid from
+ * then on), then releases the hook, even on error. Every rank runs its hooks, in the same
+ * order, each exactly once; a hook never run keeps its slot busy (a dispatch that needs the
+ * slot fails, naming it) until the Buffer is destroyed. */
 epcommResult_t epcommEpHookRun(epcommEpHook_t hook);
 /* Releases a hook without running it (after an error elsewhere); NULL is a no-op. Local. */
 epcommResult_t epcommEpHookDestroy(epcommEpHook_t hook);
