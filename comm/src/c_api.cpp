@@ -14,6 +14,7 @@
 #include "comm/communicator.h"
 #include "comm/config.h"
 #include "comm/error.h"
+#include "comm/src/c_api_bridge.h"
 
 struct epcommWindow {
   epcommComm* comm = nullptr;
@@ -35,10 +36,16 @@ namespace {
 
 thread_local std::string tlsLastError;
 
-epcommResult_t fail(epcommComm* comm, epcommResult_t result, const std::string& message) {
-  tlsLastError = message;
+epcommResult_t fail(epcommComm* comm, epcommResult_t result, const std::string& message) noexcept {
+  try {
+    tlsLastError = message;
+  } catch (...) {  // out of memory: the code still says what happened
+  }
   if (comm) {
-    comm->lastError = message;
+    try {
+      comm->lastError = message;
+    } catch (...) {
+    }
     if (comm->impl && comm->impl->aborted() && comm->asyncError == epcommSuccess) {
       comm->asyncError = result;
     }
@@ -120,6 +127,24 @@ epcomm::UniqueId toId(const epcommUniqueId& id) {
 }
 
 }  // namespace
+
+// The bridge (comm/src/c_api_bridge.h): the same fail / call as the functions below.
+namespace epcomm::capi {
+
+Communicator* communicatorFromHandle(epcommComm_t comm) noexcept {
+  return comm ? comm->impl.get() : nullptr;
+}
+
+epcommResult_t fail(epcommComm_t comm, epcommResult_t result, const std::string& message) noexcept {
+  return ::fail(comm, result, message);
+}
+
+epcommResult_t callOn(epcommComm_t comm, const char* op, void (*fn)(void*),
+                      void* context) noexcept {
+  return ::call(comm, op, [&] { fn(context); });
+}
+
+}  // namespace epcomm::capi
 
 #define EPCOMM_REQUIRE_COMM(comm, op) \
   if (!(comm) || !(comm)->impl) return nullComm(op)

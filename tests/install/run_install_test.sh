@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the build tree into a scratch prefix, then builds and runs, against that install
-# only: a C program (pkg-config), a CMake project (find_package(epcomm)), and the example
-# out-of-tree backend plugin (loaded through EPCOMM_PLUGIN_PATH).
+# only: C programs on the comm and EP C APIs (pkg-config epcomm, epcomm-ep), a CMake project
+# (find_package(epcomm)), and the example out-of-tree backend plugin (loaded through
+# EPCOMM_PLUGIN_PATH).
 set -euo pipefail
 build=$1
 source=$2
@@ -23,6 +24,14 @@ export PKG_CONFIG_PATH=$pcdir
 # shellcheck disable=SC2046
 cc -o "$work/c_consumer" "$source/tests/install/consumer.c" $(pkg-config --cflags --libs epcomm)
 "${mpirun_cmd[@]}" "$work/c_consumer"
+
+# C with pkg-config epcomm-ep: the EP C API header compiles as strict C11 and links -lepcomm_ep.
+test -f "$prefix/include/epcomm/ep/epcomm_ep.h"
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -pedantic -Werror -o "$work/ep_c_consumer" \
+  "$source/tests/install/ep_consumer.c" $(pkg-config --cflags --libs epcomm-ep)
+pkg-config --libs epcomm-ep | grep -q -- -lepcomm_ep
+"${mpirun_cmd[@]}" "$work/ep_c_consumer"
 
 # C++ with find_package(epcomm).
 cmake -S "$source/tests/install/cmake_consumer" -B "$work/cmake_consumer" \
