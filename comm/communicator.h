@@ -53,6 +53,9 @@ class EPCOMM_API Communicator {
   int localRank() const { return localRank_; }  // rank among the ranks on this host
   int localSize() const { return localSize_; }  // ranks on this host
   const std::string& backendName() const;
+  // Whether the backend has symmetric windows (createWindow / allocate work); the same on
+  // every rank. Not collective.
+  bool hasWindows() const;
   const Config& config() const { return config_; }
 
   // Ranks with the same color form a new communicator, ordered by (key, old rank). A

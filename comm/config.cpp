@@ -97,6 +97,12 @@ const std::vector<KnobInfo>& registry() {
        {{"SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK", 1}},
        "128",
        "low-latency capacity T: tokens per rank per dispatch"},
+      {"EPCOMM_EP_TRANSPORT",
+       {},
+       "auto",
+       "how ep::Buffer moves data: window (puts + signals through symmetric windows), "
+       "collective (all-to-all-v, any backend), or auto (window when the backend has windows "
+       "and every rank is on this host)"},
       {"EPCOMM_SHM_ISA",
        {},
        "auto",

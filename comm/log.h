@@ -6,10 +6,12 @@
 
 #include <string_view>
 
+#include "comm/export.h"
+
 namespace epcomm {
 
 // The library's logger; created on first use at the level of EPCOMM_LOG_LEVEL.
-spdlog::logger& log();
+EPCOMM_API spdlog::logger& log();
 // Sets the level from a name (error, warn, info, debug, trace).
 void setLogLevel(std::string_view level);
 // Records the rank shown in every later line of this process (-1: not known yet).

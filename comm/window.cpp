@@ -21,6 +21,10 @@ std::int64_t i64(std::size_t n) {
 
 }  // namespace
 
+bool Communicator::hasWindows() const {
+  return backend_->hasWindows();
+}
+
 std::unique_ptr<Window> Communicator::createWindow(std::size_t bytes, int numSignals) {
   constexpr const char* kOp = "createWindow";
   checkUsable(kOp);

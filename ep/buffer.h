@@ -37,6 +37,12 @@ inline Mode resolveMode(Mode configured, BatchKind batch) {
   return batch == BatchKind::kDecode ? Mode::kLowLatency : Mode::kNormal;
 }
 
+// How the Buffer moves data (EPCOMM_EP_TRANSPORT). kWindow: puts and signals through the
+// communicator's symmetric windows (low-latency mode: zero-copy into the receiver's output
+// layout); kCollective: all-to-all(-v) collectives, on any backend. kAuto: kWindow when the
+// backend has windows and every rank is on this host, else kCollective.
+enum class Transport : int { kAuto = 0, kWindow = 1, kCollective = 2 };
+
 struct EPCOMM_API BufferConfig {
   std::size_t normalBytes = std::size_t{1024} << 20;  // EPCOMM_EP_BUFFSIZE (MiB)
   int rounds = 1;                // EPCOMM_EP_ROUNDS: split normal dispatch in this many
@@ -45,6 +51,7 @@ struct EPCOMM_API BufferConfig {
   bool int8 = false;             // EPCOMM_EP_INT8: int8 dispatch in normal mode by default
   int quantGroup = kQuantGroup;  // EPCOMM_EP_QUANT_GROUP: 128, or 0 for one scale per token
   int llMaxTokens = 128;         // EPCOMM_EP_LL_MAX_TOKENS: low-latency capacity T
+  Transport transport = Transport::kAuto;  // EPCOMM_EP_TRANSPORT: auto, window, collective
   // Reads the EPCOMM_EP_* knobs (and their DeepEP / SGLang aliases) from `config`.
   static BufferConfig fromConfig(const Config& config);
   static BufferConfig fromEnvironment() { return fromConfig(Config::fromEnvironment()); }
@@ -64,8 +71,11 @@ class EPCOMM_API Buffer {
   Communicator& communicator() const;
   int rank() const;
   int numRanks() const;
-  // Bytes of memory the Buffer holds (reserved address space; pages are touched as used).
+  // Bytes of memory the Buffer holds (reserved address space; pages are touched as used),
+  // its windows included.
   std::size_t footprintBytes() const;
+  // The transport in use: kWindow or kCollective (never kAuto).
+  Transport transport() const;
 
   // DeepEP's get_dispatch_layout, checked on every rank (one small all-reduce).
   void getDispatchLayout(const LayoutInputs& in, LayoutOutputs& out);

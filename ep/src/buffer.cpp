@@ -3,6 +3,7 @@
 #include <string>
 #include <string_view>
 
+#include "comm/log.h"
 #include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
 #include "ep/src/low_latency_state.h"
@@ -31,6 +32,20 @@ std::int64_t integerKnob(const Config& config, std::string_view name, std::int64
   return *n;
 }
 
+Transport transportKnob(const Config& config) {
+  const KnobValue* v = findKnob(config, "EPCOMM_EP_TRANSPORT");
+  if (!v || v->value.empty() || v->value == "auto") return Transport::kAuto;
+  if (v->value == "window") return Transport::kWindow;
+  if (v->value == "collective") return Transport::kCollective;
+  throw Error(ErrorCode::kInvalidArgument,
+              "epcomm config: " + v->source + "=\"" + v->value +
+                  "\" is invalid: expected auto, window or collective");
+}
+
+const char* transportName(Transport t) {
+  return t == Transport::kWindow ? "window" : t == Transport::kCollective ? "collective" : "auto";
+}
+
 }  // namespace
 
 BufferConfig BufferConfig::fromConfig(const Config& config) {
@@ -48,6 +63,7 @@ BufferConfig BufferConfig::fromConfig(const Config& config) {
                     " is invalid: expected 128 (one scale per 128 channels) or 0 (per token)");
   }
   c.llMaxTokens = static_cast<int>(integerKnob(config, "EPCOMM_EP_LL_MAX_TOKENS", 1, 1 << 20, 128));
+  c.transport = transportKnob(config);
   return c;
 }
 
@@ -65,12 +81,40 @@ Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
     agreement.fail("BufferConfig::quantGroup must be 128 or 0 (per token)");
   }
   if (config.normalBytes == 0) agreement.fail("BufferConfig::normalBytes must be > 0");
+  // The transport, decided once: windows where the backend has them (auto: and every rank
+  // is on this host, where windows are shared memory), else collectives.
+  const bool windows = comm.hasWindows();
+  Transport resolved = Transport::kCollective;
+  if (config.transport == Transport::kWindow) {
+    if (!windows) {
+      agreement.fail("EPCOMM_EP_TRANSPORT=window (BufferConfig::transport) but backend " +
+                     comm.backendName() +
+                     " has no symmetric windows; use auto or collective, or a backend with "
+                     "windows (EPCOMM_BACKEND=mpi or shm)");
+    }
+    resolved = Transport::kWindow;
+  } else if (config.transport == Transport::kAuto && windows && comm.localSize() == comm.size()) {
+    resolved = Transport::kWindow;
+  } else if (config.transport != Transport::kAuto && config.transport != Transport::kCollective) {
+    agreement.fail("BufferConfig::transport must be kAuto, kWindow or kCollective");
+  }
+  agreement.same("transport (EPCOMM_EP_TRANSPORT)", static_cast<int>(config.transport));
+  agreement.same("resolved transport", static_cast<int>(resolved));
   agreement.same("llMaxTokens (EPCOMM_EP_LL_MAX_TOKENS)", config.llMaxTokens);
   agreement.same("rounds (EPCOMM_EP_ROUNDS)", config.rounds);
   agreement.same("roundTokens (EPCOMM_EP_ROUND_TOKENS)", config.roundTokens);
   agreement.same("combineRounds (EPCOMM_EP_COMBINE_ROUNDS)", config.combineRounds);
   agreement.agree(comm);
   state_ = std::make_unique<BufferState>(comm, config);
+  state_->llTransport =
+      resolved == Transport::kWindow ? LlTransportKind::kWindow : LlTransportKind::kCollective;
+  if (comm.rank() == 0) {
+    log().info(
+        "ep::Buffer: {} transport (EPCOMM_EP_TRANSPORT={}, backend {} {} windows, {} of {} "
+        "ranks on this host)",
+        transportName(resolved), transportName(config.transport), comm.backendName(),
+        windows ? "has" : "has no", comm.localSize(), comm.size());
+  }
 }
 
 Buffer::~Buffer() = default;
@@ -86,6 +130,11 @@ int Buffer::rank() const {
 }
 int Buffer::numRanks() const {
   return state_->comm.size();
+}
+
+Transport Buffer::transport() const {
+  return state_->llTransport == LlTransportKind::kWindow ? Transport::kWindow
+                                                         : Transport::kCollective;
 }
 
 std::size_t Buffer::footprintBytes() const {

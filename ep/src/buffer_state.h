@@ -1,5 +1,6 @@
 // What a Buffer owns. Normal mode uses `normal` as its per-round staging; low-latency mode
-// keeps its two slots and its transport in `lowLatency`, made at the first low-latency call.
+// keeps its two slots and its transport in `lowLatency`, made at the first low-latency call
+// (EPCOMM_EP_TRANSPORT, resolved once at construction, picks the transport).
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 
 #include "comm/communicator.h"
 #include "ep/buffer.h"
+#include "ep/src/ll_transport.h"
 #include "ep/src/mapped_arena.h"
 
 namespace epcomm::ep {
@@ -24,6 +26,8 @@ class BufferState {
   LayoutOutputs layout;  // scratch of dispatch's own layout computation
   std::unique_ptr<LowLatencyState> lowLatency;
   std::uint64_t lowLatencySequence = 0;  // dispatches so far (handles carry theirs)
+  std::uint64_t combineSequence = 0;     // low-latency combines so far
+  LlTransportKind llTransport = LlTransportKind::kCollective;  // decided at construction
 };
 
 }  // namespace epcomm::ep

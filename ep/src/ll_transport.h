@@ -1,39 +1,45 @@
-// How low-latency mode moves its messages: per call, every rank sends one block to every
-// rank (itself included) and receives every rank's block into a fixed-capacity region of
-// its own (region s at s * recvCapacity). send() starts a batch and receive() completes it,
-// so dispatch can return after send() and a hook can receive later. One implementation per
-// file: ll_transport_collective.cpp (all-to-all-v through the Communicator) today; a
-// symmetric-window transport (put + signal into peers' regions) can replace it behind this
-// interface.
+// How low-latency mode moves its data. low_latency.cpp validates, agrees and keeps the slots;
+// a transport packs, sends, receives and unpacks. One implementation per file:
+//  - ll_transport_collective.cpp: one block per peer through all-to-all(-v) (any backend).
+//  - ll_transport_window.cpp: puts straight into the peers' output layout through one
+//    symmetric window (backends with windows); dispatch only sends, receive only waits.
+// Calls come in this order per slot: dispatchSend, dispatchReceive (maybe later, from the
+// hook), then any number of (combineSend, combineReceive) pairs. Every rank makes the same
+// calls in the same order, each after the call's Agreement (an all-reduce every rank has
+// entered), which the window transport relies on for reuse safety (see its header).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "comm/communicator.h"
+#include "ep/low_latency.h"
+#include "ep/src/ll_slot.h"
 
 namespace epcomm::ep {
 
-struct LlBatch {
-  const std::byte* send = nullptr;
-  std::vector<std::size_t> sendBytes;    // per destination
-  std::vector<std::size_t> sendOffsets;  // per destination, from send
-  std::byte* recv = nullptr;
-  std::size_t recvCapacity = 0;  // bytes of each source's region
-};
+// EPCOMM_EP_TRANSPORT resolved for one Buffer.
+enum class LlTransportKind { kCollective, kWindow };
 
 class LlTransport {
  public:
   virtual ~LlTransport() = default;
-  // Starts moving `batch` on `channel` (0..3: two slots x dispatch/combine). The batch's
-  // memory must stay untouched until receive(channel) returns.
-  virtual void send(int channel, LlBatch batch) = 0;
-  // Collective completion: on return recvBytes[s] bytes from source s lie at
-  // recv + s * recvCapacity.
-  virtual void receive(int channel, std::vector<std::size_t>& recvBytes) = 0;
+  virtual std::size_t footprintBytes() const = 0;
+  // Sends the dispatch of slot `index` (slot.msgDest/msgPos and the slot's output pointers
+  // are set here). in.x may be reused on return. Returns payload bytes sent to peers.
+  virtual std::size_t dispatchSend(int index, LlSlot& slot, const LowLatencyDispatchInputs& in) = 0;
+  // Completes it: recvX/recvXInt8/recvScales, srcInfo, layoutRange, recvCount valid.
+  virtual void dispatchReceive(int index, LlSlot& slot) = 0;
+  // Sends expert outputs x [E_local, T*R, H] back. `keepsX`: x stays valid until
+  // combineReceive returns (no hook), so own rows may be read in place. Returns bytes sent.
+  virtual std::size_t combineSend(int index, LlSlot& slot, const Bf16* x, bool keepsX) = 0;
+  // Completes it: slot.combineOut[t] = sum_k weights[t, k] * row(t, k).
+  virtual void combineReceive(int index, LlSlot& slot, const float* weights) = 0;
 };
 
-std::unique_ptr<LlTransport> makeCollectiveLlTransport(Communicator& comm);
+std::unique_ptr<LlTransport> makeCollectiveLlTransport(Communicator& comm, const LlShape& shape);
+// Collective (creates the window).
+std::unique_ptr<LlTransport> makeWindowLlTransport(Communicator& comm, const LlShape& shape);
 
 }  // namespace epcomm::ep

@@ -1,14 +1,22 @@
 #include "ep/src/low_latency_state.h"
 
+#include <algorithm>
+
 #include "ep/src/normal_plan.h"
 
 namespace epcomm::ep {
 
+std::size_t LlShape::payloadBytes() const {
+  return std::max<std::size_t>(2 * static_cast<std::size_t>(hidden),
+                               static_cast<std::size_t>(hidden) + 4 * maxScales());
+}
+
 std::size_t LlShape::messageBytes() const {
-  // The bf16 payload is the larger one (int8 + scales: H + 4 * H/128 <= 2H for H >= 4).
-  const std::size_t payload = std::max<std::size_t>(
-      2 * static_cast<std::size_t>(hidden), static_cast<std::size_t>(hidden) + 4 * maxScales());
-  return alignUp(payload + sizeof(std::int32_t), 16);
+  return alignUp(payloadBytes() + sizeof(std::int32_t), 16);
+}
+
+std::size_t LlShape::maxMessagesPerPeer() const {
+  return static_cast<std::size_t>(maxTokens) * std::min(numTopk, numLocal());
 }
 
 std::size_t LlShape::headerBytes() const {
@@ -17,12 +25,13 @@ std::size_t LlShape::headerBytes() const {
 
 std::size_t LlShape::blockBytes() const {
   // At most T tokens, each to at most min(K, E_local) experts of one peer.
-  const std::size_t messages = static_cast<std::size_t>(maxTokens) * std::min(numTopk, numLocal());
-  return alignUp(headerBytes() + messages * messageBytes(), 64);
+  return alignUp(headerBytes() + maxMessagesPerPeer() * messageBytes(), 64);
 }
 
-LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape)
-    : shape_(shape), transport_(makeCollectiveLlTransport(comm)) {
+LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape, LlTransportKind kind)
+    : shape_(shape),
+      transport_(kind == LlTransportKind::kWindow ? makeWindowLlTransport(comm, shape)
+                                                  : makeCollectiveLlTransport(comm, shape)) {
   const std::size_t rows = static_cast<std::size_t>(shape.numLocal()) * shape.rowsPerExpert();
   const std::size_t hidden = static_cast<std::size_t>(shape.hidden);
   const std::size_t block = shape.blockBytes() * static_cast<std::size_t>(shape.numRanks);
@@ -56,11 +65,14 @@ LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape)
     s.combined = reinterpret_cast<Bf16*>(b + offsets[7]);
     s.send = b + offsets[8];
     s.recv = b + offsets[9];
+    s.arenaRecvX = s.recvX;
+    s.arenaRecvXInt8 = s.recvXInt8;
+    s.arenaRecvScales = s.recvScales;
   }
 }
 
 std::size_t LowLatencyState::footprintBytes() const {
-  return slots_[0].arena.bytes() + slots_[1].arena.bytes();
+  return slots_[0].arena.bytes() + slots_[1].arena.bytes() + transport_->footprintBytes();
 }
 
 bool LowLatencyState::anyPending() const {

@@ -19,8 +19,8 @@ inline float roundEven(float v) {
   return (v + kMagic) - kMagic;
 }
 
-EPCOMM_EP_CLONES void quantizeGroup(const std::uint16_t* __restrict x, int n,
-                                    std::int8_t* __restrict q, float* scale) {
+inline __attribute__((always_inline)) void quantizeGroup(const std::uint16_t* __restrict x, int n,
+                                                         std::int8_t* __restrict q, float* scale) {
   // max |x| on the bit patterns: for bf16 (not NaN) |a| < |b| iff (a & 0x7fff) < (b & 0x7fff),
   // and an integer max vectorises where a float max (NaN rules) does not.
   std::uint16_t maxBits = 0;
@@ -43,13 +43,23 @@ EPCOMM_EP_CLONES void dequantizeGroup(const std::int8_t* __restrict q, float s, 
   }
 }
 
+// A whole row per call: one dispatch through the clone's resolver, not one per group.
+EPCOMM_EP_CLONES void quantizeRow(const std::uint16_t* __restrict x, int hidden, int group,
+                                  std::int8_t* __restrict q, float* __restrict scales) {
+  if (group == kQuantGroup) {
+    for (int g = 0, c = 0; c < hidden; ++g, c += kQuantGroup) {
+      quantizeGroup(x + c, kQuantGroup, q + c, scales + g);  // constant trip count
+    }
+    return;
+  }
+  for (int g = 0, c = 0; c < hidden; ++g, c += group)
+    quantizeGroup(x + c, group, q + c, scales + g);
+}
+
 }  // namespace
 
 void quantizeInt8(const Bf16* x, int hidden, int group, std::int8_t* q, float* scales) {
-  const auto* bits = reinterpret_cast<const std::uint16_t*>(x);
-  for (int g = 0, c = 0; c < hidden; ++g, c += group) {
-    quantizeGroup(bits + c, group, q + c, scales + g);
-  }
+  quantizeRow(reinterpret_cast<const std::uint16_t*>(x), hidden, group, q, scales);
 }
 
 void dequantizeInt8(const std::int8_t* q, const float* scales, int hidden, int group, Bf16* out) {

@@ -2,7 +2,9 @@
 // layout ranges = the global count of the expert; rows of a range are filled with their
 // source rank and carry the token index that srcInfo names; combine = x times the sum of
 // its valid weights. Also the two alternating slots, receive hooks, the zero-copy combine
-// buffer, int8, N > T, and auto mode alternating with normal mode on one Buffer.
+// buffer, int8, N > T, and auto mode alternating with normal mode on one Buffer. Every test
+// runs on both transports: the one EPCOMM_EP_TRANSPORT picks (window on a backend with
+// windows) and the collective fallback.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,8 +23,12 @@ constexpr int kHidden = 256;
 constexpr int kTopk = 4;
 constexpr int kCapacity = 32;  // T
 
+// The transport under test; set by the fixture (kAuto: what the environment picks).
+ep::Transport gTransport = ep::Transport::kAuto;
+
 BufferConfig llConfig() {
-  BufferConfig c;
+  BufferConfig c = BufferConfig::fromEnvironment();
+  if (gTransport != ep::Transport::kAuto) c.transport = gTransport;
   c.normalBytes = std::size_t{32} << 20;
   c.llMaxTokens = kCapacity;
   return c;
@@ -112,14 +118,16 @@ double llCombineDiff(Buffer& buffer, const EpInputs& in, const ep::LowLatencyDis
   return calcDiff(want, got);
 }
 
-class LowLatency : public ::testing::Test {
+class LowLatency : public ::testing::TestWithParam<ep::Transport> {
  protected:
+  void SetUp() override { gTransport = GetParam(); }
+  void TearDown() override { gTransport = ep::Transport::kAuto; }
   Communicator& comm() { return *gComm; }
   int rank() { return gComm->rank(); }
   int size() { return gComm->size(); }
 };
 
-TEST_F(LowLatency, DispatchOraclesAndWeightedCombine) {
+TEST_P(LowLatency, DispatchOraclesAndWeightedCombine) {
   Buffer buffer(comm(), llConfig());
   const int E = expertsFor(size());
   const EpInputs in = makeInputs(21, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
@@ -135,7 +143,7 @@ TEST_F(LowLatency, DispatchOraclesAndWeightedCombine) {
   }
 }
 
-TEST_F(LowLatency, TwoSlotsAndReceiveHooks) {
+TEST_P(LowLatency, TwoSlotsAndReceiveHooks) {
   Buffer buffer(comm(), llConfig());
   const int E = expertsFor(size());
   const EpInputs a = makeInputs(23, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
@@ -166,7 +174,7 @@ TEST_F(LowLatency, TwoSlotsAndReceiveHooks) {
   EXPECT_EQ(llWrong(comm(), 23, outC), 0);
 }
 
-TEST_F(LowLatency, Int8DequantisedWithinBound) {
+TEST_P(LowLatency, Int8DequantisedWithinBound) {
   Buffer buffer(comm(), llConfig());
   const EpInputs in =
       makeInputs(25, rank(), llTokens(rank()), kHidden, kTopk, expertsFor(size()), Fill::kRandom);
@@ -182,7 +190,7 @@ TEST_F(LowLatency, Int8DequantisedWithinBound) {
   }
 }
 
-TEST_F(LowLatency, TooManyTokensIsAnErrorEverywhere) {
+TEST_P(LowLatency, TooManyTokensIsAnErrorEverywhere) {
   Buffer buffer(comm(), llConfig());
   const int culprit = size() - 1;
   const int n = rank() == culprit ? kCapacity + 1 : 4;
@@ -206,7 +214,7 @@ TEST_F(LowLatency, TooManyTokensIsAnErrorEverywhere) {
 
 // SGLang's --deepep-mode auto: prefill batches go normal, decode batches low-latency, on
 // one Buffer, alternately; each result is checked (no stale data between the modes).
-TEST_F(LowLatency, AutoModeAlternatesWithNormal) {
+TEST_P(LowLatency, AutoModeAlternatesWithNormal) {
   Buffer buffer(comm(), llConfig());
   const int E = expertsFor(size());
   EXPECT_EQ(ep::resolveMode(ep::Mode::kAuto, ep::BatchKind::kPrefill), ep::Mode::kNormal);
@@ -257,6 +265,76 @@ TEST_F(LowLatency, AutoModeAlternatesWithNormal) {
     }
   }
 }
+
+// Combine twice from one dispatch, and a combine whose hook runs after x was overwritten
+// (its rows were sent, or copied, when the combine was called).
+TEST_P(LowLatency, CombineTwiceAndHookAfterXChanged) {
+  Buffer buffer(comm(), llConfig());
+  const int E = expertsFor(size());
+  const EpInputs in = makeInputs(41, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRandom);
+  ep::LowLatencyDispatchOutputs out;
+  buffer.lowLatencyDispatch(llInputs(in), out);
+  EXPECT_LT(llCombineDiff(buffer, in, out, false, false), 5e-6);
+  EXPECT_LT(llCombineDiff(buffer, in, out, false, true), 5e-6);  // same handle again
+  const std::size_t cells =
+      static_cast<std::size_t>(out.numLocalExperts) * out.maxTokens * out.numRanks * kHidden;
+  std::vector<Bf16> x(out.recvX, out.recvX + cells);
+  ep::LowLatencyCombineInputs c;
+  c.x = x.data();
+  c.topkIdx = in.topkIdx.data();
+  c.topkWeights = in.topkWeights.data();
+  c.handle = out.handle;
+  c.returnRecvHook = true;
+  ep::LowLatencyCombineOutputs back;
+  buffer.lowLatencyCombine(c, back);
+  std::fill(x.begin(), x.end(), toBf16(1000.f));
+  back.hook();
+  std::vector<double> want, got;
+  for (int t = 0; t < in.numTokens; ++t) {
+    double w = 0;
+    for (int k = 0; k < kTopk; ++k) {
+      if (in.topkIdx[t * kTopk + k] >= 0) w += in.topkWeights[t * kTopk + k];
+    }
+    for (int c2 = 0; c2 < kHidden; ++c2) {
+      want.push_back(toFloat(in.x[t * kHidden + c2]) * w);
+      got.push_back(toFloat(back.combinedX[t * kHidden + c2]));
+    }
+  }
+  EXPECT_LT(calcDiff(want, got), 5e-6);
+}
+
+// The transport is decided once per Buffer: auto = window where the backend has windows and
+// every rank is on this host; window on a backend without windows is an error everywhere.
+TEST(LowLatencyTransport, ChosenOncePerBuffer) {
+  Communicator& comm = *gComm;
+  const bool windows = comm.hasWindows() && comm.localSize() == comm.size();
+  BufferConfig c = BufferConfig{};
+  c.normalBytes = std::size_t{1} << 20;
+  c.transport = ep::Transport::kAuto;
+  EXPECT_EQ(Buffer(comm, c).transport(),
+            windows ? ep::Transport::kWindow : ep::Transport::kCollective);
+  c.transport = ep::Transport::kCollective;
+  EXPECT_EQ(Buffer(comm, c).transport(), ep::Transport::kCollective);
+  c.transport = ep::Transport::kWindow;
+  if (comm.hasWindows()) {
+    EXPECT_EQ(Buffer(comm, c).transport(), ep::Transport::kWindow);
+  } else {
+    try {
+      Buffer b(comm, c);
+      ADD_FAILURE() << "window transport without windows accepted on rank " << comm.rank();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find("EPCOMM_EP_TRANSPORT"), std::string::npos) << e.what();
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, LowLatency,
+                         ::testing::Values(ep::Transport::kAuto, ep::Transport::kCollective),
+                         [](const ::testing::TestParamInfo<ep::Transport>& p) {
+                           return p.param == ep::Transport::kAuto ? std::string("Env")
+                                                                  : std::string("Collective");
+                         });
 
 }  // namespace
 }  // namespace epcomm::test
