@@ -24,6 +24,8 @@ void allReduceLines(const Step& s, const void* send, void* recv, std::size_t cou
   }
   for (int i = 1; i < s.size; ++i) {
     const int r = (s.rank + i) % s.size;
+    // A peer that disagrees leaves its lines unread; finishLines() then throws (on every
+    // rank), before anything reaches recv.
     s.channel.readLines(r, stage + r * bytes, bytes, s.clock);
     srcs[r] = stage + r * bytes;
   }

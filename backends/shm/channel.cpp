@@ -52,7 +52,7 @@ void Channel::postLines(const void* data, std::size_t bytes) {
   }
 }
 
-void Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& clock) {
+bool Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& clock) {
   const std::uint64_t step = stream_.step;
   const char* slot = segment_.at(slotOff(peer)) + capacity();
   const std::size_t lines = linesFor(bytes);
@@ -62,24 +62,43 @@ void Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& c
   for (std::size_t i = 0; i < lines; ++i) {
     const char* line = slot + i * kLine;
     const auto* flag = reinterpret_cast<const std::uint64_t*>(line + kLinePayload);
-    if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) < step) waitFlag(peer, flag, clock);
+    if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) < step && !waitFlag(peer, flag, clock)) {
+      return false;
+    }
     const std::size_t off = i * kLinePayload;
     std::memcpy(out + off, line, bytes - off < kLinePayload ? bytes - off : kLinePayload);
   }
+  return true;
 }
 
-void Channel::waitFlag(int peer, const std::uint64_t* flag, const OpClock& clock) {
+bool Channel::peerDisagrees(int peer) const {
+  const ArmedCheck& c = stream_.check;
+  if (!c.armed) return false;
+  const StepLine& l = segment_.stepLine(peer, static_cast<int>(stream_.step & 1));
+  if ((l.checkFlags & kCheckPresent) == 0) return false;  // a rank that checks nothing
+  if ((l.checkFlags & kCheckValid) == 0 || l.opId != c.opId) return true;
+  for (int i = 0; i < c.numShapes; ++i) {
+    if (l.shape[i] != c.shape[i]) return true;
+  }
+  return false;
+}
+
+bool Channel::waitFlag(int peer, const std::uint64_t* flag, const OpClock& clock) {
   const std::uint64_t step = stream_.step;
   // The peer writes its lines right after posting its step line and without waiting in
   // between: spin a little, then wait for its post as any wait does (yield, futex), then for
   // the line itself.
   for (int i = 0; i < 256; ++i) {
-    if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) >= step) return;
+    if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) >= step) return true;
     cpuRelax();
   }
   StepLine& l = line(peer);
   waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
+  // A peer whose arguments were invalid, or that called another collective or shape, posts
+  // its step line but no (or fewer) data lines: stop here, finishLines() fails every rank.
+  if (peerDisagrees(peer)) return false;
   waiter_.waitWord(flag, step, peer, clock);
+  return true;
 }
 
 void Channel::finishLines() {

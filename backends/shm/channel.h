@@ -102,7 +102,10 @@ class Channel {
   // data into this rank's slot lines (all-reduce kind only).
   void postLines(const void* data, std::size_t bytes);
   // Copies peer's `bytes` out of its slot lines of the current step, each as it arrives.
-  void readLines(int peer, void* dst, std::size_t bytes, const OpClock& clock);
+  // Returns false, having stopped, when the peer posted a call check that disagrees with
+  // this rank's armed one (its data lines may never come); finishLines() then throws. The
+  // peer's step line is posted either way (it precedes its data lines).
+  bool readLines(int peer, void* dst, std::size_t bytes, const OpClock& clock);
   // After every readLines() of the step: the armed call check, as wait() does.
   void finishLines();
   // prepareNext() for a line-mode step of `bytes` next.
@@ -133,7 +136,10 @@ class Channel {
   std::size_t slotOff(int r) const { return segment_.layout().slotOff(kind_, r, parity()); }
   std::size_t headerOff(int r) const { return segment_.layout().slotHeaderOff(kind_, r, parity()); }
   // Waits (spin, then the peer's step line, then yield/sleep) until *flag >= current step.
-  void waitFlag(int peer, const std::uint64_t* flag, const OpClock& clock);
+  bool waitFlag(int peer, const std::uint64_t* flag, const OpClock& clock);
+  // True when peer's step line of the current step carries a check record that differs
+  // from the armed one (invalid, another collective, another shape).
+  bool peerDisagrees(int peer) const;
   // Compares the records every rank posted with the current step; throws on a problem.
   void verify(const ArmedCheck& check);
 

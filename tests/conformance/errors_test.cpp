@@ -56,6 +56,41 @@ TEST_F(Errors, NullBufferOnOneRank) {
   expectUsable();
 }
 
+// Every all-reduce algorithm size (inline, line mode, one-shot, two-shot): a bad rank, a
+// count mismatch and a different collective are errors on every rank, never a wait.
+TEST_F(Errors, AllReduceMismatchAtEverySize) {
+  if (size() < 2) GTEST_SKIP() << "needs two ranks";
+  for (const std::size_t count : {std::size_t{4}, std::size_t{64}, std::size_t{1000},
+                                  std::size_t{100000}}) {
+    SCOPED_TRACE("count " + std::to_string(count));
+    std::vector<float> a(count, 1.0f), b(count);
+    const int bad = size() - 1;
+    expectError(
+        [&] {
+          comm().allReduce(rank() == bad ? nullptr : a.data(), b.data(), count, DataType::kF32,
+                           ReduceOp::kSum);
+        },
+        ErrorCode::kInvalidArgument,
+        {"allReduce", rank() == bad ? "send buffer is null" : "rank " + std::to_string(bad)});
+    expectError(
+        [&] {
+          comm().allReduce(a.data(), b.data(), rank() == 0 ? count / 2 : count, DataType::kF32,
+                           ReduceOp::kSum);
+        },
+        ErrorCode::kInvalidArgument, {"allReduce", "ranks disagree on count"});
+    expectError(
+        [&] {
+          if (rank() == 0) {
+            comm().broadcast(a.data(), b.data(), count, DataType::kF32, 0);
+          } else {
+            comm().allReduce(a.data(), b.data(), count, DataType::kF32, ReduceOp::kSum);
+          }
+        },
+        ErrorCode::kInvalidArgument, {"different collectives"});
+    expectUsable();
+  }
+}
+
 TEST_F(Errors, NullBufferOnEveryCollective) {
   std::vector<int> a(8 * size()), b(8 * size());
   std::vector<std::size_t> counts(size(), 2), displs(size());
