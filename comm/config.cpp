@@ -244,8 +244,7 @@ Config Config::resolve(bool readEnvironment) {
     } else if (n == "EPCOMM_INIT_SECRET") {
       config.initSecret = v.value;
     } else if (n == "EPCOMM_SHM_ISA") {
-      if (v.value != "auto" && v.value != "portable" && v.value != "avx2" &&
-          v.value != "avx512") {
+      if (v.value != "auto" && v.value != "portable" && v.value != "avx2" && v.value != "avx512") {
         badValue(v.source, v.value, "expected auto, portable, avx2 or avx512");
       }
     } else if (n == "EPCOMM_SOCKET_IFNAME") {

@@ -145,8 +145,8 @@ int runSuiteOnRanks(const char* name, Communicator** current, bool quietPeers) {
           std::atoi(forkRanks), Config::fromEnvironment(),
           [&](std::unique_ptr<Communicator> comm) { return runSuite(*comm, current, quietPeers); },
           std::chrono::seconds(540));
-      std::fprintf(stderr, "%s: %d forked ranks failed, %d timed out\n", name,
-                   result.failedRanks, result.timedOutRanks);
+      std::fprintf(stderr, "%s: %d forked ranks failed, %d timed out\n", name, result.failedRanks,
+                   result.timedOutRanks);
       return result.failedRanks + result.timedOutRanks == 0 ? 0 : 1;
     }
     auto comm = Communicator::initFromEnvironment();

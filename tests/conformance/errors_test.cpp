@@ -60,8 +60,8 @@ TEST_F(Errors, NullBufferOnOneRank) {
 // count mismatch and a different collective are errors on every rank, never a wait.
 TEST_F(Errors, AllReduceMismatchAtEverySize) {
   if (size() < 2) GTEST_SKIP() << "needs two ranks";
-  for (const std::size_t count : {std::size_t{4}, std::size_t{64}, std::size_t{1000},
-                                  std::size_t{100000}}) {
+  for (const std::size_t count :
+       {std::size_t{4}, std::size_t{64}, std::size_t{1000}, std::size_t{100000}}) {
     SCOPED_TRACE("count " + std::to_string(count));
     std::vector<float> a(count, 1.0f), b(count);
     const int bad = size() - 1;

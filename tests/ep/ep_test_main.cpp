@@ -4,7 +4,6 @@
 // sequence of collectives early.
 #include <gtest/gtest.h>
 
-
 #include "tests/common/fork_launcher.h"
 #include "tests/ep/ep_test_util.h"
 

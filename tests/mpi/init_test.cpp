@@ -1,7 +1,6 @@
 // The ways to make a communicator, run as real processes under mpirun: UniqueId made on rank
 // 0 and passed out of band (here through MPI), the caller's all-gather (UCC style), and
 // EPCOMM_INIT_ADDR + rank + size (torch style). Each one then runs collectives.
-#include <cstdlib>
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -9,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <cstdlib>
 
 #include <memory>
 #include <string>

@@ -97,15 +97,13 @@ TEST(TopoCli, EnvListsEveryKnobWithItsSource) {
 TEST(TopoCli, TextReportHasEverySection) {
   const RunResult r = topo({"-n", "2"}, {"EPCOMM_SOCKET_IFNAME==lo"});
   ASSERT_EQ(r.exitCode, 0) << r.err;
-  for (const char* part :
-       {"Machine ", "PU P#", "Interfaces (* selected):", "  * lo ",
-        "Selected: lo (127.0.0.1): EPCOMM_SOCKET_IFNAME=\"=lo\"", "Binding plan for 2 local ranks",
-        "local rank 1: cpus "}) {
+  for (const char* part : {"Machine ", "PU P#", "Interfaces (* selected):", "  * lo ",
+                           "Selected: lo (127.0.0.1): EPCOMM_SOCKET_IFNAME=\"=lo\"",
+                           "Binding plan for 2 local ranks", "local rank 1: cpus "}) {
     EXPECT_NE(r.out.find(part), std::string::npos) << "no \"" << part << "\" in:\n" << r.out;
   }
   // The knob column is as wide as the longest knob name.
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n  EPCOMM_SOCKET_IFNAME +=  ?=lo ")))
-      << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n  EPCOMM_SOCKET_IFNAME +=  ?=lo "))) << r.out;
 }
 
 TEST(TopoCli, FailuresExitNonZeroWithAMessage) {
