@@ -68,6 +68,35 @@ std::string randomShmName() {
   return name;
 }
 
+char* createMappedShm(std::size_t bytes, std::string& name, const char*& failedStep) {
+  errno = 0;
+  failedStep = "getrandom";
+  name = randomShmName();
+  if (name.empty()) return nullptr;
+  failedStep = "shm_open";
+  const int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  if (fd < 0) return nullptr;
+  char* base = nullptr;
+  failedStep = "ftruncate";
+  if (ftruncate(fd, static_cast<off_t>(bytes)) == 0) {
+    // Reserve the pages now: a full /dev/shm then fails here, not with SIGBUS later.
+    failedStep = "posix_fallocate";
+    const int rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+    if (rc == 0 || rc == EOPNOTSUPP || rc == EINVAL) {
+      failedStep = "mmap";
+      void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (m != MAP_FAILED) base = static_cast<char*>(m);
+    } else {
+      errno = rc;
+    }
+  }
+  const int error = errno;
+  if (!base) shm_unlink(name.c_str());
+  close(fd);
+  errno = error;
+  return base;
+}
+
 Layout Layout::compute(int size, std::size_t bufferBytes) {
   Layout l;
   const auto p = static_cast<std::size_t>(size);
@@ -126,32 +155,11 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
   if (isLeader) {
     layout = Layout::compute(memberSize, bufferBytes);
     mine.bufferBytes = bufferBytes;
-    const char* step = "getrandom";
-    int fd = -1;
-    name = randomShmName();
-    if (!name.empty()) {
-      step = "shm_open";
-      fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
-    }
-    if (fd >= 0) {
-      step = "ftruncate";
-      if (ftruncate(fd, static_cast<off_t>(layout.total)) == 0) {
-        // Reserve the pages now: a full /dev/shm then fails here, not with SIGBUS later.
-        step = "posix_fallocate";
-        const int rc = posix_fallocate(fd, 0, static_cast<off_t>(layout.total));
-        if (rc == 0 || rc == EOPNOTSUPP || rc == EINVAL) {
-          step = "mmap";
-          void* m = mmap(nullptr, layout.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-          if (m != MAP_FAILED) base = static_cast<char*>(m);
-        } else {
-          errno = rc;
-        }
-      }
-    }
+    const char* step = "";
+    base = createMappedShm(layout.total, name, step);
     if (!base) {
       mine.error = errno ? errno : EIO;
       std::snprintf(mine.step, sizeof(mine.step), "%s", step);
-      if (fd >= 0) shm_unlink(name.c_str());
     } else {
       std::snprintf(mine.name, sizeof(mine.name), "%s", name.c_str());
       auto* h = reinterpret_cast<Header*>(base);
@@ -159,7 +167,6 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
       h->size = memberSize;
       h->totalBytes = layout.total;
     }
-    if (fd >= 0) close(fd);
   }
   // From here on the leader unlinks the name before leaving, whatever happens.
   auto unlinkName = [&] {

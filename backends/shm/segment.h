@@ -115,6 +115,11 @@ struct Layout {
 // "/epcomm-shm-" + 32 random hex digits (getrandom); empty when no randomness is available.
 // Every shared-memory name of the backend (segments, windows) comes from here.
 std::string randomShmName();
+// The creating rank's half of a new segment or window: a shm file of `bytes` bytes
+// (O_EXCL, mode 0600, random name returned in `name`, pages reserved), mapped read-write
+// and its descriptor closed. Returns the mapping, or nullptr with failedStep naming the call
+// that failed, errno its error, and the name already unlinked.
+char* createMappedShm(std::size_t bytes, std::string& name, const char*& failedStep);
 
 // An all-gather over some group of processes; throws epcomm::Error on failure.
 using GatherFn = std::function<void(const void* send, void* recv, std::size_t bytes)>;

@@ -113,32 +113,11 @@ std::unique_ptr<Window> Window::establish(const GatherFn& gather, int rank, int 
   std::string name;
   char* base = nullptr;
   if (leader) {
-    const char* step = "getrandom";
-    int fd = -1;
-    errno = 0;
-    name = randomShmName();
-    if (!name.empty()) {
-      step = "shm_open";
-      fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
-    }
-    if (fd >= 0) {
-      step = "ftruncate";
-      if (ftruncate(fd, static_cast<off_t>(total)) == 0) {
-        step = "posix_fallocate";
-        const int rc = posix_fallocate(fd, 0, static_cast<off_t>(total));
-        if (rc == 0 || rc == EOPNOTSUPP || rc == EINVAL) {
-          step = "mmap";
-          void* m = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-          if (m != MAP_FAILED) base = static_cast<char*>(m);
-        } else {
-          errno = rc;
-        }
-      }
-    }
+    const char* step = "";
+    base = createMappedShm(total, name, step);
     if (!base) {
       mine.error = errno ? errno : EIO;
       std::snprintf(mine.step, sizeof(mine.step), "%s", step);
-      if (fd >= 0) shm_unlink(name.c_str());
     } else {
       std::snprintf(mine.name, sizeof(mine.name), "%s", name.c_str());
       auto* h = reinterpret_cast<WindowHeader*>(base);
@@ -147,7 +126,6 @@ std::unique_ptr<Window> Window::establish(const GatherFn& gather, int rank, int 
       h->bytes = bytes;
       h->numSignals = numSignals;
     }
-    if (fd >= 0) close(fd);
   }
   // From here on rank 0 unlinks the name before leaving, whatever happens.
   auto unlinkName = [&] {
