@@ -87,14 +87,19 @@ int initAndCheck(int rank, const UniqueId& id) {
   }
 }
 
-TEST(ShmLifecycle, NothingInDevShmAfterInit) {
-  gBefore = shmEntries();
-  const std::vector<RankExit> children = runRanks(&initAndCheck, std::chrono::seconds(60));
+// Every rank exited normally with kOk.
+void expectEveryRankOk(const std::vector<RankExit>& children) {
   ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
   for (int r = 0; r < kRanks; ++r) {
     EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
         << "rank " << r << " status " << children[r].status;
   }
+}
+
+TEST(ShmLifecycle, NothingInDevShmAfterInit) {
+  gBefore = shmEntries();
+  const std::vector<RankExit> children = runRanks(&initAndCheck, std::chrono::seconds(60));
+  expectEveryRankOk(children);
   EXPECT_EQ(shmEntries(), gBefore);
 }
 
@@ -176,11 +181,7 @@ int waitForAbsentPeer(int rank, const UniqueId& id) {
 
 TEST(ShmLifecycle, AbsentPeerTimesOut) {
   const std::vector<RankExit> children = runRanks(&waitForAbsentPeer, std::chrono::seconds(60));
-  ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
-  for (int r = 0; r < kRanks; ++r) {
-    EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
-        << "rank " << r << " status " << children[r].status;
-  }
+  expectEveryRankOk(children);
 }
 
 // ---- symmetric windows: one shared-memory file each, with the segment's guarantees ----
@@ -227,11 +228,7 @@ int windowsLeaveNothing(int rank, const UniqueId& id) {
 TEST(ShmLifecycle, WindowsLeaveNothingInDevShm) {
   gBefore = shmEntries();
   const std::vector<RankExit> children = runRanks(&windowsLeaveNothing, std::chrono::seconds(60));
-  ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
-  for (int r = 0; r < kRanks; ++r) {
-    EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
-        << "rank " << r << " status " << children[r].status;
-  }
+  expectEveryRankOk(children);
   EXPECT_EQ(shmEntries(), gBefore);
 }
 
@@ -274,11 +271,7 @@ int waitSignalTimesOut(int rank, const UniqueId& id) {
 
 TEST(ShmLifecycle, WaitSignalTimesOut) {
   const std::vector<RankExit> children = runRanks(&waitSignalTimesOut, std::chrono::seconds(60));
-  ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
-  for (int r = 0; r < kRanks; ++r) {
-    EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
-        << "rank " << r << " status " << children[r].status;
-  }
+  expectEveryRankOk(children);
 }
 
 // A rank is SIGKILLed while the others wait for its signal (with a long timeout): they
