@@ -112,20 +112,25 @@ std::size_t wireRow(ep::Quant q, int hidden) {
 
 // ---- normal mode ----
 
+// The bench's dispatch of `in`: its topk and weights, the run's quantisation.
+ep::DispatchInputs dispatchInputs(const Ctx& c, const EpData& in, int tokens, bool dequantize) {
+  ep::DispatchInputs d;
+  d.x = in.x.data();
+  d.numTokens = tokens;
+  d.hidden = c.o.hidden;
+  d.topkIdx = in.topkIdx.data();
+  d.topkWeights = in.topkWeights.data();
+  d.numTopk = c.o.topk;
+  d.numExperts = c.o.experts;
+  d.quant = c.quant;
+  d.dequantize = dequantize;
+  return d;
+}
+
 bool checkNormal(Ctx& c, int tokens, MpiEp* mpi) {
   const Options& o = c.o;
   const EpData in = makeEpData(99, c.rank, tokens, o.hidden, o.topk, o.experts, true);
-  ep::DispatchInputs d{in.x.data(),
-                       tokens,
-                       o.hidden,
-                       in.topkIdx.data(),
-                       in.topkWeights.data(),
-                       o.topk,
-                       o.experts,
-                       nullptr,
-                       1,
-                       c.quant,
-                       true};
+  const ep::DispatchInputs d = dispatchInputs(c, in, tokens, /*dequantize=*/true);
   ep::DispatchOutputs out;
   c.buffer.dispatch(d, out);
   const int local = o.experts / c.ranks;
@@ -181,17 +186,7 @@ bool checkNormal(Ctx& c, int tokens, MpiEp* mpi) {
 void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
   const Options& o = c.o;
   const EpData in = makeEpData(1, c.rank, tokens, o.hidden, o.topk, o.experts, false);
-  ep::DispatchInputs d{in.x.data(),
-                       tokens,
-                       o.hidden,
-                       in.topkIdx.data(),
-                       in.topkWeights.data(),
-                       o.topk,
-                       o.experts,
-                       nullptr,
-                       1,
-                       c.quant,
-                       false};
+  const ep::DispatchInputs d = dispatchInputs(c, in, tokens, /*dequantize=*/false);
   ep::DispatchOutputs out;
   c.buffer.dispatch(d, out);
   // Expert outputs for combine: the received tokens in bf16.
