@@ -3,26 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "ep/row_kernels.h"
+
 namespace epcomm::bench {
-namespace {
-
-inline float widen(Bf16 b) {
-  return toFloat(b);
-}
-
-// out = sum_i w_i * rows_i in f32, rounded once (w null: unweighted). Vectorised for the CPU
-// at run time as epcomm's own sum is (ep/src/kernels.cpp), so the baseline is not handicapped.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void sumRows(const Bf16* const* rows, const float* w, int n, int hidden, Bf16* out,
-             std::vector<float>& acc) {
-  acc.assign(hidden, 0.f);
-  for (int i = 0; i < n; ++i) {
-    const float wi = w ? w[i] : 1.f;
-    for (int c = 0; c < hidden; ++c) acc[c] += wi * widen(rows[i][c]);
-  }
-  for (int c = 0; c < hidden; ++c) out[c] = toBf16(acc[c]);
-}
-
-}  // namespace
 
 MpiEp::MpiEp(MPI_Comm comm, const MpiShape& shape) : comm_(comm), s_(shape) {
   MPI_Comm_rank(comm_, &rank_);
@@ -141,14 +124,13 @@ void MpiEp::combine(const Bf16* x) {
   combined.resize(static_cast<std::size_t>(N) * H);
   std::vector<int> pos(sendDispls_);
   std::vector<const Bf16*> rows(R);
-  std::vector<float> acc;
   const auto* back = reinterpret_cast<const Bf16*>(recvBuf_.data());
   for (int t = 0; t < N; ++t) {
     int n = 0;
     for (int r = 0; r < R; ++r) {
       if (inRank_[t * R + r]) rows[n++] = back + static_cast<std::size_t>(pos[r]++) * H;
     }
-    sumRows(rows.data(), nullptr, n, H, combined.data() + static_cast<std::size_t>(t) * H, acc);
+    ep::sumRows(rows.data(), nullptr, n, H, combined.data() + static_cast<std::size_t>(t) * H);
   }
   bytesSent = 0;
   for (int r = 0; r < R; ++r) {
@@ -277,7 +259,7 @@ void MpiEp::llCombine(const Bf16* x, const float* topkWeights) {
                 d2_.data(), MPI_BYTE, comm_);
   combined.resize(static_cast<std::size_t>(N) * H);
   std::vector<const Bf16*> rows(K);
-  std::vector<float> w(K), acc;
+  std::vector<float> w(K);
   const auto* back = reinterpret_cast<const Bf16*>(recvBuf_.data());
   for (int t = 0; t < N; ++t) {
     int n = 0;
@@ -287,7 +269,7 @@ void MpiEp::llCombine(const Bf16* x, const float* topkWeights) {
       rows[n] = back + static_cast<std::size_t>(sendDispls_[d] + msgPos_[t * K + k]) * H;
       w[n++] = topkWeights[t * K + k];
     }
-    sumRows(rows.data(), w.data(), n, H, combined.data() + static_cast<std::size_t>(t) * H, acc);
+    ep::sumRows(rows.data(), w.data(), n, H, combined.data() + static_cast<std::size_t>(t) * H);
   }
   bytesSent = 0;
   for (int r = 0; r < R; ++r) {

@@ -3,7 +3,8 @@
 // MPI_Alltoall of per-destination counts, rows packed per destination in token order, one
 // MPI_Alltoallv of rows straight into recvX and one of metadata (source index, local topk
 // ids and weights, int8 scales); combine: one MPI_Alltoallv sending the rows back straight
-// from x, then an f32 sum per token. Low-latency mode: one message per (token, expert),
+// from x, then an f32 sum per token with ep::sumRows, the library's own kernel (so combine
+// ratios compare transports, not kernels). Low-latency mode: one message per (token, expert),
 // MPI_Alltoall of counts per (destination, local expert), MPI_Alltoallv of the messages,
 // unpacked into the expert-major layout; combine sends each source's rows back and sums
 // them times the weights.

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "comm/error.h"
-#include "ep/src/kernels.h"
+#include "ep/row_kernels.h"
 #include "ep/src/ll_transport.h"
 
 namespace epcomm::ep {
@@ -164,7 +164,7 @@ class CollectiveLlTransport final : public LlTransport {
         w[n] = weights[m];
         ++n;
       }
-      combineRows(rows.data(), w.data(), n, H, slot.combineOut + static_cast<std::size_t>(t) * H);
+      sumRows(rows.data(), w.data(), n, H, slot.combineOut + static_cast<std::size_t>(t) * H);
     }
   }
 

@@ -45,7 +45,7 @@
 
 #include "comm/error.h"
 #include "comm/window.h"
-#include "ep/src/kernels.h"
+#include "ep/row_kernels.h"
 #include "ep/src/ll_transport.h"
 #include "ep/src/normal_plan.h"
 
@@ -247,7 +247,7 @@ class WindowLlTransport final : public LlTransport {
         w[n] = weights[m];
         ++n;
       }
-      combineRows(rows.data(), w.data(), n, static_cast<int>(H), slot.combineOut + t * H);
+      sumRows(rows.data(), w.data(), n, static_cast<int>(H), slot.combineOut + t * H);
     }
     slot.combineX = nullptr;
   }

@@ -11,7 +11,6 @@
 #include "ep/buffer.h"
 #include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
-#include "ep/src/kernels.h"
 #include "ep/src/low_latency_state.h"
 
 namespace epcomm::ep {

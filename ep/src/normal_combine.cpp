@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "ep/buffer.h"
+#include "ep/row_kernels.h"
 #include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
-#include "ep/src/kernels.h"
 #include "ep/src/normal_plan.h"
 
 namespace epcomm::ep {
@@ -162,8 +162,8 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
           scale[i] = sum;
         }
       }
-      combineRows(rows.data(), in.weighted ? scale.data() : nullptr, n, hidden,
-                  out.combinedX.data() + static_cast<std::size_t>(t) * hidden);
+      sumRows(rows.data(), in.weighted ? scale.data() : nullptr, n, hidden,
+              out.combinedX.data() + static_cast<std::size_t>(t) * hidden);
     }
   }
 }
