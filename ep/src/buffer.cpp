@@ -104,6 +104,7 @@ Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
   agreement.same("rounds (EPCOMM_EP_ROUNDS)", config.rounds);
   agreement.same("roundTokens (EPCOMM_EP_ROUND_TOKENS)", config.roundTokens);
   agreement.same("combineRounds (EPCOMM_EP_COMBINE_ROUNDS)", config.combineRounds);
+  agreement.same("normalBytes (EPCOMM_EP_BUFFSIZE)", static_cast<std::int64_t>(config.normalBytes));
   agreement.agree(comm);
   state_ = std::make_unique<BufferState>(comm, config);
   state_->llTransport =
@@ -138,7 +139,8 @@ Transport Buffer::transport() const {
 }
 
 std::size_t Buffer::footprintBytes() const {
-  return state_->normal.bytes() + (state_->lowLatency ? state_->lowLatency->footprintBytes() : 0);
+  return state_->normal.bytes() + state_->normalWindow.footprintBytes() +
+         (state_->lowLatency ? state_->lowLatency->footprintBytes() : 0);
 }
 
 }  // namespace epcomm::ep

@@ -1,4 +1,5 @@
-// What a Buffer owns. Normal mode uses `normal` as its per-round staging; low-latency mode
+// What a Buffer owns. Normal mode uses `normal` as its per-round staging, and with the window
+// transport `normalWindow` for one-round calls (bounded by config.normalBytes); low-latency mode
 // keeps its two slots and its transport in `lowLatency`, made at the first low-latency call
 // (EPCOMM_EP_TRANSPORT, resolved once at construction, picks the transport).
 #pragma once
@@ -10,6 +11,7 @@
 #include "ep/buffer.h"
 #include "ep/src/ll_transport.h"
 #include "ep/src/mapped_arena.h"
+#include "ep/src/normal_window.h"
 
 namespace epcomm::ep {
 
@@ -22,7 +24,8 @@ class BufferState {
 
   Communicator& comm;
   BufferConfig config;
-  MappedArena normal;    // config.normalBytes
+  MappedArena normal;  // config.normalBytes
+  NormalWindow normalWindow;
   LayoutOutputs layout;  // scratch of dispatch's own layout computation
   std::unique_ptr<LowLatencyState> lowLatency;
   std::uint64_t lowLatencySequence = 0;  // dispatches so far (handles carry theirs)

@@ -1,8 +1,9 @@
-// Normal-mode combine over the communicator's collectives: the rows each rank received in
-// dispatch go back to their sources with one all-to-all-v per round group (plus one for the
-// topk weights when given), sent straight from the caller's x (dispatch order is already
-// grouped by source rank). Rows this rank sent to itself are read in place. Each token's
-// rows are summed in f32 (optionally weighted) and rounded to bf16 once.
+// Normal-mode combine: the rows each rank received in dispatch go back to their sources,
+// sent straight from the caller's x (dispatch order is already grouped by source rank):
+// with one all-to-all-v per round group (plus one for the topk weights when given), or
+// (window transport, one group) one put per source into its window, where the source sums
+// them in place (ep/src/normal_window.h). Rows this rank sent to itself are read in place.
+// Each token's rows are summed in f32 (optionally weighted) and rounded to bf16 once.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -13,6 +14,7 @@
 #include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
 #include "ep/src/normal_plan.h"
+#include "ep/src/normal_window.h"
 
 namespace epcomm::ep {
 namespace {
@@ -85,6 +87,7 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
   agreement.same("weighted", in.weighted ? 1 : 0);
   agreement.same("numTopk of topkWeights", numTopk);
   agreement.same("numRounds", agreement.ok() ? hp->numRounds : -1);
+  const int maxTokensIndex = agreement.max(agreement.ok() ? hp->numTokens : 0);
   agreement.agree(comm);
 
   const DispatchHandle& h = *hp;
@@ -97,12 +100,21 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
   std::vector<std::size_t> sendRows(R), sendDispls(R), recvRows(R), recvDispls(R);
   std::vector<std::size_t> sendW(R), sendWDispls(R), recvW(R), recvWDispls(R);
   std::vector<std::size_t> recvSent(R, 0);  // rows of each source already sent back
-  std::vector<std::size_t> pos(R);
+  std::vector<std::size_t> pos(R), pos0(R);
   std::vector<const Bf16*> rows(R);
   std::vector<const float*> rowWeights(R);
   std::vector<float> scale(R);
   std::size_t selfRow = static_cast<std::size_t>(h.rankPrefix[me]);
   std::byte* const arena = s.normal.data();
+  // The window transport for one group whose regions fit the Buffer's bound (agreed values
+  // only, so every rank decides alike): a peer sends at most this rank's numTokens rows.
+  NormalWindow* window = nullptr;
+  const std::size_t capacity = static_cast<std::size_t>(agreement.maxOf(maxTokensIndex));
+  if (s.llTransport == LlTransportKind::kWindow && groups.size() == 1 &&
+      NormalWindow::bytesFor(R, rowBytes, weightBytes, capacity) <= s.normal.bytes()) {
+    window = &s.normalWindow;
+    window->begin(comm, rowBytes, weightBytes, capacity);
+  }
 
   for (const Group& g : groups) {
     std::size_t rowsIn = 0;
@@ -123,18 +135,41 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
       recvDispls[r] = rowsIn * hidden;
       recvW[r] = mine * numTopk;
       recvWDispls[r] = rowsIn * numTopk;
-      pos[r] = rowsIn;
+      pos[r] = pos0[r] = rowsIn;
       rowsIn += mine;
       out.bytesSent += back * (rowBytes + weightBytes);
     }
-    auto* const xIn = reinterpret_cast<Bf16*>(arena);
-    auto* const wIn = reinterpret_cast<float*>(arena + alignUp(rowsIn * rowBytes, 64));
-    comm.allToAllV(in.x, sendRows.data(), sendDispls.data(), xIn, recvRows.data(),
-                   recvDispls.data(), DataType::kBf16);
-    if (numTopk > 0) {
-      comm.allToAllV(in.topkWeights, sendW.data(), sendWDispls.data(), wIn, recvW.data(),
-                     recvWDispls.data(), DataType::kF32);
+    const Bf16* xIn = reinterpret_cast<Bf16*>(arena);
+    const float* wIn = reinterpret_cast<float*>(arena + alignUp(rowsIn * rowBytes, 64));
+    if (window) {
+      // Rows of source r start at sendDispls[r] (one contiguous block): one put each, then
+      // every peer's rows are read where they landed.
+      for (int r = 0; r < R; ++r) {
+        if (r == me) continue;
+        window->putRows(r, in.x + sendDispls[r], sendRows[r] / std::max(hidden, 1));
+        if (numTopk > 0) window->putMeta(r, in.topkWeights + sendWDispls[r], sendW[r] / numTopk);
+      }
+      window->flushAndSignal(window->combineSignals());
+      window->waitAll(window->combineSignals());
+    } else {
+      auto* const xStage = reinterpret_cast<Bf16*>(arena);
+      auto* const wStage = reinterpret_cast<float*>(arena + alignUp(rowsIn * rowBytes, 64));
+      comm.allToAllV(in.x, sendRows.data(), sendDispls.data(), xStage, recvRows.data(),
+                     recvDispls.data(), DataType::kBf16);
+      if (numTopk > 0) {
+        comm.allToAllV(in.topkWeights, sendW.data(), sendWDispls.data(), wStage, recvW.data(),
+                       recvWDispls.data(), DataType::kF32);
+      }
     }
+    // Where row i of source r is: its staging block, or its window region (from row 0).
+    auto rowOf = [&](int r, std::size_t i) {
+      return window ? reinterpret_cast<const Bf16*>(window->rows(r)) + (i - pos0[r]) * hidden
+                    : xIn + i * hidden;
+    };
+    auto weightsOf = [&](int r, std::size_t i) {
+      return window ? reinterpret_cast<const float*>(window->meta(r)) + (i - pos0[r]) * numTopk
+                    : wIn + i * numTopk;
+    };
 
     const int begin = std::min(numTokens, g.first * h.roundTokens);
     const int end = std::min(numTokens, g.last * h.roundTokens);
@@ -144,10 +179,10 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
       for (int r = 0; r < R; ++r) {
         if (!inRank[r]) continue;
         const std::size_t row = r == me ? selfRow++ : pos[r]++;
-        rows[n] = r == me ? in.x + row * hidden : xIn + row * hidden;
+        rows[n] = r == me ? in.x + row * hidden : rowOf(r, row);
         rowWeights[n] = numTopk == 0 ? nullptr
                         : r == me    ? in.topkWeights + row * numTopk
-                                     : wIn + row * numTopk;
+                                     : weightsOf(r, row);
         ++n;
       }
       if (numTopk > 0) {

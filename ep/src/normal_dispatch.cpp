@@ -1,8 +1,10 @@
-// Normal-mode dispatch over the communicator's collectives. Per call: one all-reduce (the
-// agreement), one all-to-all of per-destination counts (skipped in cached mode), then per
-// round one all-to-all-v of token rows, received straight into recvX, and one of per-row
-// metadata (source index, local topk ids and weights, int8 scales). Rows for this rank
-// never leave it: they are copied (or quantised) straight into the outputs.
+// Normal-mode dispatch. Per call: one all-reduce (the agreement), one all-to-all of
+// per-destination counts (skipped in cached mode), then per round either one all-to-all-v
+// of token rows, received straight into recvX, and one of per-row metadata (source index,
+// local topk ids and weights, int8 scales), or (window transport, one round) rows put
+// straight from x into the receivers' windows (ep/src/normal_window.h) and copied out once.
+// Rows for this rank never leave it: they are copied (or quantised) straight into the
+// outputs.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -12,6 +14,7 @@
 #include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
 #include "ep/src/normal_plan.h"
+#include "ep/src/normal_window.h"
 
 namespace epcomm::ep {
 namespace {
@@ -121,6 +124,17 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
     plan.exchangeCounts(comm, s.layout, s.normal.bytes(), kOp);
   }
 
+  // The window transport for one-round calls whose regions fit the Buffer's bound (agreed
+  // values only, so every rank decides alike).
+  NormalWindow* window = nullptr;
+  const std::size_t capacity = static_cast<std::size_t>(agreement.maxOf(maxTokensIndex));
+  if (s.llTransport == LlTransportKind::kWindow && plan.numRounds == 1 &&
+      NormalWindow::bytesFor(numRanks, plan.rowBytes, plan.metaWords * 4, capacity) <=
+          s.normal.bytes()) {
+    window = &s.normalWindow;
+    window->begin(comm, plan.rowBytes, plan.metaWords * 4, capacity);
+  }
+
   // Outputs.
   const int numLocal = numExperts / numRanks;
   const std::size_t numRecv = static_cast<std::size_t>(plan.rankPrefix[numRanks]);
@@ -225,26 +239,44 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
           continue;
         }
         const std::size_t p = pos[r]++;
-        std::memcpy(xStage + p * rowBytes, row, rowBytes);
+        if (window) {
+          window->putRow(r, p - sendDispls[r] / hidden, row, bf16);
+        } else {
+          std::memcpy(xStage + p * rowBytes, row, rowBytes);
+        }
         if (metaWords > 0) {
           writeMeta(metaStage + p * metaWords, in, t, r, numLocal, numTopk, qScales.data(),
                     numScales);
         }
       }
     }
-    comm.allToAllV(xStage, sendRows.data(), sendDispls.data(), recvData, recvRows.data(),
-                   recvDispls.data(), rowType);
-    if (metaWords > 0) {
-      comm.allToAllV(metaStage, sendMeta.data(), sendMetaDispls.data(), metaIn, recvMeta.data(),
-                     recvMetaDispls.data(), DataType::kI32);
+    if (window) {
       for (int r = 0; r < numRanks; ++r) {
-        if (r == me) continue;
-        const std::size_t rows = recvMeta[r] / metaWords;
-        const std::size_t first = static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r];
-        const std::int32_t* rec = metaIn + recvMetaDispls[r];
-        for (std::size_t i = 0; i < rows; ++i) {
-          readMeta(rec + i * metaWords, out, first + i, numTopk, numScales);
-        }
+        if (r != me) window->putMeta(r, metaStage + sendMetaDispls[r], sendRows[r] / hidden);
+      }
+      window->flushAndSignal(NormalWindow::kDispatchSignals);
+      window->waitAll(NormalWindow::kDispatchSignals);
+    } else {
+      comm.allToAllV(xStage, sendRows.data(), sendDispls.data(), recvData, recvRows.data(),
+                     recvDispls.data(), rowType);
+      if (metaWords > 0) {
+        comm.allToAllV(metaStage, sendMeta.data(), sendMetaDispls.data(), metaIn, recvMeta.data(),
+                       recvMetaDispls.data(), DataType::kI32);
+      }
+    }
+    for (int r = 0; r < numRanks; ++r) {
+      if (r == me) continue;
+      const std::size_t rows = recvRows[r] / hidden;
+      const std::size_t first = static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r];
+      if (window) {
+        std::memcpy(static_cast<std::byte*>(recvData) + first * rowBytes, window->rows(r),
+                    rows * rowBytes);
+      }
+      if (metaWords == 0) continue;
+      const std::int32_t* rec = window ? reinterpret_cast<const std::int32_t*>(window->meta(r))
+                                       : metaIn + recvMetaDispls[r];
+      for (std::size_t i = 0; i < rows; ++i) {
+        readMeta(rec + i * metaWords, out, first + i, numTopk, numScales);
       }
     }
     for (int r = 0; r < numRanks; ++r) {

@@ -1,0 +1,82 @@
+#include "ep/src/normal_window.h"
+
+#include <algorithm>
+
+#include "ep/src/normal_plan.h"
+
+namespace epcomm::ep {
+
+std::size_t NormalWindow::bytesFor(int numRanks, std::size_t rowBytes, std::size_t metaBytes,
+                                   std::size_t capacity) {
+  const std::size_t region = alignUp(capacity * rowBytes, 64) + alignUp(capacity * metaBytes, 64);
+  return static_cast<std::size_t>(numRanks) * std::max<std::size_t>(region, 64);
+}
+
+std::uint64_t NormalWindow::begin(Communicator& comm, std::size_t rowBytes, std::size_t metaBytes,
+                                  std::size_t capacity) {
+  const int R = comm.size();
+  const std::size_t needed = bytesFor(R, rowBytes, metaBytes, capacity);
+  if (!window_ || window_->bytes() < needed) {
+    window_.reset();  // collective: every rank takes this branch (agreed values)
+    window_ = comm.createWindow(needed, 2 * R);
+  }
+  comm_ = &comm;
+  rowBytes_ = rowBytes;
+  metaBytes_ = metaBytes;
+  metaAt_ = alignUp(capacity * rowBytes, 64);
+  region_ = needed / R;
+  runs_.assign(R, Run{});
+  return ++calls_;
+}
+
+void NormalWindow::putRow(int peer, std::size_t index, const void* src, bool stable) {
+  const auto* p = static_cast<const std::byte*>(src);
+  if (!stable) {
+    window_->put(peer, comm_->rank() * region_ + index * rowBytes_, p, rowBytes_);
+    return;
+  }
+  Run& run = runs_[peer];
+  if (run.count > 0 && p == run.src + run.count * rowBytes_ && index == run.first + run.count) {
+    ++run.count;
+    return;
+  }
+  flush(peer);
+  run = Run{p, index, 1};
+}
+
+void NormalWindow::flush(int peer) {
+  Run& run = runs_[peer];
+  if (run.count == 0) return;
+  window_->put(peer, comm_->rank() * region_ + run.first * rowBytes_, run.src,
+               run.count * rowBytes_);
+  run = Run{};
+}
+
+void NormalWindow::putRows(int peer, const void* src, std::size_t count) {
+  if (count > 0) window_->put(peer, comm_->rank() * region_, src, count * rowBytes_);
+}
+
+void NormalWindow::putMeta(int peer, const void* src, std::size_t count) {
+  if (count > 0 && metaBytes_ > 0) {
+    window_->put(peer, comm_->rank() * region_ + metaAt_, src, count * metaBytes_);
+  }
+}
+
+void NormalWindow::flushAndSignal(int base) {
+  const int R = comm_->size(), me = comm_->rank();
+  for (int i = 1; i < R; ++i) {
+    const int peer = (me + i) % R;
+    flush(peer);
+    window_->signal(peer, base + me, calls_, SignalOp::kSet);
+  }
+}
+
+void NormalWindow::waitAll(int base) {
+  const int R = comm_->size(), me = comm_->rank();
+  for (int i = 1; i < R; ++i) {
+    const int src = (me + R - i) % R;
+    window_->waitSignal(base + src, calls_);
+  }
+}
+
+}  // namespace epcomm::ep
