@@ -1,8 +1,8 @@
 // ep::Buffer: DeepEP's Buffer for host memory. It owns the staging memory of normal mode
 // (bounded by BufferConfig::normalBytes, EPCOMM_EP_BUFFSIZE) and the two alternating slots
 // of low-latency mode (sized by T, hidden, experts and top-k at the first low-latency call),
-// and moves data only through the Communicator (collectives today; symmetric windows later,
-// behind the same calls).
+// and moves data only through the Communicator: its collectives or its symmetric windows
+// (Transport below).
 //
 // Every call is collective: every rank calls it, in the same order, with the same hidden,
 // numExperts and numTopk. Before any data moves the ranks agree (one small all-reduce) on
@@ -39,8 +39,10 @@ inline Mode resolveMode(Mode configured, BatchKind batch) {
 
 // How the Buffer moves data (EPCOMM_EP_TRANSPORT). kWindow: puts and signals through the
 // communicator's symmetric windows (low-latency mode: zero-copy into the receiver's output
-// layout); kCollective: all-to-all(-v) collectives, on any backend. kAuto: kWindow when the
-// backend has windows and every rank is on this host, else kCollective.
+// layout; normal mode, for calls in one round whose window fits normalBytes: rows put
+// straight from x, combine rows summed where they land); kCollective: all-to-all(-v)
+// collectives, on any backend. kAuto: kWindow when the backend has windows and every rank
+// is on this host, else kCollective.
 enum class Transport : int { kAuto = 0, kWindow = 1, kCollective = 2 };
 
 struct EPCOMM_API BufferConfig {
