@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "ep/src/target_clones.h"
+
 namespace epcomm::bench {
 namespace {
 
@@ -12,8 +14,8 @@ inline float widen(Bf16 b) {
 
 // out = sum_i w_i * rows_i in f32, rounded once (w null: unweighted). Vectorised for the CPU
 // at run time as epcomm's own sum is (ep/src/kernels.cpp), so the baseline is not handicapped.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void sumRows(const Bf16* const* rows, const float* w, int n, int hidden, Bf16* out,
-             std::vector<float>& acc) {
+EPCOMM_EP_CLONES void sumRows(const Bf16* const* rows, const float* w, int n, int hidden, Bf16* out,
+                              std::vector<float>& acc) {
   acc.assign(hidden, 0.f);
   for (int i = 0; i < n; ++i) {
     const float wi = w ? w[i] : 1.f;
