@@ -65,7 +65,8 @@ void MpiEp::dispatch(const Bf16* x, const std::int64_t* topkIdx, const float* to
         const float w = isLocal ? topkWeights[t * K + k] : 0.f;
         std::memcpy(&m[1 + K + k], &w, 4);
       }
-      std::memcpy(m + 1 + 2 * K, sc.data(), 4 * numScales_);
+      // bf16 rows carry no scales (sc is empty; memcpy from its null data() is UB).
+      if (numScales_ > 0) std::memcpy(m + 1 + 2 * K, sc.data(), 4 * numScales_);
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -99,7 +100,7 @@ void MpiEp::dispatch(const Bf16* x, const std::int64_t* topkIdx, const float* to
     const std::int32_t* m = metaIn_.data() + i * metaWords;
     for (int k = 0; k < K; ++k) recvTopkIdx[i * K + k] = m[1 + k];
     std::memcpy(&recvTopkWeights[i * K], m + 1 + K, 4 * K);
-    std::memcpy(&recvScales[i * numScales_], m + 1 + 2 * K, 4 * numScales_);
+    if (numScales_ > 0) std::memcpy(&recvScales[i * numScales_], m + 1 + 2 * K, 4 * numScales_);
   }
   bytesSent = 0;
   for (int r = 0; r < R; ++r) {

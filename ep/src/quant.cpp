@@ -4,7 +4,7 @@
 #include <bit>
 #include <cmath>
 
-#define EPCOMM_EP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#include "ep/src/target_clones.h"
 
 namespace epcomm::ep {
 namespace {
