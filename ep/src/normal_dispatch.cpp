@@ -222,16 +222,33 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
 
     const int begin = std::min(numTokens, j * plan.roundTokens);
     const int end = std::min(numTokens, begin + plan.roundTokens);
+    std::size_t stageRows = 0;  // window + int8: tokens quantised into the unused row staging
     for (int t = begin; t < end; ++t) {
       const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * numRanks;
       const Bf16* xt = in.x + static_cast<std::size_t>(t) * hidden;
-      if (!bf16) quantizeInt8(xt, hidden, group, qRow.data(), qScales.data());
-      const void* row = bf16 ? static_cast<const void*>(xt) : qRow.data();
+      bool toPeer = false;
+      for (int r = 0; r < numRanks; ++r) toPeer = toPeer || (r != me && inRank[r]);
+      if (!toPeer && !inRank[me]) continue;
+      const void* row = xt;
+      if (!bf16) {
+        // Quantised once per token. With the window its rows are put from where they were
+        // quantised, so that place must outlive the loop: this rank's own output row when
+        // the token stays here too (no self copy), else a row of the staging.
+        std::int8_t* q = qRow.data();
+        if (window && inRank[me]) {
+          q = out.recvXInt8.data() + selfRow * hidden;
+        } else if (window) {
+          q = reinterpret_cast<std::int8_t*>(xStage) + stageRows++ * hidden;
+        }
+        quantizeInt8(xt, hidden, group, q, qScales.data());
+        row = q;
+      }
       for (int r = 0; r < numRanks; ++r) {
         if (!inRank[r]) continue;
         if (r == me) {
           const std::size_t at = selfRow++;
-          std::memcpy(static_cast<std::byte*>(recvData) + at * rowBytes, row, rowBytes);
+          std::byte* dst = static_cast<std::byte*>(recvData) + at * rowBytes;
+          if (dst != row) std::memcpy(dst, row, rowBytes);
           if (metaWords > 0) {
             writeMeta(selfMeta.data(), in, t, r, numLocal, numTopk, qScales.data(), numScales);
             readMeta(selfMeta.data(), out, at, numTopk, numScales);
@@ -240,7 +257,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
         }
         const std::size_t p = pos[r]++;
         if (window) {
-          window->putRow(r, p - sendDispls[r] / hidden, row, bf16);
+          window->putRow(r, p - sendDispls[r] / hidden, row);
         } else {
           std::memcpy(xStage + p * rowBytes, row, rowBytes);
         }

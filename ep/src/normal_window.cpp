@@ -29,12 +29,8 @@ std::uint64_t NormalWindow::begin(Communicator& comm, std::size_t rowBytes, std:
   return ++calls_;
 }
 
-void NormalWindow::putRow(int peer, std::size_t index, const void* src, bool stable) {
+void NormalWindow::putRow(int peer, std::size_t index, const void* src) {
   const auto* p = static_cast<const std::byte*>(src);
-  if (!stable) {
-    window_->put(peer, comm_->rank() * region_ + index * rowBytes_, p, rowBytes_);
-    return;
-  }
   Run& run = runs_[peer];
   if (run.count > 0 && p == run.src + run.count * rowBytes_ && index == run.first + run.count) {
     ++run.count;

@@ -36,9 +36,9 @@ class NormalWindow {
                               std::size_t capacity);
   std::size_t footprintBytes() const { return window_ ? window_->bytes() : 0; }
 
-  // Row `index` of this rank's region at peer (src must stay unchanged until flush() when
-  // `stable`; contiguous stable rows are sent as one put).
-  void putRow(int peer, std::size_t index, const void* src, bool stable);
+  // Row `index` of this rank's region at peer. Deferred: src must stay unchanged until
+  // flushAndSignal(); rows contiguous at both ends go as one put.
+  void putRow(int peer, std::size_t index, const void* src);
   // `count` rows / metadata records from index 0 of this rank's region at peer.
   void putRows(int peer, const void* src, std::size_t count);
   void putMeta(int peer, const void* src, std::size_t count);

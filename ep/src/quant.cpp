@@ -6,6 +6,14 @@
 
 #include "ep/src/target_clones.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define EPCOMM_EP_QUANT_X86 1
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized
+// reports once inlined (as in row_kernels.cpp); nothing here reads an undefined lane.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace epcomm::ep {
 namespace {
 
@@ -56,10 +64,56 @@ EPCOMM_EP_CLONES void quantizeRow(const std::uint16_t* __restrict x, int hidden,
     quantizeGroup(x + c, group, q + c, scales + g);
 }
 
+#ifdef EPCOMM_EP_QUANT_X86
+// quantizeRow for groups that are a multiple of 32 channels, with AVX-512BW: the same max
+// (on the bit patterns), the same scale and inverse, and x * inv rounded half to even by
+// vcvtps2dq (the default rounding mode, as roundEven's), so bitwise the same output.
+__attribute__((target("avx512f,avx512bw"))) void quantizeRowAvx512(const std::uint16_t* x,
+                                                                   int hidden, int group,
+                                                                   std::int8_t* q, float* scales) {
+  const __m512i absMask = _mm512_set1_epi16(0x7fff);
+  for (int g = 0, c = 0; c < hidden; ++g, c += group) {
+    __m512i m = _mm512_setzero_si512();
+    for (int i = 0; i < group; i += 32) {
+      m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(x + c + i), absMask));
+    }
+    const __m256i m256 =
+        _mm256_max_epu16(_mm512_castsi512_si256(m), _mm512_extracti64x4_epi64(m, 1));
+    const __m128i m128 =
+        _mm_max_epu16(_mm256_castsi256_si128(m256), _mm256_extracti128_si256(m256, 1));
+    // max of eight u16 = ~min of their complements (phminposuw).
+    const __m128i least = _mm_minpos_epu16(_mm_xor_si128(m128, _mm_set1_epi16(-1)));
+    const auto maxBits = static_cast<std::uint16_t>(~_mm_extract_epi16(least, 0));
+    const float amax = widen(maxBits);
+    const float inv = amax > 0.f ? 127.f / amax : 0.f;
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (int i = 0; i < group; i += 16) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + c + i));
+      const __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+      const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(v, vinv));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c + i), _mm512_cvtsepi32_epi8(r));
+    }
+    scales[g] = amax / 127.f;
+  }
+}
+
+bool hasAvx512Bw() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  }();
+  return has;
+}
+#endif
+
 }  // namespace
 
 void quantizeInt8(const Bf16* x, int hidden, int group, std::int8_t* q, float* scales) {
-  quantizeRow(reinterpret_cast<const std::uint16_t*>(x), hidden, group, q, scales);
+  const auto* bits = reinterpret_cast<const std::uint16_t*>(x);
+#ifdef EPCOMM_EP_QUANT_X86
+  if (group % 32 == 0 && hasAvx512Bw()) return quantizeRowAvx512(bits, hidden, group, q, scales);
+#endif
+  quantizeRow(bits, hidden, group, q, scales);
 }
 
 void dequantizeInt8(const std::int8_t* q, const float* scales, int hidden, int group, Bf16* out) {

@@ -56,6 +56,34 @@ TEST(Quant, ZeroGroupsAndExtremes) {
   for (int c = 0; c < 128; ++c) EXPECT_EQ(q[c], 0);
 }
 
+// The implementation's exact formula (ep/src/quant.cpp): s = amax / 127, q = round half to
+// even of x * (127 / amax), whichever vector path the CPU takes.
+TEST(Quant, BitwiseTheFormulaOnEveryPath) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g(0, 2);
+  for (int hidden : {128, 256, 7168, 96, 100}) {
+    for (int group : {128, hidden}) {
+      if (hidden % group != 0) continue;
+      std::vector<Bf16> x(hidden);
+      for (auto& v : x) v = toBf16(g(rng));
+      if (hidden >= 256) x[200] = toBf16(-1000.f);  // one group with a dominant value
+      std::vector<std::int8_t> q(hidden);
+      std::vector<float> s(hidden / group);
+      quantizeInt8(x.data(), hidden, group, q.data(), s.data());
+      for (int c0 = 0; c0 < hidden; c0 += group) {
+        float amax = 0;
+        for (int c = c0; c < c0 + group; ++c) amax = std::max(amax, std::fabs(toFloat(x[c])));
+        ASSERT_EQ(s[c0 / group], amax / 127.f);
+        const float inv = amax > 0 ? 127.f / amax : 0.f;
+        for (int c = c0; c < c0 + group; ++c) {
+          ASSERT_EQ(int{q[c]}, static_cast<int>(std::nearbyint(toFloat(x[c]) * inv)))
+              << "hidden " << hidden << " group " << group << " channel " << c;
+        }
+      }
+    }
+  }
+}
+
 TEST(Quant, ShapesAndDefaults) {
   EXPECT_EQ(numScales(Quant::kInt8Group, 7168), 56);
   EXPECT_EQ(numScales(Quant::kInt8PerToken, 7168), 1);
