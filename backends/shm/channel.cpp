@@ -58,6 +58,18 @@ bool Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& c
   const std::size_t lines = linesFor(bytes);
   // Ask for every line at once so their transfers overlap.
   for (std::size_t i = 0; i < lines; ++i) __builtin_prefetch(slot + i * kLine, 0, 3);
+  if (stream_.check.armed) {
+    // finishLines() reads the peer's step line (its call check): poll it with the first data
+    // line, so both transfers overlap instead of the check's following the data. The peer
+    // posts its step line before its data lines, so this ends as soon as the data is there.
+    const auto* flag0 = reinterpret_cast<const std::uint64_t*>(slot + kLinePayload);
+    const StepLine& sl = line(peer);
+    for (int spin = 0; spin < 256; ++spin) {
+      const std::uint64_t f = __atomic_load_n(flag0, __ATOMIC_ACQUIRE);
+      if (sl.seq.load(std::memory_order_acquire) >= step && f >= step) break;
+      cpuRelax();
+    }
+  }
   auto* out = static_cast<unsigned char*>(dst);
   for (std::size_t i = 0; i < lines; ++i) {
     const char* line = slot + i * kLine;

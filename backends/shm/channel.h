@@ -111,10 +111,10 @@ class Channel {
   // prepareNext() for a line-mode step of `bytes` next.
   void prepareNextLines(std::size_t bytes) {
     const int next = parity() ^ 1;
-    __builtin_prefetch(&segment_.stepLine(rank_, next), 1, 3);
+    prefetchForWrite(&segment_.stepLine(rank_, next));
     const char* p = segment_.at(segment_.layout().slotOff(kind_, rank_, next)) + capacity();
     for (std::size_t off = 0; off < linesFor(bytes) * kLine; off += kLine) {
-      __builtin_prefetch(p + off, 1, 3);
+      prefetchForWrite(p + off);
     }
   }
   // A hint, no effect on correctness: claims for writing this rank's step line and the
@@ -124,10 +124,10 @@ class Channel {
   void prepareNext(std::size_t bytes) {
     constexpr std::size_t kMaxBytes = 16 << 10;
     const int next = parity() ^ 1;
-    __builtin_prefetch(&segment_.stepLine(rank_, next), 1, 3);
+    prefetchForWrite(&segment_.stepLine(rank_, next));
     if (kind_ >= kDataKinds || bytes > kMaxBytes) return;
     const char* p = segment_.at(segment_.layout().slotOff(kind_, rank_, next));
-    for (std::size_t off = 0; off < bytes; off += kLine) __builtin_prefetch(p + off, 1, 3);
+    for (std::size_t off = 0; off < bytes; off += kLine) prefetchForWrite(p + off);
   }
 
  private:
