@@ -92,14 +92,14 @@ class Channel {
   // Line mode, for small messages: each 64-byte line of a slot carries kLinePayload bytes
   // and, in its last 8, the step that wrote it, so a reader learns data and arrival from one
   // cache line and needs no separate step line. A step in line mode still posts its step
-  // line first (the call check rides on it, and a slow waiter sleeps on it).
+  // line, after its data lines (the call check rides on it, and a slow waiter sleeps on it).
   static constexpr std::size_t kLinePayload = kLine - sizeof(std::uint64_t);
   static constexpr std::size_t kLineRegionBytes = 80 * kLine;  // 4480 payload bytes
   static constexpr std::size_t linesFor(std::size_t bytes) {
     return (bytes + kLinePayload - 1) / kLinePayload;
   }
-  // Posts the current step, then writes `bytes` (at most kLineRegionBytes / kLine lines) of
-  // data into this rank's slot lines (all-reduce kind only).
+  // Writes `bytes` (at most kLineRegionBytes / kLine lines) of data into this rank's slot
+  // lines, then posts the current step (all-reduce kind only).
   void postLines(const void* data, std::size_t bytes);
   // Copies peer's `bytes` out of its slot lines of the current step, each as it arrives.
   // Returns false, having stopped, when the peer posted a call check that disagrees with
