@@ -31,6 +31,12 @@ void Channel::wait(const OpClock& clock) {
     const int peer = (rank_ + i) % size_;
     StepLine& l = line(peer);
     waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
+    // Compare the record now, while its line is here: finishLines() skips verify() when
+    // every peer's equals this rank's valid one (verify() would find nothing then).
+    ArmedCheck& c = stream_.check;
+    bool same = c.valid && l.checkFlags == (kCheckPresent | kCheckValid) && l.opId == c.opId;
+    for (int k = 0; k < c.numShapes; ++k) same = same && l.shape[k] == c.shape[k];
+    c.matchedPeers += same ? 1 : 0;
   }
   ArmedCheck& check = stream_.check;
   if (check.armed) {
@@ -73,6 +79,12 @@ bool Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& c
     // The step line is posted after the data lines: finishLines() needs it there.
     StepLine& l = line(peer);
     waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
+    // Compare the record now, while its line is here: finishLines() skips verify() when
+    // every peer's equals this rank's valid one (verify() would find nothing then).
+    ArmedCheck& c = stream_.check;
+    bool same = c.valid && l.checkFlags == (kCheckPresent | kCheckValid) && l.opId == c.opId;
+    for (int k = 0; k < c.numShapes; ++k) same = same && l.shape[k] == c.shape[k];
+    c.matchedPeers += same ? 1 : 0;
   }
   auto* out = static_cast<unsigned char*>(dst);
   for (std::size_t i = 0; i < lines; ++i) {
@@ -121,8 +133,9 @@ void Channel::finishLines() {
   ArmedCheck& check = stream_.check;
   if (check.armed) {
     check.armed = false;
-    verify(check);
+    if (check.matchedPeers != size_ - 1) verify(check);
   }
+  check.matchedPeers = 0;
 }
 
 void Channel::verify(const ArmedCheck& c) {

@@ -32,6 +32,7 @@ struct ArmedCheck {
   std::int64_t shape[3] = {};
   const char* op = "";
   const char* shapeName[3] = {};
+  int matchedPeers = 0;  // line mode: peers whose record readLines() found equal to this one
 };
 
 // The step counter every channel of one communicator shares.
