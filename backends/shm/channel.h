@@ -32,6 +32,7 @@ struct ArmedCheck {
   std::int64_t shape[3] = {};
   const char* op = "";
   const char* shapeName[3] = {};
+  int matchedPeers = 0;  // line mode: peers whose record readLines() found equal to this one
 };
 
 // The step counter every channel of one communicator shares.
@@ -92,14 +93,14 @@ class Channel {
   // Line mode, for small messages: each 64-byte line of a slot carries kLinePayload bytes
   // and, in its last 8, the step that wrote it, so a reader learns data and arrival from one
   // cache line and needs no separate step line. A step in line mode still posts its step
-  // line first (the call check rides on it, and a slow waiter sleeps on it).
+  // line, after its data lines (the call check rides on it, and a slow waiter sleeps on it).
   static constexpr std::size_t kLinePayload = kLine - sizeof(std::uint64_t);
   static constexpr std::size_t kLineRegionBytes = 80 * kLine;  // 4480 payload bytes
   static constexpr std::size_t linesFor(std::size_t bytes) {
     return (bytes + kLinePayload - 1) / kLinePayload;
   }
-  // Posts the current step, then writes `bytes` (at most kLineRegionBytes / kLine lines) of
-  // data into this rank's slot lines (all-reduce kind only).
+  // Writes `bytes` (at most kLineRegionBytes / kLine lines) of data into this rank's slot
+  // lines, then posts the current step (all-reduce kind only).
   void postLines(const void* data, std::size_t bytes);
   // Copies peer's `bytes` out of its slot lines of the current step, each as it arrives.
   // Returns false, having stopped, when the peer posted a call check that disagrees with
@@ -111,10 +112,10 @@ class Channel {
   // prepareNext() for a line-mode step of `bytes` next.
   void prepareNextLines(std::size_t bytes) {
     const int next = parity() ^ 1;
-    __builtin_prefetch(&segment_.stepLine(rank_, next), 1, 3);
+    prefetchForWrite(&segment_.stepLine(rank_, next));
     const char* p = segment_.at(segment_.layout().slotOff(kind_, rank_, next)) + capacity();
     for (std::size_t off = 0; off < linesFor(bytes) * kLine; off += kLine) {
-      __builtin_prefetch(p + off, 1, 3);
+      prefetchForWrite(p + off);
     }
   }
   // A hint, no effect on correctness: claims for writing this rank's step line and the
@@ -124,10 +125,10 @@ class Channel {
   void prepareNext(std::size_t bytes) {
     constexpr std::size_t kMaxBytes = 16 << 10;
     const int next = parity() ^ 1;
-    __builtin_prefetch(&segment_.stepLine(rank_, next), 1, 3);
+    prefetchForWrite(&segment_.stepLine(rank_, next));
     if (kind_ >= kDataKinds || bytes > kMaxBytes) return;
     const char* p = segment_.at(segment_.layout().slotOff(kind_, rank_, next));
-    for (std::size_t off = 0; off < bytes; off += kLine) __builtin_prefetch(p + off, 1, 3);
+    for (std::size_t off = 0; off < bytes; off += kLine) prefetchForWrite(p + off);
   }
 
  private:

@@ -23,6 +23,17 @@ inline void cpuRelax() {
 #endif
 }
 
+// Asks for `p`'s cache line in exclusive state (a write is coming), so peers' copies are
+// invalidated now rather than when the store issues. A hint: no effect on correctness.
+// x86: PREFETCHW (executes as a NOP on CPUs without it); elsewhere the compiler's write hint.
+inline void prefetchForWrite(const void* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm volatile("prefetchw %0" ::"m"(*static_cast<const char*>(p)));
+#else
+  __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 struct OpClock {
   const char* op;
   explicit OpClock(const char* name) : op(name) {}
