@@ -31,18 +31,29 @@ void Channel::wait(const OpClock& clock) {
     const int peer = (rank_ + i) % size_;
     StepLine& l = line(peer);
     waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
-    // Compare the record now, while its line is here: finishLines() skips verify() when
-    // every peer's equals this rank's valid one (verify() would find nothing then).
-    ArmedCheck& c = stream_.check;
-    bool same = c.valid && l.checkFlags == (kCheckPresent | kCheckValid) && l.opId == c.opId;
-    for (int k = 0; k < c.numShapes; ++k) same = same && l.shape[k] == c.shape[k];
-    c.matchedPeers += same ? 1 : 0;
+    notePeerRecord(l);
   }
+  finishCheck();
+}
+
+void Channel::notePeerRecord(const StepLine& l) {
+  ArmedCheck& c = stream_.check;
+  if (!c.armed || !c.valid) return;
+  if (l.checkFlags != (kCheckPresent | kCheckValid) || l.opId != c.opId) return;
+  for (int k = 0; k < c.numShapes; ++k) {
+    if (l.shape[k] != c.shape[k]) return;
+  }
+  ++c.matchedPeers;
+}
+
+void Channel::finishCheck() {
   ArmedCheck& check = stream_.check;
   if (check.armed) {
     check.armed = false;
-    verify(check);
+    // Every peer's record equal to this rank's valid one: verify() would find nothing.
+    if (check.matchedPeers != size_ - 1) verify(check);
   }
+  check.matchedPeers = 0;
 }
 
 void Channel::postLines(const void* data, std::size_t bytes) {
@@ -67,24 +78,19 @@ bool Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& c
   // Ask for every line at once so their transfers overlap.
   for (std::size_t i = 0; i < lines; ++i) __builtin_prefetch(slot + i * kLine, 0, 3);
   if (stream_.check.armed) {
-    // finishLines() reads the peer's step line (its call check): poll it with the first data
-    // line, so both transfers overlap instead of the check's following the data.
+    // The peer's step line (its call check) is posted after its data lines: poll it with
+    // the first data line so both transfers overlap, then compare its record while it is
+    // here. A peer that disagrees may never write its lines: stop, finishLines() throws.
     const auto* flag0 = reinterpret_cast<const std::uint64_t*>(slot + kLinePayload);
-    const StepLine& sl = line(peer);
+    StepLine& l = line(peer);
     for (int spin = 0; spin < 256; ++spin) {
       const std::uint64_t f = __atomic_load_n(flag0, __ATOMIC_ACQUIRE);
-      if (sl.seq.load(std::memory_order_acquire) >= step && f >= step) break;
+      if (l.seq.load(std::memory_order_acquire) >= step && f >= step) break;
       cpuRelax();
     }
-    // The step line is posted after the data lines: finishLines() needs it there.
-    StepLine& l = line(peer);
     waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
-    // Compare the record now, while its line is here: finishLines() skips verify() when
-    // every peer's equals this rank's valid one (verify() would find nothing then).
-    ArmedCheck& c = stream_.check;
-    bool same = c.valid && l.checkFlags == (kCheckPresent | kCheckValid) && l.opId == c.opId;
-    for (int k = 0; k < c.numShapes; ++k) same = same && l.shape[k] == c.shape[k];
-    c.matchedPeers += same ? 1 : 0;
+    notePeerRecord(l);
+    if (peerDisagrees(peer)) return false;
   }
   auto* out = static_cast<unsigned char*>(dst);
   for (std::size_t i = 0; i < lines; ++i) {
@@ -130,12 +136,7 @@ bool Channel::waitFlag(int peer, const std::uint64_t* flag, const OpClock& clock
 }
 
 void Channel::finishLines() {
-  ArmedCheck& check = stream_.check;
-  if (check.armed) {
-    check.armed = false;
-    if (check.matchedPeers != size_ - 1) verify(check);
-  }
-  check.matchedPeers = 0;
+  finishCheck();
 }
 
 void Channel::verify(const ArmedCheck& c) {

@@ -32,7 +32,7 @@ struct ArmedCheck {
   std::int64_t shape[3] = {};
   const char* op = "";
   const char* shapeName[3] = {};
-  int matchedPeers = 0;  // line mode: peers whose record readLines() found equal to this one
+  int matchedPeers = 0;  // peers whose posted record was found equal to this one
 };
 
 // The step counter every channel of one communicator shares.
@@ -105,7 +105,7 @@ class Channel {
   // Copies peer's `bytes` out of its slot lines of the current step, each as it arrives.
   // Returns false, having stopped, when the peer posted a call check that disagrees with
   // this rank's armed one (its data lines may never come); finishLines() then throws. The
-  // peer's step line is posted either way (it precedes its data lines).
+  // peer posts its step line either way (after its data lines, if any).
   bool readLines(int peer, void* dst, std::size_t bytes, const OpClock& clock);
   // After every readLines() of the step: the armed call check, as wait() does.
   void finishLines();
@@ -141,6 +141,10 @@ class Channel {
   // True when peer's step line of the current step carries a check record that differs
   // from the armed one (invalid, another collective, another shape).
   bool peerDisagrees(int peer) const;
+  // Counts peer's posted record (its step line of this step) when it equals the armed one.
+  void notePeerRecord(const StepLine& l);
+  // Disarms the check; verify() unless every peer's record was noted equal.
+  void finishCheck();
   // Compares the records every rank posted with the current step; throws on a problem.
   void verify(const ArmedCheck& check);
 
