@@ -17,10 +17,6 @@
 namespace epcomm::ep {
 namespace {
 
-inline float widen(std::uint16_t b) {
-  return std::bit_cast<float>(std::uint32_t{b} << 16);
-}
-
 // Round half to even for |v| < 2^22 by the 1.5 * 2^23 trick (vectorises without SSE4.1).
 inline float roundEven(float v) {
   constexpr float kMagic = 12582912.0f;
@@ -33,12 +29,12 @@ inline __attribute__((always_inline)) void quantizeGroup(const std::uint16_t* __
   // and an integer max vectorises where a float max (NaN rules) does not.
   std::uint16_t maxBits = 0;
   for (int i = 0; i < n; ++i) maxBits = std::max<std::uint16_t>(maxBits, x[i] & 0x7fffu);
-  const float amax = widen(maxBits);
+  const float amax = toFloat(Bf16{maxBits});
   const float s = amax / 127.f;
   const float inv = amax > 0.f ? 127.f / amax : 0.f;
   // |x * inv| <= 127 (+ rounding that never reaches 127.5), so no clamp is needed.
   for (int i = 0; i < n; ++i) {
-    q[i] = static_cast<std::int8_t>(static_cast<int>(roundEven(widen(x[i]) * inv)));
+    q[i] = static_cast<std::int8_t>(static_cast<int>(roundEven(toFloat(Bf16{x[i]}) * inv)));
   }
   *scale = s;
 }
@@ -84,7 +80,7 @@ __attribute__((target("avx512f,avx512bw"))) void quantizeRowAvx512(const std::ui
     // max of eight u16 = ~min of their complements (phminposuw).
     const __m128i least = _mm_minpos_epu16(_mm_xor_si128(m128, _mm_set1_epi16(-1)));
     const auto maxBits = static_cast<std::uint16_t>(~_mm_extract_epi16(least, 0));
-    const float amax = widen(maxBits);
+    const float amax = toFloat(Bf16{maxBits});
     const float inv = amax > 0.f ? 127.f / amax : 0.f;
     const __m512 vinv = _mm512_set1_ps(inv);
     for (int i = 0; i < group; i += 16) {

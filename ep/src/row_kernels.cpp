@@ -4,7 +4,6 @@
 #include "ep/row_kernels.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -21,23 +20,13 @@
 namespace epcomm::ep {
 namespace {
 
-inline float widen(std::uint16_t b) {
-  return std::bit_cast<float>(std::uint32_t{b} << 16);
-}
-
-inline std::uint16_t narrow(float f) {
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
-  return static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 // Channels [begin, end) one at a time: the reference every vector loop must equal.
 inline void sumScalar(const std::uint16_t* const* rows, const float* w, int n, int begin, int end,
                       std::uint16_t* out) {
   for (int c = begin; c < end; ++c) {
-    float acc = w[0] * widen(rows[0][c]);
-    for (int r = 1; r < n; ++r) acc = std::fma(w[r], widen(rows[r][c]), acc);
-    out[c] = narrow(acc);
+    float acc = w[0] * toFloat(Bf16{rows[0][c]});
+    for (int r = 1; r < n; ++r) acc = std::fma(w[r], toFloat(Bf16{rows[r][c]}), acc);
+    out[c] = toBf16(acc).bits;
   }
 }
 
