@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "ep/buffer.h"
@@ -15,6 +16,7 @@ namespace {
 
 using ep::Buffer;
 using ep::BufferConfig;
+using ep::Transport;
 
 class Normal : public ::testing::Test {
  protected:
@@ -243,6 +245,54 @@ TEST_F(Normal, RoundsGiveTheSameResult) {
     EXPECT_GT(out.handle.numRounds, 1);
     checkDispatch(comm(), 2, 60, out, 1);
     checkCombine(buffer, comm(), 7, 45, false);
+  }
+}
+
+// The window transport (auto: shm, or mpi on one host) and the collective one give bitwise
+// the same outputs, over growing and shrinking shapes, bf16 and int8, on one Buffer each
+// (the window regrows). Where the backend has no windows both are collective.
+TEST_F(Normal, WindowAndCollectiveTransportsAgree) {
+  BufferConfig viaCollectives = config();
+  viaCollectives.transport = Transport::kCollective;
+  Buffer a(comm(), config()), b(comm(), viaCollectives);
+  EXPECT_EQ(b.transport(), Transport::kCollective);
+  const int E = expertsFor(size());
+  for (const auto& [tokens, int8] :
+       {std::pair{20, false}, std::pair{90, true}, std::pair{90, false}, std::pair{7, true}}) {
+    const EpInputs in = makeInputs(11 + tokens, rank(), tokensFor(rank(), tokens), kHidden, kTopk,
+                                   E, Fill::kRandom);
+    ep::DispatchInputs d = inputsOf(in);
+    d.quant = int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
+    d.dequantize = int8;
+    ep::DispatchOutputs outA, outB;
+    a.dispatch(d, outA);
+    b.dispatch(d, outB);
+    ASSERT_EQ(outA.numRecvTokens, outB.numRecvTokens);
+    auto same = [](const auto& x, const auto& y) {
+      return x.size() == y.size() &&
+             (x.size() == 0 || std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0);
+    };
+    EXPECT_TRUE(same(outA.recvX, outB.recvX)) << tokens << " int8 " << int8;
+    EXPECT_TRUE(same(outA.recvXInt8, outB.recvXInt8)) << tokens;
+    EXPECT_TRUE(same(outA.recvScales, outB.recvScales)) << tokens;
+    EXPECT_TRUE(same(outA.recvTopkIdx, outB.recvTopkIdx)) << tokens;
+    EXPECT_TRUE(same(outA.recvTopkWeights, outB.recvTopkWeights)) << tokens;
+    EXPECT_TRUE(same(outA.handle.recvSrcIdx, outB.handle.recvSrcIdx)) << tokens;
+    EXPECT_EQ(outA.numRecvTokensPerExpert, outB.numRecvTokensPerExpert);
+    EXPECT_EQ(outA.bytesSent, outB.bytesSent);
+    ep::CombineInputs c;
+    c.x = outA.recvX.data();
+    c.hidden = kHidden;
+    c.topkWeights = outA.recvTopkWeights.data();
+    c.numTopk = kTopk;
+    c.weighted = int8;
+    ep::CombineOutputs backA, backB;
+    c.handle = &outA.handle;
+    a.combine(c, backA);
+    c.handle = &outB.handle;
+    b.combine(c, backB);
+    EXPECT_TRUE(same(backA.combinedX, backB.combinedX)) << tokens;
+    EXPECT_TRUE(same(backA.combinedTopkWeights, backB.combinedTopkWeights)) << tokens;
   }
 }
 
