@@ -14,5 +14,5 @@ build=${BUILD_DIR:-$root/build}
 np=${NP:-2}
 export EPCOMM_BACKEND=${EPCOMM_BACKEND:-shm}
 mpirun -np "$np" --oversubscribe --bind-to none "$build/bench/ep-bench" --mode auto --tokens 1024 \
-  --check --compare mpi -n 5 -w 1 --json "$build/ep-bench.json" "$@"
+  --check --compare mpi -n 5 -w 5 --json "$build/ep-bench.json" "$@"
 echo "results: $build/ep-bench.json"
