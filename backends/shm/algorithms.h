@@ -54,10 +54,6 @@ inline bool fitsLines(std::size_t bytes, int size) {
          bytes * static_cast<std::size_t>(size) <= kLinesStageBytes;
 }
 
-// Up to Channel::kInlineBytes: the data rides in the step line with the step number, so a
-// peer's contribution arrives in one cache line.
-void allReduceInline(const Step& s, const void* send, void* recv, std::size_t count, DataType dtype,
-                     ReduceOp op);
 // Messages that fitsLines(): data and arrival flag share each cache line.
 void allReduceLines(const Step& s, const void* send, void* recv, std::size_t count, DataType dtype,
                     ReduceOp op);

@@ -165,9 +165,7 @@ void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, i
       }
       notePath("shm: allReduce: buffers not registered on every rank: copy path");
     }
-    if (bytes <= Channel::kInlineBytes) {
-      allReduceInline(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
-    } else if (bytes <= kOneShotMaxBytes || size_ == 1) {
+    if (bytes <= kOneShotMaxBytes || size_ == 1) {
       allReduceOneShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
     } else {
       allReduceTwoShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));

@@ -43,9 +43,6 @@ struct Stream {
 
 class Channel {
  public:
-  // Bytes of inline data a step line carries beside its step number.
-  static constexpr std::size_t kInlineBytes = sizeof(StepLine::payload);
-
   Channel(Segment& segment, const Waiter& waiter, Stream& stream, int kind, int rank, int size);
 
   // Starts the next step; returns this rank's slot for it (capacity() bytes).
@@ -55,8 +52,6 @@ class Channel {
   }
   // This rank's side data for the current step (kind with data only).
   SlotHeader& header() { return *reinterpret_cast<SlotHeader*>(segment_.at(headerOff(rank_))); }
-  // This rank's inline data of the current step (kInlineBytes), posted by exchange().
-  unsigned char* inlineData() { return line(rank_).payload; }
   // Posts the current step and waits for every peer's (staggered order). On the first step
   // of a collective with a check armed, compares every rank's record and throws
   // kInvalidArgument (on every rank alike) when one is invalid or they differ.
@@ -69,12 +64,11 @@ class Channel {
   // it no more, and it must not read peers' slots of the previous step any longer.
   void post();
   void wait(const OpClock& clock);
-  // Peer's slot, side data and inline data of the current step (valid after exchange()).
+  // Peer's slot and side data of the current step (valid after exchange()).
   const char* slot(int peer) { return segment_.at(slotOff(peer)); }
   const SlotHeader& header(int peer) {
     return *reinterpret_cast<const SlotHeader*>(segment_.at(headerOff(peer)));
   }
-  const unsigned char* inlineData(int peer) { return line(peer).payload; }
   // Peer's slot of the step before the current one: still readable between begin() and
   // exchange() of the current step (the peer reuses it only after this rank posted).
   const char* previousSlot(int peer) {

@@ -53,9 +53,9 @@ static_assert(sizeof(Counter) == kLine);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 // One rank's post of step s of the collective stream (in its line of parity s % 2): the
-// step (low 32 bits: the futex word), the waiters asleep on it, the call check the first
-// step of a collective carries (EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY) and a few bytes of
-// inline data (tiny all-reduces), so a peer learns all of it from one cache line. Written
+// step (low 32 bits: the futex word), the waiters asleep on it and the call check the first
+// step of a collective carries (EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY), so a peer learns all
+// of it from one cache line. Written
 // by its rank only (sleepers: by the waiters), the fields before seq is posted.
 struct alignas(kLine) StepLine {
   std::atomic<std::uint64_t> seq;
@@ -63,7 +63,6 @@ struct alignas(kLine) StepLine {
   std::uint32_t checkFlags;  // kCheckPresent | kCheckValid, 0: this step carries no check
   std::int64_t opId;
   std::int64_t shape[3];
-  unsigned char payload[16];
 };
 static_assert(sizeof(StepLine) == kLine);
 inline constexpr std::uint32_t kCheckPresent = 1;
