@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ep/low_latency.h"
+#include "ep/row_kernels.h"
 #include "ep/src/mapped_arena.h"
 
 namespace epcomm::ep {
@@ -79,5 +80,25 @@ struct LlSlot {
   const Bf16* combineX = nullptr;  // window: own rows read in place (null: copied)
   std::uint64_t combineSequence = 0;
 };
+
+// The end of every transport's combine: combineOut[t] = sum over t's messages m that had a
+// destination, in k order, of weights[m] * rowOf(m) (the expert output of message m).
+template <typename RowOf>
+void sumCombinedRows(const LlSlot& slot, int hidden, const float* weights, RowOf rowOf) {
+  const int K = slot.numTopk;
+  std::vector<const Bf16*> rows(K);
+  std::vector<float> w(K);
+  for (int t = 0; t < slot.numTokens; ++t) {
+    int n = 0;
+    for (int k = 0; k < K; ++k) {
+      const std::size_t m = static_cast<std::size_t>(t) * K + k;
+      if (slot.msgDest[m] < 0) continue;
+      rows[n] = rowOf(m);
+      w[n++] = weights[m];
+    }
+    sumRows(rows.data(), w.data(), n, hidden,
+            slot.combineOut + static_cast<std::size_t>(t) * hidden);
+  }
+}
 
 }  // namespace epcomm::ep

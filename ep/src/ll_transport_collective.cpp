@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "comm/error.h"
-#include "ep/row_kernels.h"
 #include "ep/src/ll_transport.h"
 
 namespace epcomm::ep {
@@ -151,21 +150,11 @@ class CollectiveLlTransport final : public LlTransport {
 
   void combineReceive(int index, LlSlot& slot, const float* weights) override {
     exchange(index * 2 + 1, slot);
-    const int H = shape_.hidden, K = slot.numTopk;
-    std::vector<const Bf16*> rows(K);
-    std::vector<float> w(K);
-    for (int t = 0; t < slot.numTokens; ++t) {
-      int n = 0;
-      for (int k = 0; k < K; ++k) {
-        const std::size_t m = static_cast<std::size_t>(t) * K + k;
-        if (slot.msgDest[m] < 0) continue;
-        rows[n] = reinterpret_cast<const Bf16*>(slot.recv + slot.msgDest[m] * shape_.blockBytes()) +
-                  static_cast<std::size_t>(slot.msgPos[m]) * H;
-        w[n] = weights[m];
-        ++n;
-      }
-      sumRows(rows.data(), w.data(), n, H, slot.combineOut + static_cast<std::size_t>(t) * H);
-    }
+    const int H = shape_.hidden;
+    sumCombinedRows(slot, H, weights, [&](std::size_t m) {
+      return reinterpret_cast<const Bf16*>(slot.recv + slot.msgDest[m] * shape_.blockBytes()) +
+             static_cast<std::size_t>(slot.msgPos[m]) * H;
+    });
   }
 
  private:

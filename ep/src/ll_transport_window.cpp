@@ -45,7 +45,6 @@
 
 #include "comm/error.h"
 #include "comm/window.h"
-#include "ep/row_kernels.h"
 #include "ep/src/ll_transport.h"
 #include "ep/src/normal_plan.h"
 
@@ -232,23 +231,12 @@ class WindowLlTransport final : public LlTransport {
       if (s != me_) window_->waitSignal(combineSignal(index, s), slot.combineSequence);
     }
     const std::size_t H = shape_.hidden;
-    const int K = slot.numTopk;
     const auto* back = reinterpret_cast<const Bf16*>(base_ + regions_[index].combine);
-    std::vector<const Bf16*> rows(K);
-    std::vector<float> w(K);
-    for (int t = 0; t < slot.numTokens; ++t) {
-      int n = 0;
-      for (int k = 0; k < K; ++k) {
-        const std::size_t m = static_cast<std::size_t>(t) * K + k;
-        if (slot.msgDest[m] < 0) continue;
-        rows[n] = slot.msgDest[m] == me_ && slot.combineX
-                      ? slot.combineX + static_cast<std::size_t>(slot.msgPos[m]) * H
-                      : back + m * H;
-        w[n] = weights[m];
-        ++n;
-      }
-      sumRows(rows.data(), w.data(), n, static_cast<int>(H), slot.combineOut + t * H);
-    }
+    sumCombinedRows(slot, shape_.hidden, weights, [&](std::size_t m) {
+      return slot.msgDest[m] == me_ && slot.combineX
+                 ? slot.combineX + static_cast<std::size_t>(slot.msgPos[m]) * H
+                 : back + m * H;
+    });
     slot.combineX = nullptr;
   }
 
