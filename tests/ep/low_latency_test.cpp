@@ -82,6 +82,23 @@ long long llWrong(Communicator& comm, int seed, const ep::LowLatencyDispatchOutp
   return wrong;
 }
 
+// calc_diff between x times the sum of each token's valid weights (what a weighted combine
+// of an exact dispatch must give) and `combined` [numTokens, hidden].
+double weightedCombineDiff(const EpInputs& in, const Bf16* combined) {
+  std::vector<double> want, got;
+  for (int t = 0; t < in.numTokens; ++t) {
+    double w = 0;
+    for (int k = 0; k < kTopk; ++k) {
+      if (in.topkIdx[t * kTopk + k] >= 0) w += in.topkWeights[t * kTopk + k];
+    }
+    for (int c2 = 0; c2 < kHidden; ++c2) {
+      want.push_back(toFloat(in.x[t * kHidden + c2]) * w);
+      got.push_back(toFloat(combined[t * kHidden + c2]));
+    }
+  }
+  return calcDiff(want, got);
+}
+
 // combine(identity experts) = x * sum of valid weights; returns calc_diff.
 double llCombineDiff(Buffer& buffer, const EpInputs& in, const ep::LowLatencyDispatchOutputs& out,
                      bool zeroCopy, bool hook) {
@@ -104,18 +121,7 @@ double llCombineDiff(Buffer& buffer, const EpInputs& in, const ep::LowLatencyDis
   ep::LowLatencyCombineOutputs back;
   buffer.lowLatencyCombine(c, back);
   if (hook) back.hook();
-  std::vector<double> want, got;
-  for (int t = 0; t < in.numTokens; ++t) {
-    double w = 0;
-    for (int k = 0; k < kTopk; ++k) {
-      if (in.topkIdx[t * kTopk + k] >= 0) w += in.topkWeights[t * kTopk + k];
-    }
-    for (int c2 = 0; c2 < kHidden; ++c2) {
-      want.push_back(toFloat(in.x[t * kHidden + c2]) * w);
-      got.push_back(toFloat(back.combinedX[t * kHidden + c2]));
-    }
-  }
-  return calcDiff(want, got);
+  return weightedCombineDiff(in, back.combinedX);
 }
 
 class LowLatency : public ::testing::TestWithParam<ep::Transport> {
@@ -250,18 +256,7 @@ TEST_P(LowLatency, AutoModeAlternatesWithNormal) {
       c.weighted = true;
       ep::CombineOutputs back;
       buffer.combine(c, back);
-      std::vector<double> want, got;
-      for (int t = 0; t < in.numTokens; ++t) {
-        double w = 0;
-        for (int k = 0; k < kTopk; ++k) {
-          if (in.topkIdx[t * kTopk + k] >= 0) w += in.topkWeights[t * kTopk + k];
-        }
-        for (int c2 = 0; c2 < kHidden; ++c2) {
-          want.push_back(toFloat(in.x[t * kHidden + c2]) * w);
-          got.push_back(toFloat(back.combinedX[t * kHidden + c2]));
-        }
-      }
-      EXPECT_LT(calcDiff(want, got), 5e-6) << "step " << step;
+      EXPECT_LT(weightedCombineDiff(in, back.combinedX.data()), 5e-6) << "step " << step;
     }
   }
 }
@@ -289,18 +284,7 @@ TEST_P(LowLatency, CombineTwiceAndHookAfterXChanged) {
   buffer.lowLatencyCombine(c, back);
   std::fill(x.begin(), x.end(), toBf16(1000.f));
   back.hook();
-  std::vector<double> want, got;
-  for (int t = 0; t < in.numTokens; ++t) {
-    double w = 0;
-    for (int k = 0; k < kTopk; ++k) {
-      if (in.topkIdx[t * kTopk + k] >= 0) w += in.topkWeights[t * kTopk + k];
-    }
-    for (int c2 = 0; c2 < kHidden; ++c2) {
-      want.push_back(toFloat(in.x[t * kHidden + c2]) * w);
-      got.push_back(toFloat(back.combinedX[t * kHidden + c2]));
-    }
-  }
-  EXPECT_LT(calcDiff(want, got), 5e-6);
+  EXPECT_LT(weightedCombineDiff(in, back.combinedX), 5e-6);
 }
 
 // The transport is decided once per Buffer: auto = window where the backend has windows and
