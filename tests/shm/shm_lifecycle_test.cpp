@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -186,6 +187,27 @@ TEST(ShmLifecycle, AbsentPeerTimesOut) {
 
 // ---- symmetric windows: one shared-memory file each, with the segment's guarantees ----
 
+// Waits on slot 0 of `w` for a signal that never comes. Returns how long the wait took and
+// the error it ended with (logged), or nothing when it returned normally.
+struct FailedWait {
+  ErrorCode code;
+  std::string what;
+  long long ms;
+};
+std::optional<FailedWait> waitForNoSignal(Window& w, int rank) {
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    w.waitSignal(0, 1);
+    return std::nullopt;
+  } catch (const Error& e) {
+    const long long ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+    std::fprintf(stderr, "rank %d after %lld ms: %s\n", rank, ms, e.what());
+    return FailedWait{e.code(), e.what(), ms};
+  }
+}
+
 constexpr int kWindowLeft = 8;
 constexpr int kNotDetached = 9;
 
@@ -247,22 +269,13 @@ int waitSignalTimesOut(int rank, const UniqueId& id) {
                  ? kOk
                  : kWrongResult;
     }
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      w->waitSignal(0, 1);
-      return kNoError;
-    } catch (const Error& e) {
-      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now() - start)
-                          .count();
-      std::fprintf(stderr, "rank 0 after %lld ms: %s\n", static_cast<long long>(ms), e.what());
-      const std::string what = e.what();
-      if (e.code() != ErrorCode::kTimeout || what.find("waitSignal") == std::string::npos ||
-          what.find("EPCOMM_TIMEOUT_MS=1000") == std::string::npos) {
-        return kWrongError;
-      }
-      return ms >= kShortTimeoutMs && ms < kShortTimeoutMs + 1500 ? kOk : kWrongResult;
+    const std::optional<FailedWait> f = waitForNoSignal(*w, rank);
+    if (!f) return kNoError;
+    if (f->code != ErrorCode::kTimeout || f->what.find("waitSignal") == std::string::npos ||
+        f->what.find("EPCOMM_TIMEOUT_MS=1000") == std::string::npos) {
+      return kWrongError;
     }
+    return f->ms >= kShortTimeoutMs && f->ms < kShortTimeoutMs + 1500 ? kOk : kWrongResult;
   } catch (const Error& e) {
     std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
     return kInitFailed;
@@ -293,22 +306,14 @@ int waitSignalPeerKilled(int rank, const UniqueId& id) {
     usleep(200000);
     raise(SIGKILL);
   }
-  const auto start = std::chrono::steady_clock::now();
-  try {
-    w->waitSignal(0, 1);
-    return kNoError;
-  } catch (const Error& e) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - start)
-                        .count();
-    std::fprintf(stderr, "rank %d after %lld ms: %s\n", rank, static_cast<long long>(ms), e.what());
-    if (e.code() != ErrorCode::kPeerLost) return kWrongError;
-    const auto t0 = std::chrono::steady_clock::now();
-    w.reset();
-    comm.reset();
-    const bool quick = std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2);
-    return ms < kLongTimeoutMs / 2 && quick ? kOk : kWrongResult;
-  }
+  const std::optional<FailedWait> f = waitForNoSignal(*w, rank);
+  if (!f) return kNoError;
+  if (f->code != ErrorCode::kPeerLost) return kWrongError;
+  const auto t0 = std::chrono::steady_clock::now();
+  w.reset();
+  comm.reset();
+  const bool quick = std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2);
+  return f->ms < kLongTimeoutMs / 2 && quick ? kOk : kWrongResult;
 }
 
 TEST(ShmLifecycle, SigkilledRankIsPeerLostInWaitSignal) {
