@@ -100,11 +100,15 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
   std::vector<std::size_t> sendRows(R), sendDispls(R), recvRows(R), recvDispls(R);
   std::vector<std::size_t> sendW(R), sendWDispls(R), recvW(R), recvWDispls(R);
   std::vector<std::size_t> recvSent(R, 0);  // rows of each source already sent back
-  std::vector<std::size_t> pos(R), pos0(R);
+  // The next unread row (and topk weights) of each source: own rows in place in x, peers'
+  // where the exchange of the group left them.
+  std::vector<const Bf16*> nextRow(R);
+  std::vector<const float*> nextWeights(R);
+  nextRow[me] = in.x + static_cast<std::size_t>(h.rankPrefix[me]) * hidden;
+  if (numTopk > 0) nextWeights[me] = in.topkWeights + h.rankPrefix[me] * numTopk;
   std::vector<const Bf16*> rows(R);
   std::vector<const float*> rowWeights(R);
   std::vector<float> scale(R);
-  std::size_t selfRow = static_cast<std::size_t>(h.rankPrefix[me]);
   std::byte* const arena = s.normal.data();
   // The window transport for one group whose regions fit the Buffer's bound (agreed values
   // only, so every rank decides alike): a peer sends at most this rank's numTokens rows.
@@ -135,12 +139,11 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
       recvDispls[r] = rowsIn * hidden;
       recvW[r] = mine * numTopk;
       recvWDispls[r] = rowsIn * numTopk;
-      pos[r] = pos0[r] = rowsIn;
       rowsIn += mine;
       out.bytesSent += back * (rowBytes + weightBytes);
     }
-    const Bf16* xIn = reinterpret_cast<Bf16*>(arena);
-    const float* wIn = reinterpret_cast<float*>(arena + alignUp(rowsIn * rowBytes, 64));
+    auto* const xStage = reinterpret_cast<Bf16*>(arena);
+    auto* const wStage = reinterpret_cast<float*>(arena + alignUp(rowsIn * rowBytes, 64));
     if (window) {
       // Rows of source r start at sendDispls[r] (one contiguous block): one put each, then
       // every peer's rows are read where they landed.
@@ -152,8 +155,6 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
       window->flushAndSignal(window->combineSignals());
       window->waitAll(window->combineSignals());
     } else {
-      auto* const xStage = reinterpret_cast<Bf16*>(arena);
-      auto* const wStage = reinterpret_cast<float*>(arena + alignUp(rowsIn * rowBytes, 64));
       comm.allToAllV(in.x, sendRows.data(), sendDispls.data(), xStage, recvRows.data(),
                      recvDispls.data(), DataType::kBf16);
       if (numTopk > 0) {
@@ -161,15 +162,12 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
                        recvWDispls.data(), DataType::kF32);
       }
     }
-    // Where row i of source r is: its staging block, or its window region (from row 0).
-    auto rowOf = [&](int r, std::size_t i) {
-      return window ? reinterpret_cast<const Bf16*>(window->rows(r)) + (i - pos0[r]) * hidden
-                    : xIn + i * hidden;
-    };
-    auto weightsOf = [&](int r, std::size_t i) {
-      return window ? reinterpret_cast<const float*>(window->meta(r)) + (i - pos0[r]) * numTopk
-                    : wIn + i * numTopk;
-    };
+    for (int r = 0; r < R; ++r) {
+      if (r == me) continue;
+      nextRow[r] = window ? reinterpret_cast<const Bf16*>(window->rows(r)) : xStage + recvDispls[r];
+      nextWeights[r] =
+          window ? reinterpret_cast<const float*>(window->meta(r)) : wStage + recvWDispls[r];
+    }
 
     const int begin = std::min(numTokens, g.first * h.roundTokens);
     const int end = std::min(numTokens, g.last * h.roundTokens);
@@ -178,11 +176,12 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
       int n = 0;
       for (int r = 0; r < R; ++r) {
         if (!inRank[r]) continue;
-        const std::size_t row = r == me ? selfRow++ : pos[r]++;
-        rows[n] = r == me ? in.x + row * hidden : rowOf(r, row);
-        rowWeights[n] = numTopk == 0 ? nullptr
-                        : r == me    ? in.topkWeights + row * numTopk
-                                     : weightsOf(r, row);
+        rows[n] = nextRow[r];
+        nextRow[r] += hidden;
+        if (numTopk > 0) {
+          rowWeights[n] = nextWeights[r];
+          nextWeights[r] += numTopk;
+        }
         ++n;
       }
       if (numTopk > 0) {
