@@ -256,6 +256,9 @@ TEST_F(Normal, WindowAndCollectiveTransportsAgree) {
   viaCollectives.transport = Transport::kCollective;
   Buffer a(comm(), config()), b(comm(), viaCollectives);
   EXPECT_EQ(b.transport(), Transport::kCollective);
+  if (comm().hasWindows() && comm().localSize() == comm().size()) {
+    EXPECT_EQ(a.transport(), Transport::kWindow);  // else this test compares nothing
+  }
   const int E = expertsFor(size());
   for (const auto& [tokens, int8] :
        {std::pair{20, false}, std::pair{90, true}, std::pair{90, false}, std::pair{7, true}}) {
