@@ -157,6 +157,13 @@ typedef struct epcommBackendV1 {
   int (*windowWaitSignal)(void* state, void* window, int slot, uint64_t value);
   /* Reads this rank's signal slot without waiting (acquire). */
   int (*windowReadSignal)(void* state, void* window, int slot, uint64_t* value);
+
+  /* Optional (a table whose structSize covers it, non-NULL): peer's window data as mapped
+   * in this process, for direct loads (NVSHMEM's nvshmem_ptr), or *base = NULL when this
+   * backend cannot map it (another host, a message transport). Loads see what the peer
+   * stored before a windowSignal this rank's windowWaitSignal has seen; writes go through
+   * windowPut. A backend without the entry maps no peer. */
+  int (*windowPeerBase)(void* state, void* window, int peer, void** base);
 } epcommBackendV1;
 
 /* The members every v1 table has; the window members after them are optional. */

@@ -59,6 +59,12 @@ class Backend {
   virtual void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op);
   virtual void windowWaitSignal(void* window, int slot, std::uint64_t value);
   virtual std::uint64_t windowReadSignal(void* window, int slot);
+  // Peer's window data mapped in this process, or nullptr (the default: none mapped).
+  virtual void* windowPeerBase(void* window, int peer) {
+    (void)window;
+    (void)peer;
+    return nullptr;
+  }
 
  private:
   [[noreturn]] void noWindows(const char* op) const {
@@ -201,6 +207,9 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
   };
   t.windowReadSignal = [](void* s, void* w, int slot, uint64_t* value) {
     return guarded(err(s), [&] { *value = impl(s).windowReadSignal(w, slot); });
+  };
+  t.windowPeerBase = [](void* s, void* w, int peer, void** base) {
+    return guarded(err(s), [&] { *base = impl(s).windowPeerBase(w, peer); });
   };
   return t;
 }

@@ -169,7 +169,10 @@ Communicator::~Communicator() {
         "communicator destroyed with {} window(s) alive: their memory is released; "
         "destroy windows (and registered buffers) before their communicator",
         windows_.size());
-    for (Window* w : windows_) w->comm_ = nullptr;
+    for (Window* w : windows_) {
+      w->comm_ = nullptr;
+      w->peers_.clear();
+    }
   }
 }
 

@@ -172,6 +172,11 @@ epcommResult_t epcommWindowSignal(epcommWindow_t win, int peer, int slot, uint64
 epcommResult_t epcommWindowWaitSignal(epcommWindow_t win, int slot, uint64_t value);
 /* This rank's slot now, without waiting. */
 epcommResult_t epcommWindowReadSignal(epcommWindow_t win, int slot, uint64_t* value);
+/* *base = peer's window memory as mapped in this process, for direct loads (as
+ * nvshmem_ptr), or NULL where the backend cannot map it (another host, mpi's message
+ * transport). Loads see what the peer stored before a signal this rank has waited for;
+ * write through epcommWindowPut. */
+epcommResult_t epcommWindowPeerData(epcommWindow_t win, int peer, void** base);
 
 /* Registered memory, as ncclMemAlloc / ncclMemFree but COLLECTIVE on comm (every rank, same
  * order, same bytes): `bytes` bytes that collectives on comm may use in place when every

@@ -47,6 +47,10 @@ std::unique_ptr<Window> Communicator::createWindow(std::size_t bytes, int numSig
   void* handle = nullptr;
   run(kOp, [&] { handle = backend_->windowCreate(bytes, numSignals, &data); });
   std::unique_ptr<Window> window(new Window(*this, handle, data, bytes, numSignals));
+  window->peers_.resize(size_);
+  for (int r = 0; r < size_; ++r) {
+    window->peers_[r] = r == rank_ ? data : backend_->windowPeerBase(handle, r);
+  }
   windows_.push_back(window.get());
   return window;
 }
@@ -115,6 +119,16 @@ void Window::waitSignal(int slot, std::uint64_t value) {
         "slot " + std::to_string(slot) + " is outside 0.." + std::to_string(numSignals_ - 1));
   }
   c.run(kOp, [&] { c.backend_->windowWaitSignal(handle_, slot, value); });
+}
+
+void* Window::peerData(int peer) const {
+  constexpr const char* kOp = "peerData";
+  Communicator& c = comm(kOp);
+  if (peer < 0 || peer >= c.size_) {
+    throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
+               "peer " + std::to_string(peer) + " is outside 0.." + std::to_string(c.size_ - 1));
+  }
+  return peers_[peer];
 }
 
 std::uint64_t Window::readSignal(int slot) const {

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "comm/export.h"
 
@@ -53,6 +54,11 @@ class EPCOMM_API Window {
   void waitSignal(int slot, std::uint64_t value);
   // This rank's slot, now.
   std::uint64_t readSignal(int slot) const;
+  // Peer's data() as mapped in this process, for direct loads (nvshmem_ptr), or nullptr
+  // where the backend cannot map it (another host, a message transport, a backend without
+  // the entry). Loads see what the peer stored before a signal that this rank's
+  // waitSignal has seen; writes go through put(). peerData(rank) is data().
+  void* peerData(int peer) const;
 
  private:
   friend class Communicator;
@@ -66,6 +72,7 @@ class EPCOMM_API Window {
   void* data_;
   std::size_t bytes_;
   int numSignals_;
+  std::vector<void*> peers_;  // peerData of every rank (cleared with the communicator)
 };
 
 // Memory from Communicator::allocate: `bytes()` bytes on every rank that collectives on this

@@ -463,4 +463,8 @@ std::uint64_t Backend::windowReadSignal(void* handle, int slot) {
   return window(handle, "readSignal").readSignal(slot);
 }
 
+void* Backend::windowPeerBase(void* handle, int peer) {
+  return window(handle, "peerData").peerBase(peer);
+}
+
 }  // namespace epcomm::mpi

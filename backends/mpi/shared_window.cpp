@@ -88,6 +88,7 @@ class SharedWindow final : public Window {
   ~SharedWindow() override = default;
 
   void* localBase() const override { return data(ctx_.rank); }
+  void* peerBase(int peer) const override { return data(peer); }
 
   void put(int peer, std::size_t offset, const void* src, std::size_t bytes) override {
     std::memcpy(data(peer) + offset, src, bytes);

@@ -45,6 +45,11 @@ class Window {
   virtual void signal(int peer, int slot, std::uint64_t value, int op) = 0;
   virtual void waitSignal(int slot, std::uint64_t value) = 0;
   virtual std::uint64_t readSignal(int slot) = 0;
+  // Peer's data mapped in this process (the shared transport), or nullptr.
+  virtual void* peerBase(int peer) const {
+    (void)peer;
+    return nullptr;
+  }
   // Collective: returns once no peer can still write this rank's window.
   virtual void destroy() = 0;
 };

@@ -59,6 +59,7 @@ class Backend final : public epcomm::Backend {
   void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op) override;
   void windowWaitSignal(void* window, int slot, std::uint64_t value) override;
   std::uint64_t windowReadSignal(void* window, int slot) override;
+  void* windowPeerBase(void* window, int peer) override;
 
  private:
   // Runs one collective of `kind` as algorithm(Step), consuming the armed check: when this

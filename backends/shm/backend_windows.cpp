@@ -137,4 +137,8 @@ std::uint64_t Backend::windowReadSignal(void* handle, int slot) {
   return w.signal(rank_, slot).value.load(std::memory_order_acquire);
 }
 
+void* Backend::windowPeerBase(void* handle, int peer) {
+  return window(handle, "peerData").data(peer);
+}
+
 }  // namespace epcomm::shm

@@ -114,5 +114,13 @@ std::uint64_t BackendHandle::windowReadSignal(void* w, int slot) {
   check(table_->windowReadSignal(state_, w, slot, &value), "readSignal");
   return value;
 }
+void* BackendHandle::windowPeerBase(void* w, int peer) {
+  constexpr std::size_t kNeeded =
+      offsetof(epcommBackendV1, windowPeerBase) + sizeof(table_->windowPeerBase);
+  if (table_->structSize < kNeeded || !table_->windowPeerBase) return nullptr;
+  void* base = nullptr;
+  check(table_->windowPeerBase(state_, w, peer, &base), "peerData");
+  return base;
+}
 
 }  // namespace epcomm

@@ -60,6 +60,8 @@ class BackendHandle {
   void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op);
   void windowWaitSignal(void* window, int slot, std::uint64_t value);
   std::uint64_t windowReadSignal(void* window, int slot);
+  // Peer's window data mapped here, or nullptr (also for plugins without the entry).
+  void* windowPeerBase(void* window, int peer);
 
  private:
   void check(int result, const char* op) const;

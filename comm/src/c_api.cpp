@@ -404,6 +404,13 @@ epcommResult_t epcommWindowReadSignal(epcommWindow_t win, int slot, uint64_t* va
   return call(win->comm, "windowReadSignal", [&] { *value = win->impl->readSignal(slot); });
 }
 
+epcommResult_t epcommWindowPeerData(epcommWindow_t win, int peer, void** base) {
+  EPCOMM_REQUIRE_WINDOW(win, "windowPeerData");
+  if (!base) return fail(win->comm, epcommInvalidArgument, "epcomm: windowPeerData: base is NULL");
+  *base = nullptr;
+  return call(win->comm, "windowPeerData", [&] { *base = win->impl->peerData(peer); });
+}
+
 epcommResult_t epcommMemAlloc(epcommComm_t comm, size_t bytes, void** ptr) {
   EPCOMM_REQUIRE_COMM(comm, "memAlloc");
   if (!ptr) return fail(comm, epcommInvalidArgument, "epcomm: memAlloc: ptr is NULL");

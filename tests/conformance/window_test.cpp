@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -232,6 +233,39 @@ TEST_F(Windows, SelfPutAndZeroBytePut) {
   EXPECT_EQ(mismatches(d + 100, rank(), rank(), 1000), 0u);
   EXPECT_TRUE(allZero(d, 100));
   EXPECT_TRUE(allZero(d + 1100, kBytes - 1100));
+}
+
+// peerData: a mapped peer's memory shows what it stored in its own data() before a signal
+// this rank waited for, round after round. shm and mpi's shared transport map every peer;
+// mpi's message transport maps none (only data() itself).
+TEST_F(Windows, PeerDataShowsWhatThePeerStoredBeforeItsSignal) {
+  constexpr std::size_t kBytes = 5000;
+  auto w = comm().createWindow(kBytes, 1);
+  const char* transport = std::getenv("EPCOMM_MPI_WINDOW");
+  const bool mapsPeers =
+      comm().backendName() == "shm" ||
+      (comm().backendName() == "mpi" && !(transport && std::string(transport) == "messages"));
+  EXPECT_EQ(w->peerData(rank()), w->data());
+  for (int round = 1; round <= 3; ++round) {
+    const std::vector<unsigned char> b = block(rank(), -1, kBytes, round);
+    std::memcpy(w->data(), b.data(), kBytes);  // plain stores into its own memory
+    for (int p = 0; p < size(); ++p) {
+      if (p != rank()) w->signal(p, 0, 1, SignalOp::kAdd);
+    }
+    w->waitSignal(0, static_cast<std::uint64_t>(size() - 1) * round);  // every peer's signal
+    for (int p = 0; p < size(); ++p) {
+      const void* peer = w->peerData(p);
+      if (p != rank() && !mapsPeers) {
+        EXPECT_EQ(peer, nullptr) << "peer " << p;
+        continue;
+      }
+      ASSERT_NE(peer, nullptr) << "peer " << p << " on " << comm().backendName();
+      EXPECT_EQ(mismatches(peer, p, -1, kBytes, round), 0u) << "peer " << p << " round " << round;
+    }
+    comm().barrier();  // every rank read round r before anyone stores round r + 1
+  }
+  expectError([&] { w->peerData(size()); }, ErrorCode::kInvalidArgument,
+              {"peerData", "peer " + std::to_string(size())});
 }
 
 // Windows of different shapes alive together keep their memory and slots apart, and can

@@ -149,6 +149,13 @@ TEST(CApi, WindowOnOneRank) {
             epcommInvalidArgument);
   EXPECT_EQ(epcommWindowWaitSignal(win, -1, 0), epcommInvalidArgument);
   EXPECT_EQ(epcommWindowReadSignal(win, 0, nullptr), epcommInvalidArgument);
+  void* self = nullptr;
+  EXPECT_EQ(epcommWindowPeerData(win, 0, &self), epcommSuccess);
+  EXPECT_EQ(self, base);
+  EXPECT_EQ(epcommWindowPeerData(win, 1, &self), epcommInvalidArgument);
+  EXPECT_TRUE(contains(epcommGetLastError(comm), "peer 1")) << epcommGetLastError(comm);
+  EXPECT_EQ(self, nullptr);
+  EXPECT_EQ(epcommWindowPeerData(win, 0, nullptr), epcommInvalidArgument);
   EXPECT_EQ(epcommWindowPut(nullptr, 0, 0, text, 1), epcommInvalidArgument);
   EXPECT_TRUE(contains(epcommGetLastError(nullptr), "win is NULL"));
   EXPECT_EQ(epcommWindowCreate(comm, 64, 1, nullptr, nullptr), epcommInvalidArgument);
