@@ -3,12 +3,15 @@
 //
 //   mpirun -np N ep-bench [--mode normal|low_latency|auto] [--tokens N] [--hidden 7168]
 //                         [--topk 8] [--experts 256] [--int8] [--check] [--compare mpi]
-//                         [--json FILE] [-n iters] [-w warmup]
+//                         [--zero-copy] [--json FILE] [-n iters] [-w warmup]
 //
-// Times are the mean over -n iterations, the maximum over ranks. GB/s as DeepEP reports it:
-// received token bytes / time (dispatch: rows x (bf16: 2H, int8: H + 4 * scales); combine:
-// rows x 2H), averaged over ranks. dispatch_bytes: what rank 0 sent to other ranks (rows,
-// scales, topk metadata). buffer_bytes: the ep::Buffer's footprint (mpi: its staging).
+// Times are the mean over -n iterations, the maximum over ranks; dispatch and combine each
+// start from a barrier. Low-latency: between them, untimed, the "experts" write their
+// outputs (the valid rows) where the combine reads them, for epcomm and the MPI path alike:
+// an array of their own, or with --zero-copy epcomm's Buffer::lowLatencyCombineBuffer. GB/s as
+// DeepEP reports it: received token bytes / time (dispatch: rows x (bf16: 2H, int8: H + 4 *
+// scales); combine: rows x 2H), averaged over ranks. dispatch_bytes: what rank 0 sent to other
+// ranks (rows, scales, topk metadata). buffer_bytes: the ep::Buffer's footprint (mpi: its staging).
 // --check runs once more on DeepEP's oracle inputs and verifies every output on every rank
 // (rows carry their source rank and token index, counts equal the all-reduced layout,
 // combine = x times ranks reached / weight sum within calc_diff 5e-6, int8 3e-3), and that
@@ -48,6 +51,7 @@ struct Options {
   bool int8 = false;
   bool check = false;
   bool compareMpi = false;
+  bool zeroCopy = false;  // low-latency combine from ep::Buffer::lowLatencyCombineBuffer
   std::string json;
   int iters = 10;
   int warmup = 2;
@@ -87,19 +91,24 @@ double seconds(Clock::time_point a, Clock::time_point b) {
 }
 
 // Times `dispatch` and `combine` (iters, after warmup); returns mean seconds, max over ranks.
-template <typename D, typename C>
-std::pair<double, double> timeIt(const Options& o, D&& dispatch, C&& combine) {
+// `experts` runs between them, untimed, as the expert computation would (it writes the
+// combine's input), then a barrier, so combine starts together on every rank as dispatch.
+template <typename D, typename E, typename C>
+std::pair<double, double> timeIt(const Options& o, D&& dispatch, E&& experts, C&& combine) {
   double d = 0, c = 0;
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     MPI_Barrier(MPI_COMM_WORLD);
     const auto t0 = Clock::now();
     dispatch();
     const auto t1 = Clock::now();
-    combine();
+    experts();
+    MPI_Barrier(MPI_COMM_WORLD);
     const auto t2 = Clock::now();
+    combine();
+    const auto t3 = Clock::now();
     if (i >= o.warmup) {
       d += seconds(t0, t1);
-      c += seconds(t1, t2);
+      c += seconds(t2, t3);
     }
   }
   return {maxOver(d / o.iters), maxOver(c / o.iters)};
@@ -203,7 +212,7 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
   const ep::DispatchHandle handle = out.handle;
   ep::CombineInputs ci{expertOut.data(), o.hidden, &handle, nullptr, 0, false};
   const auto [td, tc] = timeIt(
-      o, [&] { c.buffer.dispatch(d, out); }, [&] { c.buffer.combine(ci, back); });
+      o, [&] { c.buffer.dispatch(d, out); }, [] {}, [&] { c.buffer.combine(ci, back); });
   const double recv = meanOver(static_cast<double>(out.numRecvTokens), c.ranks);
   Record r{"epcomm",
            "normal",
@@ -226,7 +235,7 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
     mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD,
                                   MpiShape{tokens, o.hidden, o.topk, o.experts, c.quant, 0});
     const auto [md, mc] = timeIt(
-        o, [&] { mpi->dispatch(in.x.data(), in.topkIdx.data(), in.topkWeights.data()); },
+        o, [&] { mpi->dispatch(in.x.data(), in.topkIdx.data(), in.topkWeights.data()); }, [] {},
         [&] { mpi->combine(expertOut.data()); });
     Record m{"mpi",
              "normal",
@@ -282,6 +291,15 @@ bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
   }
   ep::LowLatencyCombineInputs ci{
       out.recvX, in.topkIdx.data(), in.topkWeights.data(), out.handle, false, nullptr, false};
+  if (o.zeroCopy) {  // the identity experts write the zero-copy buffer
+    Bf16* to = c.buffer.lowLatencyCombineBuffer(out.handle);
+    for (int e = 0; e < local; ++e) {
+      const std::size_t first = e * rowsPerExpert * o.hidden;
+      std::memcpy(to + first, out.recvX + first, out.recvCount[e] * o.hidden * sizeof(Bf16));
+    }
+    ci.x = nullptr;
+    ci.zeroCopy = true;
+  }
   ep::LowLatencyCombineOutputs back;
   c.buffer.lowLatencyCombine(ci, back);
   std::vector<double> scale(tokens, 0);
@@ -316,27 +334,42 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
   ep::LowLatencyDispatchOutputs out;
   c.buffer.lowLatencyDispatch(d, out);
   const int local = o.experts / c.ranks;
-  const std::size_t cells = static_cast<std::size_t>(local) * out.maxTokens * c.ranks * o.hidden;
-  // Expert outputs in the expert-major layout (valid rows only matter).
-  std::vector<Bf16> expertOut(cells);
+  const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * c.ranks;
+  const std::size_t cells = local * rowsPerExpert * o.hidden;
+  // The expert outputs, in the expert-major layout; only the valid rows are ever touched
+  // (the arrays are left uninitialised, so the rest is never committed).
+  std::unique_ptr<Bf16[]> expertOut(new Bf16[cells]), combineIn(new Bf16[cells]);
   std::size_t received = 0;
-  for (int e = 0; e < local; ++e) received += out.recvCount[e];
   for (int e = 0; e < local; ++e) {
-    const std::size_t first = e * static_cast<std::size_t>(out.maxTokens) * c.ranks * o.hidden;
+    received += out.recvCount[e];
+    const std::size_t first = e * rowsPerExpert * o.hidden;
     for (std::size_t i = 0; i < static_cast<std::size_t>(out.recvCount[e]) * o.hidden; ++i) {
       expertOut[first + i] = toBf16(0.5f + static_cast<float>(i % 7));
     }
   }
+  // The expert computation writes its outputs where the combine reads them: the Buffer's
+  // zero-copy combine buffer (--zero-copy) or an array of the caller's. Untimed.
+  auto writeExpertOutputs = [&](Bf16* to) {
+    for (int e = 0; e < local; ++e) {
+      const std::size_t first = e * rowsPerExpert * o.hidden;
+      std::memcpy(to + first, expertOut.get() + first,
+                  static_cast<std::size_t>(out.recvCount[e]) * o.hidden * sizeof(Bf16));
+    }
+  };
   ep::LowLatencyCombineOutputs back;
   std::vector<Bf16> combined(static_cast<std::size_t>(tokens) * o.hidden);
   const auto [td, tc] = timeIt(
       o, [&] { c.buffer.lowLatencyDispatch(d, out); },
       [&] {
-        ep::LowLatencyCombineInputs ci{expertOut.data(),
+        writeExpertOutputs(o.zeroCopy ? c.buffer.lowLatencyCombineBuffer(out.handle)
+                                      : combineIn.get());
+      },
+      [&] {
+        ep::LowLatencyCombineInputs ci{o.zeroCopy ? nullptr : combineIn.get(),
                                        in.topkIdx.data(),
                                        in.topkWeights.data(),
                                        out.handle,
-                                       false,
+                                       o.zeroCopy,
                                        combined.data(),
                                        false};
         c.buffer.lowLatencyCombine(ci, back);
@@ -361,7 +394,8 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
     mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD, shape);
     const auto [md, mc] = timeIt(
         o, [&] { mpi->llDispatch(in.x.data(), in.topkIdx.data()); },
-        [&] { mpi->llCombine(expertOut.data(), in.topkWeights.data()); });
+        [&] { writeExpertOutputs(combineIn.get()); },
+        [&] { mpi->llCombine(combineIn.get(), in.topkWeights.data()); });
     mpi->llDispatch(in.x.data(), in.topkIdx.data());
     records.push_back({"mpi", "low_latency", tokens, md * 1e6, mc * 1e6,
                        recv * wireRow(c.quant, o.hidden) / md / 1e9, recv * 2 * o.hidden / mc / 1e9,
@@ -396,6 +430,10 @@ std::optional<Options> parse(int argc, char** argv, bool print, int& code) {
       ->capture_default_str();
   app.add_flag("--int8", o.int8, "int8 dispatch (one f32 scale per 128 channels)");
   app.add_flag("--check", o.check, "verify every output with DeepEP's oracles");
+  app.add_flag("--zero-copy", o.zeroCopy,
+               "low-latency combine: the experts write their outputs into the Buffer's "
+               "zero-copy combine buffer (DeepEP's zero_copy=True) instead of an array of "
+               "their own");
   app.add_option("--compare", compare, "mpi|none")
       ->check(CLI::IsMember({"mpi", "none"}))
       ->capture_default_str();
@@ -451,9 +489,9 @@ int run(int argc, char** argv) {
   if (rank == 0) {
     std::printf(
         "# ep-bench: backend %s ranks %d hidden %d topk %d experts %d quant %s mode %s "
-        "iters %d warmup %d\n",
+        "iters %d warmup %d%s\n",
         comm->backendName().c_str(), ranks, o.hidden, o.topk, o.experts, o.int8 ? "int8" : "bf16",
-        o.mode.c_str(), o.iters, o.warmup);
+        o.mode.c_str(), o.iters, o.warmup, o.zeroCopy ? " zero-copy" : "");
     std::printf("# %-6s %-11s %6s %12s %12s %10s %10s %14s %14s %6s\n", "impl", "mode", "tokens",
                 "dispatch_us", "combine_us", "disp_GB/s", "comb_GB/s", "dispatch_bytes",
                 "buffer_bytes", "check");
@@ -483,6 +521,7 @@ int run(int argc, char** argv) {
          {"combine_GBps", r.combineGBps},
          {"dispatch_bytes", r.dispatchBytes},
          {"buffer_bytes", r.bufferBytes},
+         {"zero_copy", o.zeroCopy && r.impl == "epcomm" && r.mode == "low_latency"},
          {"check", !r.pass ? nlohmann::json(nullptr) : nlohmann::json(*r.pass ? "pass" : "fail")}});
   }
   if (rank == 0 && !o.json.empty()) {

@@ -90,7 +90,8 @@ class EPCOMM_API Buffer {
   void lowLatencyDispatch(const LowLatencyDispatchInputs& in, LowLatencyDispatchOutputs& out);
   void lowLatencyCombine(const LowLatencyCombineInputs& in, LowLatencyCombineOutputs& out);
   // Where the caller may write expert outputs [numLocalExperts, T * R, hidden] for a
-  // zero-copy combine of this dispatch (valid while the handle is).
+  // zero-copy combine of this dispatch (valid while the handle is; not to be written while
+  // a combine from it is in flight, see ep/low_latency.h).
   Bf16* lowLatencyCombineBuffer(const LowLatencyHandle& handle);
 
  private:

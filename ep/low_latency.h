@@ -16,7 +16,10 @@
 // Combine: x [numLocalExperts, T * R, hidden] holds the expert outputs in recvX's layout
 // (or lives in the Buffer's zero-copy combine buffer, Buffer::lowLatencyCombineBuffer);
 // combinedX[t] = sum over slots k with an expert of topkWeights[t, k] * x[row of (t, k)],
-// accumulated in f32.
+// accumulated in f32. Zero-copy: where every peer's window is mapped (shm, mpi on one node)
+// the sources read the rows in place, so the buffer must not be written again until this
+// rank's combine completed (returned, or its hook ran); the combine then waits until no
+// peer still reads it.
 #pragma once
 
 #include <cstdint>

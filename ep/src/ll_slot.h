@@ -5,7 +5,7 @@
 //   recvX      [E_local, T*R, H] bf16     recvXInt8 [E_local, T*R, H] int8
 //   recvScales [E_local, T*R, H/128 or 1] f32
 //   srcInfo    [E_local, T*R] i32         layoutRange [E_local, R] i64   recvCount [E_local]
-//   combineBuffer [E_local, T*R, H] bf16  combined [T, H] bf16
+//   combineBuffer [E_local, T*R, H] bf16 (unless the transport places it)  combined [T, H] bf16
 //   send, recv: R blocks of blockBytes each (collective transport only)
 // The window transport points recvX / recvXInt8 / recvScales of a dispatch into its window
 // instead (peers write them there directly); the arena's copies are then never touched.
@@ -78,6 +78,7 @@ struct LlSlot {
   // The pending combine.
   Bf16* combineOut = nullptr;
   const Bf16* combineX = nullptr;  // window: own rows read in place (null: copied)
+  bool combinePull = false;        // window: every row read in place from its expert rank
   std::uint64_t combineSequence = 0;
 };
 

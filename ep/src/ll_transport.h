@@ -26,13 +26,18 @@ class LlTransport {
  public:
   virtual ~LlTransport() = default;
   virtual std::size_t footprintBytes() const = 0;
+  // Slot `index`'s zero-copy combine buffer [E_local, T*R, H] when the transport places it
+  // (fixed for its lifetime), else nullptr: the slot's arena holds it.
+  virtual Bf16* combineBuffer(int index) { return nullptr; }
   // Sends the dispatch of slot `index` (slot.msgDest/msgPos and the slot's output pointers
   // are set here). in.x may be reused on return. Returns payload bytes sent to peers.
   virtual std::size_t dispatchSend(int index, LlSlot& slot, const LowLatencyDispatchInputs& in) = 0;
   // Completes it: recvX/recvXInt8/recvScales, srcInfo, layoutRange, recvCount valid.
   virtual void dispatchReceive(int index, LlSlot& slot) = 0;
   // Sends expert outputs x [E_local, T*R, H] back. `keepsX`: x stays valid until
-  // combineReceive returns (no hook), so own rows may be read in place. Returns bytes sent.
+  // combineReceive returns (no hook), so own rows may be read in place. x may be
+  // combineBuffer(index), which stays valid until combineReceive returns in any case.
+  // Returns the bytes of x that peers receive.
   virtual std::size_t combineSend(int index, LlSlot& slot, const Bf16* x, bool keepsX) = 0;
   // Completes it: slot.combineOut[t] = sum_k weights[t, k] * row(t, k).
   virtual void combineReceive(int index, LlSlot& slot, const float* weights) = 0;

@@ -1,7 +1,9 @@
 // The low-latency transport over one symmetric window (Communicator::createWindow), made at
 // the first low-latency call of a shape (collective). Zero-copy both ways: a sender puts
-// each token row straight into the destination's output layout, and expert ranks put
-// combine rows straight into the source's combine region, which the source sums in place.
+// each token row straight into the destination's output layout; expert ranks put combine
+// rows straight into the source's combine region, which the source sums in place, or, when
+// the expert outputs are in the zero-copy buffer and every peer's window is mapped here
+// (Window::peerData), the source reads them where they are: nothing is copied at all.
 //
 // Window of every rank (64-byte aligned regions), per slot k in {0, 1}:
 //   payload[k]  [E_local * T*R rows]: bf16 recvX [rows, H], or int8 recvXInt8 [rows, H]
@@ -9,10 +11,12 @@
 //   meta[k]     [R sources][T * min(K, E_local)] i32: message ids (t * K + k at the source)
 //               of that source's rows, in (local expert, row) order
 //   combine[k]  [T * K rows, H] bf16: row of message id m, put by the expert rank that has it
+//   zeroCopy[k] [E_local * T*R rows, H] bf16: Buffer::lowLatencyCombineBuffer of slot k
 //   counts[k]   [R sources][R destinations][E_local] i32: every source's whole count matrix
-// Signals (kSet, values only grow, never reset: no ABA), per source s: counts(k, s) = 3Rk + s,
-// dispatch(k, s) = 3Rk + R + s, combine(k, s) = 3Rk + 2R + s, each set by s after its last
-// put of that kind for that call.
+// Signals (kSet, values only grow, never reset: no ABA), per source s: counts(k, s) = 4Rk + s,
+// dispatch(k, s) = 4Rk + R + s, combine(k, s) = 4Rk + 2R + s, each set by s after its last
+// put of that kind for that call; read(k, s) = 4Rk + 3R + s, set by s once it has read its
+// rows of an in-place combine.
 //
 // Dispatch of sequence q into slot k: each rank puts its count matrix [dst][E_local] into
 // every peer's counts[k] and signals counts(k, me) = q; it then waits for the counts of the
@@ -27,6 +31,11 @@
 // s's combine[k] at the row's message id, then signals combine(k, me) = c; the source waits
 // for every peer, then sums in place (own rows read from x itself when x outlives the call,
 // i.e. no hook; else copied into its own combine[k] at send time).
+// In place (x is zeroCopy[k], every peer mapped): the expert rank only signals combine(k, me)
+// = c; the source waits for every peer, sums reading each row in its expert rank's
+// zeroCopy[k], signals read(k, me) = c to every peer and waits for every peer's read(k, s)
+// >= c before returning, so once a rank's combine completed no peer reads its zeroCopy[k]
+// and the caller may write it again (the next combine of the same dispatch).
 //
 // Reuse invariant (why no acknowledgement signals are needed): every call starts with its
 // Agreement, an all-reduce that no rank leaves before every rank entered the call, and puts
@@ -60,6 +69,7 @@ class WindowLlTransport final : public LlTransport {
     const std::size_t meta = alignUp(R_ * shape.maxMessagesPerPeer() * sizeof(std::int32_t), 64);
     const std::size_t combine =
         alignUp(static_cast<std::size_t>(shape.maxTokens) * shape.numTopk * 2 * shape.hidden, 64);
+    const std::size_t zeroCopy = alignUp(rows * 2 * shape.hidden, 64);
     std::size_t at = 0;
     const std::size_t counts =
         alignUp(static_cast<std::size_t>(R_) * R_ * shape.numLocal() * sizeof(std::int32_t), 64);
@@ -67,14 +77,24 @@ class WindowLlTransport final : public LlTransport {
       r.payload = at;
       r.meta = r.payload + payload;
       r.combine = r.meta + meta;
-      r.counts = r.combine + combine;
+      r.zeroCopy = r.combine + combine;
+      r.counts = r.zeroCopy + zeroCopy;
       at = r.counts + counts;
     }
-    window_ = comm.createWindow(at, 6 * R_);
+    window_ = comm.createWindow(at, 8 * R_);
     base_ = static_cast<std::byte*>(window_->data());
+    peers_.resize(R_);
+    mapsPeers_ = true;
+    for (int r = 0; r < R_; ++r) {
+      peers_[r] = static_cast<const std::byte*>(window_->peerData(r));
+      mapsPeers_ = mapsPeers_ && peers_[r] != nullptr;
+    }
   }
 
   std::size_t footprintBytes() const override { return window_->bytes(); }
+  Bf16* combineBuffer(int index) override {
+    return reinterpret_cast<Bf16*>(base_ + regions_[index].zeroCopy);
+  }
   std::size_t dispatchSend(int index, LlSlot& slot, const LowLatencyDispatchInputs& in) override {
     const LlShape& sh = shape_;
     const Region& reg = regions_[index];
@@ -201,13 +221,16 @@ class WindowLlTransport final : public LlTransport {
     const std::size_t at = regions_[index].combine;
     const int local = sh.numLocal();
     const std::size_t H = sh.hidden, rowBytes = 2 * H, TR = sh.rowsPerExpert();
+    // x in this slot's zero-copy buffer, every peer mapped: sources read it in place.
+    slot.combinePull = mapsPeers_ && x == combineBuffer(index);
     std::size_t bytesSent = 0;
     for (int e = 0; e < local; ++e) {
       for (int s = 0; s < R_; ++s) {
         const std::int64_t range = slot.layoutRange[e * R_ + s];
         const std::size_t first = e * TR + static_cast<std::size_t>(range >> 32);
         const std::size_t count = static_cast<std::size_t>(range & 0xffffffff);
-        if (s == me_ && keepsX) continue;  // read in place by combineReceive
+        if (s != me_ && slot.combinePull) bytesSent += count * rowBytes;
+        if ((s == me_ && keepsX) || slot.combinePull) continue;  // read in place
         for (std::size_t row = first; row < first + count; ++row) {
           const std::size_t to = at + static_cast<std::size_t>(slot.rowMsg[row]) * rowBytes;
           if (s == me_) {
@@ -231,7 +254,24 @@ class WindowLlTransport final : public LlTransport {
       if (s != me_) window_->waitSignal(combineSignal(index, s), slot.combineSequence);
     }
     const std::size_t H = shape_.hidden;
-    const auto* back = reinterpret_cast<const Bf16*>(base_ + regions_[index].combine);
+    const Region& reg = regions_[index];
+    if (slot.combinePull) {
+      sumCombinedRows(slot, shape_.hidden, weights, [&](std::size_t m) {
+        const std::byte* rows = peers_[slot.msgDest[m]] + reg.zeroCopy;
+        return reinterpret_cast<const Bf16*>(rows) + static_cast<std::size_t>(slot.msgPos[m]) * H;
+      });
+      // Peers may write their zero-copy buffers once this returns: wait until none still
+      // reads this rank's.
+      for (int s = 0; s < R_; ++s) {
+        if (s != me_) window_->signal(s, readSignal(index, me_), slot.combineSequence);
+      }
+      for (int s = 0; s < R_; ++s) {
+        if (s != me_) window_->waitSignal(readSignal(index, s), slot.combineSequence);
+      }
+      slot.combinePull = false;
+      return;
+    }
+    const auto* back = reinterpret_cast<const Bf16*>(base_ + reg.combine);
     sumCombinedRows(slot, shape_.hidden, weights, [&](std::size_t m) {
       return slot.msgDest[m] == me_ && slot.combineX
                  ? slot.combineX + static_cast<std::size_t>(slot.msgPos[m]) * H
@@ -242,12 +282,13 @@ class WindowLlTransport final : public LlTransport {
 
  private:
   struct Region {
-    std::size_t payload = 0, meta = 0, combine = 0, counts = 0;
+    std::size_t payload = 0, meta = 0, combine = 0, zeroCopy = 0, counts = 0;
   };
 
-  int countsSignal(int index, int src) const { return 3 * R_ * index + src; }
-  int dispatchSignal(int index, int src) const { return 3 * R_ * index + R_ + src; }
-  int combineSignal(int index, int src) const { return 3 * R_ * index + 2 * R_ + src; }
+  int countsSignal(int index, int src) const { return 4 * R_ * index + src; }
+  int dispatchSignal(int index, int src) const { return 4 * R_ * index + R_ + src; }
+  int combineSignal(int index, int src) const { return 4 * R_ * index + 2 * R_ + src; }
+  int readSignal(int index, int src) const { return 4 * R_ * index + 3 * R_ + src; }
   std::int32_t countOf(const LlSlot& slot, int src, int dst, int e) const {
     return slot.counts[(static_cast<std::size_t>(src) * R_ + dst) * shape_.numLocal() + e];
   }
@@ -273,7 +314,9 @@ class WindowLlTransport final : public LlTransport {
   Region regions_[2];
   std::unique_ptr<Window> window_;
   std::byte* base_ = nullptr;
-  std::vector<std::int32_t> meta_;  // [R][T * min(K, E_local)] staging of my meta blocks
+  std::vector<const std::byte*> peers_;  // every rank's window as mapped here (or null)
+  bool mapsPeers_ = false;               // no null in peers_
+  std::vector<std::int32_t> meta_;       // [R][T * min(K, E_local)] staging of my meta blocks
 };
 
 }  // namespace

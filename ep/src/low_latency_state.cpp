@@ -35,6 +35,7 @@ LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape, LlTra
   const std::size_t rows = static_cast<std::size_t>(shape.numLocal()) * shape.rowsPerExpert();
   const std::size_t hidden = static_cast<std::size_t>(shape.hidden);
   const std::size_t block = shape.blockBytes() * static_cast<std::size_t>(shape.numRanks);
+  const bool placed = transport_->combineBuffer(0) != nullptr;
   std::size_t offsets[10];
   const std::size_t sizes[10] = {
       rows * hidden * 2,  // recvX
@@ -43,7 +44,7 @@ LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape, LlTra
       rows * sizeof(std::int32_t),                                      // srcInfo
       static_cast<std::size_t>(shape.numLocal()) * shape.numRanks * 8,  // layoutRange
       static_cast<std::size_t>(shape.numLocal()) * 4,                   // recvCount
-      rows * hidden * 2,                                                // combineBuffer
+      placed ? 0 : rows * hidden * 2,                                   // combineBuffer
       static_cast<std::size_t>(shape.maxTokens) * hidden * 2,           // combined
       block,                                                            // send
       block};                                                           // recv
@@ -52,7 +53,8 @@ LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape, LlTra
     offsets[i] = total;
     total += alignUp(sizes[i], 4096);
   }
-  for (LlSlot& s : slots_) {
+  for (int i = 0; i < 2; ++i) {
+    LlSlot& s = slots_[i];
     s.arena = MappedArena(total, comm.rank(), "low-latency slot");
     std::byte* b = s.arena.data();
     s.recvX = reinterpret_cast<Bf16*>(b + offsets[0]);
@@ -61,7 +63,8 @@ LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape, LlTra
     s.srcInfo = reinterpret_cast<std::int32_t*>(b + offsets[3]);
     s.layoutRange = reinterpret_cast<std::int64_t*>(b + offsets[4]);
     s.recvCount = reinterpret_cast<std::int32_t*>(b + offsets[5]);
-    s.combineBuffer = reinterpret_cast<Bf16*>(b + offsets[6]);
+    s.combineBuffer =
+        placed ? transport_->combineBuffer(i) : reinterpret_cast<Bf16*>(b + offsets[6]);
     s.combined = reinterpret_cast<Bf16*>(b + offsets[7]);
     s.send = b + offsets[8];
     s.recv = b + offsets[9];

@@ -149,6 +149,47 @@ TEST_P(LowLatency, DispatchOraclesAndWeightedCombine) {
   }
 }
 
+// Combines of one dispatch from the zero-copy buffer (read in place by the sources where
+// the window maps every peer), with and without hook, the buffer rewritten between them:
+// identity experts, then all-zero outputs, ... A source still reading a buffer its expert
+// rank already rewrote would mix the two.
+TEST_P(LowLatency, ZeroCopyCombineRepeatedWithAndWithoutHook) {
+  Buffer buffer(comm(), llConfig());
+  const EpInputs in =
+      makeInputs(26, rank(), llTokens(rank()), kHidden, kTopk, expertsFor(size()), Fill::kRandom);
+  ep::LowLatencyDispatchOutputs out;
+  buffer.lowLatencyDispatch(llInputs(in), out);
+  const std::size_t cells =
+      static_cast<std::size_t>(out.numLocalExperts) * out.maxTokens * out.numRanks * kHidden;
+  for (int round = 0; round < 6; ++round) {
+    const bool zeros = round % 2 == 1, hook = round % 3 == 2;
+    Bf16* dst = buffer.lowLatencyCombineBuffer(out.handle);
+    if (zeros) {
+      std::memset(static_cast<void*>(dst), 0, cells * sizeof(Bf16));
+    } else {
+      std::memcpy(static_cast<void*>(dst), out.recvX, cells * sizeof(Bf16));
+    }
+    ep::LowLatencyCombineInputs c;
+    c.topkIdx = in.topkIdx.data();
+    c.topkWeights = in.topkWeights.data();
+    c.handle = out.handle;
+    c.zeroCopy = true;
+    c.returnRecvHook = hook;
+    ep::LowLatencyCombineOutputs back;
+    buffer.lowLatencyCombine(c, back);
+    if (hook) back.hook();
+    if (!zeros) {
+      EXPECT_LT(weightedCombineDiff(in, back.combinedX), 5e-6) << "round " << round;
+      continue;
+    }
+    std::size_t nonZero = 0;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(in.numTokens) * kHidden; ++i) {
+      nonZero += toFloat(back.combinedX[i]) != 0.0f;
+    }
+    EXPECT_EQ(nonZero, 0u) << "round " << round;
+  }
+}
+
 TEST_P(LowLatency, TwoSlotsAndReceiveHooks) {
   Buffer buffer(comm(), llConfig());
   const int E = expertsFor(size());
