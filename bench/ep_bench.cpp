@@ -6,10 +6,10 @@
 //                         [--zero-copy] [--json FILE] [-n iters] [-w warmup]
 //
 // Times are the mean over -n iterations, the maximum over ranks; dispatch and combine each
-// start from a barrier. Low-latency: between them, untimed, the "experts" write their
-// outputs (the valid rows) where the combine reads them, for epcomm and the MPI path alike:
-// an array of their own, or with --zero-copy epcomm's Buffer::lowLatencyCombineBuffer. GB/s as
-// DeepEP reports it: received token bytes / time (dispatch: rows x (bf16: 2H, int8: H + 4 *
+// start from a barrier. Low-latency: between them, untimed, the "experts" read every received
+// row and write their outputs where the combine reads them, for epcomm and the MPI path
+// alike: an array of their own, or with --zero-copy epcomm's Buffer::lowLatencyCombineBuffer. GB/s
+// as DeepEP reports it: received token bytes / time (dispatch: rows x (bf16: 2H, int8: H + 4 *
 // scales); combine: rows x 2H), averaged over ranks. dispatch_bytes: what rank 0 sent to other
 // ranks (rows, scales, topk metadata). buffer_bytes: the ep::Buffer's footprint (mpi: its staging).
 // --check runs once more on DeepEP's oracle inputs and verifies every output on every rank
@@ -347,13 +347,23 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
       expertOut[first + i] = toBf16(0.5f + static_cast<float>(i % 7));
     }
   }
-  // The expert computation writes its outputs where the combine reads them: the Buffer's
-  // zero-copy combine buffer (--zero-copy) or an array of the caller's. Untimed.
-  auto writeExpertOutputs = [&](Bf16* to) {
+  // The experts (untimed): read every received row, as an expert GEMM would, and write the
+  // outputs where the combine reads them: the Buffer's zero-copy combine buffer
+  // (--zero-copy) or an array of the caller's. bf16: identity experts; int8: the rows are
+  // read (summed) and the fixed outputs above written.
+  volatile std::int64_t sink = 0;
+  auto runExperts = [&](const Bf16* inX, const std::int8_t* inInt8, Bf16* to) {
     for (int e = 0; e < local; ++e) {
       const std::size_t first = e * rowsPerExpert * o.hidden;
-      std::memcpy(to + first, expertOut.get() + first,
-                  static_cast<std::size_t>(out.recvCount[e]) * o.hidden * sizeof(Bf16));
+      const std::size_t n = static_cast<std::size_t>(out.recvCount[e]) * o.hidden;
+      if (inX) {
+        std::memcpy(to + first, inX + first, n * sizeof(Bf16));
+        continue;
+      }
+      std::int64_t sum = 0;
+      for (std::size_t i = 0; i < n; ++i) sum += inInt8[first + i];
+      sink = sink + sum;
+      std::memcpy(to + first, expertOut.get() + first, n * sizeof(Bf16));
     }
   };
   ep::LowLatencyCombineOutputs back;
@@ -361,8 +371,8 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
   const auto [td, tc] = timeIt(
       o, [&] { c.buffer.lowLatencyDispatch(d, out); },
       [&] {
-        writeExpertOutputs(o.zeroCopy ? c.buffer.lowLatencyCombineBuffer(out.handle)
-                                      : combineIn.get());
+        runExperts(out.recvX, out.recvXInt8,
+                   o.zeroCopy ? c.buffer.lowLatencyCombineBuffer(out.handle) : combineIn.get());
       },
       [&] {
         ep::LowLatencyCombineInputs ci{o.zeroCopy ? nullptr : combineIn.get(),
@@ -394,7 +404,10 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
     mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD, shape);
     const auto [md, mc] = timeIt(
         o, [&] { mpi->llDispatch(in.x.data(), in.topkIdx.data()); },
-        [&] { writeExpertOutputs(combineIn.get()); },
+        [&] {
+          runExperts(ep::isInt8(c.quant) ? nullptr : mpi->recvX.data(),
+                     ep::isInt8(c.quant) ? mpi->recvXInt8.data() : nullptr, combineIn.get());
+        },
         [&] { mpi->llCombine(combineIn.get(), in.topkWeights.data()); });
     mpi->llDispatch(in.x.data(), in.topkIdx.data());
     records.push_back({"mpi", "low_latency", tokens, md * 1e6, mc * 1e6,
