@@ -1,6 +1,8 @@
 // sumRows for each ISA. The vector loops keep the f32 sums of a block of channels in
 // registers across all rows (one pass over each row, one store per output), which is what
-// makes combine memory-bound rather than bound by accumulator loads and stores.
+// makes combine memory-bound rather than bound by accumulator loads and stores. Each row is
+// prefetched kPrefetchChannels ahead: the rows of one token sit on different pages (often
+// still in another core's cache), where the hardware prefetchers stop at every 4 KiB.
 #include "ep/row_kernels.h"
 
 #include <algorithm>
@@ -19,6 +21,10 @@
 
 namespace epcomm::ep {
 namespace {
+
+// 1 KiB of bf16 ahead (measured: LL combine at 16 tokens 15-20% faster than none, 512 B or
+// 2 KiB no better). A prefetch past a row's end never faults.
+constexpr int kPrefetchChannels = 512;
 
 // Channels [begin, end) one at a time: the reference every vector loop must equal.
 inline void sumScalar(const std::uint16_t* const* rows, const float* w, int n, int begin, int end,
@@ -52,6 +58,7 @@ __attribute__((target("avx512f,fma"))) void sumAvx512(const std::uint16_t* const
   int c = 0;
   for (; c + 32 <= hidden; c += 32) {
     __m512 w0 = _mm512_set1_ps(w[0]);
+    _mm_prefetch(reinterpret_cast<const char*>(rows[0] + c + kPrefetchChannels), _MM_HINT_T0);
     __m512 a0 = _mm512_mul_ps(
         w0, widen16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[0] + c))));
     __m512 a1 = _mm512_mul_ps(
@@ -59,6 +66,7 @@ __attribute__((target("avx512f,fma"))) void sumAvx512(const std::uint16_t* const
     for (int r = 1; r < n; ++r) {
       const __m512 wr = _mm512_set1_ps(w[r]);
       const auto* p = reinterpret_cast<const __m256i*>(rows[r] + c);
+      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + c + kPrefetchChannels), _MM_HINT_T0);
       a0 = _mm512_fmadd_ps(wr, widen16(_mm256_loadu_si256(p)), a0);
       a1 = _mm512_fmadd_ps(wr, widen16(_mm256_loadu_si256(p + 1)), a1);
     }
@@ -91,11 +99,18 @@ __attribute__((target("avx2,fma"))) void sumAvx2(const std::uint16_t* const* row
   for (; c + 16 <= hidden; c += 16) {
     const __m256 w0 = _mm256_set1_ps(w[0]);
     const auto* p0 = reinterpret_cast<const __m128i*>(rows[0] + c);
+    const bool lineStart = (c & 31) == 0;  // 16 channels = half a line
+    if (lineStart) {
+      _mm_prefetch(reinterpret_cast<const char*>(rows[0] + c + kPrefetchChannels), _MM_HINT_T0);
+    }
     __m256 a0 = _mm256_mul_ps(w0, widen8(_mm_loadu_si128(p0)));
     __m256 a1 = _mm256_mul_ps(w0, widen8(_mm_loadu_si128(p0 + 1)));
     for (int r = 1; r < n; ++r) {
       const __m256 wr = _mm256_set1_ps(w[r]);
       const auto* p = reinterpret_cast<const __m128i*>(rows[r] + c);
+      if (lineStart) {
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + c + kPrefetchChannels), _MM_HINT_T0);
+      }
       a0 = _mm256_fmadd_ps(wr, widen8(_mm_loadu_si128(p)), a0);
       a1 = _mm256_fmadd_ps(wr, widen8(_mm_loadu_si128(p + 1)), a1);
     }
