@@ -89,7 +89,7 @@ class Channel {
   // cache line and needs no separate step line. A step in line mode still posts its step
   // line, after its data lines (the call check rides on it, and a slow waiter sleeps on it).
   static constexpr std::size_t kLinePayload = kLine - sizeof(std::uint64_t);
-  static constexpr std::size_t kLineRegionBytes = 80 * kLine;  // 4480 payload bytes
+  static constexpr std::size_t kLineRegionBytes = 16 * kLine;  // 896 payload bytes
   static constexpr std::size_t linesFor(std::size_t bytes) {
     return (bytes + kLinePayload - 1) / kLinePayload;
   }
