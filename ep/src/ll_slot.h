@@ -70,9 +70,9 @@ struct LlSlot {
   // [numTokens, numTopk]: where the message went (collective: index in the destination's
   // block; window: row in the destination's [E_local, T*R] layout).
   std::vector<std::int32_t> msgPos;
-  // Window transport: counts [src][dst][E_local] of every rank (in its window; complete
-  // once the dispatch is received), and per received row the message id (t * K + k) at
-  // its source.
+  // Window transport: push dispatch's counts [src][dst][E_local] of every rank (in its
+  // window; complete once the dispatch is received), and per received row the message id
+  // (t * K + k) at its source (push and pull).
   const std::int32_t* counts = nullptr;
   std::vector<std::int32_t> rowMsg;
   // The pending combine.
