@@ -158,6 +158,7 @@ void Buffer::lowLatencyCombine(const LowLatencyCombineInputs& in, LowLatencyComb
   LowLatencyState* ll = s.lowLatency.get();
   const LowLatencyHandle& h = in.handle;
   LlSlot* slot = nullptr;
+  bool zeroCopy = in.zeroCopy;  // x in the zero-copy buffer, flagged or not
   if (!ll || h.slot < 0 || h.slot > 1 || ll->slot(h.slot).sequence != h.sequence) {
     agreement.fail(
         "handle is stale (its slot was reused by a later dispatch) or not from this "
@@ -169,7 +170,8 @@ void Buffer::lowLatencyCombine(const LowLatencyCombineInputs& in, LowLatencyComb
           "the dispatch's receive hook has not been called, or a combine of it is "
           "pending");
     }
-    if (!in.zeroCopy && !in.x && ll->shape().numLocal() > 0) agreement.fail("x is null");
+    zeroCopy = zeroCopy || (in.x && in.x == slot->combineBuffer);
+    if (!zeroCopy && !in.x && ll->shape().numLocal() > 0) agreement.fail("x is null");
     if (slot->numTokens > 0 && !in.topkWeights) agreement.fail("topkWeights is null");
     if (in.topkIdx && slot) {
       for (std::size_t m = 0; m < slot->msgDest.size() && agreement.ok(); ++m) {
@@ -181,9 +183,12 @@ void Buffer::lowLatencyCombine(const LowLatencyCombineInputs& in, LowLatencyComb
   }
   agreement.same("hidden", h.hidden);
   agreement.same("numExperts", h.numExperts);
+  // The window transport's sources read a zero-copy combine's rows in place: every rank
+  // must take the same path, or one waits for rows (or a read signal) never coming.
+  agreement.same("zeroCopy", zeroCopy ? 1 : 0);
   agreement.agree(comm);
 
-  const Bf16* x = in.zeroCopy ? slot->combineBuffer : in.x;
+  const Bf16* x = zeroCopy ? slot->combineBuffer : in.x;
   slot->combineSequence = ++s.combineSequence;
   out.bytesSent = ll->transport().combineSend(h.slot, *slot, x, !in.returnRecvHook);
   slot->pending = LlSlot::Pending::kCombine;

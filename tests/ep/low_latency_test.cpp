@@ -259,6 +259,33 @@ TEST_P(LowLatency, TooManyTokensIsAnErrorEverywhere) {
   EXPECT_EQ(llWrong(comm(), 27, out), 0);
 }
 
+// A zero-copy combine on some ranks only is refused on every rank (its sources would read
+// in place what the others never leave there); the dispatch's result stays combinable.
+TEST_P(LowLatency, ZeroCopyDifferingAcrossRanksIsAnErrorEverywhere) {
+  if (size() < 2) GTEST_SKIP() << "needs two ranks";
+  Buffer buffer(comm(), llConfig());
+  const EpInputs in =
+      makeInputs(28, rank(), llTokens(rank()), kHidden, kTopk, expertsFor(size()), Fill::kRandom);
+  ep::LowLatencyDispatchOutputs out;
+  buffer.lowLatencyDispatch(llInputs(in), out);
+  ep::LowLatencyCombineInputs c;
+  c.topkIdx = in.topkIdx.data();
+  c.topkWeights = in.topkWeights.data();
+  c.handle = out.handle;
+  c.zeroCopy = rank() == size() - 1;
+  c.x = c.zeroCopy ? nullptr : out.recvX;
+  ep::LowLatencyCombineOutputs back;
+  try {
+    buffer.lowLatencyCombine(c, back);
+    ADD_FAILURE() << "no error on rank " << rank();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("zeroCopy differs across ranks"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_LT(llCombineDiff(buffer, in, out, true, false), 5e-6);
+}
+
 // SGLang's --deepep-mode auto: prefill batches go normal, decode batches low-latency, on
 // one Buffer, alternately; each result is checked (no stale data between the modes).
 TEST_P(LowLatency, AutoModeAlternatesWithNormal) {
