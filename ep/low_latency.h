@@ -19,7 +19,8 @@
 // accumulated in f32. Zero-copy: where every peer's window is mapped (shm, mpi on one node)
 // the sources read the rows in place, so the buffer must not be written again until this
 // rank's combine completed (returned, or its hook ran); the combine then waits until no
-// peer still reads it.
+// peer still reads it. A combine is zero-copy on every rank or on none (an error otherwise;
+// x pointing into the zero-copy buffer counts as zero-copy).
 #pragma once
 
 #include <cstdint>
