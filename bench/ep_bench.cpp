@@ -255,6 +255,17 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
 
 // ---- low-latency mode ----
 
+// Copies the valid rows of an expert-major [local, T * R, hidden] array (out's recvCount).
+void copyValidRows(const ep::LowLatencyDispatchOutputs& out, int hidden, const Bf16* from,
+                   Bf16* to) {
+  const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * out.numRanks;
+  for (int e = 0; e < out.numLocalExperts; ++e) {
+    const std::size_t first = e * rowsPerExpert * hidden;
+    std::memcpy(to + first, from + first,
+                static_cast<std::size_t>(out.recvCount[e]) * hidden * sizeof(Bf16));
+  }
+}
+
 bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
   const Options& o = c.o;
   const EpData in = makeEpData(98, c.rank, tokens, o.hidden, o.topk, o.experts, true);
@@ -292,11 +303,7 @@ bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
   ep::LowLatencyCombineInputs ci{
       out.recvX, in.topkIdx.data(), in.topkWeights.data(), out.handle, false, nullptr, false};
   if (o.zeroCopy) {  // the identity experts write the zero-copy buffer
-    Bf16* to = c.buffer.lowLatencyCombineBuffer(out.handle);
-    for (int e = 0; e < local; ++e) {
-      const std::size_t first = e * rowsPerExpert * o.hidden;
-      std::memcpy(to + first, out.recvX + first, out.recvCount[e] * o.hidden * sizeof(Bf16));
-    }
+    copyValidRows(out, o.hidden, out.recvX, c.buffer.lowLatencyCombineBuffer(out.handle));
     ci.x = nullptr;
     ci.zeroCopy = true;
   }
@@ -353,18 +360,15 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
   // read (summed) and the fixed outputs above written.
   volatile std::int64_t sink = 0;
   auto runExperts = [&](const Bf16* inX, const std::int8_t* inInt8, Bf16* to) {
+    if (inX) return copyValidRows(out, o.hidden, inX, to);
     for (int e = 0; e < local; ++e) {
       const std::size_t first = e * rowsPerExpert * o.hidden;
       const std::size_t n = static_cast<std::size_t>(out.recvCount[e]) * o.hidden;
-      if (inX) {
-        std::memcpy(to + first, inX + first, n * sizeof(Bf16));
-        continue;
-      }
       std::int64_t sum = 0;
       for (std::size_t i = 0; i < n; ++i) sum += inInt8[first + i];
       sink = sink + sum;
-      std::memcpy(to + first, expertOut.get() + first, n * sizeof(Bf16));
     }
+    copyValidRows(out, o.hidden, expertOut.get(), to);
   };
   ep::LowLatencyCombineOutputs back;
   std::vector<Bf16> combined(static_cast<std::size_t>(tokens) * o.hidden);
