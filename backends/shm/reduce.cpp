@@ -51,19 +51,21 @@ void divide(T* p, std::size_t n, int divisor) {
   }
 }
 
-// Types the CPU computes in directly.
+// Types the CPU computes in directly. A block is accumulated apart and stored once, so dst
+// may be one of the sources.
 template <typename T, typename Op>
-void reduceNative(T* __restrict dst, const void* const* srcs, int n, std::size_t count, bool avg,
+void reduceNative(T* dst, const void* const* srcs, int n, std::size_t count, bool avg,
                   int divisor) {
+  alignas(64) T acc[kBlock];
   for (std::size_t b = 0; b < count; b += kBlock) {
     const std::size_t m = count - b < kBlock ? count - b : kBlock;
-    T* __restrict o = dst + b;
-    std::memcpy(o, static_cast<const T*>(srcs[0]) + b, m * sizeof(T));
+    std::memcpy(acc, static_cast<const T*>(srcs[0]) + b, m * sizeof(T));
     for (int j = 1; j < n; ++j) {
       const T* __restrict s = static_cast<const T*>(srcs[j]) + b;
-      for (std::size_t i = 0; i < m; ++i) o[i] = Op::apply(o[i], s[i]);
+      for (std::size_t i = 0; i < m; ++i) acc[i] = Op::apply(acc[i], s[i]);
     }
-    if (avg) divide(o, m, divisor);
+    if (avg) divide(acc, m, divisor);
+    std::memcpy(dst + b, acc, m * sizeof(T));
   }
 }
 
