@@ -51,10 +51,9 @@ void allReduceOneShot(const Step& s, const void* send, void* recv, std::size_t c
 // half one chunk. Step j (j = 0..n) carries, in every rank's slot, its inputs of chunk j for
 // the peers' shares (its own share is read straight from send) and its reduced share of
 // chunk j - 1. Between exchange j and exchange j + 1 a rank reduces its share of chunk j
-// (peers' inputs from their step-j slots, ranks in order) into its step-(j+1) slot, copies
-// the peers' results of chunk j - 1 out of their step-j slots and publishes its inputs of
-// chunk j + 1; after posting it copies its own result to recv while the peers catch up. One
-// synchronisation per chunk; copy-in, reduction and copy-out of consecutive chunks overlap.
+// (peers' inputs from their step-j slots, ranks in order) into recv and copies it into its
+// step-(j+1) slot, copies the peers' results of chunk j - 1 out of their step-j slots and
+// publishes its inputs of chunk j + 1. One synchronisation per chunk.
 void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t count,
                       DataType dtype, ReduceOp op) {
   const std::size_t es = dtypeSize(dtype);
@@ -62,7 +61,6 @@ void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t c
   const std::size_t chunk =
       pipelineChunk(half, kPipelineBytes * static_cast<std::size_t>(s.size), es, kLine);
   const std::size_t n = chunkCount(count, chunk);
-  const bool streaming = count * es >= kStreamingMinBytes;
   const auto* in = static_cast<const char*>(send);
   auto* out = static_cast<char*>(recv);
   // Publishes this rank's inputs of chunk k for every peer's share into `slot`.
@@ -81,7 +79,7 @@ void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t c
       const int r = (s.rank + i) % s.size;
       const Piece share = shareOf(p.len, r, s.size);
       const char* peer = previous ? s.channel.previousSlot(r) : s.channel.slot(r);
-      copyOut(out + (p.lo + share.lo) * es, peer + half + share.lo * es, share.len * es, streaming);
+      copyBytes(out + (p.lo + share.lo) * es, peer + half + share.lo * es, share.len * es);
     }
   };
   if (n == 0) return;
@@ -98,22 +96,16 @@ void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t c
     for (int r = 0; r < s.size; ++r) {
       srcs[r] = r == s.rank ? in + (p.lo + mine.lo) * es : s.channel.previousSlot(r) + mine.lo * es;
     }
-    if (!streaming) {
-      // Reduced into recv (private, this core's lines; in place exactly send's share, which
-      // reduce() allows), then copied into the slot: a vector store into slot lines the peers
-      // last read must fetch each line across cores first, a memcpy of whole lines need not
-      // (256 KiB, 2 ranks: 22 vs 46 us per call in the slow VM state).
-      reduce(own, srcs.data(), s.size, mine.len, dtype, op, s.size);
-      copyBytes(result, own, mine.len * es);
-    } else {
-      reduce(result, srcs.data(), s.size, mine.len, dtype, op, s.size);
-    }
+    // Reduced into recv (private, this core's lines; in place exactly send's share, which
+    // reduce() allows), then copied into the slot: a vector store into slot lines the peers
+    // last read must fetch each line across cores first, a memcpy of whole lines need not
+    // (2 ranks, slow VM state: 256 KiB 22 vs 46 us per call). The copy-out stays cached: at
+    // 8-64 MiB non-temporal stores measured 20-40% slower.
+    reduce(own, srcs.data(), s.size, mine.len, dtype, op, s.size);
+    copyBytes(result, own, mine.len * es);
     if (j > 0) gather(j - 1, true);
     if (j + 1 < n) publish(next, j + 1);
-    s.channel.post();
-    // Large messages: recv's share written only now, bypassing the caches.
-    if (streaming) copyOut(own, result, mine.len * es, streaming);
-    s.channel.wait(s.clock);
+    s.channel.exchange(s.clock);
   }
   gather(n - 1, false);
 }

@@ -40,7 +40,7 @@ inline std::size_t blockCapacity(std::size_t capacity, int size) {
 // what a rank wrote is still in its cache (L2) when its peers read it in the next step.
 inline constexpr std::size_t kPipelineBytes = 256 << 10;
 
-// Copy-outs to the caller's buffer at least this large bypass the caches (non-temporal
+// All-gather copy-outs to the caller's buffer at least this large bypass the caches (non-temporal
 // stores): the result would not fit in the cache anyway and its lines need not be read first.
 inline constexpr std::size_t kStreamingMinBytes = 8 << 20;
 
