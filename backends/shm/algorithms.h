@@ -40,9 +40,18 @@ struct Step {
   int size;
 };
 
-// Messages up to this many bytes use the one-shot all-reduce (every rank reduces the whole
-// message from every slot); larger ones reduce-scatter + all-gather (two-shot).
-inline constexpr std::size_t kOneShotMaxBytes = 256 << 10;
+// Messages up to oneShotMaxBytes() use the one-shot all-reduce (every rank reduces the whole
+// message from every slot); larger ones reduce-scatter + all-gather (two-shot), which reduces
+// a 1/P share and copies whole lines but takes two steps. 2 ranks on 2 cores, alternated:
+// two-shot equal at 8 KiB, faster above (16 KiB 3.0 vs 3.4 us, 64 KiB 6.7-7.1 vs 10-12.7,
+// 256 KiB 21-27 vs 30), slower at 4 KiB (2.1 vs 1.5). When ranks outnumber the cores a step
+// costs a context switch: 4 ranks on 2 cores, two-shot 42 vs 27 us at 16 KiB, 51 vs 43 at
+// 64 KiB; one-shot keeps going to 256 KiB there.
+inline constexpr std::size_t kOneShotMaxBytes = 4 << 10;
+inline constexpr std::size_t kOneShotMaxBytesOversubscribed = 256 << 10;
+inline std::size_t oneShotMaxBytes(bool oversubscribed) {
+  return oversubscribed ? kOneShotMaxBytesOversubscribed : kOneShotMaxBytes;
+}
 
 // Line mode (all_reduce_lines.cpp) stages every rank's message on the stack: this bounds
 // size * bytes. allReduceOneShot hands messages that fit to allReduceLines. Above 512 B the

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
+
+#include <sys/sysinfo.h>
 
 #include "backends/shm/algorithms.h"
 #include "comm/error.h"
@@ -41,17 +44,22 @@ Backend::Backend(const epcommBackendCreateArgs& args)
     }
   };
   segment_ = Segment::establish(gather, rank_, size_, 0, rank_, size_, bufferBytes_, op);
+  const auto cpus = static_cast<std::int32_t>(get_nprocs());
+  std::vector<std::int32_t> allCpus(static_cast<std::size_t>(size_));
+  gather(&cpus, allCpus.data(), sizeof cpus);
+  oversubscribed_ = size_ > *std::min_element(allCpus.begin(), allCpus.end());
   log_ = args.log;
   setUp();
 }
 
 Backend::Backend(std::unique_ptr<Segment> segment, int rank, int size, std::int64_t timeoutMs,
-                 std::size_t bufferBytes)
+                 std::size_t bufferBytes, bool oversubscribed)
     : segment_(std::move(segment)),
       rank_(rank),
       size_(size),
       timeoutMs_(timeoutMs),
-      bufferBytes_(bufferBytes) {
+      bufferBytes_(bufferBytes),
+      oversubscribed_(oversubscribed) {
   setUp();
 }
 
@@ -98,8 +106,8 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   std::unique_ptr<Segment> child =
       Segment::establish(gather, rank_, size_, leader, childRank, childSize, bufferBytes_, op);
   if (!child) return nullptr;
-  auto backend = std::unique_ptr<Backend>(
-      new Backend(std::move(child), childRank, childSize, timeoutMs_, bufferBytes_));
+  auto backend = std::unique_ptr<Backend>(new Backend(std::move(child), childRank, childSize,
+                                                      timeoutMs_, bufferBytes_, oversubscribed_));
   backend->log_ = log_;
   return backend;
 }
@@ -165,7 +173,7 @@ void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, i
       }
       notePath("shm: allReduce: buffers not registered on every rank: copy path");
     }
-    if (bytes <= kOneShotMaxBytes || size_ == 1) {
+    if (bytes <= oneShotMaxBytes(oversubscribed_) || size_ == 1) {
       allReduceOneShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
     } else {
       allReduceTwoShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));

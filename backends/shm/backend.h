@@ -69,7 +69,7 @@ class Backend final : public epcomm::Backend {
   void collective(const char* op, int kind, Algorithm&& algorithm);
   void checkStep(int kind, const OpClock& clock);
   Backend(std::unique_ptr<Segment> segment, int rank, int size, std::int64_t timeoutMs,
-          std::size_t bufferBytes);
+          std::size_t bufferBytes, bool oversubscribed);
   void setUp();
   Channel& channel(int kind) { return *channels_[static_cast<std::size_t>(kind)]; }
   // Whether a collective moving `bytes` (as registered_algorithms.h counts them) takes the
@@ -88,6 +88,9 @@ class Backend final : public epcomm::Backend {
   int size_ = 1;
   std::int64_t timeoutMs_ = 0;
   std::size_t bufferBytes_ = 0;
+  // More ranks than the fewest online CPUs any rank saw at init (agreed, so every rank picks
+  // the same algorithms): steps are expensive, algorithms with fewer steps win longer.
+  bool oversubscribed_ = false;
   void (*log_)(int level, const char* message) = nullptr;
   std::vector<const char*> notedPaths_;  // notes already logged (string literals)
   std::unique_ptr<Waiter> waiter_;
