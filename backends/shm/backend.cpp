@@ -161,14 +161,14 @@ void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, i
     if (registeredCandidate(bytes)) {
       const RegisteredPeers& peers = registered_.peers;
       registry_.agree(s, send, bytes, true, recv, bytes, registered_.peers);
-      if (peers.allSend && bytes <= kRegisteredOneShotMaxBytes) {
-        notePath("shm: allReduce on registered buffers: zero-copy one-shot");
-        return allReduceRegisteredOneShot(s, registered_, recv, count, dt(dtype),
-                                          static_cast<ReduceOp>(op));
-      }
       if (peers.allSend && peers.allRecv) {
         notePath("shm: allReduce on registered buffers: zero-copy two-shot");
         return allReduceRegisteredTwoShot(s, registered_, count, dt(dtype),
+                                          static_cast<ReduceOp>(op));
+      }
+      if (peers.allSend && bytes <= kRegisteredOneShotMaxBytes) {
+        notePath("shm: allReduce on registered buffers: zero-copy one-shot");
+        return allReduceRegisteredOneShot(s, registered_, recv, count, dt(dtype),
                                           static_cast<ReduceOp>(op));
       }
       notePath("shm: allReduce: buffers not registered on every rank: copy path");

@@ -245,7 +245,7 @@ TEST_F(ShmRegistered, ZeroCopyPathsTakenAndMixedFallsBack) {
   StderrCapture capture;
   auto c = comm().split(0, rank());  // a fresh backend: every note is logged once more
   makePools(*c, 1 << 22);
-  const std::size_t small = 40000, large = 1 << 19;  // f32: 160 KB one-shot, 2 MiB two-shot
+  const std::size_t small = 40000, large = 1 << 19;  // f32: 160 KB, 2 MiB
   auto reduceCall = [&](std::size_t n) {
     Call call;
     call.sendBytes = call.recvBytes = n * 4;
@@ -259,10 +259,13 @@ TEST_F(ShmRegistered, ZeroCopyPathsTakenAndMixedFallsBack) {
     return call;
   };
   std::size_t touched = 0;
-  runPlaced(*c, Mode::kRegistered, false, reduceCall(small), touched);
+  // Sends registered, recvs not: one-shot (small only); both registered: two-shot.
+  runPlaced(*c, Mode::kSendsOnly, false, reduceCall(small), touched);
   EXPECT_TRUE(capture.contains("allReduce on registered buffers: zero-copy one-shot"));
-  runPlaced(*c, Mode::kRegistered, true, reduceCall(large), touched);
+  EXPECT_FALSE(capture.contains("allReduce on registered buffers: zero-copy two-shot"));
+  runPlaced(*c, Mode::kRegistered, true, reduceCall(small), touched);
   EXPECT_TRUE(capture.contains("allReduce on registered buffers: zero-copy two-shot"));
+  runPlaced(*c, Mode::kRegistered, false, reduceCall(large), touched);
   EXPECT_FALSE(capture.contains("allReduce: buffers not registered"));
   runPlaced(*c, Mode::kMixed, false, reduceCall(large), touched);
   EXPECT_TRUE(capture.contains("allReduce: buffers not registered on every rank: copy path"));
