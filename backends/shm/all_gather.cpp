@@ -2,11 +2,10 @@
 // every rank copies every peer's piece into place. Blocks of different length simply run
 // out of pieces earlier; every rank takes chunkCount(longest block) steps. All-gather
 // pipelines in pieces small enough to be read from the writer's cache, copies its own piece
-// while the peers catch up, and streams large copy-outs past the caches.
+// while the peers catch up.
 #include <algorithm>
 
 #include "backends/shm/algorithms.h"
-#include "backends/shm/kernels.h"
 #include "backends/shm/plan.h"
 
 namespace epcomm::shm {
@@ -16,17 +15,16 @@ void allGather(const Step& s, const void* send, void* recv, std::size_t sendByte
   const auto* in = static_cast<const char*>(send);
   auto* out = static_cast<char*>(recv);
   const bool inPlace = in == out + s.rank * sendBytes;
-  const bool streaming = sendBytes * static_cast<std::size_t>(s.size) >= kStreamingMinBytes;
   for (std::size_t k = 0, n = chunkCount(sendBytes, chunk); k < n; ++k) {
     const Piece p = pieceOf(sendBytes, chunk, k);
     copyBytes(s.channel.begin(), in + p.lo, p.len);
     s.channel.post();
     // The own piece while the peers catch up.
-    if (!inPlace) copyOut(out + s.rank * sendBytes + p.lo, in + p.lo, p.len, streaming);
+    if (!inPlace) copyBytes(out + s.rank * sendBytes + p.lo, in + p.lo, p.len);
     s.channel.wait(s.clock);
     for (int i = 1; i < s.size; ++i) {
       const int r = (s.rank + i) % s.size;
-      copyOut(out + r * sendBytes + p.lo, s.channel.slot(r), p.len, streaming);
+      copyBytes(out + r * sendBytes + p.lo, s.channel.slot(r), p.len);
     }
   }
 }

@@ -84,9 +84,6 @@ inline void storeF16(std::uint16_t* p, Vf v) {
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
 }
-inline void streamLine(char* d, const char* s) {
-  _mm512_stream_si512(reinterpret_cast<__m512i*>(d), _mm512_loadu_si512(s));
-}
 
 #include "backends/shm/kernels_body.inc"
 
@@ -164,12 +161,6 @@ inline void storeF16(std::uint16_t* p, Vf v) {
   }
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h);
 }
-inline void streamLine(char* d, const char* s) {
-  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s));
-  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 32));
-  _mm256_stream_si256(reinterpret_cast<__m256i*>(d), a);
-  _mm256_stream_si256(reinterpret_cast<__m256i*>(d + 32), b);
-}
 
 #include "backends/shm/kernels_body.inc"
 
@@ -229,17 +220,6 @@ bool reduceVector(void* dst, const void* const* srcs, int n, std::size_t count, 
   }
 #endif
   return false;
-}
-
-void copyStreaming(void* dst, const void* src, std::size_t n) {
-#ifdef EPCOMM_SHM_X86
-  switch (kernelIsa()) {
-    case Isa::kAvx512: return avx512::copyStreaming(dst, src, n);
-    case Isa::kAvx2: return avx2::copyStreaming(dst, src, n);
-    case Isa::kPortable: break;
-  }
-#endif
-  if (n) std::memcpy(dst, src, n);
 }
 
 }  // namespace epcomm::shm

@@ -24,17 +24,4 @@ const char* isaName(Isa isa);
 bool reduceVector(void* dst, const void* const* srcs, int n, std::size_t count, DataType dtype,
                   ReduceOp op, int divisor);
 
-// memcpy whose stores bypass the caches (non-temporal) where the CPU has them and n is large
-// enough to pay; for copy-outs that nothing reads soon. Ends with a store fence.
-void copyStreaming(void* dst, const void* src, std::size_t n);
-
-// A copy to the caller's buffer: streaming (above) when `streaming`, else memcpy.
-inline void copyOut(void* dst, const void* src, std::size_t n, bool streaming) {
-  if (streaming) {
-    copyStreaming(dst, src, n);
-  } else if (n) {
-    __builtin_memcpy(dst, src, n);
-  }
-}
-
 }  // namespace epcomm::shm

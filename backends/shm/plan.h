@@ -40,10 +40,6 @@ inline std::size_t blockCapacity(std::size_t capacity, int size) {
 // what a rank wrote is still in its cache (L2) when its peers read it in the next step.
 inline constexpr std::size_t kPipelineBytes = 256 << 10;
 
-// All-gather copy-outs to the caller's buffer at least this large bypass the caches (non-temporal
-// stores): the result would not fit in the cache anyway and its lines need not be read first.
-inline constexpr std::size_t kStreamingMinBytes = 8 << 20;
-
 // Elements per pipeline piece: at most `bytes` (and at most `limit`), a multiple of `align`
 // elements (a cache line's worth, so shares stay line aligned), at least one.
 inline std::size_t pipelineChunk(std::size_t bytes, std::size_t limit, std::size_t elemBytes,
