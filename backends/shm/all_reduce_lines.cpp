@@ -29,7 +29,7 @@ void allReduceLines(const Step& s, const void* send, void* recv, std::size_t cou
     s.channel.readLines(r, stage + r * bytes, bytes, s.clock);
     srcs[r] = stage + r * bytes;
   }
-  s.channel.finishLines();
+  s.channel.finishLines(s.clock);
   reduce(recv, srcs.data(), s.size, count, dtype, op, s.size);
   s.channel.prepareNextLines(bytes);
 }

@@ -6,10 +6,33 @@
 #include "comm/error.h"
 
 namespace epcomm::shm {
+namespace {
+
+// LineRecord::packed: every shape is in it.
+constexpr std::uint64_t kLineRecordExact = 4;
+
+}  // namespace
 
 Channel::Channel(Segment& segment, const Waiter& waiter, Stream& stream, int kind, int rank,
                  int size)
     : segment_(segment), waiter_(waiter), stream_(stream), kind_(kind), rank_(rank), size_(size) {}
+
+Channel::LineRecord Channel::armedRecord() const {
+  constexpr int kShapeBits = 20;
+  const ArmedCheck& check = stream_.check;
+  LineRecord r{};
+  if (!check.armed) return r;
+  r.opId = check.opId;
+  r.packed = kCheckPresent | (check.valid ? kCheckValid : 0);
+  std::uint64_t shapes = 0;
+  for (int i = 0; i < check.numShapes; ++i) {
+    const std::int64_t v = check.shape[i];
+    if (v < 0 || v >= (std::int64_t{1} << kShapeBits)) return r;  // not exact
+    shapes |= static_cast<std::uint64_t>(v) << (3 + kShapeBits * i);
+  }
+  r.packed |= kLineRecordExact | shapes;
+  return r;
+}
 
 void Channel::post() {
   const std::uint64_t step = stream_.step;
@@ -58,11 +81,15 @@ void Channel::finishCheck() {
 
 void Channel::postLines(const void* data, std::size_t bytes) {
   const std::uint64_t step = stream_.step;
+  // Record and data, contiguous, cut into line payloads below.
+  alignas(8) unsigned char stage[kLineRegionBytes / kLine * kLinePayload];
+  const std::size_t total = sizeof(LineRecord) + bytes;
+  const LineRecord record = armedRecord();
+  std::memcpy(stage, &record, sizeof record);
+  if (bytes) std::memcpy(stage + sizeof record, data, bytes);
   char* slot = segment_.at(slotOff(rank_)) + capacity();
-  const auto* in = static_cast<const unsigned char*>(data);
-  for (std::size_t off = 0; off < bytes; off += kLinePayload, slot += kLine) {
-    const std::size_t n = bytes - off < kLinePayload ? bytes - off : kLinePayload;
-    std::memcpy(slot, in + off, n);
+  for (std::size_t off = 0; off < total; off += kLinePayload, slot += kLine) {
+    std::memcpy(slot, stage + off, total - off < kLinePayload ? total - off : kLinePayload);
     // Released after the line's data.
     __atomic_store_n(reinterpret_cast<std::uint64_t*>(slot + kLinePayload), step, __ATOMIC_RELEASE);
   }
@@ -74,23 +101,38 @@ void Channel::postLines(const void* data, std::size_t bytes) {
 bool Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& clock) {
   const std::uint64_t step = stream_.step;
   const char* slot = segment_.at(slotOff(peer)) + capacity();
+  const std::size_t total = sizeof(LineRecord) + bytes;
   const std::size_t lines = linesFor(bytes);
   // Ask for every line at once so their transfers overlap.
   for (std::size_t i = 0; i < lines; ++i) __builtin_prefetch(slot + i * kLine, 0, 3);
   if (stream_.check.armed) {
-    // The peer's step line (its call check) is posted after its data lines: poll it with
-    // the first data line so both transfers overlap, then compare its record while it is
-    // here. A peer that disagrees may never write its lines: stop, finishLines() throws.
+    // Usually the peer's first line comes soon with a record equal to this rank's (valid,
+    // exact) one: the check passed for this peer. Otherwise (late, absent, invalid, not
+    // exact or different)
+    // wait for its step line and compare the record there, as wait() does; a peer that
+    // disagrees may never write its lines: stop, finishLines() throws.
+    const LineRecord mine = armedRecord();
     const auto* flag0 = reinterpret_cast<const std::uint64_t*>(slot + kLinePayload);
-    StepLine& l = line(peer);
+    bool matched = false;
     for (int spin = 0; spin < 256; ++spin) {
-      const std::uint64_t f = __atomic_load_n(flag0, __ATOMIC_ACQUIRE);
-      if (l.seq.load(std::memory_order_acquire) >= step && f >= step) break;
+      if (__atomic_load_n(flag0, __ATOMIC_ACQUIRE) >= step) {
+        LineRecord theirs;
+        std::memcpy(&theirs, slot, sizeof theirs);
+        constexpr std::uint64_t kMatchable = kCheckPresent | kCheckValid | kLineRecordExact;
+        matched = (mine.packed & kMatchable) == kMatchable &&
+                  std::memcmp(&theirs, &mine, sizeof mine) == 0;
+        break;
+      }
       cpuRelax();
     }
-    waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
-    notePeerRecord(l);
-    if (peerDisagrees(peer)) return false;
+    if (matched) {
+      ++stream_.check.matchedPeers;
+    } else {
+      StepLine& l = line(peer);
+      waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
+      notePeerRecord(l);
+      if (peerDisagrees(peer)) return false;
+    }
   }
   auto* out = static_cast<unsigned char*>(dst);
   for (std::size_t i = 0; i < lines; ++i) {
@@ -99,8 +141,11 @@ bool Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& c
     if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) < step && !waitFlag(peer, flag, clock)) {
       return false;
     }
-    const std::size_t off = i * kLinePayload;
-    std::memcpy(out + off, line, bytes - off < kLinePayload ? bytes - off : kLinePayload);
+    // This line's payload is [lo, hi) of record + data; the data part goes to dst.
+    const std::size_t lo = i * kLinePayload;
+    const std::size_t hi = total - lo < kLinePayload ? total : lo + kLinePayload;
+    const std::size_t from = lo > sizeof(LineRecord) ? lo : sizeof(LineRecord);
+    if (hi > from) std::memcpy(out + (from - sizeof(LineRecord)), line + (from - lo), hi - from);
   }
   return true;
 }
@@ -135,7 +180,18 @@ bool Channel::waitFlag(int peer, const std::uint64_t* flag, const OpClock& clock
   return true;
 }
 
-void Channel::finishLines() {
+void Channel::finishLines(const OpClock& clock) {
+  const ArmedCheck& c = stream_.check;
+  if (c.armed && c.matchedPeers != size_ - 1) {
+    // verify() reads every rank's step line; those matched from their lines may not be
+    // posted yet (every rank posts it, whatever it called).
+    const std::uint64_t step = stream_.step;
+    for (int i = 1; i < size_; ++i) {
+      const int peer = (rank_ + i) % size_;
+      StepLine& l = line(peer);
+      waiter_.waitAtLeast(l.seq, l.sleepers, step, peer, clock);
+    }
+  }
   finishCheck();
 }
 

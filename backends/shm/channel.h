@@ -86,23 +86,35 @@ class Channel {
 
   // Line mode, for small messages: each 64-byte line of a slot carries kLinePayload bytes
   // and, in its last 8, the step that wrote it, so a reader learns data and arrival from one
-  // cache line and needs no separate step line. A step in line mode still posts its step
-  // line, after its data lines (the call check rides on it, and a slow waiter sleeps on it).
+  // cache line and needs no separate step line. The payload starts with the step's call
+  // check in 16 bytes (LineRecord), so a reader whose record is bitwise equal need not wait
+  // for the step line either (8-40 bytes of data then take one line in all). A step in line
+  // mode still posts its step line, after its data lines: it carries the full record, which
+  // decides whenever the short ones differ or one is not exact (a shape >= 2^20), and a
+  // slow waiter sleeps on it.
+  struct LineRecord {
+    std::int64_t opId;
+    // Bit 0 kCheckPresent, 1 kCheckValid, 2 exact (every shape in [0, 2^20), packed in
+    // bits 3-22, 23-42, 43-62); 0 when no check is armed.
+    std::uint64_t packed;
+  };
   static constexpr std::size_t kLinePayload = kLine - sizeof(std::uint64_t);
   static constexpr std::size_t kLineRegionBytes = 16 * kLine;  // 896 payload bytes
+  // Lines a line-mode step with `bytes` of data takes (its record included).
   static constexpr std::size_t linesFor(std::size_t bytes) {
-    return (bytes + kLinePayload - 1) / kLinePayload;
+    return (sizeof(LineRecord) + bytes + kLinePayload - 1) / kLinePayload;
   }
-  // Writes `bytes` (at most kLineRegionBytes / kLine lines) of data into this rank's slot
-  // lines, then posts the current step (all-reduce kind only).
+  // Writes the record and `bytes` of data (at most kLineRegionBytes / kLine lines in all)
+  // into this rank's slot lines, then posts the current step (all-reduce kind only).
   void postLines(const void* data, std::size_t bytes);
   // Copies peer's `bytes` out of its slot lines of the current step, each as it arrives.
   // Returns false, having stopped, when the peer posted a call check that disagrees with
   // this rank's armed one (its data lines may never come); finishLines() then throws. The
   // peer posts its step line either way (after its data lines, if any).
   bool readLines(int peer, void* dst, std::size_t bytes, const OpClock& clock);
-  // After every readLines() of the step: the armed call check, as wait() does.
-  void finishLines();
+  // After every readLines() of the step: the armed call check, as wait() does (having
+  // waited, when a record differed, for the step lines it has not read yet).
+  void finishLines(const OpClock& clock);
   // prepareNext() for a line-mode step of `bytes` next.
   void prepareNextLines(std::size_t bytes) {
     const int next = parity() ^ 1;
@@ -137,6 +149,8 @@ class Channel {
   bool peerDisagrees(int peer) const;
   // Counts peer's posted record (its step line of this step) when it equals the armed one.
   void notePeerRecord(const StepLine& l);
+  // The armed check as this rank posts it (flags 0 when none is armed).
+  LineRecord armedRecord() const;
   // Disarms the check; verify() unless every peer's record was noted equal.
   void finishCheck();
   // Compares the records every rank posted with the current step; throws on a problem.
