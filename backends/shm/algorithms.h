@@ -54,13 +54,14 @@ inline std::size_t oneShotMaxBytes(bool oversubscribed) {
 }
 
 // Line mode (all_reduce_lines.cpp) stages every rank's message on the stack: this bounds
-// size * bytes. allReduceOneShot hands messages that fit to allReduceLines. Above 512 B the
-// one-shot copy path is faster (2 ranks, same runs alternated: 1 KiB 0.73-0.77 vs 0.79-0.86
-// us, 2 KiB 0.97 vs 1.26-1.33, 4 KiB 1.49-1.57 vs 1.97-2.10; 512 B 0.48-0.50 in lines vs
-// 0.57-0.59): a line carries 56 bytes and its own flag, each copied and checked apart,
-// while the copy path reduces straight out of the peers' slots after one flag.
+// size * bytes. allReduceOneShot hands messages that fit to allReduceLines. Above 1 KiB the
+// one-shot copy path is faster (2 ranks, slow VM state, alternated: 2 KiB 0.96-1.05 vs
+// 1.21-1.46 us in lines, 4 KiB 1.44-1.57 vs 1.99-2.50; 1 KiB 0.58-0.73 in lines vs
+// 0.72-0.89, 640 B 0.47-0.57 vs 0.61-0.67): a line carries 56 bytes and its own flag, each
+// copied and checked apart, while the copy path reduces straight out of the peers' slots
+// after its step line (one transfer after another).
 inline constexpr std::size_t kLinesStageBytes = 16 << 10;
-inline constexpr std::size_t kLinesMaxBytes = 512;
+inline constexpr std::size_t kLinesMaxBytes = 1024;
 static_assert(Channel::linesFor(kLinesMaxBytes) * kLine <= Channel::kLineRegionBytes);
 inline bool fitsLines(std::size_t bytes, int size) {
   return size > 1 && bytes <= kLinesMaxBytes &&

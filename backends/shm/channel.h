@@ -99,7 +99,7 @@ class Channel {
     std::uint64_t packed;
   };
   static constexpr std::size_t kLinePayload = kLine - sizeof(std::uint64_t);
-  static constexpr std::size_t kLineRegionBytes = 16 * kLine;  // 896 payload bytes
+  static constexpr std::size_t kLineRegionBytes = 20 * kLine;  // 1120 payload bytes
   // Lines a line-mode step with `bytes` of data takes (its record included).
   static constexpr std::size_t linesFor(std::size_t bytes) {
     return (sizeof(LineRecord) + bytes + kLinePayload - 1) / kLinePayload;

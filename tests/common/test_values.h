@@ -94,10 +94,11 @@ inline double tag(int rank, std::size_t i, DataType d) {
                            : static_cast<double>(rank * 1000 + k);
 }
 
-// Element counts of the size classes: 0, 1, odd, not a multiple of the vector width, and
+// Element counts of the size classes: 0, 1, odd, small but many cache lines (255: 255 B to
+// 2 KiB, the shm backend's line mode and one-shot), not a multiple of the vector width, and
 // large (bigger than a 1 MiB EPCOMM_BUFFSIZE for 4-byte types).
 inline const std::vector<std::size_t>& sizeClasses() {
-  static const std::vector<std::size_t> kSizes = {0, 1, 7, 1027, 262147};
+  static const std::vector<std::size_t> kSizes = {0, 1, 7, 255, 1027, 262147};
   return kSizes;
 }
 
