@@ -108,9 +108,8 @@ bool Channel::readLines(int peer, void* dst, std::size_t bytes, const OpClock& c
   if (stream_.check.armed) {
     // Usually the peer's first line comes soon with a record equal to this rank's (valid,
     // exact) one: the check passed for this peer. Otherwise (late, absent, invalid, not
-    // exact or different)
-    // wait for its step line and compare the record there, as wait() does; a peer that
-    // disagrees may never write its lines: stop, finishLines() throws.
+    // exact or different) wait for its step line and compare the record there, as wait()
+    // does; a peer that disagrees may never write its lines: stop, finishLines() throws.
     const LineRecord mine = armedRecord();
     const auto* flag0 = reinterpret_cast<const std::uint64_t*>(slot + kLinePayload);
     bool matched = false;
