@@ -174,8 +174,8 @@ typedef struct {
   int64_t hidden;
   epcommEpHandle_t handle;  /* the dispatch being reversed */
   const float* topkWeights; /* [numRecvTokens, numTopk]; optional (as DeepEP) */
-  int64_t numTopk;
-  int weighted; /* 1: scale each row by the sum of its topkWeights row (needs them) */
+  int64_t numTopk; /* > 0: weights given (topkWeights may be NULL only with no rows received) */
+  int weighted;    /* 1: scale each row by the sum of its topkWeights row (needs them) */
   int reserved;
 } epcommEpCombineInputs_t;
 

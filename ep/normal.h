@@ -82,7 +82,9 @@ struct CombineInputs {
   const Bf16* x = nullptr;  // [handle->numRecvTokens, hidden], dispatch order
   int hidden = 0;
   const DispatchHandle* handle = nullptr;  // from the dispatch being reversed
-  const float* topkWeights = nullptr;      // [numRecvTokens, numTopk]; optional (as DeepEP)
+  // [numRecvTokens, numTopk]; optional (as DeepEP). numTopk > 0 means weights are given; the
+  // pointer may then be null only where numRecvTokens is 0 (an empty recvTopkWeights).
+  const float* topkWeights = nullptr;
   int numTopk = 0;
   bool weighted = false;  // scale each row by the sum of its topkWeights row (needs them)
 };
@@ -90,7 +92,7 @@ struct CombineInputs {
 struct CombineOutputs {
   int numTokens = 0;
   HostArray<Bf16> combinedX;             // [numTokens, hidden]
-  HostArray<float> combinedTopkWeights;  // [numTokens, numTopk] when topkWeights were given
+  HostArray<float> combinedTopkWeights;  // [numTokens, numTopk] when weights were given
   std::size_t bytesSent = 0;
 };
 

@@ -69,6 +69,16 @@ epcommBf16_t* cBf16(epcomm::Bf16* p) {
   return reinterpret_cast<epcommBf16_t*>(p);
 }
 
+// A produced output array, as C sees it: never NULL, also with no elements (NULL in an
+// output struct means "not produced", e.g. recvXInt8 without int8), so a caller can pass an
+// empty array straight back (DeepEP: topk_weights=recv_topk_weights on a rank that received
+// nothing).
+template <typename T>
+T* produced(T* data) {
+  alignas(64) static T empty[1]{};
+  return data ? data : empty;
+}
+
 // C-level problems of this rank; the first one is reported.
 class Problems {
  public:
@@ -304,9 +314,9 @@ epcommResult_t epcommEpGetDispatchLayout(epcommEpBuffer_t buffer, const epcommEp
   out->numTokens = l.numTokens;
   out->numRanks = l.numRanks;
   out->numExperts = l.numExperts;
-  out->numTokensPerRank = l.numTokensPerRank.data();
-  out->numTokensPerExpert = l.numTokensPerExpert.data();
-  out->isTokenInRank = l.isTokenInRank.data();
+  out->numTokensPerRank = produced(l.numTokensPerRank.data());
+  out->numTokensPerExpert = produced(l.numTokensPerExpert.data());
+  out->isTokenInRank = produced(l.isTokenInRank.data());
   return epcommSuccess;
 }
 
@@ -357,15 +367,15 @@ epcommResult_t epcommEpDispatch(epcommEpBuffer_t buffer, const epcommEpDispatchI
   out->numLocalExperts = static_cast<std::int64_t>(d.numRecvTokensPerExpert.size());
   out->bytesSent = static_cast<std::int64_t>(d.bytesSent);
   out->quant = fromQuant(d.quant);
-  out->recvX = !int8 || di.dequantize ? cBf16(d.recvX.data()) : nullptr;
-  out->recvXInt8 = int8 ? d.recvXInt8.data() : nullptr;
-  out->recvScales = int8 ? d.recvScales.data() : nullptr;
-  out->recvTopkIdx = d.recvTopkIdx.data();
-  out->recvTopkWeights = d.recvTopkWeights.data();
+  out->recvX = !int8 || di.dequantize ? cBf16(produced(d.recvX.data())) : nullptr;
+  out->recvXInt8 = int8 ? produced(d.recvXInt8.data()) : nullptr;
+  out->recvScales = int8 ? produced(d.recvScales.data()) : nullptr;
+  out->recvTopkIdx = produced(d.recvTopkIdx.data());
+  out->recvTopkWeights = produced(d.recvTopkWeights.data());
   static_assert(sizeof(int) == sizeof(std::int32_t));
   out->numRecvTokensPerExpert =
-      reinterpret_cast<const std::int32_t*>(d.numRecvTokensPerExpert.data());
-  out->recvSrcIdx = d.handle.recvSrcIdx.data();
+      reinterpret_cast<const std::int32_t*>(produced(d.numRecvTokensPerExpert.data()));
+  out->recvSrcIdx = produced(d.handle.recvSrcIdx.data());
   out->rankPrefix = d.handle.rankPrefix.data();
   h->combine.numTokens = 0;
   h->combine.combinedX.clear();
@@ -401,10 +411,10 @@ epcommResult_t epcommEpCombine(epcommEpBuffer_t buffer, const epcommEpCombineInp
   if (rc != epcommSuccess || problems.any()) return problems.finish(buffer->comm, "epCombine", rc);
   out->numTokens = co.numTokens;
   out->hidden = ci.handle->hidden;
-  out->numTopk = ci.topkWeights ? ci.numTopk : 0;
+  out->numTopk = ci.topkWeights || ci.numTopk > 0 ? ci.numTopk : 0;
   out->bytesSent = static_cast<std::int64_t>(co.bytesSent);
-  out->combinedX = cBf16(co.combinedX.data());
-  out->combinedTopkWeights = ci.topkWeights ? co.combinedTopkWeights.data() : nullptr;
+  out->combinedX = cBf16(produced(co.combinedX.data()));
+  out->combinedTopkWeights = out->numTopk > 0 ? produced(co.combinedTopkWeights.data()) : nullptr;
   return epcommSuccess;
 }
 

@@ -35,8 +35,10 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
   const int R = comm.size(), me = comm.rank();
   Agreement agreement(kOp);
   const DispatchHandle* hp = in.handle;
-  const bool hasWeights = in.topkWeights != nullptr;
-  const int numTopk = hasWeights ? in.numTopk : 0;
+  // numTopk > 0 says topk weights are given (DeepEP: topk_weights=recv_topk_weights); the
+  // pointer may be null where this rank received no rows (an empty array's data()).
+  const bool hasWeights = in.topkWeights != nullptr || in.numTopk > 0;
+  const int numTopk = hasWeights ? std::max(in.numTopk, 0) : 0;
   int hidden = in.hidden;
   if (!hp || !hp->valid() || hp->numRanks != R || hp->rank != me) {
     agreement.fail("handle is missing or does not come from a dispatch on this communicator");
@@ -47,6 +49,11 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
                      std::to_string(hp->hidden));
     }
     if (hp->numRecvTokens > 0 && !in.x) agreement.fail("x is null");
+    if (hp->numRecvTokens > 0 && numTopk > 0 && !in.topkWeights) {
+      agreement.fail("topkWeights is null with numTopk " + std::to_string(numTopk) + " and " +
+                     std::to_string(hp->numRecvTokens) +
+                     " rows received (pass numTopk 0 for no weights)");
+    }
   }
   if (hasWeights && in.numTopk <= 0) agreement.fail("topkWeights given with numTopk <= 0");
   if (in.weighted && !hasWeights) {

@@ -4,14 +4,20 @@
 // sequence of collectives early.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "tests/common/fork_launcher.h"
 #include "tests/ep/ep_test_util.h"
 
 namespace epcomm::test {
 Communicator* gComm = nullptr;
+Routing gRouting = Routing::kSpread;
 }  // namespace epcomm::test
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--skewed") epcomm::test::gRouting = epcomm::test::Routing::kSkewed;
+  }
   return epcomm::test::runSuiteOnRanks("ep_test", &epcomm::test::gComm, true);
 }

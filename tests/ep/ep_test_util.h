@@ -15,6 +15,21 @@ namespace epcomm::test {
 
 extern Communicator* gComm;
 
+// The routing shape of a run (ep_test --skewed): kSpread sends every rank's tokens
+// everywhere; kSkewed gives rank 0 no tokens (it sends nothing) and routes no token to the
+// last rank's experts (it receives nothing), so every oracle also covers empty arrays.
+enum class Routing { kSpread, kSkewed };
+extern Routing gRouting;
+
+// True where rank `rank` of `ranks` sends nothing in this run.
+inline bool sendsNothing(int rank, int ranks) {
+  return gRouting == Routing::kSkewed && ranks > 1 && rank == 0;
+}
+// The experts tokens may be routed to in this run: [0, routableExperts).
+inline int routableExperts(int numExperts, int ranks) {
+  return gRouting == Routing::kSkewed && ranks > 1 ? numExperts - numExperts / ranks : numExperts;
+}
+
 struct EpInputs {
   int numTokens = 0;
   int hidden = 0;
@@ -42,8 +57,12 @@ enum class Fill {
 };
 
 // Distinct experts per token, ~10% of slots -1, token 0 (and every 17th) routed nowhere.
+// Under Routing::kSkewed rank 0 gets no tokens and the last rank's experts none.
 inline EpInputs makeInputs(int seed, int rank, int numTokens, int hidden, int numTopk,
                            int numExperts, Fill fill) {
+  const int ranks = gComm ? gComm->size() : 1;
+  if (sendsNothing(rank, ranks)) numTokens = 0;
+  const int routable = routableExperts(numExperts, ranks);
   EpInputs in;
   in.numTokens = numTokens;
   in.hidden = hidden;
@@ -68,7 +87,7 @@ inline EpInputs makeInputs(int seed, int rank, int numTokens, int hidden, int nu
     for (int e = 0; e < numExperts; ++e) experts[e] = e;
     const bool nowhere = t % 17 == 0;
     for (int k = 0; k < numTopk; ++k) {
-      std::uniform_int_distribution<int> pick(k, numExperts - 1);
+      std::uniform_int_distribution<int> pick(k, routable - 1);
       std::swap(experts[k], experts[pick(rng)]);
       const bool drop = nowhere || unit(rng) < 0.1f;
       in.topkIdx[static_cast<std::size_t>(t) * numTopk + k] = drop ? -1 : experts[k];

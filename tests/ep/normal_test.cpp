@@ -318,5 +318,62 @@ TEST_F(Normal, EmptyRanksAndBuffersStayUsable) {
   }
 }
 
+// DeepEP passes recv_topk_weights back to combine whatever it holds: a rank that received
+// nothing passes an empty array (null data()) with numTopk K. Every token to expert 0 only
+// (the other ranks receive nothing), then every token to no expert (nobody receives):
+// combine works weighted and unweighted, and combinedTopkWeights is [numTokens, K] (zeros
+// where no expert was valid).
+TEST_F(Normal, CombineAfterEmptyReceive) {
+  Buffer buffer(comm(), config());
+  const int E = expertsFor(size());
+  const int n = 6 + rank();
+  int allTokens = 0;
+  for (int r = 0; r < size(); ++r) allTokens += 6 + r;
+  EpInputs in;
+  in.numTokens = n;
+  in.hidden = kHidden;
+  in.numTopk = kTopk;
+  in.numExperts = E;
+  for (int t = 0; t < n; ++t) {
+    for (int ch = 0; ch < kHidden; ++ch) {
+      in.x.push_back(toBf16(static_cast<float>((t * 7 + ch + rank()) % 13) * 0.125f - 0.5f));
+    }
+  }
+  for (const bool nowhere : {false, true}) {
+    in.topkIdx.assign(static_cast<std::size_t>(n) * kTopk, -1);
+    in.topkWeights.assign(in.topkIdx.size(), 0.25f);
+    for (int t = 0; t < n && !nowhere; ++t) in.topkIdx[t * kTopk] = 0;
+    ep::DispatchOutputs out;
+    buffer.dispatch(inputsOf(in), out);
+    EXPECT_EQ(out.numRecvTokens, !nowhere && rank() == 0 ? allTokens : 0);
+    EXPECT_EQ(out.numTopk, kTopk);
+    for (const bool weighted : {false, true}) {
+      ep::CombineInputs c;
+      c.x = out.recvX.data();
+      c.handle = &out.handle;
+      c.topkWeights = out.recvTopkWeights.data();  // null where nothing was received
+      c.numTopk = out.numTopk;
+      c.weighted = weighted;
+      ep::CombineOutputs back;
+      buffer.combine(c, back);
+      ASSERT_EQ(back.numTokens, n);
+      ASSERT_EQ(back.combinedTopkWeights.size(), static_cast<std::size_t>(n) * kTopk);
+      long long wrong = 0;
+      for (int t = 0; t < n; ++t) {
+        for (int k = 0; k < kTopk; ++k) {
+          const float want = !nowhere && k == 0 ? 0.25f : 0.f;
+          wrong += back.combinedTopkWeights[t * kTopk + k] != want;
+        }
+        for (int ch = 0; ch < kHidden; ++ch) {
+          const float x = toFloat(in.x[t * kHidden + ch]);  // x * 0.25 is exact in bf16
+          const float want = nowhere ? 0.f : weighted ? x * 0.25f : x;
+          wrong += toFloat(back.combinedX[t * kHidden + ch]) != want;
+        }
+      }
+      EXPECT_EQ(wrong, 0) << "nowhere " << nowhere << " weighted " << weighted;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace epcomm::test
