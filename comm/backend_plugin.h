@@ -17,8 +17,8 @@
 #include <string>
 #include <utility>
 
-#include "comm/backend.h"
-#include "comm/error.h"
+#include "backend.h"
+#include "error.h"
 
 namespace epcomm {
 

@@ -14,12 +14,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "comm/config.h"
-#include "comm/error.h"
-#include "comm/export.h"
-#include "comm/types.h"
-#include "comm/unique_id.h"
-#include "comm/window.h"
+#include "config.h"
+#include "error.h"
+#include "export.h"
+#include "types.h"
+#include "unique_id.h"
+#include "window.h"
 
 namespace epcomm {
 

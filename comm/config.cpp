@@ -169,7 +169,7 @@ std::optional<std::int64_t> parseInteger(std::string_view text) {
   return out;
 }
 
-std::span<const KnobInfo> knobRegistry() {
+const std::vector<KnobInfo>& knobRegistry() {
   return registry();
 }
 

@@ -7,12 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "comm/export.h"
+#include "export.h"
 
 namespace epcomm {
 
@@ -33,7 +32,7 @@ struct KnobInfo {
 EPCOMM_API std::optional<std::int64_t> parseInteger(std::string_view text);
 
 // The registry: every knob the library reads.
-EPCOMM_API std::span<const KnobInfo> knobRegistry();
+EPCOMM_API const std::vector<KnobInfo>& knobRegistry();
 
 // A knob's effective value and where it came from: "default", the knob's own name, or the
 // alias that supplied it.

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "comm/export.h"
+#include "export.h"
 
 namespace epcomm {
 

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string_view>
 
-#include "comm/export.h"
+#include "export.h"
 
 namespace epcomm {
 

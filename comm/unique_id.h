@@ -6,7 +6,7 @@
 #include <array>
 #include <cstddef>
 
-#include "comm/export.h"
+#include "export.h"
 
 namespace epcomm {
 

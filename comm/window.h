@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include "comm/export.h"
+#include "export.h"
 
 namespace epcomm {
 

@@ -17,12 +17,12 @@
 #include <cstdint>
 #include <memory>
 
-#include "comm/communicator.h"
-#include "comm/export.h"
-#include "ep/layout.h"
-#include "ep/low_latency.h"
-#include "ep/normal.h"
-#include "ep/quant.h"
+#include "../comm/communicator.h"
+#include "../comm/export.h"
+#include "layout.h"
+#include "low_latency.h"
+#include "normal.h"
+#include "quant.h"
 
 namespace epcomm::ep {
 

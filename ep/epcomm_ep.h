@@ -38,7 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "comm/epcomm.h"
+#include "../comm/epcomm.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
-#include "comm/export.h"
-#include "ep/host_array.h"
+#include "../comm/export.h"
+#include "host_array.h"
 
 namespace epcomm::ep {
 

@@ -26,8 +26,8 @@
 #include <cstdint>
 #include <functional>
 
-#include "comm/half.h"
-#include "ep/quant.h"
+#include "../comm/half.h"
+#include "quant.h"
 
 namespace epcomm::ep {
 

@@ -22,10 +22,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "comm/half.h"
-#include "ep/host_array.h"
-#include "ep/layout.h"
-#include "ep/quant.h"
+#include "../comm/half.h"
+#include "host_array.h"
+#include "layout.h"
+#include "quant.h"
 
 namespace epcomm::ep {
 

@@ -16,8 +16,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "comm/export.h"
-#include "comm/half.h"
+#include "../comm/export.h"
+#include "../comm/half.h"
 
 namespace epcomm::ep {
 

@@ -3,8 +3,8 @@
 // what the CPU has (AVX-512, AVX2 + FMA, or portable loops), never by -march.
 #pragma once
 
-#include "comm/export.h"
-#include "comm/half.h"
+#include "../comm/export.h"
+#include "../comm/half.h"
 
 namespace epcomm::ep {
 

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "comm/epcomm.h"
+#include <epcomm/comm/epcomm.h>
 
 #define EXAMPLE_CHECK(call)                                                    \
   do {                                                                         \

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ep/epcomm_ep.h"
+#include <epcomm/ep/epcomm_ep.h>
 
 #define EXAMPLE_CHECK(call)                                                    \
   do {                                                                         \

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "comm/epcomm.h"
+#include <epcomm/comm/epcomm.h>
 
 #define EXAMPLE_CHECK(call)                                                    \
   do {                                                                         \

@@ -2,8 +2,8 @@
 
 #include <cstring>
 
-#include "comm/error.h"
-#include "comm/types.h"
+#include <epcomm/comm/error.h>
+#include <epcomm/comm/types.h>
 
 namespace example::loopback {
 namespace {

@@ -3,7 +3,7 @@
 // one method per collective, errors thrown as epcomm::Error.
 #pragma once
 
-#include "comm/backend_plugin.h"
+#include <epcomm/comm/backend_plugin.h>
 
 namespace example::loopback {
 

@@ -33,11 +33,26 @@ cc -std=c11 -Wall -Wextra -pedantic -Werror -o "$work/ep_c_consumer" \
 pkg-config --libs epcomm-ep | grep -q -- -lepcomm_ep
 "${mpirun_cmd[@]}" "$work/ep_c_consumer"
 
-# C++ with find_package(epcomm).
-cmake -S "$source/tests/install/cmake_consumer" -B "$work/cmake_consumer" \
-  -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
-cmake --build "$work/cmake_consumer" >/dev/null
-"${mpirun_cmd[@]}" "$work/cmake_consumer/cmake_consumer"
+# One include root: no installed header is reached except through <prefix>/include/epcomm.
+if pkg-config --cflags epcomm epcomm-ep | grep -q -- "include/epcomm"; then
+  echo "install test: pkg-config adds <prefix>/include/epcomm to the include path" >&2
+  exit 1
+fi
+
+# C++ with find_package(epcomm), at C++17 and C++20, with the consumer's own comm/config.h.
+for std in 17 20; do
+  cmake -S "$source/tests/install/cmake_consumer" -B "$work/cmake_consumer$std" \
+    -DCMAKE_PREFIX_PATH="$prefix" -DCONSUMER_CXX_STANDARD=$std >/dev/null
+  cmake --build "$work/cmake_consumer$std" >/dev/null
+  "${mpirun_cmd[@]}" "$work/cmake_consumer$std/cmake_consumer"
+done
+ln -s "$work/cmake_consumer17" "$work/cmake_consumer"
+# C++17 with pkg-config, the consumer's own comm/config.h first on the path.
+# shellcheck disable=SC2046
+c++ -std=c++17 -Wall -Wextra -Werror -I"$source/tests/install/cmake_consumer/own" \
+  -o "$work/pc_consumer" "$source/tests/install/cmake_consumer/main.cpp" \
+  $(pkg-config --cflags --libs epcomm-ep)
+"${mpirun_cmd[@]}" "$work/pc_consumer"
 
 # The example backend built out of tree, as a third party would, then loaded by name.
 cmake -S "$source/examples/loopback_backend" -B "$work/loopback" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
