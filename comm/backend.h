@@ -81,7 +81,7 @@ typedef struct epcommBackendCreateArgs {
   int rank;
   int size;
   const epcommBackendBootstrap* bootstrap; /* valid only during create */
-  int64_t timeoutMs;                       /* EPCOMM_TIMEOUT_MS: deadline of any wait */
+  int64_t timeoutMs;                       /* EPCOMM_TIMEOUT_MS: deadline of any wait; 0: none */
   size_t bufferBytes;                      /* EPCOMM_BUFFSIZE in bytes */
   /* Logging sink: level 0 trace ... 4 error. May be called from any thread. */
   void (*log)(int level, const char* message);

@@ -32,7 +32,8 @@ const std::vector<KnobInfo>& registry() {
       {"EPCOMM_TIMEOUT_MS",
        {{"HCCL_EXEC_TIMEOUT", 1000}},
        "300000",
-       "deadline of any wait inside an operation, ms (HCCL_EXEC_TIMEOUT is in s); the mpi "
+       "deadline of any wait inside an operation, ms (HCCL_EXEC_TIMEOUT is in s); 0: no "
+       "deadline (as HCCL_EXEC_TIMEOUT=0); the mpi "
        "backend reports a blocking call past it and aborts the MPI job (a window wait fails "
        "with Timeout instead)"},
       {"EPCOMM_CONNECT_TIMEOUT",
@@ -75,20 +76,22 @@ const std::vector<KnobInfo>& registry() {
        "address space, touched as used)"},
       {"EPCOMM_EP_ROUNDS",
        {{"DEEPEP_NORMAL_LONG_SEQ_ROUND", 1}},
-       "1",
-       "normal-mode dispatch in this many rounds (long sequences)"},
+       "0",
+       "at most this many normal-mode rounds (DeepEP-Ascend's long-sequence rounds): a batch "
+       "beyond rounds x EPCOMM_EP_ROUND_TOKENS gets larger rounds; 0: no limit"},
       {"EPCOMM_EP_ROUND_TOKENS",
        {{"DEEPEP_NORMAL_LONG_SEQ_PER_ROUND_TOKENS", 1}},
        "0",
-       "at most this many source tokens per normal-mode round; 0: no limit"},
+       "source tokens per normal-mode round (long sequences); a batch that fits one round "
+       "runs in one; 0: one round"},
       {"EPCOMM_EP_COMBINE_ROUNDS",
        {{"DEEPEP_NORMAL_COMBINE_ENABLE_LONG_SEQ", 1}},
        "0",
-       "1: normal-mode combine in the dispatch's rounds too"},
+       "1 (or true): normal-mode combine in the dispatch's rounds too"},
       {"EPCOMM_EP_INT8",
        {{"DEEP_NORMAL_MODE_USE_INT8_QUANT", 1}},
        "0",
-       "1: normal-mode dispatch sends int8 + f32 scales by default"},
+       "1 (or true): normal-mode dispatch sends int8 + f32 scales by default"},
       {"EPCOMM_EP_QUANT_GROUP",
        {},
        "128",
@@ -145,14 +148,10 @@ std::int64_t parseInt(std::string_view name, std::string_view value, std::int64_
   return *out;
 }
 
-// 1/true or 0/false (any case), as engines export them (SGLang: "true").
 bool parseBool(std::string_view name, std::string_view value) {
-  std::string lower(value);
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (lower == "1" || lower == "true") return true;
-  if (lower == "0" || lower == "false") return false;
-  badValue(name, value, "expected 1 or 0 (true or false)");
+  const std::optional<bool> b = parseBoolean(value);
+  if (!b) badValue(name, value, "expected 1, 0, true or false (any case)");
+  return *b;
 }
 
 constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
@@ -161,6 +160,15 @@ constexpr std::int64_t kMaxTimeoutMs = std::int64_t{1} << 40;  // ~35 years
 constexpr std::int64_t kMaxBufferMiB = std::int64_t{1} << 20;  // 1 TiB
 
 }  // namespace
+
+std::optional<bool> parseBoolean(std::string_view text) {
+  std::string lower(text);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower == "1" || lower == "true") return true;
+  if (lower == "0" || lower == "false") return false;
+  return std::nullopt;
+}
 
 std::optional<std::int64_t> parseInteger(std::string_view text) {
   std::int64_t out = 0;
@@ -219,15 +227,14 @@ Config Config::resolve(bool readEnvironment) {
       }
       config.logLevel = v.value;
     } else if (n == "EPCOMM_TIMEOUT_MS") {
-      config.timeoutMs = parseInt(v.source, v.value, 1, kMaxTimeoutMs);
+      config.timeoutMs = parseInt(v.source, v.value, 0, kMaxTimeoutMs);
     } else if (n == "EPCOMM_CONNECT_TIMEOUT") {
       config.connectTimeoutS = parseInt(v.source, v.value, 1, kMaxTimeoutMs / 1000);
     } else if (n == "EPCOMM_BUFFSIZE") {
       config.bufferBytes = static_cast<std::size_t>(parseInt(v.source, v.value, 1, kMaxBufferMiB))
                            << 20;
     } else if (n == "EPCOMM_CHECK_ARGS") {
-      if (v.value != "0" && v.value != "1") badValue(v.source, v.value, "expected 0 or 1");
-      config.checkArgs = v.value == "1";
+      config.checkArgs = parseBool(v.source, v.value);
     } else if (n == "EPCOMM_MPI_WINDOW") {
       if (v.value != "auto" && v.value != "shared" && v.value != "messages") {
         badValue(v.source, v.value, "expected auto, shared or messages");

@@ -30,6 +30,8 @@ struct KnobInfo {
 
 // A whole decimal integer, or nothing (empty, trailing characters, out of range).
 EPCOMM_API std::optional<std::int64_t> parseInteger(std::string_view text);
+// A boolean as engines write it: 1/true or 0/false, any case; else nothing.
+EPCOMM_API std::optional<bool> parseBoolean(std::string_view text);
 
 // The registry: every knob the library reads.
 EPCOMM_API const std::vector<KnobInfo>& knobRegistry();
@@ -52,7 +54,7 @@ class EPCOMM_API Config {
   std::string backend = "auto";      // EPCOMM_BACKEND
   std::string pluginPath;            // EPCOMM_PLUGIN_PATH, ':'-separated
   std::string logLevel = "warn";     // EPCOMM_LOG_LEVEL
-  std::int64_t timeoutMs = 0;        // EPCOMM_TIMEOUT_MS
+  std::int64_t timeoutMs = 0;        // EPCOMM_TIMEOUT_MS; 0: no deadline
   std::int64_t connectTimeoutS = 0;  // EPCOMM_CONNECT_TIMEOUT
   std::size_t bufferBytes = 0;       // EPCOMM_BUFFSIZE (MiB in the environment)
   bool checkArgs = true;             // EPCOMM_CHECK_ARGS

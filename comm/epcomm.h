@@ -70,7 +70,7 @@ typedef struct {
   unsigned int magic;
   unsigned int version;
   const char* backend; /* EPCOMM_BACKEND; NULL: environment */
-  long long timeoutMs; /* EPCOMM_TIMEOUT_MS; <= 0: environment */
+  long long timeoutMs; /* EPCOMM_TIMEOUT_MS; 0: no deadline; < 0: environment */
   long long bufferMiB; /* EPCOMM_BUFFSIZE; <= 0: environment */
   int checkArgs;       /* EPCOMM_CHECK_ARGS 0/1; < 0: environment */
 } epcommConfig_t;

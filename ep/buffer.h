@@ -47,8 +47,8 @@ enum class Transport : int { kAuto = 0, kWindow = 1, kCollective = 2 };
 
 struct EPCOMM_API BufferConfig {
   std::size_t normalBytes = std::size_t{1024} << 20;  // EPCOMM_EP_BUFFSIZE (MiB)
-  int rounds = 1;                // EPCOMM_EP_ROUNDS: split normal dispatch in this many
-  int roundTokens = 0;           // EPCOMM_EP_ROUND_TOKENS: at most this many tokens a round
+  int rounds = 0;                // EPCOMM_EP_ROUNDS: at most this many rounds (0: no limit)
+  int roundTokens = 0;           // EPCOMM_EP_ROUND_TOKENS: tokens per round (0: one round)
   bool combineRounds = false;    // EPCOMM_EP_COMBINE_ROUNDS: combine in the same rounds
   bool int8 = false;             // EPCOMM_EP_INT8: int8 dispatch in normal mode by default
   int quantGroup = kQuantGroup;  // EPCOMM_EP_QUANT_GROUP: 128, or 0 for one scale per token

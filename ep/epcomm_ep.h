@@ -78,8 +78,8 @@ typedef struct {
   unsigned int magic;
   unsigned int version;
   int64_t normalBufferMiB; /* EPCOMM_EP_BUFFSIZE: normal-mode staging, MiB (>= 1) */
-  int64_t rounds;          /* EPCOMM_EP_ROUNDS: split a normal dispatch in this many (>= 1) */
-  int64_t roundTokens;     /* EPCOMM_EP_ROUND_TOKENS: at most this many tokens a round; 0: any */
+  int64_t rounds;          /* EPCOMM_EP_ROUNDS: at most this many normal rounds; 0: no limit */
+  int64_t roundTokens;     /* EPCOMM_EP_ROUND_TOKENS: tokens per round; 0: one round */
   int64_t llMaxTokens;     /* EPCOMM_EP_LL_MAX_TOKENS: low-latency capacity T (>= 1) */
   int combineRounds;       /* EPCOMM_EP_COMBINE_ROUNDS: combine in the same rounds (0/1) */
   int int8;                /* EPCOMM_EP_INT8: int8 normal dispatch by default (0/1) */

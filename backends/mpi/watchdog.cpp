@@ -63,7 +63,7 @@ std::int64_t steadyNowNs() {
 }
 
 CallClock::CallClock(int rank, std::int64_t timeoutMs, void (*log)(int, const char*))
-    : rank_(rank), timeoutNs_(std::max<std::int64_t>(timeoutMs, 1) * 1000000), log_(log) {
+    : rank_(rank), timeoutNs_(std::max<std::int64_t>(timeoutMs, 0) * 1000000), log_(log) {
   Watchdog::instance().watch(this);
 }
 
@@ -73,7 +73,9 @@ CallClock::~CallClock() {
 
 CallClock::Scope::Scope(CallClock& clock, const char* op) : clock_(clock) {
   clock_.op_.store(op, std::memory_order_relaxed);
-  clock_.deadlineNs_.store(steadyNowNs() + clock_.timeoutNs_, std::memory_order_release);
+  // EPCOMM_TIMEOUT_MS=0: no deadline (0 is "not in a call" to check()).
+  clock_.deadlineNs_.store(clock_.timeoutNs_ > 0 ? steadyNowNs() + clock_.timeoutNs_ : 0,
+                           std::memory_order_release);
 }
 
 CallClock::Scope::~Scope() {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <string_view>
 #include <thread>
 
@@ -86,7 +87,8 @@ WindowTransport chooseWindowTransport(const WindowContext& ctx) {
 Poller::Poller(const WindowContext& ctx, const char* op)
     : ctx_(ctx),
       op_(op),
-      deadlineNs_(steadyNowNs() + std::max<std::int64_t>(ctx.timeoutMs, 1) * 1000000) {}
+      deadlineNs_(ctx.timeoutMs > 0 ? steadyNowNs() + ctx.timeoutMs * 1000000
+                                    : std::numeric_limits<std::int64_t>::max()) {}
 
 bool Poller::backOff() {
   if (ctx_.aborted->load(std::memory_order_relaxed)) {

@@ -101,7 +101,7 @@ epcomm::Config makeConfig(const epcommConfig_t* c, const char* op) {
                             "most 2^40");
   }
   if (c->backend && *c->backend) config.backend = c->backend;
-  if (c->timeoutMs > 0) config.timeoutMs = c->timeoutMs;
+  if (c->timeoutMs >= 0) config.timeoutMs = c->timeoutMs;
   if (c->bufferMiB > 0) config.bufferBytes = static_cast<size_t>(c->bufferMiB) << 20;
   if (c->checkArgs >= 0) config.checkArgs = c->checkArgs != 0;
   return config;

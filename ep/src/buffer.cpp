@@ -32,6 +32,19 @@ std::int64_t integerKnob(const Config& config, std::string_view name, std::int64
   return *n;
 }
 
+// The knob's value as a boolean (1/0/true/false, any case); `fallback` when unset.
+bool booleanKnob(const Config& config, std::string_view name, bool fallback) {
+  const KnobValue* v = findKnob(config, name);
+  if (!v || v->value.empty()) return fallback;
+  const std::optional<bool> b = parseBoolean(v->value);
+  if (!b) {
+    throw Error(ErrorCode::kInvalidArgument, "epcomm config: " + v->source + "=\"" + v->value +
+                                                 "\" is invalid: expected 1, 0, true or false "
+                                                 "(any case)");
+  }
+  return *b;
+}
+
 Transport transportKnob(const Config& config) {
   const KnobValue* v = findKnob(config, "EPCOMM_EP_TRANSPORT");
   if (!v || v->value.empty() || v->value == "auto") return Transport::kAuto;
@@ -52,10 +65,10 @@ BufferConfig BufferConfig::fromConfig(const Config& config) {
   BufferConfig c;
   c.normalBytes =
       static_cast<std::size_t>(integerKnob(config, "EPCOMM_EP_BUFFSIZE", 1, 1 << 20, 1024)) << 20;
-  c.rounds = static_cast<int>(integerKnob(config, "EPCOMM_EP_ROUNDS", 1, 1 << 20, 1));
+  c.rounds = static_cast<int>(integerKnob(config, "EPCOMM_EP_ROUNDS", 0, 1 << 20, 0));
   c.roundTokens = static_cast<int>(integerKnob(config, "EPCOMM_EP_ROUND_TOKENS", 0, 1 << 30, 0));
-  c.combineRounds = integerKnob(config, "EPCOMM_EP_COMBINE_ROUNDS", 0, 1, 0) == 1;
-  c.int8 = integerKnob(config, "EPCOMM_EP_INT8", 0, 1, 0) == 1;
+  c.combineRounds = booleanKnob(config, "EPCOMM_EP_COMBINE_ROUNDS", false);
+  c.int8 = booleanKnob(config, "EPCOMM_EP_INT8", false);
   c.quantGroup = static_cast<int>(integerKnob(config, "EPCOMM_EP_QUANT_GROUP", 0, 128, 128));
   if (c.quantGroup != 0 && c.quantGroup != kQuantGroup) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -74,7 +87,7 @@ BufferState::~BufferState() = default;
 
 Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
   Agreement agreement("ep::Buffer");
-  if (config.rounds < 1) agreement.fail("BufferConfig::rounds must be >= 1");
+  if (config.rounds < 0) agreement.fail("BufferConfig::rounds must be >= 0 (0: no limit)");
   if (config.roundTokens < 0) agreement.fail("BufferConfig::roundTokens must be >= 0");
   if (config.llMaxTokens < 1) agreement.fail("BufferConfig::llMaxTokens must be >= 1");
   if (config.quantGroup != 0 && config.quantGroup != kQuantGroup) {

@@ -51,10 +51,15 @@ NormalPlan NormalPlan::fresh(const LayoutOutputs& layout, int maxTokens, int hid
   p.numRanks = layout.numRanks;
   p.rank = rank;
   p.setSizes(hidden, numTopk, quant, group);
-  int rt = config.roundTokens > 0 ? config.roundTokens : std::max(maxTokens, 1);
-  if (config.rounds > 1) rt = std::min(rt, (maxTokens + config.rounds - 1) / config.rounds);
-  p.roundTokens = std::max(rt, 1);
-  p.numRounds = std::max(1, (maxTokens + p.roundTokens - 1) / p.roundTokens);
+  // DeepEP-Ascend's long-sequence rounds: rounds of roundTokens tokens, at most `rounds` of
+  // them (a batch beyond rounds x roundTokens gets larger rounds); a batch that fits one
+  // round runs in one. roundTokens 0: no split.
+  const int tokens = std::max(maxTokens, 1);
+  int rt = config.roundTokens > 0 ? std::min(config.roundTokens, tokens) : tokens;
+  const int maxRounds = config.rounds > 0 ? config.rounds : tokens;  // 0: no limit
+  if ((tokens + rt - 1) / rt > maxRounds) rt = (tokens + maxRounds - 1) / maxRounds;
+  p.roundTokens = rt;
+  p.numRounds = (tokens + rt - 1) / rt;
   const int R = p.numRanks;
   p.sendCounts.assign(static_cast<std::size_t>(p.numRounds) * R, 0);
   for (int t = 0; t < layout.numTokens; ++t) {

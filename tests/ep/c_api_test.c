@@ -547,7 +547,7 @@ int main(int argc, char** argv) {
   CHECK_OK(epcommEpBufferCreate(comm, &config, &buffer));
   epcommEpConfig_t got = EPCOMM_EP_CONFIG_INITIALIZER;
   CHECK_OK(epcommEpBufferGetConfig(buffer, &got));
-  CHECK(got.llMaxTokens == kCapacity && got.normalBufferMiB == 32 && got.rounds >= 1);
+  CHECK(got.llMaxTokens == kCapacity && got.normalBufferMiB == 32 && got.rounds >= 0);
   CHECK(got.quantGroup == 128 || got.quantGroup == 0);
 
   testLayout(buffer, experts);

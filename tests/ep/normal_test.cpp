@@ -230,9 +230,14 @@ TEST_F(Normal, CachedDispatchReusesTheLayout) {
   EXPECT_EQ(wrong, 0);
 }
 
+// DeepEP-Ascend's rounds: rounds of roundTokens tokens, at most `rounds` of them (0: no
+// limit); a batch that fits one round runs in one (the GLM-5 guide's 72 / 1024).
 TEST_F(Normal, RoundsGiveTheSameResult) {
-  for (const auto& [rounds, roundTokens, combineRounds] :
-       {std::tuple{1, 7, true}, std::tuple{3, 0, false}, std::tuple{4, 16, true}}) {
+  const int maxTokens = tokensFor(size() - 1, 60);  // the largest rank's batch
+  for (const auto& [rounds, roundTokens, combineRounds, wantRounds] :
+       {std::tuple{0, 7, true, (maxTokens + 6) / 7}, std::tuple{3, 16, false, 3},
+        std::tuple{8, 16, true, (maxTokens + 15) / 16}, std::tuple{72, 1024, true, 1},
+        std::tuple{5, 0, false, 1}}) {
     BufferConfig c = config();
     c.rounds = rounds;
     c.roundTokens = roundTokens;
@@ -242,7 +247,7 @@ TEST_F(Normal, RoundsGiveTheSameResult) {
                                    expertsFor(size()), Fill::kRankRows);
     ep::DispatchOutputs out;
     buffer.dispatch(inputsOf(in), out);
-    EXPECT_GT(out.handle.numRounds, 1);
+    EXPECT_EQ(out.handle.numRounds, wantRounds) << rounds << " x " << roundTokens;
     checkDispatch(comm(), 2, 60, out, 1);
     checkCombine(buffer, comm(), 7, 45, false);
   }

@@ -11,6 +11,7 @@
 
 #include "comm/config.h"
 #include "comm/error.h"
+#include "tests/common/env_guard.h"
 #include "topology/binding_plan.h"
 #include "topology/interface_selection.h"
 #include "topology/net_interface.h"
@@ -158,19 +159,7 @@ TEST(InterfaceSelection, ErrorsNameTheSettingAndListInterfaces) {
   EXPECT_NE(what.find("not a numeric"), std::string::npos) << what;
 }
 
-class EnvGuard {
- public:
-  ~EnvGuard() {
-    for (const std::string& n : names_) unsetenv(n.c_str());
-  }
-  void set(const std::string& name, const std::string& value) {
-    names_.push_back(name);
-    setenv(name.c_str(), value.c_str(), 1);
-  }
-
- private:
-  std::vector<std::string> names_;
-};
+using test::EnvGuard;
 
 std::string sourceOf(const Config& c, const std::string& knob) {
   for (const KnobValue& v : c.values) {

@@ -7,6 +7,7 @@
 
 #include "comm/config.h"
 #include "comm/error.h"
+#include "tests/common/env_guard.h"
 
 #ifndef EPCOMM_SOURCE_DIR
 #error "EPCOMM_SOURCE_DIR must point at the source tree"
@@ -15,20 +16,7 @@
 namespace epcomm {
 namespace {
 
-// Sets environment variables for one test and restores them after.
-class EnvGuard {
- public:
-  ~EnvGuard() {
-    for (const std::string& n : names_) unsetenv(n.c_str());
-  }
-  void set(const std::string& name, const std::string& value) {
-    names_.push_back(name);
-    setenv(name.c_str(), value.c_str(), 1);
-  }
-
- private:
-  std::vector<std::string> names_;
-};
+using test::EnvGuard;
 
 const KnobValue& find(const Config& c, const std::string& name) {
   for (const KnobValue& v : c.values) {
@@ -69,6 +57,33 @@ TEST(Config, OwnNamesWinOverAliases) {
   EXPECT_EQ(c.bufferBytes, 8u << 20);
   EXPECT_EQ(c.timeoutMs, 1500);
   EXPECT_EQ(find(c, "EPCOMM_BUFFSIZE").source, "EPCOMM_BUFFSIZE");
+}
+
+// 0 = no deadline, as HCCL_EXEC_TIMEOUT=0 in HCCL.
+TEST(Config, ZeroTimeoutMeansNone) {
+  EnvGuard env;
+  env.set("HCCL_EXEC_TIMEOUT", "0");
+  EXPECT_EQ(Config::fromEnvironment().timeoutMs, 0);
+  env.set("EPCOMM_TIMEOUT_MS", "0");
+  EXPECT_EQ(Config::fromEnvironment().timeoutMs, 0);
+}
+
+// Booleans as engines write them: 1/0/true/false in any case.
+TEST(Config, BooleansAcceptWhatEnginesWrite) {
+  EnvGuard env;
+  for (const auto& [text, want] :
+       {std::pair{"1", true}, std::pair{"true", true}, std::pair{"TRUE", true},
+        std::pair{"True", true}, std::pair{"0", false}, std::pair{"false", false},
+        std::pair{"FALSE", false}}) {
+    env.set("SGLANG_SET_CPU_AFFINITY", text);
+    env.set("EPCOMM_CHECK_ARGS", want ? "true" : "False");
+    const Config c = Config::fromEnvironment();
+    EXPECT_EQ(c.cpuAffinity, want) << text;
+    EXPECT_EQ(c.checkArgs, want) << text;
+  }
+  for (const char* bad : {"yes", "2", "", "truee"}) {
+    EXPECT_EQ(parseBoolean(bad), std::nullopt) << bad;
+  }
 }
 
 TEST(Config, MalformedValuesNameTheVariable) {
