@@ -87,6 +87,30 @@ LauncherRanks launcherRanks() {
   return r;
 }
 
+// Where the environment says this process is one of several ranks but gives no way to
+// reach them (torchrun / the engines' MASTER_ADDR + RANK + WORLD_SIZE, srun), the reason;
+// empty where one rank is what it says.
+std::string unreachableWorld(const Config& config) {
+  std::string said;
+  if (config.initSize > 1) {
+    said = "EPCOMM_SIZE or WORLD_SIZE is " + std::to_string(config.initSize);
+  } else if (const int n = envInt("SLURM_NTASKS"); n > 1) {
+    said = "SLURM_NTASKS is " + std::to_string(n);
+  } else if (const int local = envInt("LOCAL_WORLD_SIZE"); local > 1) {
+    said = "LOCAL_WORLD_SIZE is " + std::to_string(local);
+  } else {
+    return {};
+  }
+  const char* master = std::getenv("MASTER_ADDR");
+  return "the environment says this is one of several ranks (" + said +
+         (master ? ", MASTER_ADDR=" + std::string(master) : std::string()) +
+         ") but names no way to reach them: set EPCOMM_INIT_ADDR=host:port (rank 0 listens "
+         "there; e.g. MASTER_ADDR with a free port other than MASTER_PORT, which torch's store "
+         "holds) with EPCOMM_RANK/RANK and EPCOMM_SIZE/WORLD_SIZE, or bootstrap through the "
+         "caller's all-gather (Communicator::init(allGather, rank, size), "
+         "epcommCommInitRankOob) or a UniqueId, or launch with mpirun";
+}
+
 // Identifies the host (and its IPC namespace) for localRank/localSize.
 std::array<char, 128> hostIdentity() {
   std::array<char, 128> id{};
@@ -266,6 +290,10 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
       return bindIfAsked(std::unique_ptr<Communicator>(new Communicator(std::move(mpi), config)));
     auto backend = createBackend(name, &bootstrap, launcher.rank, launcher.size, config);
     return bindIfAsked(std::unique_ptr<Communicator>(new Communicator(std::move(backend), config)));
+  }
+  if (const std::string why = unreachableWorld(config); !why.empty()) {
+    throwError(ErrorCode::kInvalidUsage, config.initRank >= 0 ? config.initRank : 0,
+               "init from the environment", why);
   }
   setLogRank(0);
   SelfBootstrap bootstrap;
