@@ -18,6 +18,7 @@
 #include "comm/src/bootstrap.h"
 #include "comm/src/plugin_loader.h"
 #include "topology/cpu_affinity.h"
+#include "topology/interface_selection.h"
 
 namespace epcomm {
 namespace {
@@ -109,6 +110,39 @@ std::string unreachableWorld(const Config& config) {
          "holds) with EPCOMM_RANK/RANK and EPCOMM_SIZE/WORLD_SIZE, or bootstrap through the "
          "caller's all-gather (Communicator::init(allGather, rank, size), "
          "epcommCommInitRankOob) or a UniqueId, or launch with mpirun";
+}
+
+// Under mpirun, data between hosts travels through Open MPI's btl/tcp. A selection the user
+// made (EPCOMM_SOCKET_IFNAME / EPCOMM_IF_IP and their HCCL/GLOO aliases) is validated on
+// every rank (an error naming the knob when it matches nothing) and handed to Open MPI as
+// btl_tcp_if_include through its environment, which MPI_Init reads, unless the user set
+// Open MPI's own parameter (mpirun --mca, OMPI_MCA_*), which then wins.
+void handInterfaceToOpenMpi(const Config& config, int rank) {
+  const char* include = std::getenv("OMPI_MCA_btl_tcp_if_include");
+  const char* exclude = std::getenv("OMPI_MCA_btl_tcp_if_exclude");
+  if (config.socketIfname.empty() && config.ifIp.empty()) {
+    log().info(
+        "mpi: data between hosts over Open MPI's own interface choice ({}); set "
+        "EPCOMM_SOCKET_IFNAME or EPCOMM_IF_IP to choose",
+        include   ? "btl_tcp_if_include=" + std::string(include)
+        : exclude ? "btl_tcp_if_exclude=" + std::string(exclude)
+                  : std::string("every interface but loopback"));
+    return;
+  }
+  const topology::InterfaceSelection nic = topology::selectInterface(config, rank);
+  if (include || exclude) {
+    log().info(
+        "mpi: data between hosts as Open MPI's {}={} says (set by the user, so the "
+        "selected interface {} is not handed to it)",
+        include ? "btl_tcp_if_include" : "btl_tcp_if_exclude", include ? include : exclude,
+        nic.name);
+    return;
+  }
+  setenv("OMPI_MCA_btl_tcp_if_include", nic.name.c_str(), 1);
+  log().info(
+      "mpi: data between hosts over interface {} ({}): handed to Open MPI as "
+      "btl_tcp_if_include (effective unless MPI was initialised before epcomm)",
+      nic.name, nic.address);
 }
 
 // Identifies the host (and its IPC namespace) for localRank/localSize.
@@ -283,6 +317,7 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     setLogRank(launcher.rank);
     // Under mpirun the ranks bootstrap through MPI itself: the mpi backend needs no
     // exchange for the world, and lends its all-gather to any other backend.
+    handInterfaceToOpenMpi(config, launcher.rank);
     auto mpi = createBackend("mpi", nullptr, launcher.rank, launcher.size, config);
     BackendBootstrap bootstrap(*mpi);
     const std::string name = resolveBackendName(config, bootstrap, launcher.rank, launcher.size);
