@@ -57,7 +57,7 @@ void applyBinding(const Topology& topology, const RankBinding& binding, int rank
   }
 }
 
-RankBinding bindLocalRank(const Config& config, int rank, int localRank, int localSize) {
+RankBinding bindLocalRank(const Config& config, int rank, const BindingGroup& group) {
   const Topology topology;
   NicHint hint;
   std::string nicText = "NIC locality unknown";
@@ -86,24 +86,15 @@ RankBinding bindLocalRank(const Config& config, int rank, int localRank, int loc
         "locality",
         e.what());
   }
-  const MachineInfo machine = topology.machine();
-  const BindingPlan plan = planBinding(machine, localSize, hint);
-  const RankBinding& mine = plan.ranks.at(static_cast<std::size_t>(localRank));
-  // A launcher's binding (a subset of the machine) is replaced: say so.
-  std::string before;
-  if (const Bitmap current(hwloc_bitmap_alloc());
-      current && hwloc_get_cpubind(topology.handle(), current.get(), HWLOC_CPUBIND_PROCESS) == 0) {
-    std::vector<int> all;
-    for (const CoreInfo& c : machine.cores) all.insert(all.end(), c.pus.begin(), c.pus.end());
-    if (!hwloc_bitmap_isequal(current.get(), bitmapOf(all).get())) {
-      char text[256] = {};
-      hwloc_bitmap_list_snprintf(text, sizeof(text), current.get());
-      before = std::string(", replacing the launcher's binding to cpus ") + text;
-    }
-  }
+  const MachineInfo whole = topology.machine();
+  const MachineInfo machine = group.cpus.empty() ? whole : restrictTo(whole, group.cpus);
+  const BindingPlan plan = planBinding(machine, group.size, hint);
+  const RankBinding& mine = plan.ranks.at(static_cast<std::size_t>(group.index));
+  std::string within = "the whole machine";
+  if (machine.pus < whole.pus) within = "the cpus " + formatCpuList(group.cpus) + " it was given";
   applyBinding(topology, mine, rank);
-  log().info("rank {} bound to {} (local rank {} of {}, unit {}, {}{})", rank,
-             describeBinding(mine), localRank, localSize, plan.unit, nicText, before);
+  log().info("rank {} bound to {} ({} of {} ranks sharing {}, unit {}, {})", rank,
+             describeBinding(mine), group.index, group.size, within, plan.unit, nicText);
   return mine;
 }
 

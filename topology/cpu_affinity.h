@@ -18,10 +18,19 @@ NicHint nicHintOf(const NetInterface& nic);
 // (kSystemError) when the cpu binding fails; a memory binding the OS refuses is a warning.
 void applyBinding(const Topology& topology, const RankBinding& binding, int rank);
 
+// The ranks of one host that were given the same cpus (by the launcher, taskset, the engine,
+// or nobody: the whole machine), and this rank's place among them.
+struct BindingGroup {
+  std::vector<int> cpus;  // OS PU indices the group shares; empty: the whole machine
+  int index = 0;          // this rank's place in the group
+  int size = 1;           // ranks in the group
+};
+
 // The whole step for one rank: discovers the machine, selects the interface as `config`
 // says (an explicit EPCOMM_SOCKET_IFNAME / EPCOMM_IF_IP that matches nothing is an error),
-// plans `localSize` ranks, applies line `localRank` and logs "rank R bound to cpus ..." at
-// info level. Returns the binding applied.
-RankBinding bindLocalRank(const Config& config, int rank, int localRank, int localSize);
+// plans the group's ranks on the group's cpus only (a rank is never moved out of the cpus it
+// was given), applies line `group.index` and logs "rank R bound to cpus ..." at info level.
+// Returns the binding applied.
+RankBinding bindLocalRank(const Config& config, int rank, const BindingGroup& group);
 
 }  // namespace epcomm::topology

@@ -1,6 +1,7 @@
 #include "topology/topology.h"
 
 #include <hwloc.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -192,6 +193,35 @@ std::optional<NicLocality> Topology::nicLocality(std::string_view ifname) const 
     return locality;
   }
   return std::nullopt;
+}
+
+MachineInfo restrictTo(MachineInfo machine, const std::vector<int>& cpus) {
+  const auto allowed = [&](int pu) {
+    return std::find(cpus.begin(), cpus.end(), pu) != cpus.end();
+  };
+  const auto keepAllowed = [&](std::vector<int>& pus) {
+    pus.erase(std::remove_if(pus.begin(), pus.end(), [&](int pu) { return !allowed(pu); }),
+              pus.end());
+  };
+  for (CoreInfo& core : machine.cores) keepAllowed(core.pus);
+  machine.cores.erase(std::remove_if(machine.cores.begin(), machine.cores.end(),
+                                     [](const CoreInfo& c) { return c.pus.empty(); }),
+                      machine.cores.end());
+  for (NumaNodeInfo& node : machine.numaNodes) keepAllowed(node.pus);
+  machine.pus = 0;
+  for (const CoreInfo& core : machine.cores) machine.pus += static_cast<int>(core.pus.size());
+  return machine;
+}
+
+std::vector<int> processCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
 }
 
 std::string formatCpuList(std::vector<int> cpus) {

@@ -74,6 +74,14 @@ class Topology {
   hwloc_topology* topology_ = nullptr;
 };
 
+// The machine as seen by a process confined to `cpus` (OS PU indices): other PUs, the cores
+// left without PUs and the NUMA nodes' PUs outside `cpus` are dropped.
+MachineInfo restrictTo(MachineInfo machine, const std::vector<int>& cpus);
+
+// The cpus (OS PU indices) this process may run on now (sched_getaffinity); empty when the
+// kernel does not say.
+std::vector<int> processCpus();
+
 // "0-3,8,10-11" from OS indices (any order, duplicates allowed); "" for none.
 std::string formatCpuList(std::vector<int> cpus);
 // The inverse, for the kernel's cpulist files; nullopt when malformed.

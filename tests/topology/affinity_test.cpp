@@ -1,6 +1,7 @@
 // EPCOMM_CPU_AFFINITY under mpirun: every rank of the host is bound to a non-empty set of
 // cpus, disjoint from the others' (masks exchanged through the communicator) while there
-// are enough PUs, its memory policy is bound, and it logged "rank R bound to cpus". With
+// are enough PUs and never outside the cpus it was given (the ranks given the same cpus
+// divide them), its memory policy is bound, and it logged "rank R bound to cpus". With
 // EPCOMM_TEST_EXPECT_BINDING=keep the launcher's binding must be left as it was.
 #include <gtest/gtest.h>
 #include <hwloc.h>
@@ -67,6 +68,11 @@ TEST(Affinity, LocalRanksGetDisjointCpus) {
     return;
   }
   EXPECT_GT(CPU_COUNT(&after), 0);
+  // Never moved out of the cpus it was given (taskset, the launcher, the engine).
+  cpu_set_t outside;
+  CPU_XOR(&outside, &after, &before);
+  CPU_AND(&outside, &outside, &after);
+  EXPECT_EQ(CPU_COUNT(&outside), 0) << "rank " << rank << " was moved out of its cpus";
   EXPECT_NE(log.find("rank " + std::to_string(rank) + " bound to cpus "), std::string::npos)
       << "no binding line in: " << log;
 

@@ -241,6 +241,20 @@ MachineInfo machine(int nodes, int coresPerNode, int pusPerCore = 1) {
   return m;
 }
 
+// A process given cpus 2-5 of a 2 x 4 machine: the plan divides only those.
+TEST(BindingPlan, DividesOnlyTheCpusGiven) {
+  const MachineInfo given = restrictTo(machine(2, 4), {2, 3, 4, 5});
+  EXPECT_EQ(given.pus, 4);
+  ASSERT_EQ(given.cores.size(), 4u);
+  EXPECT_EQ(given.numaNodes[0].pus, (std::vector<int>{2, 3}));
+  const BindingPlan plan = planBinding(given, 2);
+  for (const RankBinding& r : plan.ranks) {
+    ASSERT_FALSE(r.cpus.empty());
+    for (int cpu : r.cpus) EXPECT_TRUE(cpu >= 2 && cpu <= 5) << cpu;
+  }
+  EXPECT_NE(plan.ranks[0].cpus, plan.ranks[1].cpus);
+}
+
 void expectDisjointAndComplete(const BindingPlan& plan, int ranks) {
   ASSERT_EQ(plan.ranks.size(), static_cast<std::size_t>(ranks));
   std::set<int> seen;
