@@ -2,8 +2,15 @@
 // through a plain MPI_Alltoall + MPI_Alltoallv implementation side by side (--compare mpi).
 //
 //   mpirun -np N ep-bench [--mode normal|low_latency|auto] [--tokens N] [--hidden 7168]
-//                         [--topk 8] [--experts 256] [--int8] [--check] [--compare mpi]
+//                         [--topk 8] [--experts 256] [--quant bf16|int8|int8-token | --int8]
+//                         [--ll-max-tokens T] [--rounds N] [--round-tokens N]
+//                         [--transport auto|window|collective] [--check] [--compare mpi]
 //                         [--zero-copy] [--json FILE] [-n iters] [-w warmup]
+//
+// The configuration is the library's (the same environment: DEEP_NORMAL_MODE_USE_INT8_QUANT,
+// SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK, DEEPEP_NORMAL_LONG_SEQ_*, ...); flags
+// override it. The header and the JSON give each effective value and its source
+// (bench/ep_bench_config.h). The low-latency batch is --tokens, at most T (default T).
 //
 // Times are the mean over -n iterations, the maximum over ranks; dispatch and combine each
 // start from a barrier. Low-latency: between them, untimed, the "experts" read every received
@@ -31,6 +38,7 @@
 #include <sstream>
 #include <string>
 
+#include "bench/ep_bench_config.h"
 #include "bench/ep_bench_data.h"
 #include "bench/ep_bench_mpi.h"
 #include "comm/communicator.h"
@@ -44,11 +52,11 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string mode = "normal";
-  int tokens = 0;  // 0: 4096 normal, 128 low-latency
+  int tokens = 0;  // 0: 4096 normal, T low-latency
   int hidden = 7168;
   int topk = 8;
   int experts = 256;
-  bool int8 = false;
+  EpFlags flags;
   bool check = false;
   bool compareMpi = false;
   bool zeroCopy = false;  // low-latency combine from ep::Buffer::lowLatencyCombineBuffer
@@ -60,6 +68,7 @@ struct Options {
 struct Record {
   std::string impl, mode;
   int tokens = 0;
+  int rounds = 1;  // normal mode: rounds of the dispatch
   double dispatchUs = 0, combineUs = 0, dispatchGBps = 0, combineGBps = 0;
   std::size_t dispatchBytes = 0, bufferBytes = 0;
   std::optional<bool> pass;
@@ -217,6 +226,7 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
   Record r{"epcomm",
            "normal",
            tokens,
+           out.handle.numRounds,
            td * 1e6,
            tc * 1e6,
            recv * wireRow(c.quant, o.hidden) / td / 1e9,
@@ -240,6 +250,7 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
     Record m{"mpi",
              "normal",
              tokens,
+             1,
              md * 1e6,
              mc * 1e6,
              recv * wireRow(c.quant, o.hidden) / md / 1e9,
@@ -392,6 +403,7 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
   Record r{"epcomm",
            "low_latency",
            tokens,
+           1,
            td * 1e6,
            tc * 1e6,
            recv * wireRow(c.quant, o.hidden) / td / 1e9,
@@ -414,7 +426,7 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
         },
         [&] { mpi->llCombine(combineIn.get(), in.topkWeights.data()); });
     mpi->llDispatch(in.x.data(), in.topkIdx.data());
-    records.push_back({"mpi", "low_latency", tokens, md * 1e6, mc * 1e6,
+    records.push_back({"mpi", "low_latency", tokens, 1, md * 1e6, mc * 1e6,
                        recv * wireRow(c.quant, o.hidden) / md / 1e9, recv * 2 * o.hidden / mc / 1e9,
                        mpi->bytesSent, mpi->footprintBytes(), r.pass});
   }
@@ -445,7 +457,27 @@ std::optional<Options> parse(int argc, char** argv, bool print, int& code) {
   app.add_option("--experts", o.experts, "experts in total")
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
-  app.add_flag("--int8", o.int8, "int8 dispatch (one f32 scale per 128 channels)");
+  bool int8 = false;
+  app.add_option("--quant", o.flags.quant,
+                 "bf16, int8 (one f32 scale per 128 channels) or int8-token (one per token); "
+                 "default: the library's (EPCOMM_EP_INT8 / DEEP_NORMAL_MODE_USE_INT8_QUANT)")
+      ->check(CLI::IsMember({"bf16", "int8", "int8-token"}));
+  app.add_flag("--int8", int8, "the same as --quant int8");
+  app.add_option("--ll-max-tokens", o.flags.llMaxTokens,
+                 "low-latency capacity T; default: EPCOMM_EP_LL_MAX_TOKENS / "
+                 "SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--rounds", o.flags.rounds,
+                 "most normal-mode rounds (0: no limit); default: EPCOMM_EP_ROUNDS / "
+                 "DEEPEP_NORMAL_LONG_SEQ_ROUND")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--round-tokens", o.flags.roundTokens,
+                 "tokens per normal-mode round (0: one round); default: EPCOMM_EP_ROUND_TOKENS "
+                 "/ DEEPEP_NORMAL_LONG_SEQ_PER_ROUND_TOKENS")
+      ->check(CLI::Range(0, 1 << 30));
+  app.add_option("--transport", o.flags.transport,
+                 "auto, window or collective; default: EPCOMM_EP_TRANSPORT")
+      ->check(CLI::IsMember({"auto", "window", "collective"}));
   app.add_flag("--check", o.check, "verify every output with DeepEP's oracles");
   app.add_flag("--zero-copy", o.zeroCopy,
                "low-latency combine: the experts write their outputs into the Buffer's "
@@ -470,6 +502,15 @@ std::optional<Options> parse(int argc, char** argv, bool print, int& code) {
     return std::nullopt;
   }
   o.compareMpi = compare == "mpi";
+  if (int8) {
+    if (!o.flags.quant.empty() && o.flags.quant != "int8") {
+      if (print)
+        std::fprintf(stderr, "ep-bench: --int8 contradicts --quant %s\n", o.flags.quant.c_str());
+      code = 1;
+      return std::nullopt;
+    }
+    o.flags.quant = "int8";
+  }
   return o;
 }
 
@@ -487,16 +528,29 @@ int run(int argc, char** argv) {
                    ranks);
     return 1;
   }
-  auto comm = Communicator::initFromEnvironment();
+  const Config env = Config::fromEnvironment();
+  EpEffectiveConfig eff = resolveEpConfig(o.flags, env);
   const bool normal = o.mode != "low_latency", lowLatency = o.mode != "normal";
-  // auto: --tokens sizes the prefill batch; the decode batch is T (128).
+  // auto: --tokens sizes the prefill batch; the decode batch is T.
   const int normalTokens = o.mode != "low_latency" && o.tokens ? o.tokens : 4096;
-  const int llTokens = o.mode == "low_latency" && o.tokens ? o.tokens : 128;
-  ep::BufferConfig config = ep::BufferConfig::fromEnvironment();
-  config.llMaxTokens = std::max(config.llMaxTokens, llTokens);
-  ep::Buffer buffer(*comm, config);
-  const ep::Quant quant = o.int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
-  Ctx c{o, *comm, buffer, rank, ranks, quant};
+  const int llTokens = o.mode == "low_latency" && o.tokens ? o.tokens : eff.buffer.llMaxTokens;
+  if (lowLatency && llTokens > eff.buffer.llMaxTokens) {
+    if (rank == 0) {
+      std::fprintf(stderr,
+                   "ep-bench: --tokens %d exceeds the low-latency capacity T=%d (%s); raise T "
+                   "(--ll-max-tokens or that variable) or lower --tokens\n",
+                   llTokens, eff.buffer.llMaxTokens, eff.llMaxTokens.source.c_str());
+    }
+    return 1;
+  }
+  auto comm = Communicator::initFromEnvironment(env);
+  ep::Buffer buffer(*comm, eff.buffer);
+  // What ran: auto resolved by the library.
+  eff.transport.source = eff.transport.value + ": " + eff.transport.source;
+  eff.transport.value = buffer.transport() == ep::Transport::kWindow ? "window" : "collective";
+  eff.backend.source = eff.backend.value + ": " + eff.backend.source;
+  eff.backend.value = comm->backendName();
+  Ctx c{o, *comm, buffer, rank, ranks, eff.quant};
   std::vector<Record> records;
   if (normal) runNormal(c, normalTokens, records);
   if (lowLatency) runLowLatency(c, llTokens, records);
@@ -507,18 +561,20 @@ int run(int argc, char** argv) {
     std::printf(
         "# ep-bench: backend %s ranks %d hidden %d topk %d experts %d quant %s mode %s "
         "iters %d warmup %d%s\n",
-        comm->backendName().c_str(), ranks, o.hidden, o.topk, o.experts, o.int8 ? "int8" : "bf16",
-        o.mode.c_str(), o.iters, o.warmup, o.zeroCopy ? " zero-copy" : "");
-    std::printf("# %-6s %-11s %6s %12s %12s %10s %10s %14s %14s %6s\n", "impl", "mode", "tokens",
-                "dispatch_us", "combine_us", "disp_GB/s", "comb_GB/s", "dispatch_bytes",
-                "buffer_bytes", "check");
+        comm->backendName().c_str(), ranks, o.hidden, o.topk, o.experts,
+        eff.quantText.value.c_str(), o.mode.c_str(), o.iters, o.warmup,
+        o.zeroCopy ? " zero-copy" : "");
+    std::printf("# config: %s\n", describe(eff).c_str());
+    std::printf("# %-6s %-11s %6s %6s %12s %12s %10s %10s %14s %14s %6s\n", "impl", "mode",
+                "tokens", "rounds", "dispatch_us", "combine_us", "disp_GB/s", "comb_GB/s",
+                "dispatch_bytes", "buffer_bytes", "check");
   }
   for (const Record& r : records) {
     failed |= r.pass.has_value() && !*r.pass;
     if (rank != 0) continue;
-    std::printf("  %-6s %-11s %6d %12.1f %12.1f %10.2f %10.2f %14zu %14zu %6s\n", r.impl.c_str(),
-                r.mode.c_str(), r.tokens, r.dispatchUs, r.combineUs, r.dispatchGBps, r.combineGBps,
-                r.dispatchBytes, r.bufferBytes,
+    std::printf("  %-6s %-11s %6d %6d %12.1f %12.1f %10.2f %10.2f %14zu %14zu %6s\n",
+                r.impl.c_str(), r.mode.c_str(), r.tokens, r.rounds, r.dispatchUs, r.combineUs,
+                r.dispatchGBps, r.combineGBps, r.dispatchBytes, r.bufferBytes,
                 !r.pass   ? "-"
                 : *r.pass ? "pass"
                           : "fail");
@@ -526,7 +582,20 @@ int run(int argc, char** argv) {
         {{"impl", r.impl},
          {"backend", comm->backendName()},
          {"mode", r.mode},
-         {"quant", o.int8 ? "int8" : "bf16"},
+         {"quant", eff.quantText.value},
+         {"quant_source", eff.quantText.source},
+         {"ll_max_tokens", eff.buffer.llMaxTokens},
+         {"ll_max_tokens_source", eff.llMaxTokens.source},
+         {"rounds", r.rounds},
+         {"max_rounds", eff.buffer.rounds},
+         {"max_rounds_source", eff.rounds.source},
+         {"round_tokens", eff.buffer.roundTokens},
+         {"round_tokens_source", eff.roundTokens.source},
+         {"combine_rounds", eff.buffer.combineRounds},
+         {"combine_rounds_source", eff.combineRounds.source},
+         {"transport", eff.transport.value},
+         {"transport_source", eff.transport.source},
+         {"backend_source", eff.backend.source},
          {"ranks", ranks},
          {"tokens", r.tokens},
          {"hidden", o.hidden},
