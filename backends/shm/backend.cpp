@@ -6,6 +6,9 @@
 #include <vector>
 
 #include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include "backends/shm/algorithms.h"
 #include "comm/error.h"
@@ -18,6 +21,23 @@ constexpr std::size_t kDefaultBufferBytes = std::size_t{64} << 20;
 
 DataType dt(int dtype) {
   return static_cast<DataType>(dtype);
+}
+
+// Whether two ranks are on one host, as comm's auto decides it: the host name and the IPC
+// namespace (several "hosts" on one machine differ there).
+struct HostRecord {
+  char name[64];
+  char namespaces[64];
+  bool operator==(const HostRecord& o) const {
+    return std::memcmp(this, &o, sizeof(HostRecord)) == 0;
+  }
+};
+
+HostRecord thisHost() {
+  HostRecord h{};
+  gethostname(h.name, sizeof(h.name) - 1);
+  readlink("/proc/self/ns/ipc", h.namespaces, sizeof(h.namespaces) - 1);
+  return h;
 }
 
 }  // namespace
@@ -43,6 +63,23 @@ Backend::Backend(const epcommBackendCreateArgs& args)
       throwError(ErrorCode::kPeerLost, rank, "init", "shm backend: bootstrap all-gather failed");
     }
   };
+  // Shared memory reaches the ranks of one host only: say so before any segment is made.
+  const HostRecord host = thisHost();
+  std::vector<HostRecord> hosts(static_cast<std::size_t>(size_));
+  gather(&host, hosts.data(), sizeof host);
+  for (int r = 0; r < size_; ++r) {
+    if (hosts[static_cast<std::size_t>(r)] == hosts[0]) continue;
+    const auto nameOf = [&](int i) {
+      return std::string(hosts[static_cast<std::size_t>(i)].name,
+                         strnlen(hosts[static_cast<std::size_t>(i)].name, sizeof(host.name)));
+    };
+    throwError(ErrorCode::kInvalidUsage, rank_, op,
+               "EPCOMM_BACKEND=shm: the ranks span several hosts (rank 0 on " + nameOf(0) +
+                   ", rank " + std::to_string(r) + " on " + nameOf(r) +
+                   (nameOf(0) == nameOf(r) ? " in another IPC namespace" : "") +
+                   "); shared memory reaches the ranks of one host only: use "
+                   "EPCOMM_BACKEND=auto, or mpi under mpirun");
+  }
   segment_ = Segment::establish(gather, rank_, size_, 0, rank_, size_, bufferBytes_, op);
   const auto cpus = static_cast<std::int32_t>(get_nprocs());
   std::vector<std::int32_t> allCpus(static_cast<std::size_t>(size_));

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,8 +35,9 @@ std::size_t alignDown(std::size_t v, std::size_t a) {
 struct NameRecord {
   char name[64];
   std::uint64_t bufferBytes;
-  std::int32_t error;  // errno of the failed step, 0 when created
-  char step[20];       // which step failed
+  std::uint64_t freeBytes;  // /dev/shm's free bytes when the creation failed
+  std::int32_t error;       // errno of the failed step, 0 when created
+  char step[20];            // which step failed
 };
 
 // What every rank reports after mapping.
@@ -95,6 +97,17 @@ char* createMappedShm(std::size_t bytes, std::string& name, const char*& failedS
   close(fd);
   errno = error;
   return base;
+}
+
+std::uint64_t shmFreeBytes() {
+  struct statvfs st {};
+  if (statvfs("/dev/shm", &st) != 0) return 0;
+  return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+std::string shmSpaceText(std::size_t needed, std::uint64_t freeBytes, const char* step, int error) {
+  return "it needs " + std::to_string(needed) + " bytes and /dev/shm has " +
+         std::to_string(freeBytes) + " bytes free (" + describe(step, error) + ")";
 }
 
 Layout Layout::compute(int size, std::size_t bufferBytes) {
@@ -159,6 +172,7 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
     base = createMappedShm(layout.total, name, step);
     if (!base) {
       mine.error = errno ? errno : EIO;
+      mine.freeBytes = shmFreeBytes();
       std::snprintf(mine.step, sizeof(mine.step), "%s", step);
     } else {
       std::snprintf(mine.name, sizeof(mine.name), "%s", name.c_str());
@@ -216,12 +230,27 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
     if (theirs->error != 0) {
       char step[sizeof(theirs->step) + 1] = {};
       std::memcpy(step, theirs->step, sizeof(theirs->step));
+      // The largest EPCOMM_BUFFSIZE (MiB) whose segment fits the space left, if any.
+      const std::size_t mib = bufferBytes >> 20;
+      std::size_t fits = 0;
+      for (std::size_t lo = 1, hi = mib; lo <= hi;) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (Layout::compute(memberSize, mid << 20).total <= theirs->freeBytes) {
+          fits = mid;
+          lo = mid + 1;
+        } else {
+          hi = mid - 1;
+        }
+      }
       throwError(ErrorCode::kSystemError, memberRank, op,
-                 "shm backend: creating the shared-memory segment (" +
-                     std::to_string(Layout::compute(memberSize, bufferBytes).total) +
-                     " bytes, sized by EPCOMM_BUFFSIZE) failed at " +
-                     describe(step, theirs->error) +
-                     "; lower EPCOMM_BUFFSIZE or free space in /dev/shm");
+                 "shm backend: /dev/shm cannot hold the communicator's shared-memory segment: " +
+                     shmSpaceText(Layout::compute(memberSize, bufferBytes).total, theirs->freeBytes,
+                                  step, theirs->error) +
+                     "; the segment is sized by EPCOMM_BUFFSIZE (alias HCCL_BUFFSIZE, now " +
+                     std::to_string(mib) + " MiB) on " + std::to_string(memberSize) + " ranks: " +
+                     (fits > 0 ? "set EPCOMM_BUFFSIZE=" + std::to_string(fits) + " or less, or "
+                               : std::string("no EPCOMM_BUFFSIZE fits; ")) +
+                     "give /dev/shm more space (a container's --shm-size)");
     }
     for (std::size_t r = 0; r < n; ++r) {
       if (all[r].leader == leader && all[r].error != 0) {

@@ -119,6 +119,11 @@ std::string randomShmName();
 // and its descriptor closed. Returns the mapping, or nullptr with failedStep naming the call
 // that failed, errno its error, and the name already unlinked.
 char* createMappedShm(std::size_t bytes, std::string& name, const char*& failedStep);
+// Bytes free for an unprivileged process in /dev/shm (statvfs), 0 when unknown.
+std::uint64_t shmFreeBytes();
+// "needs N bytes ... and /dev/shm has F bytes free" for a creation that failed at `step`
+// with `error`, `freeBytes` measured where it failed.
+std::string shmSpaceText(std::size_t needed, std::uint64_t freeBytes, const char* step, int error);
 
 // An all-gather over some group of processes; throws epcomm::Error on failure.
 using GatherFn = std::function<void(const void* send, void* recv, std::size_t bytes)>;

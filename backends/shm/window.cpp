@@ -29,6 +29,7 @@ struct WindowHeader {
 // What rank 0 publishes: the file's name, or the step that failed and its errno.
 struct NameRecord {
   char name[64];
+  std::uint64_t freeBytes;  // /dev/shm's free bytes when the creation failed
   std::int32_t error;
   char step[20];
 };
@@ -117,6 +118,7 @@ std::unique_ptr<Window> Window::establish(const GatherFn& gather, int rank, int 
     base = createMappedShm(total, name, step);
     if (!base) {
       mine.error = errno ? errno : EIO;
+      mine.freeBytes = shmFreeBytes();
       std::snprintf(mine.step, sizeof(mine.step), "%s", step);
     } else {
       std::snprintf(mine.name, sizeof(mine.name), "%s", name.c_str());
@@ -173,10 +175,11 @@ std::unique_ptr<Window> Window::establish(const GatherFn& gather, int rank, int 
       char step[sizeof(theirs.step) + 1] = {};
       std::memcpy(step, theirs.step, sizeof(theirs.step));
       throwError(ErrorCode::kSystemError, rank, op,
-                 "shm backend: creating a window's shared-memory file (" + std::to_string(total) +
-                     " bytes for " + std::to_string(bytes) + " bytes per rank on " +
-                     std::to_string(size) + " ranks) failed at " + describe(step, theirs.error) +
-                     "; allocate less or free space in /dev/shm");
+                 "shm backend: /dev/shm cannot hold a window of " + std::to_string(bytes) +
+                     " bytes per rank on " + std::to_string(size) +
+                     " ranks: " + shmSpaceText(total, theirs.freeBytes, step, theirs.error) +
+                     "; make the window smaller or give /dev/shm more space (a container's "
+                     "--shm-size)");
     }
     for (std::size_t r = 0; r < n; ++r) {
       if (all[r] != 0) {

@@ -17,6 +17,7 @@
 #include "ep/src/ll_transport.h"
 #include "ep/src/ll_window.h"
 #include "ep/src/normal_plan.h"
+#include "ep/src/window_create.h"
 
 namespace epcomm::ep {
 
@@ -46,7 +47,10 @@ LlWindow::LlWindow(Communicator& comm, const LlShape& s)
     r.topk = r.tokens + tokens;
     at = r.topk + topk;
   }
-  window = comm.createWindow(at, 8 * R);
+  window =
+      createEpWindow(comm, at, 8 * R,
+                     "its size grows with the low-latency capacity T (lower "
+                     "EPCOMM_EP_LL_MAX_TOKENS / SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK)");
   base = static_cast<std::byte*>(window->data());
   peers.resize(R);
   mapsPeers = true;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ep/src/normal_plan.h"
+#include "ep/src/window_create.h"
 
 namespace epcomm::ep {
 
@@ -18,7 +19,8 @@ std::uint64_t NormalWindow::begin(Communicator& comm, std::size_t rowBytes, std:
   const std::size_t needed = bytesFor(R, rowBytes, metaBytes, capacity);
   if (!window_ || window_->bytes() < needed) {
     window_.reset();  // collective: every rank takes this branch (agreed values)
-    window_ = comm.createWindow(needed, 2 * R);
+    window_ = createEpWindow(comm, needed, 2 * R,
+                             "the normal-mode window is bounded by EPCOMM_EP_BUFFSIZE (lower it)");
   }
   comm_ = &comm;
   rowBytes_ = rowBytes;
