@@ -1,0 +1,45 @@
+// The backend conformance suite's shared pieces: buffers with a guard byte no collective may
+// touch, labels for failures, and the fixture over the suite's communicator (gComm: ranks
+// from mpirun, one process, or forked ranks; see conformance_main.cpp). One file per
+// collective (all_reduce_test.cpp, ...), as gloo's tests; errors_test.cpp and
+// window_test.cpp hold the cross-collective error and window suites.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "tests/common/test_values.h"
+
+namespace epcomm::test {
+
+extern Communicator* gComm;
+
+using Bytes = std::vector<unsigned char>;
+
+constexpr unsigned char kGuard = 0xA5;
+// count elements plus one guard byte that no collective may touch.
+inline Bytes buffer(std::size_t count, DataType d) {
+  return Bytes(count * dtypeSize(d) + 1, kGuard);
+}
+inline bool guardIntact(const Bytes& b) {
+  return b.back() == kGuard;
+}
+
+inline std::string label(DataType d, std::size_t n) {
+  return std::string(toString(d)) + " n=" + std::to_string(n);
+}
+
+// Every rank runs the same sequence of collectives; checks are non-fatal so no rank leaves
+// the sequence early.
+class Conformance : public ::testing::Test {
+ protected:
+  Communicator& comm() { return *gComm; }
+  int rank() { return gComm->rank(); }
+  int size() { return gComm->size(); }
+};
+
+}  // namespace epcomm::test
