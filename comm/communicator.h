@@ -97,6 +97,9 @@ class EPCOMM_API Communicator {
 
  private:
   Communicator(std::unique_ptr<BackendHandle> backend, Config config);
+  // The end of every init path: the communicator over `backend`, bound if asked.
+  static std::unique_ptr<Communicator> assemble(std::unique_ptr<BackendHandle> backend,
+                                                const Config& config);
   void finishInit();
   // Throws kInvalidUsage after abort; `op` names the call.
   void checkUsable(const char* op) const;

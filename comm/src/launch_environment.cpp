@@ -1,0 +1,82 @@
+#include "comm/src/launch_environment.h"
+
+#include <cstdlib>
+#include <limits>
+#include <optional>
+
+#include "comm/log.h"
+#include "topology/interface_selection.h"
+
+namespace epcomm {
+namespace {
+
+int envInt(const char* name) {
+  const char* v = std::getenv(name);
+  const std::optional<std::int64_t> x = v ? parseInteger(v) : std::nullopt;
+  return (x && *x >= 0 && *x <= std::numeric_limits<int>::max()) ? static_cast<int>(*x) : -1;
+}
+
+}  // namespace
+
+LauncherRanks launcherRanks() {
+  LauncherRanks r{envInt("OMPI_COMM_WORLD_RANK"), envInt("OMPI_COMM_WORLD_SIZE")};
+  if (r.rank < 0 || r.size <= 0) r = {envInt("PMI_RANK"), envInt("PMI_SIZE")};
+  if (r.rank < 0 || r.size <= 0 || r.rank >= r.size) return {};
+  return r;
+}
+
+std::string unreachableWorld(const Config& config) {
+  std::string said;
+  if (config.initSize > 1) {
+    said = "EPCOMM_SIZE or WORLD_SIZE is " + std::to_string(config.initSize);
+  } else if (const int n = envInt("SLURM_NTASKS"); n > 1) {
+    said = "SLURM_NTASKS is " + std::to_string(n);
+  } else if (const int local = envInt("LOCAL_WORLD_SIZE"); local > 1) {
+    said = "LOCAL_WORLD_SIZE is " + std::to_string(local);
+  } else {
+    return {};
+  }
+  const char* master = std::getenv("MASTER_ADDR");
+  return "the environment says this is one of several ranks (" + said +
+         (master ? ", MASTER_ADDR=" + std::string(master) : std::string()) +
+         ") but names no way to reach them: set EPCOMM_INIT_ADDR=host:port (rank 0 listens "
+         "there; e.g. MASTER_ADDR with a free port other than MASTER_PORT, which torch's store "
+         "holds) with EPCOMM_RANK/RANK and EPCOMM_SIZE/WORLD_SIZE, or bootstrap through the "
+         "caller's all-gather (Communicator::init(allGather, rank, size), "
+         "epcommCommInitRankOob) or a UniqueId, or launch with mpirun";
+}
+
+// Under mpirun, data between hosts travels through Open MPI's btl/tcp. A selection the user
+// made (EPCOMM_SOCKET_IFNAME / EPCOMM_IF_IP and their HCCL/GLOO aliases) is validated on
+// every rank (an error naming the knob when it matches nothing) and handed to Open MPI as
+// btl_tcp_if_include through its environment, which MPI_Init reads, unless the user set
+// Open MPI's own parameter (mpirun --mca, OMPI_MCA_*), which then wins.
+void handInterfaceToOpenMpi(const Config& config, int rank) {
+  const char* include = std::getenv("OMPI_MCA_btl_tcp_if_include");
+  const char* exclude = std::getenv("OMPI_MCA_btl_tcp_if_exclude");
+  if (config.socketIfname.empty() && config.ifIp.empty()) {
+    log().info(
+        "mpi: data between hosts over Open MPI's own interface choice ({}); set "
+        "EPCOMM_SOCKET_IFNAME or EPCOMM_IF_IP to choose",
+        include   ? "btl_tcp_if_include=" + std::string(include)
+        : exclude ? "btl_tcp_if_exclude=" + std::string(exclude)
+                  : std::string("every interface but loopback"));
+    return;
+  }
+  const topology::InterfaceSelection nic = topology::selectInterface(config, rank);
+  if (include || exclude) {
+    log().info(
+        "mpi: data between hosts as Open MPI's {}={} says (set by the user, so the "
+        "selected interface {} is not handed to it)",
+        include ? "btl_tcp_if_include" : "btl_tcp_if_exclude", include ? include : exclude,
+        nic.name);
+    return;
+  }
+  setenv("OMPI_MCA_btl_tcp_if_include", nic.name.c_str(), 1);
+  log().info(
+      "mpi: data between hosts over interface {} ({}): handed to Open MPI as "
+      "btl_tcp_if_include (effective unless MPI was initialised before epcomm)",
+      nic.name, nic.address);
+}
+
+}  // namespace epcomm
