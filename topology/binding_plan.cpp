@@ -164,12 +164,12 @@ BindingPlan planBinding(const MachineInfo& machine, int localSize, const NicHint
 
 std::string describeBinding(const RankBinding& binding) {
   std::string out =
-      "cpus " + formatCpuList(binding.cpus) + " (cores " + formatCpuList(binding.cores) + ")";
+      "cpus " + formatIndexList(binding.cpus) + " (cores " + formatIndexList(binding.cores) + ")";
   if (binding.numaNodes.empty()) {
     out += ", memory not bound (NUMA node unknown)";
   } else {
     out += std::string(", memory on NUMA node") + (binding.numaNodes.size() > 1 ? "s " : " ") +
-           formatCpuList(binding.numaNodes);
+           formatIndexList(binding.numaNodes);
   }
   if (binding.shared) out += ", sharing cpus with other ranks (more ranks than PUs)";
   return out;

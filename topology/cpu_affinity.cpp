@@ -41,7 +41,7 @@ void applyBinding(const Topology& topology, const RankBinding& binding, int rank
   const Bitmap cpus = bitmapOf(binding.cpus);
   if (hwloc_set_cpubind(topology.handle(), cpus.get(), HWLOC_CPUBIND_PROCESS) != 0) {
     throwError(ErrorCode::kSystemError, rank, kOp,
-               "EPCOMM_CPU_AFFINITY=1: binding to cpus " + formatCpuList(binding.cpus) +
+               "EPCOMM_CPU_AFFINITY=1: binding to cpus " + formatIndexList(binding.cpus) +
                    " failed: " + std::strerror(errno) +
                    " (set EPCOMM_CPU_AFFINITY=0 to keep "
                    "the launcher's binding)");
@@ -53,7 +53,7 @@ void applyBinding(const Topology& topology, const RankBinding& binding, int rank
     log().warn(
         "EPCOMM_CPU_AFFINITY=1: binding memory to NUMA node {} failed: {}; memory "
         "stays unbound",
-        formatCpuList(binding.numaNodes), std::strerror(errno));
+        formatIndexList(binding.numaNodes), std::strerror(errno));
   }
 }
 
@@ -73,7 +73,7 @@ RankBinding bindLocalRank(const Config& config, int rank, const BindingGroup& gr
     if (!nic.localitySource.empty()) {
       nicText = "near " + nic.name +
                 (nic.numaNode >= 0 ? " (NUMA node " + std::to_string(nic.numaNode) + ")"
-                                   : " (cpus " + formatCpuList(nic.localCpus) + ")");
+                                   : " (cpus " + formatIndexList(nic.localCpus) + ")");
     } else {
       nicText = nic.name + " has no known locality";
     }
@@ -91,7 +91,7 @@ RankBinding bindLocalRank(const Config& config, int rank, const BindingGroup& gr
   const BindingPlan plan = planBinding(machine, group.size, hint);
   const RankBinding& mine = plan.ranks.at(static_cast<std::size_t>(group.index));
   std::string within = "the whole machine";
-  if (machine.pus < whole.pus) within = "the cpus " + formatCpuList(group.cpus) + " it was given";
+  if (machine.pus < whole.pus) within = "the cpus " + formatIndexList(group.cpus) + " it was given";
   applyBinding(topology, mine, rank);
   log().info("rank {} bound to {} ({} of {} ranks sharing {}, unit {}, {})", rank,
              describeBinding(mine), group.index, group.size, within, plan.unit, nicText);

@@ -78,7 +78,7 @@ std::string describe(hwloc_obj_t obj) {
     line += " (" + humanBytes(obj->attr->cache.size) + ")";
   }
   if (obj->cpuset != nullptr && obj->type != HWLOC_OBJ_PU) {
-    line += " cpus " + formatCpuList(bitmapToList(obj->cpuset));
+    line += " cpus " + formatIndexList(bitmapToList(obj->cpuset));
   }
   return line;
 }
@@ -224,16 +224,21 @@ std::vector<int> processCpus() {
   return cpus;
 }
 
-std::string formatCpuList(std::vector<int> cpus) {
-  std::sort(cpus.begin(), cpus.end());
-  cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
+std::string formatIndexList(std::vector<int> items, std::string_view separator,
+                            std::size_t maxChars) {
+  std::sort(items.begin(), items.end());
+  items.erase(std::unique(items.begin(), items.end()), items.end());
   std::string out;
-  for (std::size_t i = 0; i < cpus.size();) {
+  for (std::size_t i = 0; i < items.size();) {
     std::size_t j = i;
-    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
-    if (!out.empty()) out += ',';
-    out += std::to_string(cpus[i]);
-    if (j > i) out += '-' + std::to_string(cpus[j]);
+    while (j + 1 < items.size() && items[j + 1] == items[j] + 1) ++j;
+    if (!out.empty()) out += separator;
+    if (maxChars > 0 && out.size() > maxChars) {
+      out += "...";
+      break;
+    }
+    out += std::to_string(items[i]);
+    if (j > i) out += '-' + std::to_string(items[j]);
     i = j + 1;
   }
   return out;

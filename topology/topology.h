@@ -82,8 +82,10 @@ MachineInfo restrictTo(MachineInfo machine, const std::vector<int>& cpus);
 // kernel does not say.
 std::vector<int> processCpus();
 
-// "0-3,8,10-11" from OS indices (any order, duplicates allowed); "" for none.
-std::string formatCpuList(std::vector<int> cpus);
+// "0-3,8,10-11" from indices (any order, duplicates allowed; CPU lists, rank lists); ""
+// for none. `maxChars` > 0 ends a longer list with "...".
+std::string formatIndexList(std::vector<int> items, std::string_view separator = ",",
+                            std::size_t maxChars = 0);
 // The inverse, for the kernel's cpulist files; nullopt when malformed.
 std::optional<std::vector<int>> parseCpuList(std::string_view text);
 

@@ -16,6 +16,7 @@
 
 #include "comm/error.h"
 #include "comm/log.h"
+#include "topology/topology.h"
 
 namespace epcomm::rendezvous {
 namespace {
@@ -32,24 +33,6 @@ bool secretEqual(const unsigned char* a, const unsigned char* b) {
   unsigned char diff = 0;  // constant time: no early exit
   for (std::size_t i = 0; i < kSecretBytes; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
-}
-
-// "2, 5-7, 9", shortened with "..." past about 1000 characters.
-std::string formatRanks(const std::vector<int>& ranks) {
-  std::string out;
-  for (std::size_t i = 0; i < ranks.size();) {
-    std::size_t j = i;
-    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
-    if (!out.empty()) out += ", ";
-    if (out.size() > 1000) {
-      out += "...";
-      break;
-    }
-    out += std::to_string(ranks[i]);
-    if (j > i) out += "-" + std::to_string(ranks[j]);
-    i = j + 1;
-  }
-  return out;
 }
 
 void setCloseOnExec(int fd) {
@@ -403,7 +386,8 @@ void RendezvousServer::Impl::memberGone(const ConnectionPtr& c, const AsioError&
   if (!assembled_) {
     return failGroup(ReplyStatus::kPeerLost,
                      who + " " + why + " before all " + std::to_string(size_) +
-                         " ranks arrived (missing ranks: " + formatRanks(missingRanks()) + ")");
+                         " ranks arrived (missing ranks: " +
+                         topology::formatIndexList(missingRanks(), ", ", 1000) + ")");
   }
   if (roundOpen_) {
     return failGroup(ReplyStatus::kPeerLost,
@@ -441,10 +425,10 @@ void RendezvousServer::Impl::onGroupDeadline(const AsioError& ec) {
                connectTimeout_.count());
     return maybeFinish();
   }
-  failGroup(ReplyStatus::kTimeout, "timed out after " + std::to_string(connectTimeout_.count()) +
-                                       " s waiting for all " + std::to_string(size_) +
-                                       " ranks at the rendezvous " + where_ +
-                                       "; missing ranks: " + formatRanks(missingRanks()));
+  failGroup(ReplyStatus::kTimeout,
+            "timed out after " + std::to_string(connectTimeout_.count()) + " s waiting for all " +
+                std::to_string(size_) + " ranks at the rendezvous " + where_ +
+                "; missing ranks: " + topology::formatIndexList(missingRanks(), ", ", 1000));
 }
 
 void RendezvousServer::Impl::send(const ConnectionPtr& c, Outgoing out) {

@@ -329,8 +329,8 @@ TEST(BindingPlan, MoreRanksThanCoresUsePusThenShare) {
 }
 
 TEST(CpuList, FormatsAndParses) {
-  EXPECT_EQ(formatCpuList({3, 0, 1, 2, 8, 10, 11, 1}), "0-3,8,10-11");
-  EXPECT_EQ(formatCpuList({}), "");
+  EXPECT_EQ(formatIndexList({3, 0, 1, 2, 8, 10, 11, 1}), "0-3,8,10-11");
+  EXPECT_EQ(formatIndexList({}), "");
   EXPECT_EQ(parseCpuList("0-3,8,10-11\n"), (std::vector<int>{0, 1, 2, 3, 8, 10, 11}));
   EXPECT_EQ(parseCpuList(""), std::vector<int>{});
   for (const char* bad : {"a", "3-1", "1-", "-1", "1,,2", "1-2-3"}) {

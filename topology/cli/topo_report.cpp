@@ -159,7 +159,7 @@ std::string reportText(const TopoReport& r) {
     if (!n.localitySource.empty()) {
       out += "  [pci " + (n.pciBusId.empty() ? std::string("-") : n.pciBusId) + ", numa " +
              (n.numaNode < 0 ? std::string("-") : std::to_string(n.numaNode)) + ", cpus " +
-             (n.localCpus.empty() ? std::string("-") : formatCpuList(n.localCpus)) + ", from " +
+             (n.localCpus.empty() ? std::string("-") : formatIndexList(n.localCpus)) + ", from " +
              n.localitySource + "]";
     }
     out += "\n";
