@@ -27,10 +27,4 @@ ErrorCode errorCodeFromResult(int result) {
   }
 }
 
-void throwError(ErrorCode code, int rank, std::string_view operation, std::string_view what) {
-  std::string message = "epcomm rank " + std::to_string(rank) + ": " + std::string(operation) +
-                        ": " + std::string(what);
-  throw Error(code, message);
-}
-
 }  // namespace epcomm

@@ -41,9 +41,13 @@ class EPCOMM_API Error : public std::runtime_error {
   ErrorCode code_;
 };
 
-// Builds the uniform message "epcomm rank R: <operation>: <what>" and throws it.
-[[noreturn]] EPCOMM_API void throwError(ErrorCode code, int rank, std::string_view operation,
-                                        std::string_view what);
+// Builds the uniform message "epcomm rank R: <operation>: <what>" and throws it. Inline, so
+// backend plugins need nothing from libepcomm but the C ABI.
+[[noreturn]] inline void throwError(ErrorCode code, int rank, std::string_view operation,
+                                    std::string_view what) {
+  throw Error(code, "epcomm rank " + std::to_string(rank) + ": " + std::string(operation) + ": " +
+                        std::string(what));
+}
 
 // Runs fn; returns 0, or the result code of the exception it threw with its message in
 // `message`. The one place exceptions become result codes (C API, plugin adapter).

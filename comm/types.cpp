@@ -17,18 +17,6 @@ bool isValid(ReduceOp op) {
   return false;
 }
 
-std::size_t dtypeSize(DataType dtype) {
-  switch (dtype) {
-    case DataType::kI8:
-    case DataType::kU8: return 1;
-    case DataType::kF16:
-    case DataType::kBf16: return 2;
-    case DataType::kI32:
-    case DataType::kF32: return 4;
-    case DataType::kI64: return 8;
-  }
-  return 0;
-}
 
 bool isFloatingPoint(DataType dtype) {
   return dtype == DataType::kF32 || dtype == DataType::kF16 || dtype == DataType::kBf16;

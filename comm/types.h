@@ -38,8 +38,20 @@ inline constexpr ReduceOp kAllReduceOps[] = {ReduceOp::kSum, ReduceOp::kProd, Re
 // True for the values above; anything else (for example a cast from a bad C int) is not.
 EPCOMM_API bool isValid(DataType dtype);
 EPCOMM_API bool isValid(ReduceOp op);
-// Bytes per element; 0 for an invalid type.
-EPCOMM_API std::size_t dtypeSize(DataType dtype);
+// Bytes per element; 0 for an invalid type. Inline: backend plugins use it without
+// importing anything from libepcomm.
+constexpr std::size_t dtypeSize(DataType dtype) {
+  switch (dtype) {
+    case DataType::kI8:
+    case DataType::kU8: return 1;
+    case DataType::kF16:
+    case DataType::kBf16: return 2;
+    case DataType::kI32:
+    case DataType::kF32: return 4;
+    case DataType::kI64: return 8;
+  }
+  return 0;
+}
 EPCOMM_API bool isFloatingPoint(DataType dtype);
 // Short names used by programs and messages: f32 bf16 f16 i32 i64 i8 u8; sum prod max min avg.
 EPCOMM_API std::string_view toString(DataType dtype);
