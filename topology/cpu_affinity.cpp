@@ -7,8 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "comm/error.h"
-#include "comm/log.h"
+#include "topology/error.h"
 
 namespace epcomm::topology {
 namespace {
@@ -33,40 +32,39 @@ NicHint nicHintOf(const NetInterface& nic) {
   return {nic.numaNode, nic.localCpus};
 }
 
-void applyBinding(const Topology& topology, const RankBinding& binding, int rank) {
+std::optional<std::string> applyBinding(const Topology& topology, const RankBinding& binding) {
   if (binding.cpus.empty()) {
-    throwError(ErrorCode::kSystemError, rank, kOp,
-               "EPCOMM_CPU_AFFINITY=1: hwloc found no cores to bind to");
+    fail(ErrorKind::kSystemError, kOp, "EPCOMM_CPU_AFFINITY=1: hwloc found no cores to bind to");
   }
   const Bitmap cpus = bitmapOf(binding.cpus);
   if (hwloc_set_cpubind(topology.handle(), cpus.get(), HWLOC_CPUBIND_PROCESS) != 0) {
-    throwError(ErrorCode::kSystemError, rank, kOp,
-               "EPCOMM_CPU_AFFINITY=1: binding to cpus " + formatIndexList(binding.cpus) +
-                   " failed: " + std::strerror(errno) +
-                   " (set EPCOMM_CPU_AFFINITY=0 to keep "
-                   "the launcher's binding)");
+    fail(ErrorKind::kSystemError, kOp,
+         "EPCOMM_CPU_AFFINITY=1: binding to cpus " + formatIndexList(binding.cpus) +
+             " failed: " + std::strerror(errno) +
+             " (set EPCOMM_CPU_AFFINITY=0 to keep "
+             "the launcher's binding)");
   }
-  if (binding.numaNodes.empty()) return;
+  if (binding.numaNodes.empty()) return std::nullopt;
   const Bitmap nodes = bitmapOf(binding.numaNodes);
   if (hwloc_set_membind(topology.handle(), nodes.get(), HWLOC_MEMBIND_BIND,
                         HWLOC_MEMBIND_THREAD | HWLOC_MEMBIND_BYNODESET) != 0) {
-    log().warn(
-        "EPCOMM_CPU_AFFINITY=1: binding memory to NUMA node {} failed: {}; memory "
-        "stays unbound",
-        formatIndexList(binding.numaNodes), std::strerror(errno));
+    return "EPCOMM_CPU_AFFINITY=1: binding memory to NUMA node " +
+           formatIndexList(binding.numaNodes) + " failed: " + std::strerror(errno) +
+           "; memory stays unbound";
   }
+  return std::nullopt;
 }
 
-RankBinding bindLocalRank(const Config& config, int rank, const BindingGroup& group) {
+BindReport bindLocalRank(const SelectionRequest& request, const BindingGroup& group) {
+  BindReport report;
   const Topology topology;
   NicHint hint;
   std::string nicText = "NIC locality unknown";
   std::vector<NetInterface> interfaces = listInterfaces();
-  const SelectionRequest request = SelectionRequest::fromConfig(config, rank);
   try {
     const InterfaceSelection selection = selectInterface(interfaces, request);
-    log().info("interface {} ({}) selected: {}", selection.name, selection.address,
-               selection.reason);
+    report.selection = "interface " + selection.name + " (" + selection.address +
+                       ") selected: " + selection.reason;
     addLocality(interfaces, &topology);
     const NetInterface& nic = interfaces[selection.index];
     hint = nicHintOf(nic);
@@ -81,21 +79,22 @@ RankBinding bindLocalRank(const Config& config, int rank, const BindingGroup& gr
     // An explicit choice that matches nothing is the user's mistake; the default finding
     // no interface (a namespace without one) only loses the NIC preference.
     if (!request.ifname.empty() || !request.ifIp.empty()) throw;
-    log().warn(
-        "EPCOMM_CPU_AFFINITY=1: no interface selected ({}); planning without NIC "
-        "locality",
-        e.what());
+    report.warnings.push_back(std::string("EPCOMM_CPU_AFFINITY=1: no interface selected (") +
+                              e.what() + "); planning without NIC locality");
   }
   const MachineInfo whole = topology.machine();
   const MachineInfo machine = group.cpus.empty() ? whole : restrictTo(whole, group.cpus);
   const BindingPlan plan = planBinding(machine, group.size, hint);
-  const RankBinding& mine = plan.ranks.at(static_cast<std::size_t>(group.index));
+  report.binding = plan.ranks.at(static_cast<std::size_t>(group.index));
   std::string within = "the whole machine";
-  if (machine.pus < whole.pus) within = "the cpus " + formatIndexList(group.cpus) + " it was given";
-  applyBinding(topology, mine, rank);
-  log().info("rank {} bound to {} ({} of {} ranks sharing {}, unit {}, {})", rank,
-             describeBinding(mine), group.index, group.size, within, plan.unit, nicText);
-  return mine;
+  if (machine.pus < whole.pus) {
+    within = "the cpus " + formatIndexList(group.cpus) + " it was given";
+  }
+  if (auto warning = applyBinding(topology, report.binding)) report.warnings.push_back(*warning);
+  report.description = describeBinding(report.binding) + " (" + std::to_string(group.index) +
+                       " of " + std::to_string(group.size) + " ranks sharing " + within +
+                       ", unit " + plan.unit + ", " + nicText + ")";
+  return report;
 }
 
 }  // namespace epcomm::topology

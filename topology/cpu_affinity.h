@@ -2,7 +2,10 @@
 // per process by communicator init (comm/communicator.cpp), with the rank's place on its host.
 #pragma once
 
-#include "comm/config.h"
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "topology/binding_plan.h"
 #include "topology/interface_selection.h"
 #include "topology/net_interface.h"
@@ -14,9 +17,10 @@ namespace epcomm::topology {
 NicHint nicHintOf(const NetInterface& nic);
 
 // Binds every thread of this process to binding.cpus, and the memory of the calling thread
-// (and of the threads it starts later) to binding.numaNodes. Throws epcomm::Error
-// (kSystemError) when the cpu binding fails; a memory binding the OS refuses is a warning.
-void applyBinding(const Topology& topology, const RankBinding& binding, int rank);
+// (and of the threads it starts later) to binding.numaNodes. Throws topology::Error
+// (kSystemError) when the cpu binding fails; returns a warning when the OS refuses the
+// memory binding (memory then stays unbound).
+std::optional<std::string> applyBinding(const Topology& topology, const RankBinding& binding);
 
 // The ranks of one host that were given the same cpus (by the launcher, taskset, the engine,
 // or nobody: the whole machine), and this rank's place among them.
@@ -26,11 +30,18 @@ struct BindingGroup {
   int size = 1;           // ranks in the group
 };
 
-// The whole step for one rank: discovers the machine, selects the interface as `config`
-// says (an explicit EPCOMM_SOCKET_IFNAME / EPCOMM_IF_IP that matches nothing is an error),
-// plans the group's ranks on the group's cpus only (a rank is never moved out of the cpus it
-// was given), applies line `group.index` and logs "rank R bound to cpus ..." at info level.
-// Returns the binding applied.
-RankBinding bindLocalRank(const Config& config, int rank, const BindingGroup& group);
+// What bindLocalRank did, for the caller to log.
+struct BindReport {
+  RankBinding binding;                // applied
+  std::string selection;              // "interface X (addr) selected: reason", or ""
+  std::string description;            // "cpus 2-3 (cores 1), memory on ... (0 of 2 ranks ...)"
+  std::vector<std::string> warnings;  // no interface to plan by, memory left unbound
+};
+
+// The whole step for one rank: discovers the machine, selects the interface as `request`
+// says (an explicit filter or address that matches nothing is an error), plans the group's
+// ranks on the group's cpus only (a rank is never moved out of the cpus it was given) and
+// applies line `group.index`.
+BindReport bindLocalRank(const SelectionRequest& request, const BindingGroup& group);
 
 }  // namespace epcomm::topology

@@ -6,8 +6,7 @@
 #include <cstring>
 #include <optional>
 
-#include "comm/error.h"
-#include "comm/log.h"
+#include "topology/error.h"
 
 namespace epcomm::topology {
 namespace {
@@ -60,8 +59,7 @@ InterfaceSelection selectByAddress(const std::vector<NetInterface>& interfaces,
   const std::string setting = request.ifIpSource + "=" + request.ifIp;
   const auto wanted = parseAddress(request.ifIp);
   if (!wanted) {
-    throwError(ErrorCode::kInvalidArgument, request.rank, kOp,
-               setting + " is not a numeric IPv4 or IPv6 address");
+    fail(ErrorKind::kInvalidArgument, kOp, setting + " is not a numeric IPv4 or IPv6 address");
   }
   for (std::size_t i = 0; i < interfaces.size(); ++i) {
     for (const std::string& a : interfaces[i].addresses) {
@@ -72,15 +70,14 @@ InterfaceSelection selectByAddress(const std::vector<NetInterface>& interfaces,
       return {i, interfaces[i].name, a, reason};
     }
   }
-  throwError(ErrorCode::kInvalidArgument, request.rank, kOp,
-             setting + " is the address of no interface of this host; interfaces: " +
-                 listForMessage(interfaces));
+  fail(ErrorKind::kInvalidArgument, kOp,
+       setting + " is the address of no interface of this host; interfaces: " +
+           listForMessage(interfaces));
 }
 
 InterfaceSelection selectByName(const std::vector<NetInterface>& interfaces,
                                 const SelectionRequest& request) {
-  const InterfaceSpec spec =
-      InterfaceSpec::parse(request.ifname, request.ifnameSource, request.rank);
+  const InterfaceSpec spec = InterfaceSpec::parse(request.ifname, request.ifnameSource);
   const std::string setting = request.ifnameSource + "=\"" + request.ifname + "\"";
   for (std::size_t i = 0; i < interfaces.size(); ++i) {
     if (spec.matches(interfaces[i].name) && usable(interfaces[i])) {
@@ -90,12 +87,12 @@ InterfaceSelection selectByName(const std::vector<NetInterface>& interfaces,
                       "address");
     }
   }
-  throwError(ErrorCode::kInvalidArgument, request.rank, kOp,
-             setting + " matches no interface that is up with an address; interfaces: " +
-                 listForMessage(interfaces));
+  fail(ErrorKind::kInvalidArgument, kOp,
+       setting + " matches no interface that is up with an address; interfaces: " +
+           listForMessage(interfaces));
 }
 
-InterfaceSelection selectByDefault(const std::vector<NetInterface>& interfaces, int rank) {
+InterfaceSelection selectByDefault(const std::vector<NetInterface>& interfaces) {
   // NCCL's order: everything but docker*, lo* and virbr*; then docker*; then loopback.
   auto firstWhere = [&](auto&& accept) -> std::optional<std::size_t> {
     for (std::size_t i = 0; i < interfaces.size(); ++i) {
@@ -119,14 +116,14 @@ InterfaceSelection selectByDefault(const std::vector<NetInterface>& interfaces, 
   if (auto i = firstWhere(isLoopback)) {
     return pick(interfaces, *i, "default: no interface other than loopback is up with an address");
   }
-  throwError(ErrorCode::kInvalidArgument, rank, kOp,
-             "no interface is up with an address (not even loopback); interfaces: " +
-                 listForMessage(interfaces));
+  fail(ErrorKind::kInvalidArgument, kOp,
+       "no interface is up with an address (not even loopback); interfaces: " +
+           listForMessage(interfaces));
 }
 
 }  // namespace
 
-InterfaceSpec InterfaceSpec::parse(std::string_view text, std::string_view knob, int rank) {
+InterfaceSpec InterfaceSpec::parse(std::string_view text, std::string_view knob) {
   InterfaceSpec spec;
   std::string_view rest = text;
   if (!rest.empty() && rest.front() == '^') {
@@ -144,10 +141,10 @@ InterfaceSpec InterfaceSpec::parse(std::string_view text, std::string_view knob,
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   }
   if (spec.names.empty()) {
-    throwError(ErrorCode::kInvalidArgument, rank, kOp,
-               std::string(knob) + "=\"" + std::string(text) +
-                   "\" names no interface; expected NCCL's syntax: prefixes \"eth,ib\", "
-                   "exclusions \"^docker,lo\", exact names \"=eth0\" or \"^=eth1\"");
+    fail(ErrorKind::kInvalidArgument, kOp,
+         std::string(knob) + "=\"" + std::string(text) +
+             "\" names no interface; expected NCCL's syntax: prefixes \"eth,ib\", "
+             "exclusions \"^docker,lo\", exact names \"=eth0\" or \"^=eth1\"");
   }
   return spec;
 }
@@ -163,36 +160,11 @@ bool InterfaceSpec::matches(std::string_view ifname) const {
   return listed != exclude;
 }
 
-SelectionRequest SelectionRequest::fromConfig(const Config& config, int rank) {
-  SelectionRequest request;
-  request.ifname = config.socketIfname;
-  request.ifIp = config.ifIp;
-  for (const KnobValue& v : config.values) {
-    if (v.name == "EPCOMM_SOCKET_IFNAME") request.ifnameSource = v.source;
-    if (v.name == "EPCOMM_IF_IP") request.ifIpSource = v.source;
-  }
-  if (request.ifnameSource.empty() || request.ifnameSource == "default") {
-    request.ifnameSource = "EPCOMM_SOCKET_IFNAME";
-  }
-  if (request.ifIpSource.empty() || request.ifIpSource == "default") {
-    request.ifIpSource = "EPCOMM_IF_IP";
-  }
-  request.rank = rank;
-  return request;
-}
-
 InterfaceSelection selectInterface(const std::vector<NetInterface>& interfaces,
                                    const SelectionRequest& request) {
   if (!request.ifIp.empty()) return selectByAddress(interfaces, request);
   if (!request.ifname.empty()) return selectByName(interfaces, request);
-  return selectByDefault(interfaces, request.rank);
-}
-
-InterfaceSelection selectInterface(const Config& config, int rank) {
-  const InterfaceSelection selection =
-      selectInterface(listInterfaces(), SelectionRequest::fromConfig(config, rank));
-  log().info("interface {} ({}) selected: {}", selection.name, selection.address, selection.reason);
-  return selection;
+  return selectByDefault(interfaces);
 }
 
 }  // namespace epcomm::topology

@@ -12,7 +12,6 @@
 #include <string_view>
 #include <vector>
 
-#include "comm/config.h"
 #include "topology/net_interface.h"
 
 namespace epcomm::topology {
@@ -22,21 +21,19 @@ struct InterfaceSpec {
   bool exact = false;
   std::vector<std::string> names;
 
-  // Parses NCCL's syntax; throws epcomm::Error (kInvalidArgument) naming `knob` when the
+  // Parses NCCL's syntax; throws topology::Error (kInvalidArgument) naming `knob` when the
   // text names no interface ("", "^", "=", ",").
-  static InterfaceSpec parse(std::string_view text, std::string_view knob, int rank = 0);
+  static InterfaceSpec parse(std::string_view text, std::string_view knob);
   bool matches(std::string_view ifname) const;
 };
 
-// The settings a selection follows; empty strings mean "not set".
+// The settings a selection follows; empty strings mean "not set". comm fills it from its
+// knobs (comm/src/topology_bridge.h).
 struct SelectionRequest {
-  std::string ifname;        // NCCL-syntax name filter
-  std::string ifnameSource;  // the variable that supplied it (for messages)
-  std::string ifIp;          // numeric address
-  std::string ifIpSource;
-  int rank = 0;  // for error messages
-
-  static SelectionRequest fromConfig(const Config& config, int rank = 0);
+  std::string ifname;                                 // NCCL-syntax name filter
+  std::string ifnameSource = "EPCOMM_SOCKET_IFNAME";  // the variable that supplied it
+  std::string ifIp;                                   // numeric address
+  std::string ifIpSource = "EPCOMM_IF_IP";
 };
 
 struct InterfaceSelection {
@@ -46,13 +43,10 @@ struct InterfaceSelection {
   std::string reason;   // one line: which rule picked it
 };
 
-// Picks from `interfaces` (as listInterfaces returns them). Throws epcomm::Error
+// Picks from `interfaces` (as listInterfaces returns them). Throws topology::Error
 // (kInvalidArgument) when the request matches nothing usable; the message names the
 // variable and its value and lists every interface with its state and addresses.
 InterfaceSelection selectInterface(const std::vector<NetInterface>& interfaces,
                                    const SelectionRequest& request);
-
-// listInterfaces + selectInterface for `config`, logging the decision at info level.
-InterfaceSelection selectInterface(const Config& config, int rank = 0);
 
 }  // namespace epcomm::topology

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,8 +15,7 @@
 #include <memory>
 #include <sstream>
 
-#include "comm/config.h"
-#include "comm/error.h"
+#include "topology/error.h"
 #include "topology/topology.h"
 
 namespace epcomm::topology {
@@ -57,8 +57,12 @@ void addSysfsLocality(NetInterface& nic) {
   if (!looksLikePciBusId(dir.filename().string())) return;
   nic.pciBusId = dir.filename().string();
   nic.localitySource = "sysfs";
-  if (const auto node = parseInteger(readFirstLine(dir / "numa_node")); node && *node >= 0) {
-    nic.numaNode = static_cast<int>(*node);
+  const std::string node = readFirstLine(dir / "numa_node");
+  int value = -1;
+  const std::from_chars_result parsed =
+      std::from_chars(node.data(), node.data() + node.size(), value);
+  if (parsed.ec == std::errc() && parsed.ptr == node.data() + node.size() && value >= 0) {
+    nic.numaNode = value;
   }
   if (const auto cpus = parseCpuList(readFirstLine(dir / "local_cpulist"))) nic.localCpus = *cpus;
 }
@@ -68,8 +72,8 @@ void addSysfsLocality(NetInterface& nic) {
 std::vector<NetInterface> listInterfaces() {
   ifaddrs* raw = nullptr;
   if (getifaddrs(&raw) != 0) {
-    throwError(ErrorCode::kSystemError, 0, "list interfaces",
-               std::string("getifaddrs failed: ") + std::strerror(errno));
+    fail(ErrorKind::kSystemError, "list interfaces",
+         std::string("getifaddrs failed: ") + std::strerror(errno));
   }
   const std::unique_ptr<ifaddrs, IfaddrsDeleter> list(raw);
   std::map<std::string, NetInterface> byName;

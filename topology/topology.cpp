@@ -11,7 +11,7 @@
 #include <memory>
 #include <tuple>
 
-#include "comm/error.h"
+#include "topology/error.h"
 
 namespace epcomm::topology {
 namespace {
@@ -106,7 +106,7 @@ std::string hostName() {
 Topology::Topology() {
   if (hwloc_topology_init(&topology_) != 0) {
     topology_ = nullptr;
-    throwError(ErrorCode::kSystemError, 0, kOp, "hwloc_topology_init failed");
+    fail(ErrorKind::kSystemError, kOp, "hwloc_topology_init failed");
   }
   // I/O devices are hidden unless asked for; "important" keeps PCI devices with an OS
   // device (NICs) and their bridges.
@@ -114,7 +114,7 @@ Topology::Topology() {
   if (hwloc_topology_load(topology_) != 0) {
     hwloc_topology_destroy(topology_);
     topology_ = nullptr;
-    throwError(ErrorCode::kSystemError, 0, kOp, "hwloc_topology_load failed");
+    fail(ErrorKind::kSystemError, kOp, "hwloc_topology_load failed");
   }
 }
 

@@ -5,7 +5,8 @@
 #include <vector>
 
 #include "comm/src/host_identity.h"
-#include "topology/cpu_affinity.h"
+#include "comm/src/topology_bridge.h"
+#include "topology/topology.h"
 
 namespace epcomm {
 
@@ -35,7 +36,7 @@ std::unique_ptr<Communicator> bindIfAsked(std::unique_ptr<Communicator> comm) {
     if (r < comm->rank()) ++group.index;
     ++group.size;
   }
-  topology::bindLocalRank(comm->config(), comm->rank(), group);
+  bindLocalRank(comm->config(), comm->rank(), group);
   return comm;
 }
 

@@ -22,7 +22,7 @@
 #include "comm/error.h"
 #include "comm/log.h"
 #include "comm/src/rendezvous_server.h"
-#include "topology/interface_selection.h"
+#include "comm/src/topology_bridge.h"
 
 namespace epcomm {
 namespace {
@@ -99,7 +99,7 @@ std::string resolveHost(const std::string& host, int rank) {
 }
 
 std::string rendezvousHost(const Config& config) {
-  return topology::selectInterface(config, 0).address;
+  return selectInterface(config, 0).address;
 }
 
 }  // namespace epcomm

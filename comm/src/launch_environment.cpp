@@ -5,7 +5,7 @@
 #include <optional>
 
 #include "comm/log.h"
-#include "topology/interface_selection.h"
+#include "comm/src/topology_bridge.h"
 
 namespace epcomm {
 namespace {
@@ -63,7 +63,7 @@ void handInterfaceToOpenMpi(const Config& config, int rank) {
                   : std::string("every interface but loopback"));
     return;
   }
-  const topology::InterfaceSelection nic = topology::selectInterface(config, rank);
+  const topology::InterfaceSelection nic = selectInterface(config, rank);
   if (include || exclude) {
     log().info(
         "mpi: data between hosts as Open MPI's {}={} says (set by the user, so the "

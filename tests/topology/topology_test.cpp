@@ -11,6 +11,7 @@
 
 #include "comm/config.h"
 #include "comm/error.h"
+#include "comm/src/topology_bridge.h"
 #include "tests/common/env_guard.h"
 #include "topology/binding_plan.h"
 #include "topology/interface_selection.h"
@@ -56,8 +57,8 @@ std::string pickName(const std::string& ifname, const std::string& ifIp = "",
 std::string failure(const std::string& ifname, const std::string& ifIp = "") {
   try {
     pickName(ifname, ifIp);
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  } catch (const Error& e) {  // topology::Error
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
     return e.what();
   }
   ADD_FAILURE() << "\"" << ifname << "\" / \"" << ifIp << "\" selected something";
@@ -181,7 +182,7 @@ TEST(TopologyKnobs, AliasesAndOwnNames) {
     EXPECT_EQ(sourceOf(c, "EPCOMM_SOCKET_IFNAME"), "GLOO_SOCKET_IFNAME");
     EXPECT_EQ(sourceOf(c, "EPCOMM_IF_IP"), "HCCL_IF_IP");
     EXPECT_EQ(sourceOf(c, "EPCOMM_CPU_AFFINITY"), "SGLANG_SET_CPU_AFFINITY");
-    const SelectionRequest r = SelectionRequest::fromConfig(c);
+    const SelectionRequest r = selectionRequest(c);
     EXPECT_EQ(r.ifnameSource, "GLOO_SOCKET_IFNAME");
     EXPECT_EQ(selectInterface(host(), r).name, "dum1");  // the address wins
     env.set("HCCL_SOCKET_IFNAME", "ib");                 // HCCL_ comes before GLOO_
@@ -209,7 +210,7 @@ TEST(TopologyKnobs, MalformedValuesNameTheVariable) {
     try {
       Config::fromEnvironment();
       ADD_FAILURE() << name << "=" << value << " accepted";
-    } catch (const Error& e) {
+    } catch (const epcomm::Error& e) {
       EXPECT_NE(std::string(e.what()).find(std::string(name) + "=\"" + value + "\""),
                 std::string::npos)
           << e.what();

@@ -5,6 +5,8 @@
 #include <initializer_list>
 #include <string_view>
 
+#include "comm/src/topology_bridge.h"
+
 namespace epcomm::topology {
 namespace {
 
@@ -48,7 +50,7 @@ TopoReport gatherReport(const Config& config, int localRanks) {
   report.tree = topology.treeText();
   report.interfaces = listInterfaces();
   addLocality(report.interfaces, &topology);
-  report.selection = selectInterface(report.interfaces, SelectionRequest::fromConfig(config));
+  report.selection = selectInterface(report.interfaces, selectionRequest(config));
   report.localRanks = localRanks;
   report.plan = planBinding(report.machine, localRanks,
                             {report.interfaces[report.selection.index].numaNode,
