@@ -7,10 +7,8 @@ namespace {
 
 // The value and source of a knob as Config resolved it ("default", or the variable's name).
 Sourced knob(const Config& config, std::string_view name) {
-  for (const KnobValue& v : config.values) {
-    if (v.name == name) return {v.value, v.source};
-  }
-  return {"", "default"};
+  const KnobValue v = config.value(name);
+  return {v.value, v.source};
 }
 
 std::string quantName(ep::Quant q) {

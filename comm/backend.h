@@ -76,6 +76,25 @@ typedef struct epcommBackendBootstrap {
   int (*allGather)(void* ctx, const void* send, void* recv, size_t bytes);
 } epcommBackendBootstrap;
 
+/* A backend's knob: its row in the configuration registry (comm/config.h). The loader
+ * registers a plugin's rows (copied) when it loads it; the communicator resolves each from
+ * the environment (own name, then aliases in order), validates it by type, and hands the
+ * values to create through args->knob. A backend never reads the environment itself. */
+#define EPCOMM_KNOB_STRING 0
+#define EPCOMM_KNOB_INTEGER 1 /* whole number in [min, max] */
+#define EPCOMM_KNOB_BOOLEAN 2 /* 1, 0, true, false in any case */
+#define EPCOMM_KNOB_CHOICE 3  /* one of choices */
+typedef struct epcommBackendKnob {
+  const char* name;
+  const char* aliases; /* ','-separated names honoured after name, or NULL */
+  int type;            /* EPCOMM_KNOB_* */
+  const char* unit;    /* "ms", "MiB", ... or NULL */
+  const char* defaultValue;
+  int64_t min, max;    /* EPCOMM_KNOB_INTEGER */
+  const char* choices; /* EPCOMM_KNOB_CHOICE: '|'-separated */
+  const char* meaning;
+} epcommBackendKnob;
+
 typedef struct epcommBackendCreateArgs {
   uint32_t structSize; /* sizeof(epcommBackendCreateArgs) of the caller */
   int rank;
@@ -85,6 +104,11 @@ typedef struct epcommBackendCreateArgs {
   size_t bufferBytes;                      /* EPCOMM_BUFFSIZE in bytes */
   /* Logging sink: level 0 trace ... 4 error. May be called from any thread. */
   void (*log)(int level, const char* message);
+  /* The validated value of one of this backend's knobs (its table's knobs), or NULL for a
+   * name it did not declare. Valid during create; copy what is kept. (A caller whose
+   * structSize stops before it has none: use the knobs' defaults.) */
+  const char* (*knob)(void* ctx, const char* name);
+  void* knobCtx;
 } epcommBackendCreateArgs;
 
 typedef struct epcommBackendV1 {
@@ -164,6 +188,10 @@ typedef struct epcommBackendV1 {
    * stored before a windowSignal this rank's windowWaitSignal has seen; writes go through
    * windowPut. A backend without the entry maps no peer. */
   int (*windowPeerBase)(void* state, void* window, int peer, void** base);
+
+  /* Optional (a table whose structSize covers numKnobs): the backend's knobs. */
+  const epcommBackendKnob* knobs;
+  size_t numKnobs;
 } epcommBackendV1;
 
 /* The members every v1 table has; the window members after them are optional. */

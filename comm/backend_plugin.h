@@ -98,6 +98,16 @@ static_assert(epcommBackendSystemError == toResultCode(ErrorCode::kSystemError) 
               epcommBackendRemoteError == toResultCode(ErrorCode::kPeerLost) &&
               epcommBackendTimeout == toResultCode(ErrorCode::kTimeout));
 
+// The value of one of the backend's knobs as the communicator resolved it (create args),
+// or `fallback` where the caller hands none (an older libepcomm).
+inline std::string knobValue(const epcommBackendCreateArgs& args, const char* name,
+                             const char* fallback) {
+  const size_t needed = offsetof(epcommBackendCreateArgs, knobCtx) + sizeof(args.knobCtx);
+  if (args.structSize < needed || !args.knob) return fallback;
+  const char* v = args.knob(args.knobCtx, name);
+  return v ? std::string(v) : std::string(fallback);
+}
+
 namespace plugin_detail {
 
 struct State {
@@ -120,8 +130,11 @@ inline std::string& err(void* s) {
 
 template <typename Impl>
 constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
-                                    uint64_t maxCountPerCall) {
+                                    uint64_t maxCountPerCall,
+                                    const epcommBackendKnob* knobs = nullptr, size_t numKnobs = 0) {
   epcommBackendV1 t{};
+  t.knobs = knobs;
+  t.numKnobs = numKnobs;
   t.abiVersion = EPCOMM_BACKEND_ABI_VERSION;
   t.structSize = sizeof(epcommBackendV1);
   t.name = name;
@@ -221,3 +234,8 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
 #define EPCOMM_EXPORT_BACKEND(NAME, CAPABILITIES, MAX_COUNT, IMPL)                           \
   extern "C" __attribute__((visibility("default"))) const epcommBackendV1 epcommBackend_v1 = \
       ::epcomm::plugin_detail::makeTable<IMPL>(NAME, CAPABILITIES, MAX_COUNT);
+// The same with the backend's knobs: KNOBS is a static array of epcommBackendKnob.
+#define EPCOMM_EXPORT_BACKEND_WITH_KNOBS(NAME, CAPABILITIES, MAX_COUNT, IMPL, KNOBS)         \
+  extern "C" __attribute__((visibility("default"))) const epcommBackendV1 epcommBackend_v1 = \
+      ::epcomm::plugin_detail::makeTable<IMPL>(NAME, CAPABILITIES, MAX_COUNT, KNOBS,         \
+                                               sizeof(KNOBS) / sizeof((KNOBS)[0]));

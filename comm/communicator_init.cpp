@@ -2,8 +2,11 @@
 // EPCOMM_INIT_ADDR, mpirun, one rank). Each brings up a bootstrap, then shares one tail:
 // the backend over that bootstrap (createWorldBackend), the communicator, its binding
 // (assemble).
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -84,9 +87,29 @@ std::string resolveBackendName(const Config& config, Bootstrap& bootstrap, int r
              "mpirun; this build has no tcp backend, so launch with mpirun (EPCOMM_BACKEND=mpi)");
 }
 
+// The values of a plugin's knobs, resolved and validated before create (a bad value is an
+// error naming its variable, raised here, not inside the plugin), handed over args->knob.
+struct PluginKnobs {
+  std::map<std::string, std::string, std::less<>> values;
+
+  PluginKnobs(const epcommBackendV1& table, const Config& config) {
+    const std::size_t needed = offsetof(epcommBackendV1, numKnobs) + sizeof(table.numKnobs);
+    if (table.structSize < needed || !table.knobs) return;
+    for (std::size_t i = 0; i < table.numKnobs; ++i) {
+      if (table.knobs[i].name) values[table.knobs[i].name] = config.text(table.knobs[i].name);
+    }
+  }
+  static const char* lookup(void* ctx, const char* name) {
+    const auto& values = static_cast<const PluginKnobs*>(ctx)->values;
+    const auto it = values.find(std::string_view(name ? name : ""));
+    return it == values.end() ? nullptr : it->second.c_str();
+  }
+};
+
 std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap* bootstrap,
                                              int rank, int size, const Config& config) {
   const LoadedPlugin plugin = loadBackendPlugin(name, config, rank);
+  PluginKnobs knobs(*plugin.table, config);
   epcommBackendBootstrap shim{bootstrap, &bootstrapAllGather};
   epcommBackendCreateArgs args{};
   args.structSize = sizeof(args);
@@ -96,6 +119,8 @@ std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap*
   args.timeoutMs = config.timeoutMs;
   args.bufferBytes = config.bufferBytes;
   args.log = &logFromBackend;
+  args.knob = &PluginKnobs::lookup;
+  args.knobCtx = &knobs;
   return BackendHandle::create(plugin.table, args);
 }
 

@@ -127,16 +127,21 @@ void ensureMpiInitialised(int rank) {
 }  // namespace
 
 Backend::Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs,
-                 void (*log)(int, const char*))
+                 void (*log)(int, const char*), std::string windowKnob)
     : comm_(comm),
       rank_(rank),
       size_(size),
       timeoutMs_(timeoutMs),
       log_(log),
+      windowKnob_(std::move(windowKnob)),
       clock_(std::make_unique<CallClock>(rank, timeoutMs, log)) {}
 
 Backend::Backend(const epcommBackendCreateArgs& args)
-    : rank_(args.rank), size_(args.size), timeoutMs_(args.timeoutMs), log_(args.log) {
+    : rank_(args.rank),
+      size_(args.size),
+      timeoutMs_(args.timeoutMs),
+      log_(args.log),
+      windowKnob_(knobValue(args, "EPCOMM_MPI_WINDOW", "auto")) {
   const char* op = "init";
   ensureMpiInitialised(args.rank);
   int worldSize = 0;
@@ -253,7 +258,7 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   int s = 0;
   MPI_Comm_rank(child, &r);
   MPI_Comm_size(child, &s);
-  return std::unique_ptr<epcomm::Backend>(new Backend(child, r, s, timeoutMs_, log_));
+  return std::unique_ptr<epcomm::Backend>(new Backend(child, r, s, timeoutMs_, log_, windowKnob_));
 }
 
 void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, int op) {
@@ -416,7 +421,8 @@ void* Backend::windowCreate(size_t bytes, int numSignals, void** localBase) {
   const char* name = "createWindow";
   checkLive(name);
   if (windowContext_.comm == MPI_COMM_NULL) {
-    windowContext_ = WindowContext{comm_, rank_, size_, timeoutMs_, &aborted_, clock_.get()};
+    windowContext_ =
+        WindowContext{comm_, rank_, size_, timeoutMs_, &aborted_, clock_.get(), windowKnob_};
   }
   if (!windowTransport_) {
     const CallClock::Scope inFlight(*clock_, name);

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -58,7 +59,8 @@ class Backend final : public epcomm::Backend {
   void* windowPeerBase(void* window, int peer) override;
 
  private:
-  Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs, void (*log)(int, const char*));
+  Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs, void (*log)(int, const char*),
+          std::string windowKnob);
   // Throws epcomm::Error naming op when rc is not MPI_SUCCESS.
   void check(int rc, const char* op) const;
   void checkLive(const char* op) const;
@@ -73,6 +75,7 @@ class Backend final : public epcomm::Backend {
   std::atomic<bool> aborted_{false};
   std::int64_t timeoutMs_ = 0;
   void (*log_)(int, const char*) = nullptr;
+  std::string windowKnob_ = "auto";  // EPCOMM_MPI_WINDOW, through the ABI at create
   std::unique_ptr<CallClock> clock_;
   std::unique_ptr<float[]> scratch_;
   size_t scratchCount_ = 0;

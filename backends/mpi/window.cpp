@@ -50,8 +50,7 @@ void checkMpi(int rc, int rank, const char* op) {
 
 WindowTransport chooseWindowTransport(const WindowContext& ctx) {
   constexpr const char* kOp = "createWindow";
-  const char* raw = std::getenv(kKnob);
-  const std::string value = raw ? raw : "";
+  const std::string& value = ctx.transportKnob;
   const int code = knobCode(value);
   MPI_Comm node = MPI_COMM_NULL;
   checkMpi(MPI_Comm_split_type(ctx.comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), ctx.rank,

@@ -32,7 +32,8 @@ struct WindowContext {
   int size = 1;
   std::int64_t timeoutMs = 0;
   const std::atomic<bool>* aborted = nullptr;
-  CallClock* clock = nullptr;  // scopes the blocking collectives of create / destroy
+  CallClock* clock = nullptr;          // scopes the blocking collectives of create / destroy
+  std::string transportKnob = "auto";  // EPCOMM_MPI_WINDOW
 };
 
 class Window {

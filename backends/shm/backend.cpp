@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "backends/shm/algorithms.h"
+#include "backends/shm/kernels.h"
 #include "comm/error.h"
 #include "comm/types.h"
 
@@ -48,6 +49,7 @@ Backend::Backend(const epcommBackendCreateArgs& args)
       timeoutMs_(args.timeoutMs),
       bufferBytes_(args.bufferBytes ? args.bufferBytes : kDefaultBufferBytes) {
   const char* op = "init";
+  chooseKernelIsa(knobValue(args, "EPCOMM_SHM_ISA", "auto"));
   if (!args.bootstrap && size_ > 1) {
     throwError(ErrorCode::kInvalidUsage, rank_, op,
                "shm backend: " + std::to_string(size_) + " ranks need a bootstrap all-gather");

@@ -1,5 +1,6 @@
 #include "backends/shm/kernels.h"
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -171,6 +172,9 @@ inline void storeF16(std::uint16_t* p, Vf v) {
 
 namespace {
 
+// EPCOMM_SHM_ISA as the first backend created resolved it (chooseKernelIsa).
+std::atomic<int> gAskedIsa{-1};
+
 Isa detect() {
   Isa best = Isa::kPortable;
 #ifdef EPCOMM_SHM_X86
@@ -183,18 +187,21 @@ Isa detect() {
   }
 #endif
   // A lower choice for comparisons and tests; never above what the CPU has.
-  if (const char* want = std::getenv("EPCOMM_SHM_ISA")) {
-    const std::string_view w(want);
-    Isa asked = best;
-    if (w == "portable") asked = Isa::kPortable;
-    if (w == "avx2") asked = Isa::kAvx2;
-    if (w == "avx512") asked = Isa::kAvx512;
-    if (asked < best) best = asked;
-  }
+  const int asked = gAskedIsa.load();
+  if (asked >= 0 && static_cast<Isa>(asked) < best) best = static_cast<Isa>(asked);
   return best;
 }
 
 }  // namespace
+
+void chooseKernelIsa(std::string_view want) {
+  const int asked = want == "portable" ? static_cast<int>(Isa::kPortable)
+                    : want == "avx2"   ? static_cast<int>(Isa::kAvx2)
+                    : want == "avx512" ? static_cast<int>(Isa::kAvx512)
+                                       : -1;
+  int none = -1;
+  gAskedIsa.compare_exchange_strong(none, asked == -1 ? 99 : asked);
+}
 
 Isa kernelIsa() {
   static const Isa isa = detect();

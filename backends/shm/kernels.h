@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string_view>
 
 #include "comm/types.h"
 
@@ -12,9 +13,11 @@ namespace epcomm::shm {
 
 enum class Isa { kPortable, kAvx2, kAvx512 };
 
-// What the kernels use on this CPU (detected once; EPCOMM_SHM_ISA=portable|avx2|avx512 may
-// lower it, for testing and comparison, never raise it).
+// The kernels every reduction uses, detected once per process: the best this CPU has, or
+// at most what EPCOMM_SHM_ISA asked for (chooseKernelIsa, called at backend creation before
+// the first reduction; the first call wins).
 Isa kernelIsa();
+void chooseKernelIsa(std::string_view want);
 const char* isaName(Isa isa);
 
 // dst[i] = srcs[0][i] op ... op srcs[n-1][i] in that order (avg: the sum / divisor) for

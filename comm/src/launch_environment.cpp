@@ -11,8 +11,8 @@ namespace epcomm {
 namespace {
 
 int envInt(const char* name) {
-  const char* v = std::getenv(name);
-  const std::optional<std::int64_t> x = v ? parseInteger(v) : std::nullopt;
+  const std::optional<std::string> v = environmentValue(name);
+  const std::optional<std::int64_t> x = v ? parseInteger(*v) : std::nullopt;
   return (x && *x >= 0 && *x <= std::numeric_limits<int>::max()) ? static_cast<int>(*x) : -1;
 }
 
@@ -36,9 +36,9 @@ std::string unreachableWorld(const Config& config) {
   } else {
     return {};
   }
-  const char* master = std::getenv("MASTER_ADDR");
+  const std::optional<std::string> master = environmentValue("MASTER_ADDR");
   return "the environment says this is one of several ranks (" + said +
-         (master ? ", MASTER_ADDR=" + std::string(master) : std::string()) +
+         (master ? ", MASTER_ADDR=" + *master : std::string()) +
          ") but names no way to reach them: set EPCOMM_INIT_ADDR=host:port (rank 0 listens "
          "there; e.g. MASTER_ADDR with a free port other than MASTER_PORT, which torch's store "
          "holds) with EPCOMM_RANK/RANK and EPCOMM_SIZE/WORLD_SIZE, or bootstrap through the "
@@ -52,14 +52,14 @@ std::string unreachableWorld(const Config& config) {
 // btl_tcp_if_include through its environment, which MPI_Init reads, unless the user set
 // Open MPI's own parameter (mpirun --mca, OMPI_MCA_*), which then wins.
 void handInterfaceToOpenMpi(const Config& config, int rank) {
-  const char* include = std::getenv("OMPI_MCA_btl_tcp_if_include");
-  const char* exclude = std::getenv("OMPI_MCA_btl_tcp_if_exclude");
+  const std::optional<std::string> include = environmentValue("OMPI_MCA_btl_tcp_if_include");
+  const std::optional<std::string> exclude = environmentValue("OMPI_MCA_btl_tcp_if_exclude");
   if (config.socketIfname.empty() && config.ifIp.empty()) {
     log().info(
         "mpi: data between hosts over Open MPI's own interface choice ({}); set "
         "EPCOMM_SOCKET_IFNAME or EPCOMM_IF_IP to choose",
-        include   ? "btl_tcp_if_include=" + std::string(include)
-        : exclude ? "btl_tcp_if_exclude=" + std::string(exclude)
+        include   ? "btl_tcp_if_include=" + *include
+        : exclude ? "btl_tcp_if_exclude=" + *exclude
                   : std::string("every interface but loopback"));
     return;
   }
@@ -68,7 +68,7 @@ void handInterfaceToOpenMpi(const Config& config, int rank) {
     log().info(
         "mpi: data between hosts as Open MPI's {}={} says (set by the user, so the "
         "selected interface {} is not handed to it)",
-        include ? "btl_tcp_if_include" : "btl_tcp_if_exclude", include ? include : exclude,
+        include ? "btl_tcp_if_include" : "btl_tcp_if_exclude", include ? *include : *exclude,
         nic.name);
     return;
   }

@@ -2,10 +2,12 @@
 
 #include <dlfcn.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <string_view>
 
 #include "comm/error.h"
 #include "comm/log.h"
@@ -99,7 +101,62 @@ std::string inspect(const std::string& path, const epcommBackendV1** table) {
   return {};
 }
 
+// Splits "a,b" (or "a|b") into views into `text`.
+std::vector<std::string_view> splitList(const char* text, char sep) {
+  std::vector<std::string_view> out;
+  if (!text) return out;
+  std::string_view rest(text);
+  while (!rest.empty()) {
+    const std::size_t at = rest.find(sep);
+    if (at != 0) out.push_back(rest.substr(0, at));
+    if (at == std::string_view::npos) break;
+    rest.remove_prefix(at + 1);
+  }
+  return out;
+}
+
+// Registers the plugin's knob rows (layer: the backend's name).
+void registerPluginKnobs(const epcommBackendV1& t) {
+  const std::size_t needed = offsetof(epcommBackendV1, numKnobs) + sizeof(t.numKnobs);
+  if (t.structSize < needed || !t.knobs) return;
+  std::vector<KnobInfo> rows;
+  for (std::size_t i = 0; i < t.numKnobs; ++i) {
+    const epcommBackendKnob& k = t.knobs[i];
+    if (!k.name) continue;
+    KnobInfo row;
+    row.name = k.name;
+    for (std::string_view a : splitList(k.aliases, ',')) row.aliases.push_back({a, 1});
+    row.type = k.type == EPCOMM_KNOB_INTEGER   ? KnobType::kInteger
+               : k.type == EPCOMM_KNOB_BOOLEAN ? KnobType::kBoolean
+               : k.type == EPCOMM_KNOB_CHOICE  ? KnobType::kChoice
+                                               : KnobType::kString;
+    row.unit = k.unit ? k.unit : "";
+    row.defaultValue = k.defaultValue ? k.defaultValue : "";
+    row.min = k.min;
+    row.max = k.max;
+    row.choices = splitList(k.choices, '|');
+    row.meaning = k.meaning ? k.meaning : "";
+    row.layer = t.name ? t.name : "backend";
+    rows.push_back(std::move(row));
+  }
+  registerKnobs(rows);  // copies every string
+}
+
 }  // namespace
+
+void registerBackendKnobs(const Config& config) {
+  std::vector<std::string> names = {"shm", "mpi"};
+  if (config.backend != "auto" && config.backend != "shm" && config.backend != "mpi") {
+    names.push_back(config.backend);
+  }
+  for (const std::string& name : names) {
+    try {
+      loadBackendPlugin(name, config, 0);
+    } catch (const Error&) {
+      // Not built or not installed here: it has no rows to list.
+    }
+  }
+}
 
 LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, int rank) {
   static std::mutex mutex;
@@ -132,6 +189,7 @@ LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, in
       continue;
     }
     log().debug("loaded backend plugin {} from {}", name, path);
+    registerPluginKnobs(*table);
     loaded.emplace(path, table);
     return {table, path};
   }

@@ -12,7 +12,8 @@ namespace epcomm {
 
 // The interface selection EPCOMM_SOCKET_IFNAME / EPCOMM_IF_IP (or their aliases) ask for,
 // naming the variable that supplied each.
-topology::SelectionRequest selectionRequest(const Config& config);
+// Exported for epcomm-topo and the tests (this header is not installed).
+EPCOMM_API topology::SelectionRequest selectionRequest(const Config& config);
 
 // Runs fn; a topology::Error becomes an epcomm::Error of the same kind naming `rank`.
 template <typename Fn>

@@ -11,74 +11,11 @@
 namespace epcomm::ep {
 namespace {
 
-const KnobValue* findKnob(const Config& config, std::string_view name) {
-  for (const KnobValue& v : config.values) {
-    if (v.name == name) return &v;
-  }
-  return nullptr;
-}
-
-// The knob's value as an integer in [lo, hi]; `fallback` when the registry lacks it.
-std::int64_t integerKnob(const Config& config, std::string_view name, std::int64_t lo,
-                         std::int64_t hi, std::int64_t fallback) {
-  const KnobValue* v = findKnob(config, name);
-  if (!v || v->value.empty()) return fallback;
-  const std::optional<std::int64_t> n = parseInteger(v->value);
-  if (!n || *n < lo || *n > hi) {
-    throw Error(ErrorCode::kInvalidArgument, "epcomm config: " + v->source + "=\"" + v->value +
-                                                 "\" is invalid: expected an integer in " +
-                                                 std::to_string(lo) + ".." + std::to_string(hi));
-  }
-  return *n;
-}
-
-// The knob's value as a boolean (1/0/true/false, any case); `fallback` when unset.
-bool booleanKnob(const Config& config, std::string_view name, bool fallback) {
-  const KnobValue* v = findKnob(config, name);
-  if (!v || v->value.empty()) return fallback;
-  const std::optional<bool> b = parseBoolean(v->value);
-  if (!b) {
-    throw Error(ErrorCode::kInvalidArgument, "epcomm config: " + v->source + "=\"" + v->value +
-                                                 "\" is invalid: expected 1, 0, true or false "
-                                                 "(any case)");
-  }
-  return *b;
-}
-
-Transport transportKnob(const Config& config) {
-  const KnobValue* v = findKnob(config, "EPCOMM_EP_TRANSPORT");
-  if (!v || v->value.empty() || v->value == "auto") return Transport::kAuto;
-  if (v->value == "window") return Transport::kWindow;
-  if (v->value == "collective") return Transport::kCollective;
-  throw Error(ErrorCode::kInvalidArgument,
-              "epcomm config: " + v->source + "=\"" + v->value +
-                  "\" is invalid: expected auto, window or collective");
-}
-
 const char* transportName(Transport t) {
   return t == Transport::kWindow ? "window" : t == Transport::kCollective ? "collective" : "auto";
 }
 
 }  // namespace
-
-BufferConfig BufferConfig::fromConfig(const Config& config) {
-  BufferConfig c;
-  c.normalBytes =
-      static_cast<std::size_t>(integerKnob(config, "EPCOMM_EP_BUFFSIZE", 1, 1 << 20, 1024)) << 20;
-  c.rounds = static_cast<int>(integerKnob(config, "EPCOMM_EP_ROUNDS", 0, 1 << 20, 0));
-  c.roundTokens = static_cast<int>(integerKnob(config, "EPCOMM_EP_ROUND_TOKENS", 0, 1 << 30, 0));
-  c.combineRounds = booleanKnob(config, "EPCOMM_EP_COMBINE_ROUNDS", false);
-  c.int8 = booleanKnob(config, "EPCOMM_EP_INT8", false);
-  c.quantGroup = static_cast<int>(integerKnob(config, "EPCOMM_EP_QUANT_GROUP", 0, 128, 128));
-  if (c.quantGroup != 0 && c.quantGroup != kQuantGroup) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "epcomm config: EPCOMM_EP_QUANT_GROUP=" + std::to_string(c.quantGroup) +
-                    " is invalid: expected 128 (one scale per 128 channels) or 0 (per token)");
-  }
-  c.llMaxTokens = static_cast<int>(integerKnob(config, "EPCOMM_EP_LL_MAX_TOKENS", 1, 1 << 20, 128));
-  c.transport = transportKnob(config);
-  return c;
-}
 
 BufferState::BufferState(Communicator& c, const BufferConfig& cfg)
     : comm(c), config(cfg), normal(cfg.normalBytes, c.rank(), "normal-mode staging") {}

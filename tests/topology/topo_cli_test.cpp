@@ -10,6 +10,8 @@
 #include <string>
 
 #include "comm/config.h"
+#include "comm/src/plugin_loader.h"
+#include "ep/buffer.h"
 #include "tests/topology/run_command.h"
 #include "tests/topology/topo_json.h"
 
@@ -64,11 +66,19 @@ TEST(TopoCli, EnvListsEveryKnobWithItsSource) {
                                                  "EPCOMM_CPU_AFFINITY=1", "HCCL_EXEC_TIMEOUT=3"});
   ASSERT_EQ(r.exitCode, 0) << r.err;
   const json env = json::parse(r.out)["env"];
+  // Every layer's rows, as this process registers them: comm's and topology's, ep's, and
+  // the backends' (from their plugins).
+  registerBackendKnobs(Config::defaults());
+  ep::BufferConfig::fromConfig(Config::defaults());
+  std::set<std::string> layers;
+  for (const KnobInfo& knob : knobRegistry()) layers.insert(std::string(knob.layer));
+  EXPECT_EQ(layers, (std::set<std::string>{"comm", "topology", "ep", "shm", "mpi"}));
   ASSERT_EQ(env.size(), knobRegistry().size());
   std::size_t i = 0;
   for (const KnobInfo& knob : knobRegistry()) {
     const json& e = env[i++];
     EXPECT_EQ(e["name"], std::string(knob.name));
+    EXPECT_EQ(e["layer"], std::string(knob.layer));
     const std::string source = e["source"];
     if (knob.name == "EPCOMM_BUFFSIZE") {
       EXPECT_EQ(source, "HCCL_BUFFSIZE");
@@ -103,7 +113,9 @@ TEST(TopoCli, TextReportHasEverySection) {
     EXPECT_NE(r.out.find(part), std::string::npos) << "no \"" << part << "\" in:\n" << r.out;
   }
   // The knob column is as wide as the longest knob name.
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n  EPCOMM_SOCKET_IFNAME +=  ?=lo "))) << r.out;
+  EXPECT_TRUE(
+      std::regex_search(r.out, std::regex("\n  EPCOMM_SOCKET_IFNAME +\\[topology\\] +=  ?=lo ")))
+      << r.out;
 }
 
 TEST(TopoCli, FailuresExitNonZeroWithAMessage) {

@@ -7,6 +7,8 @@
 
 #include "comm/config.h"
 #include "comm/error.h"
+#include "comm/src/plugin_loader.h"
+#include "ep/buffer.h"
 #include "tests/common/env_guard.h"
 
 #ifndef EPCOMM_SOURCE_DIR
@@ -32,7 +34,6 @@ TEST(Config, DefaultsComeFromTheRegistry) {
   EXPECT_EQ(c.connectTimeoutS, 120);
   EXPECT_EQ(c.bufferBytes, 64u << 20);
   EXPECT_TRUE(c.checkArgs);
-  EXPECT_EQ(c.mpiWindow, "auto");
   EXPECT_EQ(c.values.size(), knobRegistry().size());
   for (const KnobValue& v : c.values) EXPECT_EQ(v.source, "default");
 }
@@ -88,9 +89,10 @@ TEST(Config, BooleansAcceptWhatEnginesWrite) {
 
 TEST(Config, MalformedValuesNameTheVariable) {
   const std::pair<const char*, const char*> cases[] = {
-      {"EPCOMM_TIMEOUT_MS", "soon"}, {"EPCOMM_BUFFSIZE", "0"},    {"EPCOMM_LOG_LEVEL", "loud"},
-      {"EPCOMM_CHECK_ARGS", "yes"},  {"HCCL_EXEC_TIMEOUT", "-1"}, {"EPCOMM_SIZE", "0"},
-      {"EPCOMM_MPI_WINDOW", "rma"}};
+      {"EPCOMM_TIMEOUT_MS", "soon"},   {"EPCOMM_BUFFSIZE", "0"},
+      {"EPCOMM_LOG_LEVEL", "loud"},    {"EPCOMM_CHECK_ARGS", "yes"},
+      {"HCCL_EXEC_TIMEOUT", "-1"},     {"EPCOMM_SIZE", "0"},
+      {"EPCOMM_EP_TRANSPORT", "fast"}, {"DEEP_NORMAL_MODE_USE_INT8_QUANT", "2"}};
   for (const auto& [name, value] : cases) {
     EnvGuard env;
     env.set(name, value);
@@ -105,8 +107,12 @@ TEST(Config, MalformedValuesNameTheVariable) {
   }
 }
 
-// docs/configuration.md documents every knob once, with the registry's default and aliases.
+// docs/configuration.md documents every layer's knobs once, with the registry's layer,
+// default and aliases (ep's rows register as libepcomm_ep loads, the backends' as their
+// plugins load).
 TEST(Config, DocumentationMatchesRegistry) {
+  registerBackendKnobs(Config::defaults());
+  ep::BufferConfig::fromConfig(Config::defaults());
   std::ifstream in(std::string(EPCOMM_SOURCE_DIR) + "/docs/configuration.md");
   ASSERT_TRUE(in) << "docs/configuration.md missing";
   std::stringstream text;
@@ -118,6 +124,8 @@ TEST(Config, DocumentationMatchesRegistry) {
     ASSERT_NE(at, std::string::npos) << knob.name << " is not documented";
     EXPECT_EQ(doc.find(row, at + 1), std::string::npos) << knob.name << " documented twice";
     const std::string line = doc.substr(at, doc.find('\n', at) - at);
+    EXPECT_NE(line.find("| " + std::string(knob.layer) + " |"), std::string::npos)
+        << knob.name << ": layer " << knob.layer << " not in: " << line;
     const std::string def =
         knob.defaultValue.empty() ? "(unset)" : "`" + std::string(knob.defaultValue) + "`";
     EXPECT_NE(line.find(def), std::string::npos)

@@ -13,6 +13,8 @@
 
 #include "comm/config.h"
 #include "comm/error.h"
+#include "comm/src/plugin_loader.h"
+#include "ep/buffer.h"
 #include "topology/cli/topo_report.h"
 
 namespace {
@@ -20,8 +22,8 @@ namespace {
 // The launcher's ranks per host, when launched by one (Open MPI, torchrun), else 1.
 int launcherLocalSize() {
   for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "LOCAL_WORLD_SIZE"}) {
-    const char* v = std::getenv(name);
-    const std::optional<std::int64_t> n = v ? epcomm::parseInteger(v) : std::nullopt;
+    const std::optional<std::string> v = epcomm::environmentValue(name);
+    const std::optional<std::int64_t> n = v ? epcomm::parseInteger(*v) : std::nullopt;
     if (n && *n >= 1 && *n <= 1 << 16) return static_cast<int>(*n);
   }
   return 1;
@@ -46,6 +48,10 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    // Every layer's rows: ep's (resolving its config registers them), the backends' (from
+    // their plugins); then the effective values of all of them.
+    epcomm::registerBackendKnobs(epcomm::Config::fromEnvironment());
+    epcomm::ep::BufferConfig::fromConfig(epcomm::Config::fromEnvironment());
     const epcomm::Config config = epcomm::Config::fromEnvironment();
     if (envOnly) {
       if (json) {

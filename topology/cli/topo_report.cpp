@@ -59,20 +59,37 @@ TopoReport gatherReport(const Config& config, int localRanks) {
   return report;
 }
 
+namespace {
+
+std::string layerOf(const std::vector<KnobInfo>& rows, const std::string& name) {
+  for (const KnobInfo& k : rows) {
+    if (k.name == name) return std::string(k.layer);
+  }
+  return "";
+}
+
+}  // namespace
+
 json envJson(const Config& config) {
+  const std::vector<KnobInfo> rows = knobRegistry();
   json env = json::array();
   for (const KnobValue& v : config.values) {
-    env.push_back({{"name", v.name}, {"value", v.value}, {"source", v.source}});
+    env.push_back({{"name", v.name},
+                   {"layer", layerOf(rows, v.name)},
+                   {"value", v.value},
+                   {"source", v.source}});
   }
   return env;
 }
 
 std::string envText(const Config& config) {
+  const std::vector<KnobInfo> rows = knobRegistry();
   std::size_t width = 0;
   for (const KnobValue& v : config.values) width = std::max(width, v.name.size());
-  std::string out = "Configuration (value, source: default, own name, or the alias that set it):\n";
+  std::string out =
+      "Configuration (layer, value, source: default, own name, or the alias that set it):\n";
   for (const KnobValue& v : config.values) {
-    out += "  " + padded(v.name, width + 1) + "= " +
+    out += "  " + padded(v.name, width + 1) + padded("[" + layerOf(rows, v.name) + "]", 11) + "= " +
            padded(v.value.empty() ? "(unset)" : v.value, 12) + " [" + v.source + "]\n";
   }
   return out;
