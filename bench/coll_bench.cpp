@@ -244,6 +244,7 @@ struct Measurement {
   double algbw = 0;
   double busbw = 0;
   std::optional<long long> wrong;  // nullopt: not checked (-c 0, or not checkable: N/A)
+  std::string algorithm;           // epcomm: the backend's algorithm (Communicator::lastAlgorithm)
 };
 
 // Where one implementation's calls read and write.
@@ -290,9 +291,11 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
   for (int i = 0; i < b.options.iters; ++i) call();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
                    b.options.iters;
+  const std::string algorithm = impl == Impl::kEpcomm ? b.comm.lastAlgorithm() : std::string();
   MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, b.mpiComm);
 
   Measurement m;
+  m.algorithm = algorithm;
   m.timeUs = seconds * 1e6;
   m.algbw = static_cast<double>(operationBytes(s)) / 1e9 / seconds;
   m.busbw = m.algbw * busFactor(s.collective, s.ranks);
@@ -371,7 +374,8 @@ void printRow(const RunShape& s, const char* impl, const Measurement& outOfPlace
     std::printf("  %7s  %6.2f  %6.2f  %5s", formatTime(m->timeUs).c_str(), m->algbw, m->busbw,
                 wrongText(*m).c_str());
   }
-  std::printf("  %6s\n", impl);
+  std::printf("  %6s  %s\n", impl,
+              outOfPlace.algorithm.empty() ? "" : ("algo " + outOfPlace.algorithm).c_str());
   std::fflush(stdout);
 }
 
@@ -389,7 +393,8 @@ nlohmann::json record(const RunShape& s, const std::string& backend, const char*
           {"algbw", m.algbw},
           {"busbw", m.busbw},
           {"wrong", m.wrong ? nlohmann::json(*m.wrong) : nlohmann::json(nullptr)},
-          {"in_place", inPlace}};
+          {"in_place", inPlace},
+          {"algorithm", m.algorithm}};
 }
 
 // Problems every rank finds alike from the options and the rank count ("" if none).

@@ -192,6 +192,10 @@ typedef struct epcommBackendV1 {
   /* Optional (a table whose structSize covers numKnobs): the backend's knobs. */
   const epcommBackendKnob* knobs;
   size_t numKnobs;
+
+  /* Optional (structSize covers it, non-NULL): the name of the algorithm this rank's last
+   * collective ran (e.g. "twoshot"), for benchmarks and logs; "" when unknown. */
+  const char* (*lastAlgorithm)(void* state);
 } epcommBackendV1;
 
 /* The members every v1 table has; the window members after them are optional. */

@@ -65,6 +65,8 @@ class Backend {
     (void)peer;
     return nullptr;
   }
+  // The name of the algorithm the last collective ran ("" when the backend does not say).
+  virtual const char* lastAlgorithm() const { return ""; }
 
  private:
   [[noreturn]] void noWindows(const char* op) const {
@@ -224,6 +226,7 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
   t.windowPeerBase = [](void* s, void* w, int peer, void** base) {
     return guarded(err(s), [&] { *base = impl(s).windowPeerBase(w, peer); });
   };
+  t.lastAlgorithm = [](void* s) -> const char* { return impl(s).lastAlgorithm(); };
   return t;
 }
 

@@ -52,6 +52,10 @@ const std::string& Communicator::backendName() const {
   return backend_->name();
 }
 
+std::string Communicator::lastAlgorithm() const {
+  return backend_->lastAlgorithm();
+}
+
 void Communicator::checkUsable(const char* op) const {
   if (aborted_) {
     throwError(ErrorCode::kInvalidUsage, rank_, op,

@@ -53,6 +53,10 @@ class EPCOMM_API Communicator {
   int localRank() const { return localRank_; }  // rank among the ranks on this host
   int localSize() const { return localSize_; }  // ranks on this host
   const std::string& backendName() const;
+  // The backend's name for the algorithm this rank's last collective ran (shm: "lines",
+  // "oneshot", "twoshot", ...; backends/shm/all_reduce_algorithms.h), "" where the backend
+  // does not say. For benchmarks and logs.
+  std::string lastAlgorithm() const;
   // Whether the backend has symmetric windows (createWindow / allocate work); the same on
   // every rank. Not collective.
   bool hasWindows() const;

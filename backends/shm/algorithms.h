@@ -40,7 +40,8 @@ struct Step {
   int size;
 };
 
-// Messages up to oneShotMaxBytes() use the one-shot all-reduce (every rank reduces the whole
+// auto's default thresholds (all_reduce_algorithms.h; knobs move them). Messages up to
+// kOneShotMaxBytes use the one-shot all-reduce (every rank reduces the whole
 // message from every slot); larger ones reduce-scatter + all-gather (two-shot), which reduces
 // a 1/P share and copies whole lines but takes two steps. 2 ranks on 2 cores, alternated:
 // two-shot equal at 8 KiB, faster above (16 KiB 3.0 vs 3.4 us, 64 KiB 6.7-7.1 vs 10-12.7,
@@ -49,12 +50,9 @@ struct Step {
 // 64 KiB; one-shot keeps going to 256 KiB there.
 inline constexpr std::size_t kOneShotMaxBytes = 4 << 10;
 inline constexpr std::size_t kOneShotMaxBytesOversubscribed = 256 << 10;
-inline std::size_t oneShotMaxBytes(bool oversubscribed) {
-  return oversubscribed ? kOneShotMaxBytesOversubscribed : kOneShotMaxBytes;
-}
 
 // Line mode (all_reduce_lines.cpp) stages every rank's message on the stack: this bounds
-// size * bytes. allReduceOneShot hands messages that fit to allReduceLines. Above 1 KiB the
+// size * bytes. Above 1 KiB the
 // one-shot copy path is faster (2 ranks, slow VM state, alternated: 2 KiB 0.96-1.05 vs
 // 1.21-1.46 us in lines, 4 KiB 1.44-1.57 vs 1.99-2.50; 1 KiB 0.58-0.73 in lines vs
 // 0.72-0.89, 640 B 0.47-0.57 vs 0.61-0.67): a line carries 56 bytes and its own flag, each
@@ -71,7 +69,7 @@ inline bool fitsLines(std::size_t bytes, int size) {
 // Messages that fitsLines(): data and arrival flag share each cache line.
 void allReduceLines(const Step& s, const void* send, void* recv, std::size_t count, DataType dtype,
                     ReduceOp op);
-// One-shot; hands messages that fitsLines() to allReduceLines.
+// One-shot: every rank reduces the whole message from every slot.
 void allReduceOneShot(const Step& s, const void* send, void* recv, std::size_t count,
                       DataType dtype, ReduceOp op);
 void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t count,

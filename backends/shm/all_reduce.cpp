@@ -30,7 +30,6 @@ void prefetchPeers(const Step& s, std::size_t bytes) {
 void allReduceOneShot(const Step& s, const void* send, void* recv, std::size_t count,
                       DataType dtype, ReduceOp op) {
   const std::size_t es = dtypeSize(dtype);
-  if (fitsLines(count * es, s.size)) return allReduceLines(s, send, recv, count, dtype, op);
   const std::size_t chunk = s.channel.capacity() / es;
   Sources srcs(s.size);
   const auto* in = static_cast<const char*>(send);

@@ -41,6 +41,32 @@ HostRecord thisHost() {
   return h;
 }
 
+// EPCOMM_SHM_ALLREDUCE and the thresholds (create args), the same on every rank (rank 0's
+// must equal everyone's, else InvalidArgument naming the knobs on every rank).
+AllReduceTuning agreeAllReduceTuning(const epcommBackendCreateArgs& args, bool oversubscribed,
+                                     const GatherFn& gather, int rank) {
+  AllReduceTuning t;
+  t.forced = allReduceIndex(knobValue(args, "EPCOMM_SHM_ALLREDUCE", "auto"));
+  t.linesMaxBytes = std::stoull(knobValue(args, "EPCOMM_SHM_LINES_MAX_BYTES", "1024"));
+  const std::size_t oneShot = std::stoull(knobValue(args, "EPCOMM_SHM_ONESHOT_MAX_BYTES", "0"));
+  t.oneShotMaxBytes = oneShot > 0      ? oneShot
+                      : oversubscribed ? kOneShotMaxBytesOversubscribed
+                                       : kOneShotMaxBytes;
+  const std::uint64_t mine[3] = {static_cast<std::uint64_t>(t.forced + 1), t.linesMaxBytes,
+                                 oneShot};
+  std::vector<std::uint64_t> all(3 * static_cast<std::size_t>(args.size));
+  gather(mine, all.data(), sizeof mine);
+  for (int r = 0; r < args.size; ++r) {
+    if (std::equal(mine, mine + 3, all.begin() + 3 * r)) continue;
+    throwError(ErrorCode::kInvalidArgument, rank, "init",
+               "EPCOMM_SHM_ALLREDUCE, EPCOMM_SHM_LINES_MAX_BYTES or EPCOMM_SHM_ONESHOT_MAX_BYTES "
+               "differs between rank " +
+                   std::to_string(rank) + " and rank " + std::to_string(r) +
+                   "; every rank must set the same");
+  }
+  return t;
+}
+
 }  // namespace
 
 Backend::Backend(const epcommBackendCreateArgs& args)
@@ -87,18 +113,21 @@ Backend::Backend(const epcommBackendCreateArgs& args)
   std::vector<std::int32_t> allCpus(static_cast<std::size_t>(size_));
   gather(&cpus, allCpus.data(), sizeof cpus);
   oversubscribed_ = size_ > *std::min_element(allCpus.begin(), allCpus.end());
+  allReduceTuning_ = agreeAllReduceTuning(args, oversubscribed_, gather, rank_);
   log_ = args.log;
   setUp();
 }
 
 Backend::Backend(std::unique_ptr<Segment> segment, int rank, int size, std::int64_t timeoutMs,
-                 std::size_t bufferBytes, bool oversubscribed)
+                 std::size_t bufferBytes, bool oversubscribed,
+                 const AllReduceTuning& allReduceTuning)
     : segment_(std::move(segment)),
       rank_(rank),
       size_(size),
       timeoutMs_(timeoutMs),
       bufferBytes_(bufferBytes),
-      oversubscribed_(oversubscribed) {
+      oversubscribed_(oversubscribed),
+      allReduceTuning_(allReduceTuning) {
   setUp();
 }
 
@@ -145,8 +174,9 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   std::unique_ptr<Segment> child =
       Segment::establish(gather, rank_, size_, leader, childRank, childSize, bufferBytes_, op);
   if (!child) return nullptr;
-  auto backend = std::unique_ptr<Backend>(new Backend(std::move(child), childRank, childSize,
-                                                      timeoutMs_, bufferBytes_, oversubscribed_));
+  auto backend =
+      std::unique_ptr<Backend>(new Backend(std::move(child), childRank, childSize, timeoutMs_,
+                                           bufferBytes_, oversubscribed_, allReduceTuning_));
   backend->log_ = log_;
   return backend;
 }
@@ -202,21 +232,21 @@ void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, i
       registry_.agree(s, send, bytes, true, recv, bytes, registered_.peers);
       if (peers.allSend && peers.allRecv) {
         notePath("shm: allReduce on registered buffers: zero-copy two-shot");
+        lastAlgorithm_ = "registered-twoshot";
         return allReduceRegisteredTwoShot(s, registered_, count, dt(dtype),
                                           static_cast<ReduceOp>(op));
       }
       if (peers.allSend && bytes <= kRegisteredOneShotMaxBytes) {
         notePath("shm: allReduce on registered buffers: zero-copy one-shot");
+        lastAlgorithm_ = "registered-oneshot";
         return allReduceRegisteredOneShot(s, registered_, recv, count, dt(dtype),
                                           static_cast<ReduceOp>(op));
       }
       notePath("shm: allReduce: buffers not registered on every rank: copy path");
     }
-    if (bytes <= oneShotMaxBytes(oversubscribed_) || size_ == 1) {
-      allReduceOneShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
-    } else {
-      allReduceTwoShot(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
-    }
+    const AllReduceAlgorithm& algorithm = selectAllReduce(bytes, size_, allReduceTuning_);
+    lastAlgorithm_ = algorithm.name;
+    algorithm.run(s, send, recv, count, dt(dtype), static_cast<ReduceOp>(op));
   });
 }
 

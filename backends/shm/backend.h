@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "backends/shm/all_reduce_algorithms.h"
 #include "backends/shm/channel.h"
 #include "backends/shm/registered_algorithms.h"
 #include "backends/shm/registry.h"
@@ -60,6 +61,7 @@ class Backend final : public epcomm::Backend {
   void windowWaitSignal(void* window, int slot, std::uint64_t value) override;
   std::uint64_t windowReadSignal(void* window, int slot) override;
   void* windowPeerBase(void* window, int peer) override;
+  const char* lastAlgorithm() const override { return lastAlgorithm_; }
 
  private:
   // Runs one collective of `kind` as algorithm(Step), consuming the armed check: when this
@@ -69,7 +71,7 @@ class Backend final : public epcomm::Backend {
   void collective(const char* op, int kind, Algorithm&& algorithm);
   void checkStep(int kind, const OpClock& clock);
   Backend(std::unique_ptr<Segment> segment, int rank, int size, std::int64_t timeoutMs,
-          std::size_t bufferBytes, bool oversubscribed);
+          std::size_t bufferBytes, bool oversubscribed, const AllReduceTuning& allReduceTuning);
   void setUp();
   Channel& channel(int kind) { return *channels_[static_cast<std::size_t>(kind)]; }
   // Whether a collective moving `bytes` (as registered_algorithms.h counts them) takes the
@@ -91,6 +93,9 @@ class Backend final : public epcomm::Backend {
   // More ranks than the fewest online CPUs any rank saw at init (agreed, so every rank picks
   // the same algorithms): steps are expensive, algorithms with fewer steps win longer.
   bool oversubscribed_ = false;
+  // How allReduce picks its algorithm (EPCOMM_SHM_ALLREDUCE and thresholds, agreed at init).
+  AllReduceTuning allReduceTuning_;
+  const char* lastAlgorithm_ = "";
   void (*log_)(int level, const char* message) = nullptr;
   std::vector<const char*> notedPaths_;  // notes already logged (string literals)
   std::unique_ptr<Waiter> waiter_;

@@ -114,6 +114,14 @@ std::uint64_t BackendHandle::windowReadSignal(void* w, int slot) {
   check(table_->windowReadSignal(state_, w, slot, &value), "readSignal");
   return value;
 }
+const char* BackendHandle::lastAlgorithm() const {
+  constexpr std::size_t kNeeded =
+      offsetof(epcommBackendV1, lastAlgorithm) + sizeof(table_->lastAlgorithm);
+  if (table_->structSize < kNeeded || !table_->lastAlgorithm) return "";
+  const char* name = table_->lastAlgorithm(state_);
+  return name ? name : "";
+}
+
 void* BackendHandle::windowPeerBase(void* w, int peer) {
   constexpr std::size_t kNeeded =
       offsetof(epcommBackendV1, windowPeerBase) + sizeof(table_->windowPeerBase);

@@ -62,6 +62,8 @@ class BackendHandle {
   std::uint64_t windowReadSignal(void* window, int slot);
   // Peer's window data mapped here, or nullptr (also for plugins without the entry).
   void* windowPeerBase(void* window, int peer);
+  // The plugin's name for the algorithm its last collective ran; "" when it does not say.
+  const char* lastAlgorithm() const;
 
  private:
   void check(int result, const char* op) const;

@@ -1,5 +1,6 @@
 // Conformance: allReduce: every dtype x op x size class, in place and out of place.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "tests/conformance/conformance.h"
@@ -26,6 +27,23 @@ TEST_F(Conformance, AllReduce) {
         }
       }
     }
+  }
+}
+
+// The backend names the algorithm it ran (shm: its table, all_reduce_algorithms.h), and
+// EPCOMM_SHM_ALLREDUCE forces one wherever it can run.
+TEST_F(Conformance, AllReduceAlgorithmIsReported) {
+  if (comm().backendName() != "shm" || size() < 2) GTEST_SKIP() << "shm's algorithm table";
+  const std::string forced = comm().config().text("EPCOMM_SHM_ALLREDUCE");
+  for (std::size_t n : {std::size_t{2}, std::size_t{1} << 10, std::size_t{1} << 16}) {
+    std::vector<float> v(n, 1.f);
+    comm().allReduce(v.data(), v.data(), n, DataType::kF32, ReduceOp::kSum);
+    const std::string ran = comm().lastAlgorithm();
+    EXPECT_TRUE(ran == "lines" || ran == "oneshot" || ran == "twoshot") << ran;
+    // twoshot and oneshot run at any size on 2+ ranks; lines only where it fits.
+    if (forced == "twoshot" || forced == "oneshot") EXPECT_EQ(ran, forced) << n;
+    if (forced == "auto" && n == (std::size_t{1} << 16)) EXPECT_EQ(ran, "twoshot");
+    EXPECT_EQ(v[n - 1], static_cast<float>(size()));
   }
 }
 
