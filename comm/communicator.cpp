@@ -82,17 +82,6 @@ void Communicator::runErased(const char* op, void* fn, void (*call)(void*)) {
   }
 }
 
-namespace {
-
-// A small stable number per operation name, so ranks can compare what they called.
-std::int64_t operationId(const char* op) {
-  std::uint64_t h = kFnvOffset;
-  for (const char* c = op; *c; ++c) h = fnvMix(h, static_cast<unsigned char>(*c));
-  return static_cast<std::int64_t>(h >> 2);
-}
-
-}  // namespace
-
 Communicator::Agreement Communicator::agree(const char* op, const ArgumentCheck& check,
                                             std::initializer_list<Shape> shapes) {
   if (config_.checkArgs && size_ > 1 &&
@@ -101,7 +90,7 @@ Communicator::Agreement Communicator::agree(const char* op, const ArgumentCheck&
     epcommCallCheck c{};
     c.structSize = sizeof(c);
     c.valid = check.ok() ? 1 : 0;
-    c.opId = operationId(op);
+    c.opId = CallAgreement::callIdOf(op);
     c.op = op;
     for (const Shape& shape : shapes) {
       if (c.numShapes == 3) break;
@@ -127,50 +116,10 @@ Communicator::Agreement Communicator::agree(const char* op, const ArgumentCheck&
 
 void Communicator::agreeByAllReduce(const char* op, const ArgumentCheck& check,
                                     std::initializer_list<Shape> shapes) {
-  if (size_ == 1) {
-    if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, check.problem());
-    return;
-  }
-  // Max over ranks of: the highest bad rank, the operation and every shape, each also
-  // bit-inverted (~x orders in reverse, so its max gives the min without overflow).
-  constexpr std::size_t kSlots = 3 + 2 * 3;
-  std::int64_t v[kSlots] = {};
-  v[0] = check.ok() ? -1 : rank_;
-  v[1] = operationId(op);
-  v[2] = ~v[1];
-  std::size_t i = 3;
-  for (const Shape& shape : shapes) {
-    v[i++] = shape.value;
-    v[i++] = ~shape.value;
-  }
-  run(op, [&] {
-    backend_->allReduce(v, v, kSlots, static_cast<int>(DataType::kI64),
-                        static_cast<int>(ReduceOp::kMax));
-  });
-  if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, check.problem());
-  if (v[0] >= 0) {
-    throwError(ErrorCode::kInvalidArgument, rank_, op,
-               "rank " + std::to_string(v[0]) +
-                   " passed invalid arguments (its error names them); no data was moved");
-  }
-  if (v[1] != ~v[2]) {
-    throwError(ErrorCode::kInvalidArgument, rank_, op,
-               "ranks called different collectives at the same point (this rank called " +
-                   std::string(op) + "); no data was moved");
-  }
-  i = 3;
-  for (const Shape& shape : shapes) {
-    const std::int64_t hi = v[i];
-    const std::int64_t lo = ~v[i + 1];
-    i += 2;
-    if (hi != lo) {
-      throwError(ErrorCode::kInvalidArgument, rank_, op,
-                 std::string("ranks disagree on ") + shape.name + ": this rank passed " +
-                     std::to_string(shape.value) + ", the ranks' values range " +
-                     std::to_string(lo) + ".." + std::to_string(hi) +
-                     "; every rank must pass the same; no data was moved");
-    }
-  }
+  CallAgreement agreement(op);
+  if (!check.ok()) agreement.fail(check.problem());
+  for (const Shape& shape : shapes) agreement.same(shape.name, shape.value);
+  agree(agreement);
 }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {

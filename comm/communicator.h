@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "agreement.h"
 #include "config.h"
 #include "error.h"
 #include "export.h"
@@ -88,6 +89,13 @@ class EPCOMM_API Communicator {
   // Point to point; a recv must match the peer's send in count, dtype and tag.
   void send(const void* buf, std::size_t count, DataType dtype, int peer, int tag = 0);
   void recv(void* buf, std::size_t count, DataType dtype, int peer, int tag = 0);
+
+  // Collective: settles `agreement` (comm/agreement.h) across the ranks with one small
+  // all-reduce made straight on the backend. Throws kInvalidArgument on every rank when any
+  // rank recorded a problem (each rank's message names every failing rank's problem) or a
+  // `same` value differs; afterwards agreement.maxOf() holds the maxima. Throws
+  // kInvalidUsage after abort; a failure of the all-reduce itself aborts.
+  void agree(CallAgreement& agreement);
 
   // Symmetric memory (comm/window.h). Collective: every rank, same arguments. Throws
   // kInvalidUsage when the backend has no windows.

@@ -3,8 +3,8 @@
 #include <string>
 #include <string_view>
 
+#include "comm/agreement.h"
 #include "comm/log.h"
-#include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
 #include "ep/src/low_latency_state.h"
 
@@ -23,7 +23,7 @@ BufferState::BufferState(Communicator& c, const BufferConfig& cfg)
 BufferState::~BufferState() = default;
 
 Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
-  Agreement agreement("ep::Buffer");
+  CallAgreement agreement("ep::Buffer");
   if (config.rounds < 0) agreement.fail("BufferConfig::rounds must be >= 0 (0: no limit)");
   if (config.roundTokens < 0) agreement.fail("BufferConfig::roundTokens must be >= 0");
   if (config.llMaxTokens < 1) agreement.fail("BufferConfig::llMaxTokens must be >= 1");
@@ -55,7 +55,7 @@ Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
   agreement.same("roundTokens (EPCOMM_EP_ROUND_TOKENS)", config.roundTokens);
   agreement.same("combineRounds (EPCOMM_EP_COMBINE_ROUNDS)", config.combineRounds);
   agreement.same("normalBytes (EPCOMM_EP_BUFFSIZE)", static_cast<std::int64_t>(config.normalBytes));
-  agreement.agree(comm);
+  comm.agree(agreement);
   state_ = std::make_unique<BufferState>(comm, config);
   state_->llTransport =
       resolved == Transport::kWindow ? LlTransportKind::kWindow : LlTransportKind::kCollective;

@@ -2,8 +2,8 @@
 #include <cstring>
 #include <string>
 
+#include "comm/agreement.h"
 #include "ep/buffer.h"
-#include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
 
 namespace epcomm::ep {
@@ -51,12 +51,12 @@ bool computeDispatchLayout(const LayoutInputs& in, int numRanks, LayoutOutputs& 
 
 void Buffer::getDispatchLayout(const LayoutInputs& in, LayoutOutputs& out) {
   Communicator& comm = state_->comm;
-  Agreement agreement("ep::getDispatchLayout");
+  CallAgreement agreement("ep::getDispatchLayout");
   std::string problem;
   if (!computeDispatchLayout(in, comm.size(), out, &problem)) agreement.fail(problem);
   agreement.same("numExperts", in.numExperts);
   agreement.same("numTopk", in.numTopk);
-  agreement.agree(comm);
+  comm.agree(agreement);
 }
 
 }  // namespace epcomm::ep

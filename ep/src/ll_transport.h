@@ -5,7 +5,7 @@
 //    symmetric window (backends with windows); dispatch only sends, receive only waits.
 // Calls come in this order per slot: dispatchSend, dispatchReceive (maybe later, from the
 // hook), then any number of (combineSend, combineReceive) pairs. Every rank makes the same
-// calls in the same order, each after the call's Agreement (an all-reduce every rank has
+// calls in the same order, each after the call's CallAgreement (an all-reduce every rank has
 // entered), which the window transport relies on for reuse safety (see its header).
 #pragma once
 

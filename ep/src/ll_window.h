@@ -24,7 +24,7 @@
 // its rows of an in-place combine.
 //
 // Reuse invariant (why dispatch and push combines need no acknowledgement signals): every
-// call starts with its Agreement, an all-reduce that no rank leaves before every rank entered
+// call starts with its CallAgreement, an all-reduce that no rank leaves before every rank entered
 // the call, and puts are complete on return. Region X[k] of rank d is written only by calls
 // on slot k, i.e. by dispatch q (payload, meta, counts, tokens, topk) and by the combines of
 // dispatch q (combine). A later writer of X[k] is dispatch q + 2 or a later combine of q;

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "comm/agreement.h"
 #include "ep/buffer.h"
-#include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
 #include "ep/src/low_latency_state.h"
 
@@ -54,7 +54,7 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& in,
   Communicator& comm = s.comm;
   const int R = comm.size(), T = s.config.llMaxTokens;
   const int N = in.numTokens, H = in.hidden, K = in.numTopk, E = in.numExperts;
-  Agreement agreement(kDispatchOp);
+  CallAgreement agreement(kDispatchOp);
   if (N > T) {
     agreement.fail("numTokens " + std::to_string(N) +
                    " exceeds the low-latency capacity T = " + std::to_string(T) +
@@ -103,7 +103,7 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& in,
   agreement.same("numExperts", E);
   agreement.same("numTopk", K);
   agreement.same("quant", static_cast<int>(in.quant));
-  agreement.agree(comm);
+  comm.agree(agreement);
 
   if (reshape) {
     s.lowLatency.reset();
@@ -154,7 +154,7 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& in,
 void Buffer::lowLatencyCombine(const LowLatencyCombineInputs& in, LowLatencyCombineOutputs& out) {
   BufferState& s = *state_;
   Communicator& comm = s.comm;
-  Agreement agreement(kCombineOp);
+  CallAgreement agreement(kCombineOp);
   LowLatencyState* ll = s.lowLatency.get();
   const LowLatencyHandle& h = in.handle;
   LlSlot* slot = nullptr;
@@ -186,7 +186,7 @@ void Buffer::lowLatencyCombine(const LowLatencyCombineInputs& in, LowLatencyComb
   // The window transport's sources read a zero-copy combine's rows in place: every rank
   // must take the same path, or one waits for rows (or a read signal) never coming.
   agreement.same("zeroCopy", zeroCopy ? 1 : 0);
-  agreement.agree(comm);
+  comm.agree(agreement);
 
   const Bf16* x = zeroCopy ? slot->combineBuffer : in.x;
   slot->combineSequence = ++s.combineSequence;

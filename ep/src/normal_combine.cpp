@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "comm/agreement.h"
 #include "ep/buffer.h"
 #include "ep/row_kernels.h"
-#include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
 #include "ep/src/normal_plan.h"
 #include "ep/src/normal_window.h"
@@ -33,7 +33,7 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
   BufferState& s = *state_;
   Communicator& comm = s.comm;
   const int R = comm.size(), me = comm.rank();
-  Agreement agreement(kOp);
+  CallAgreement agreement(kOp);
   const DispatchHandle* hp = in.handle;
   // numTopk > 0 says topk weights are given (DeepEP: topk_weights=recv_topk_weights); the
   // pointer may be null where this rank received no rows (an empty array's data()).
@@ -95,7 +95,7 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
   agreement.same("numTopk of topkWeights", numTopk);
   agreement.same("numRounds", agreement.ok() ? hp->numRounds : -1);
   const int maxTokensIndex = agreement.max(agreement.ok() ? hp->numTokens : 0);
-  agreement.agree(comm);
+  comm.agree(agreement);
 
   const DispatchHandle& h = *hp;
   const int numTokens = h.numTokens;

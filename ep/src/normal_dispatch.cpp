@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "comm/agreement.h"
 #include "ep/buffer.h"
-#include "ep/src/agreement.h"
 #include "ep/src/buffer_state.h"
 #include "ep/src/normal_plan.h"
 #include "ep/src/normal_window.h"
@@ -73,7 +73,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   const int numExperts = cached ? in.handle->numExperts : in.numExperts;
   const int group = quantGroupSize(quant, hidden);
 
-  Agreement agreement(kOp);
+  CallAgreement agreement(kOp);
   if (hidden <= 0) agreement.fail("hidden " + std::to_string(hidden) + " must be >= 1");
   if (numTokens < 0) agreement.fail("numTokens " + std::to_string(numTokens) + " < 0");
   if (numTokens > 0 && !in.x) agreement.fail("x is null");
@@ -114,7 +114,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
     if (plan.neededBytes > s.normal.bytes()) agreement.fail(plan.bufferProblem(s.normal.bytes()));
   }
   const int maxTokensIndex = agreement.max(numTokens);
-  agreement.agree(comm);
+  comm.agree(agreement);
 
   if (!cached) {
     plan = NormalPlan::fresh(s.layout, static_cast<int>(agreement.maxOf(maxTokensIndex)), hidden,

@@ -10,7 +10,7 @@
 // last put (numbers grow by one per window call on every rank; never reset).
 //
 // Reuse invariant (no acknowledgements needed): every normal call starts with its
-// Agreement, an all-reduce that no rank leaves before every rank has entered the call, and
+// CallAgreement, an all-reduce that no rank leaves before every rank has entered the call, and
 // a rank reads its window only inside the call whose puts filled it. So a put of call q+1
 // never lands while the receiver still reads what call q put there.
 #pragma once
