@@ -23,7 +23,7 @@ class EPCOMM_API CallAgreement {
   // At most this many `same` and `max` values: the record every rank contributes has one
   // fixed size, so ranks that reached different calls still meet in the same all-reduce.
   static constexpr int kMaxSame = 8;
-  static constexpr int kMaxMaxima = 4;
+  static constexpr int kMaxMaxima = 2;
 
   // `op` names the call in messages; ranks whose op differs called different collectives.
   explicit CallAgreement(std::string op);
