@@ -285,7 +285,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
       if (r == me) continue;
       const std::size_t rows = recvRows[r] / hidden;
       const std::size_t first = static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r];
-      if (window) {
+      if (window && rows > 0) {  // an empty output's data() may be null
         std::memcpy(static_cast<std::byte*>(recvData) + first * rowBytes, window->rows(r),
                     rows * rowBytes);
       }
