@@ -33,11 +33,8 @@ std::size_t alignDown(std::size_t v, std::size_t a) {
 
 // What the leader publishes: the segment name (empty on failure) and its sizing input.
 struct NameRecord {
-  char name[64];
+  ShmCreation created;
   std::uint64_t bufferBytes;
-  std::uint64_t freeBytes;  // /dev/shm's free bytes when the creation failed
-  std::int32_t error;       // errno of the failed step, 0 when created
-  char step[20];            // which step failed
 };
 
 // What every rank reports after mapping.
@@ -96,6 +93,19 @@ char* createMappedShm(std::size_t bytes, std::string& name, const char*& failedS
   if (!base) shm_unlink(name.c_str());
   close(fd);
   errno = error;
+  return base;
+}
+
+char* createRecorded(std::size_t bytes, std::string& name, ShmCreation& record) {
+  const char* step = "";
+  char* base = createMappedShm(bytes, name, step);
+  if (!base) {
+    record.error = errno ? errno : EIO;
+    record.freeBytes = shmFreeBytes();
+    std::snprintf(record.step, sizeof(record.step), "%s", step);
+  } else {
+    std::snprintf(record.name, sizeof(record.name), "%s", name.c_str());
+  }
   return base;
 }
 
@@ -168,14 +178,8 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
   if (isLeader) {
     layout = Layout::compute(memberSize, bufferBytes);
     mine.bufferBytes = bufferBytes;
-    const char* step = "";
-    base = createMappedShm(layout.total, name, step);
-    if (!base) {
-      mine.error = errno ? errno : EIO;
-      mine.freeBytes = shmFreeBytes();
-      std::snprintf(mine.step, sizeof(mine.step), "%s", step);
-    } else {
-      std::snprintf(mine.name, sizeof(mine.name), "%s", name.c_str());
+    base = createRecorded(layout.total, name, mine.created);
+    if (base) {
       auto* h = reinterpret_cast<Header*>(base);
       h->magic = kMagic;
       h->size = memberSize;
@@ -196,10 +200,10 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
     gather(&mine, names.data(), sizeof(NameRecord));
     MapRecord mapped{leader, 0};
     const NameRecord* theirs = leader >= 0 ? &names[static_cast<std::size_t>(leader)] : nullptr;
-    if (theirs && theirs->error == 0 && !isLeader) {
+    if (theirs && theirs->created.error == 0 && !isLeader) {
       layout = Layout::compute(memberSize, theirs->bufferBytes);
-      char nameBuf[sizeof(theirs->name) + 1] = {};
-      std::memcpy(nameBuf, theirs->name, sizeof(theirs->name));
+      char nameBuf[sizeof(theirs->created.name) + 1] = {};
+      std::memcpy(nameBuf, theirs->created.name, sizeof(theirs->created.name));
       const int fd = shm_open(nameBuf, O_RDWR, 0);
       struct stat st {};
       if (fd < 0 || fstat(fd, &st) != 0) {
@@ -227,15 +231,15 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
     // Every member has mapped (or failed): the name is no longer needed.
     unlinkName();
     if (leader < 0) return nullptr;
-    if (theirs->error != 0) {
-      char step[sizeof(theirs->step) + 1] = {};
-      std::memcpy(step, theirs->step, sizeof(theirs->step));
+    if (theirs->created.error != 0) {
+      char step[sizeof(theirs->created.step) + 1] = {};
+      std::memcpy(step, theirs->created.step, sizeof(theirs->created.step));
       // The largest EPCOMM_BUFFSIZE (MiB) whose segment fits the space left, if any.
       const std::size_t mib = bufferBytes >> 20;
       std::size_t fits = 0;
       for (std::size_t lo = 1, hi = mib; lo <= hi;) {
         const std::size_t mid = lo + (hi - lo) / 2;
-        if (Layout::compute(memberSize, mid << 20).total <= theirs->freeBytes) {
+        if (Layout::compute(memberSize, mid << 20).total <= theirs->created.freeBytes) {
           fits = mid;
           lo = mid + 1;
         } else {
@@ -244,8 +248,8 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
       }
       throwError(ErrorCode::kSystemError, memberRank, op,
                  "shm backend: /dev/shm cannot hold the communicator's shared-memory segment: " +
-                     shmSpaceText(Layout::compute(memberSize, bufferBytes).total, theirs->freeBytes,
-                                  step, theirs->error) +
+                     shmSpaceText(Layout::compute(memberSize, bufferBytes).total,
+                                  theirs->created.freeBytes, step, theirs->created.error) +
                      "; the segment is sized by EPCOMM_BUFFSIZE (alias HCCL_BUFFSIZE, now " +
                      std::to_string(mib) + " MiB) on " + std::to_string(memberSize) + " ranks: " +
                      (fits > 0 ? "set EPCOMM_BUFFSIZE=" + std::to_string(fits) + " or less, or "

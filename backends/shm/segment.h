@@ -119,6 +119,17 @@ std::string randomShmName();
 // and its descriptor closed. Returns the mapping, or nullptr with failedStep naming the call
 // that failed, errno its error, and the name already unlinked.
 char* createMappedShm(std::size_t bytes, std::string& name, const char*& failedStep);
+// What the creating rank tells the others about a new segment or window (all-gathered):
+// its name, or why creating it failed and /dev/shm's free bytes at that moment.
+struct ShmCreation {
+  char name[64];            // empty on failure
+  std::uint64_t freeBytes;  // /dev/shm's free bytes when the creation failed
+  std::int32_t error;       // errno of the failed step, 0 when created
+  char step[20];            // which step failed
+};
+// createMappedShm, recording the outcome in `record`.
+char* createRecorded(std::size_t bytes, std::string& name, ShmCreation& record);
+
 // Bytes free for an unprivileged process in /dev/shm (statvfs), 0 when unknown.
 std::uint64_t shmFreeBytes();
 // "needs N bytes ... and /dev/shm has F bytes free" for a creation that failed at `step`

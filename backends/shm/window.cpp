@@ -27,12 +27,7 @@ struct WindowHeader {
 };
 
 // What rank 0 publishes: the file's name, or the step that failed and its errno.
-struct NameRecord {
-  char name[64];
-  std::uint64_t freeBytes;  // /dev/shm's free bytes when the creation failed
-  std::int32_t error;
-  char step[20];
-};
+using NameRecord = ShmCreation;
 
 // Overflow-checked a + b and a * b on sizes; false on overflow.
 bool add(std::size_t a, std::size_t b, std::size_t& out) {
@@ -114,14 +109,8 @@ std::unique_ptr<Window> Window::establish(const GatherFn& gather, int rank, int 
   std::string name;
   char* base = nullptr;
   if (leader) {
-    const char* step = "";
-    base = createMappedShm(total, name, step);
-    if (!base) {
-      mine.error = errno ? errno : EIO;
-      mine.freeBytes = shmFreeBytes();
-      std::snprintf(mine.step, sizeof(mine.step), "%s", step);
-    } else {
-      std::snprintf(mine.name, sizeof(mine.name), "%s", name.c_str());
+    base = createRecorded(total, name, mine);
+    if (base) {
       auto* h = reinterpret_cast<WindowHeader*>(base);
       h->magic = kWindowMagic;
       h->size = size;
