@@ -33,7 +33,7 @@ std::size_t pullDispatchSend(LlWindow& w, int index, LlSlot& slot,
   w.setOutputs(index, slot, int8);
   auto* topk = reinterpret_cast<std::int64_t*>(w.base + reg.topk);
   topk[0] = N;
-  std::memcpy(topk + 1, in.topkIdx, sizeof(std::int64_t) * N * K);
+  if (N > 0) std::memcpy(topk + 1, in.topkIdx, sizeof(std::int64_t) * N * K);  // may be null at 0
   const std::size_t rowBytes = 2 * static_cast<std::size_t>(H);
   for (int t = 0; t < N; ++t) {
     const Bf16* xt = in.x + static_cast<std::size_t>(t) * H;
