@@ -40,24 +40,19 @@ struct Step {
   int size;
 };
 
-// auto's default thresholds (all_reduce_algorithms.h; knobs move them). Messages up to
-// kOneShotMaxBytes use the one-shot all-reduce (every rank reduces the whole
-// message from every slot); larger ones reduce-scatter + all-gather (two-shot), which reduces
-// a 1/P share and copies whole lines but takes two steps. 2 ranks on 2 cores, alternated:
-// two-shot equal at 8 KiB, faster above (16 KiB 3.0 vs 3.4 us, 64 KiB 6.7-7.1 vs 10-12.7,
-// 256 KiB 21-27 vs 30), slower at 4 KiB (2.1 vs 1.5). When ranks outnumber the cores a step
-// costs a context switch: 4 ranks on 2 cores, two-shot 42 vs 27 us at 16 KiB, 51 vs 43 at
-// 64 KiB; one-shot keeps going to 256 KiB there.
+// auto's default thresholds (all_reduce_algorithms.h; EPCOMM_SHM_ONESHOT_MAX_BYTES moves
+// them). Messages up to kOneShotMaxBytes use the one-shot all-reduce (every rank reduces the
+// whole message from every slot: one step); larger ones reduce-scatter + all-gather
+// (two-shot), which reduces a 1/P share but takes two steps. When ranks outnumber the cores
+// a step costs a context switch, so one-shot keeps going much longer. The measurements
+// behind both numbers: docs/performance.md, "Fourth pass".
 inline constexpr std::size_t kOneShotMaxBytes = 4 << 10;
 inline constexpr std::size_t kOneShotMaxBytesOversubscribed = 256 << 10;
 
 // Line mode (all_reduce_lines.cpp) stages every rank's message on the stack: this bounds
-// size * bytes. Above 1 KiB the
-// one-shot copy path is faster (2 ranks, slow VM state, alternated: 2 KiB 0.96-1.05 vs
-// 1.21-1.46 us in lines, 4 KiB 1.44-1.57 vs 1.99-2.50; 1 KiB 0.58-0.73 in lines vs
-// 0.72-0.89, 640 B 0.47-0.57 vs 0.61-0.67): a line carries 56 bytes and its own flag, each
-// copied and checked apart, while the copy path reduces straight out of the peers' slots
-// after its step line (one transfer after another).
+// size * bytes. Above 1 KiB the one-shot copy path is faster (docs/performance.md): a line
+// carries 56 bytes and its own flag, each copied and checked apart, while the copy path
+// reduces straight out of the peers' slots after its step line.
 inline constexpr std::size_t kLinesStageBytes = 16 << 10;
 inline constexpr std::size_t kLinesMaxBytes = 1024;
 static_assert(Channel::linesFor(kLinesMaxBytes) * kLine <= Channel::kLineRegionBytes);

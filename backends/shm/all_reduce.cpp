@@ -97,9 +97,8 @@ void allReduceTwoShot(const Step& s, const void* send, void* recv, std::size_t c
     }
     // Reduced into recv (private, this core's lines; in place exactly send's share, which
     // reduce() allows), then copied into the slot: a vector store into slot lines the peers
-    // last read must fetch each line across cores first, a memcpy of whole lines need not
-    // (2 ranks, slow VM state: 256 KiB 22 vs 46 us per call). The copy-out stays cached: at
-    // 8-64 MiB non-temporal stores measured 20-40% slower.
+    // last read must fetch each line across cores first, a memcpy of whole lines need not.
+    // The copy-out stays cached: non-temporal stores measured slower (docs/performance.md).
     reduce(own, srcs.data(), s.size, mine.len, dtype, op, s.size);
     copyBytes(result, own, mine.len * es);
     if (j > 0) gather(j - 1, true);

@@ -23,9 +23,9 @@ inline constexpr std::size_t kRegisteredMinBytes = 32 << 10;
 // All-reduce with every send and recv registered: two-shot (each rank reduces its share and
 // writes it into every rank's recv). With only every send registered, up to this size:
 // one-shot (every rank reduces the whole message reading every rank's send). Two-shot
-// measured faster in place (2 ranks, 32-256 KiB: 1.6-8.8 vs 7-34 us), where every call's
-// input is new; out of place coll-bench repeats unchanged sends, which the one-shot then
-// reads from this core's own cache (32-64 KiB 1.4-2.2 vs 2.2-2.9 us).
+// measured faster in place, where every call's input is new; out of place coll-bench
+// repeats unchanged sends, which the one-shot then reads from this core's own cache
+// (docs/performance.md, "Fourth pass").
 inline constexpr std::size_t kRegisteredOneShotMaxBytes = 256 << 10;
 // Bytes of the per-rank scratch a reduction goes through (stays in L1/L2).
 inline constexpr std::size_t kRegisteredChunkBytes = 32 << 10;
