@@ -17,7 +17,6 @@ bool isValid(ReduceOp op) {
   return false;
 }
 
-
 bool isFloatingPoint(DataType dtype) {
   return dtype == DataType::kF32 || dtype == DataType::kF16 || dtype == DataType::kBf16;
 }
