@@ -6,13 +6,11 @@
 #include <vector>
 
 #include <sys/sysinfo.h>
-#include <unistd.h>
-
-#include <cstdio>
 
 #include "backends/shm/algorithms.h"
 #include "backends/shm/kernels.h"
 #include "comm/error.h"
+#include "comm/src/host_identity.h"
 #include "comm/types.h"
 
 namespace epcomm::shm {
@@ -24,48 +22,13 @@ DataType dt(int dtype) {
   return static_cast<DataType>(dtype);
 }
 
-// Whether two ranks are on one host, as comm's auto decides it: the host name and the IPC
-// namespace (several "hosts" on one machine differ there).
-struct HostRecord {
-  char name[64];
-  char namespaces[64];
-  bool operator==(const HostRecord& o) const {
-    return std::memcmp(this, &o, sizeof(HostRecord)) == 0;
-  }
+// What every rank contributes at init, in one bootstrap all-gather: its host (shm reaches
+// one host only), its online cpus (oversubscription), its all-reduce tuning knobs.
+struct InitRecord {
+  HostIdentity host;
+  std::int32_t cpus;
+  std::uint64_t tuning[3];  // forced algorithm + 1, lines max, one-shot max (0: auto)
 };
-
-HostRecord thisHost() {
-  HostRecord h{};
-  gethostname(h.name, sizeof(h.name) - 1);
-  readlink("/proc/self/ns/ipc", h.namespaces, sizeof(h.namespaces) - 1);
-  return h;
-}
-
-// EPCOMM_SHM_ALLREDUCE and the thresholds (create args), the same on every rank (rank 0's
-// must equal everyone's, else InvalidArgument naming the knobs on every rank).
-AllReduceTuning agreeAllReduceTuning(const epcommBackendCreateArgs& args, bool oversubscribed,
-                                     const GatherFn& gather, int rank) {
-  AllReduceTuning t;
-  t.forced = allReduceIndex(knobValue(args, "EPCOMM_SHM_ALLREDUCE", "auto"));
-  t.linesMaxBytes = std::stoull(knobValue(args, "EPCOMM_SHM_LINES_MAX_BYTES", "1024"));
-  const std::size_t oneShot = std::stoull(knobValue(args, "EPCOMM_SHM_ONESHOT_MAX_BYTES", "0"));
-  t.oneShotMaxBytes = oneShot > 0      ? oneShot
-                      : oversubscribed ? kOneShotMaxBytesOversubscribed
-                                       : kOneShotMaxBytes;
-  const std::uint64_t mine[3] = {static_cast<std::uint64_t>(t.forced + 1), t.linesMaxBytes,
-                                 oneShot};
-  std::vector<std::uint64_t> all(3 * static_cast<std::size_t>(args.size));
-  gather(mine, all.data(), sizeof mine);
-  for (int r = 0; r < args.size; ++r) {
-    if (std::equal(mine, mine + 3, all.begin() + 3 * r)) continue;
-    throwError(ErrorCode::kInvalidArgument, rank, "init",
-               "EPCOMM_SHM_ALLREDUCE, EPCOMM_SHM_LINES_MAX_BYTES or EPCOMM_SHM_ONESHOT_MAX_BYTES "
-               "differs between rank " +
-                   std::to_string(rank) + " and rank " + std::to_string(r) +
-                   "; every rank must set the same");
-  }
-  return t;
-}
 
 }  // namespace
 
@@ -91,29 +54,47 @@ Backend::Backend(const epcommBackendCreateArgs& args)
       throwError(ErrorCode::kPeerLost, rank, "init", "shm backend: bootstrap all-gather failed");
     }
   };
-  // Shared memory reaches the ranks of one host only: say so before any segment is made.
-  const HostRecord host = thisHost();
-  std::vector<HostRecord> hosts(static_cast<std::size_t>(size_));
-  gather(&host, hosts.data(), sizeof host);
+  InitRecord mine{};
+  mine.host = thisHost();
+  mine.cpus = static_cast<std::int32_t>(get_nprocs());
+  const int forced = allReduceIndex(knobValue(args, "EPCOMM_SHM_ALLREDUCE", "auto"));
+  mine.tuning[0] = static_cast<std::uint64_t>(forced + 1);
+  mine.tuning[1] = std::stoull(knobValue(args, "EPCOMM_SHM_LINES_MAX_BYTES", "1024"));
+  mine.tuning[2] = std::stoull(knobValue(args, "EPCOMM_SHM_ONESHOT_MAX_BYTES", "0"));
+  std::vector<InitRecord> all(static_cast<std::size_t>(size_));
+  gather(&mine, all.data(), sizeof mine);
+  std::int32_t fewestCpus = mine.cpus;
   for (int r = 0; r < size_; ++r) {
-    if (hosts[static_cast<std::size_t>(r)] == hosts[0]) continue;
-    const auto nameOf = [&](int i) {
-      return std::string(hosts[static_cast<std::size_t>(i)].name,
-                         strnlen(hosts[static_cast<std::size_t>(i)].name, sizeof(host.name)));
-    };
-    throwError(ErrorCode::kInvalidUsage, rank_, op,
-               "EPCOMM_BACKEND=shm: the ranks span several hosts (rank 0 on " + nameOf(0) +
-                   ", rank " + std::to_string(r) + " on " + nameOf(r) +
-                   (nameOf(0) == nameOf(r) ? " in another IPC namespace" : "") +
-                   "); shared memory reaches the ranks of one host only: use "
-                   "EPCOMM_BACKEND=auto, or mpi under mpirun");
+    const InitRecord& other = all[static_cast<std::size_t>(r)];
+    // Shared memory reaches the ranks of one host only: say so before any segment is made.
+    if (other.host != all[0].host) {
+      const auto nameOf = [&](int i) {
+        return std::string(all[static_cast<std::size_t>(i)].host.hostname.data());
+      };
+      throwError(ErrorCode::kInvalidUsage, rank_, op,
+                 "EPCOMM_BACKEND=shm: the ranks span several hosts (rank 0 on " + nameOf(0) +
+                     ", rank " + std::to_string(r) + " on " + nameOf(r) +
+                     (nameOf(0) == nameOf(r) ? " in another IPC namespace" : "") +
+                     "); shared memory reaches the ranks of one host only: use "
+                     "EPCOMM_BACKEND=auto, or mpi under mpirun");
+    }
+    if (!std::equal(mine.tuning, mine.tuning + 3, other.tuning)) {
+      throwError(ErrorCode::kInvalidArgument, rank_, op,
+                 "EPCOMM_SHM_ALLREDUCE, EPCOMM_SHM_LINES_MAX_BYTES or "
+                 "EPCOMM_SHM_ONESHOT_MAX_BYTES differs between rank " +
+                     std::to_string(rank_) + " and rank " + std::to_string(r) +
+                     "; every rank must set the same");
+    }
+    fewestCpus = std::min(fewestCpus, other.cpus);
   }
+  // More ranks than the fewest cpus any rank has: every rank computes the same answer.
+  oversubscribed_ = size_ > fewestCpus;
+  allReduceTuning_.forced = forced;
+  allReduceTuning_.linesMaxBytes = mine.tuning[1];
+  allReduceTuning_.oneShotMaxBytes = mine.tuning[2] > 0 ? mine.tuning[2]
+                                     : oversubscribed_  ? kOneShotMaxBytesOversubscribed
+                                                        : kOneShotMaxBytes;
   segment_ = Segment::establish(gather, rank_, size_, 0, rank_, size_, bufferBytes_, op);
-  const auto cpus = static_cast<std::int32_t>(get_nprocs());
-  std::vector<std::int32_t> allCpus(static_cast<std::size_t>(size_));
-  gather(&cpus, allCpus.data(), sizeof cpus);
-  oversubscribed_ = size_ > *std::min_element(allCpus.begin(), allCpus.end());
-  allReduceTuning_ = agreeAllReduceTuning(args, oversubscribed_, gather, rank_);
   log_ = args.log;
   setUp();
 }

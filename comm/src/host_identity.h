@@ -1,7 +1,10 @@
-// Which host a rank runs on, as `auto` backend selection and localRank/localSize see it:
-// the host name and the IPC namespace (several "hosts" on one machine, each in its own
-// namespaces, differ there). Plain bytes, so ranks can all-gather and compare them.
+// Which host a rank runs on, as `auto` backend selection, localRank/localSize and the shm
+// backend's one-host check see it: the host name and the IPC namespace (several "hosts" on
+// one machine, each in its own namespaces, differ there). Plain bytes, so ranks can
+// all-gather and compare them. Header-only: backend plugins use it without libepcomm.
 #pragma once
+
+#include <unistd.h>
 
 #include <array>
 
@@ -17,6 +20,13 @@ struct HostIdentity {
   bool operator!=(const HostIdentity& o) const { return !(*this == o); }
 };
 
-HostIdentity thisHost();
+inline HostIdentity thisHost() {
+  HostIdentity id;
+  gethostname(id.hostname.data(), id.hostname.size() - 1);
+  if (readlink("/proc/self/ns/ipc", id.ipcNamespace.data(), id.ipcNamespace.size() - 1) < 0) {
+    id.ipcNamespace[0] = '\0';
+  }
+  return id;
+}
 
 }  // namespace epcomm
