@@ -42,8 +42,15 @@ TEST_F(Conformance, AllReduceAlgorithmIsReported) {
     const std::string ran = comm().lastAlgorithm();
     EXPECT_TRUE(ran == "lines" || ran == "oneshot" || ran == "twoshot") << ran;
     // twoshot and oneshot run at any size on 2+ ranks; lines only where it fits.
-    if (forced == "twoshot" || forced == "oneshot") EXPECT_EQ(ran, forced) << n;
-    if (forced == "auto" && n == (std::size_t{1} << 17)) EXPECT_EQ(ran, "twoshot");
+    if (forced == "twoshot" || forced == "oneshot") {
+      EXPECT_EQ(ran, forced) << n;
+    }
+    if (forced == "lines" && n == 2) {
+      EXPECT_EQ(ran, "lines");
+    }
+    if (forced == "auto" && n == (std::size_t{1} << 17)) {
+      EXPECT_EQ(ran, "twoshot");
+    }
     EXPECT_EQ(v[n - 1], static_cast<float>(size()));
   }
 }
