@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "comm/agreement.h"
+#include "comm/agreement_record.h"
 #include "comm/communicator.h"
 #include "comm/src/backend_handle.h"
 
@@ -45,28 +46,20 @@ void Communicator::agree(CallAgreement& a) {
     if (!a.ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, a.problem());
     return;
   }
-  // Reduced with max, one fixed size on every rank: [failed, call id, ~call id, (v, ~v) per
-  // same value (unused: 0, ~0), maxima (unused: 0)] (~x orders in reverse, so the max of ~v
-  // gives the min of v without overflow).
-  const std::size_t nSame = a.same_.size();
-  constexpr std::size_t kSlots = 3 + 2 * CallAgreement::kMaxSame + CallAgreement::kMaxMaxima;
+  // One fixed size on every rank (comm/agreement_record.h), reduced with max.
+  constexpr std::size_t kSlots =
+      AgreementRecord::slotsFor(CallAgreement::kMaxSame, CallAgreement::kMaxMaxima);
   std::int64_t v[kSlots] = {};
-  for (std::size_t i = 0; i < CallAgreement::kMaxSame; ++i) v[4 + 2 * i] = ~std::int64_t{0};
-  v[0] = a.ok() ? 0 : 1;
-  v[1] = a.callId_;
-  v[2] = ~a.callId_;
-  for (std::size_t i = 0; i < nSame; ++i) {
-    v[3 + 2 * i] = a.same_[i].value;
-    v[4 + 2 * i] = ~a.same_[i].value;
-  }
-  constexpr std::size_t kMaximaAt = 3 + 2 * CallAgreement::kMaxSame;
-  std::copy(a.maxima_.begin(), a.maxima_.end(), v + kMaximaAt);
+  AgreementRecord record(v, CallAgreement::kMaxSame, CallAgreement::kMaxMaxima);
+  record.fill(rank_, a.ok(), a.callId_);
+  for (std::size_t i = 0; i < a.same_.size(); ++i) record.setSame(i, a.same_[i].value);
+  for (std::size_t j = 0; j < a.maxima_.size(); ++j) record.setMax(j, a.maxima_[j]);
   run(op, [&] {
     backend_->allReduce(v, v, kSlots, static_cast<int>(DataType::kI64),
                         static_cast<int>(ReduceOp::kMax));
   });
 
-  if (v[0] != 0) {
+  if (record.failedRank() >= 0) {
     // Every rank takes this path: gather each rank's message so all can report them.
     std::vector<char> mine(kMessageBytes, 0), all(kMessageBytes * size_, 0);
     std::memcpy(mine.data(), a.problem_.data(), std::min(a.problem_.size(), kMessageBytes - 1));
@@ -82,22 +75,18 @@ void Communicator::agree(CallAgreement& a) {
     }
     throwError(ErrorCode::kInvalidArgument, rank_, op, what + "; no data was moved");
   }
-  if (v[1] != ~v[2]) {
+  if (!record.sameCall()) {
     throwError(ErrorCode::kInvalidArgument, rank_, op,
-               "ranks called different collectives at the same point (this rank called " + a.op_ +
-                   "); no data was moved");
+               AgreementRecord::differentCallMessage(a.op_));
   }
-  for (std::size_t i = 0; i < nSame; ++i) {
-    const std::int64_t hi = v[3 + 2 * i], lo = ~v[4 + 2 * i];
-    if (hi == lo) continue;
-    const std::string name = a.same_[i].name;
+  for (std::size_t i = 0; i < a.same_.size(); ++i) {
+    if (record.agrees(i)) continue;
+    const CallAgreement::Same& same = a.same_[i];
     throwError(ErrorCode::kInvalidArgument, rank_, op,
-               "ranks disagree on " + name + ": " + name + " differs across ranks (this rank " +
-                   std::to_string(a.same_[i].value) + ", smallest " + std::to_string(lo) +
-                   ", largest " + std::to_string(hi) +
-                   "); every rank must pass the same; no data was moved");
+               AgreementRecord::disagreeMessage(same.name, std::to_string(same.value),
+                                                record.smallest(i), record.largest(i)));
   }
-  std::copy(v + kMaximaAt, v + kMaximaAt + a.maxima_.size(), a.maxima_.begin());
+  for (std::size_t j = 0; j < a.maxima_.size(); ++j) a.maxima_[j] = record.maxOf(j);
 }
 
 }  // namespace epcomm

@@ -84,6 +84,9 @@ typedef struct epcommBackendBootstrap {
 #define EPCOMM_KNOB_INTEGER 1 /* whole number in [min, max] */
 #define EPCOMM_KNOB_BOOLEAN 2 /* 1, 0, true, false in any case */
 #define EPCOMM_KNOB_CHOICE 3  /* one of choices */
+/* OR'd into type: every rank must set the same value (the communicator agrees every such
+ * knob once, when it is created, and fails on every rank naming the knob otherwise). */
+#define EPCOMM_KNOB_AGREED 0x100
 typedef struct epcommBackendKnob {
   const char* name;
   const char* aliases; /* ','-separated names honoured after name, or NULL */

@@ -1,10 +1,13 @@
 #include "comm/communicator.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "comm/agreement.h"
+#include "comm/error.h"
 #include "comm/log.h"
 #include "comm/src/argument_check.h"
 #include "comm/src/backend_handle.h"
@@ -29,6 +32,42 @@ Communicator::~Communicator() {
     for (Window* w : windows_) {
       w->comm_ = nullptr;
       w->peers_.clear();
+    }
+  }
+}
+
+void Communicator::agreeOnSettings() {
+  if (size_ == 1) return;
+  std::vector<KnobInfo> agreed;
+  for (const KnobInfo& knob : knobRegistry()) {
+    const bool ours = knob.layer == "comm" || knob.layer == "topology" ||
+                      knob.layer == std::string_view(backend_->name());
+    if (knob.agreed && ours) agreed.push_back(knob);
+  }
+  // An all-gather of each rank's value digests, not an all-reduce: the backend's all-reduce
+  // may itself depend on these knobs (shm's algorithm choice), its all-gather does not.
+  const std::size_t n = agreed.size();
+  std::vector<std::int64_t> mine(n + 1), all((n + 1) * static_cast<std::size_t>(size_));
+  mine[0] = static_cast<std::int64_t>(n);  // ranks with other plugins register other rows
+  for (std::size_t i = 0; i < n; ++i) {
+    mine[i + 1] = CallAgreement::callIdOf(config_.text(agreed[i].name));
+  }
+  run("init", [&] {
+    backend_->allGather(mine.data(), all.data(), mine.size(), static_cast<int>(DataType::kI64));
+  });
+  for (int r = 0; r < size_; ++r) {
+    const std::int64_t* theirs = all.data() + static_cast<std::size_t>(r) * (n + 1);
+    for (std::size_t i = 0; i <= n; ++i) {
+      if (theirs[i] == mine[i]) continue;
+      const std::string what = i == 0
+                                   ? std::string(
+                                         "the set of knobs every rank must share (the ranks loaded "
+                                         "different backend plugins)")
+                                   : std::string(agreed[i - 1].name) + " (this rank has \"" +
+                                         config_.text(agreed[i - 1].name) + "\", rank " +
+                                         std::to_string(r) + " another value)";
+      throwError(ErrorCode::kInvalidArgument, rank_, "init",
+                 "ranks disagree on " + what + "; every rank must set the same");
     }
   }
 }

@@ -113,6 +113,9 @@ class EPCOMM_API Communicator {
   static std::unique_ptr<Communicator> assemble(std::unique_ptr<BackendHandle> backend,
                                                 const Config& config);
   void finishInit();
+  // Every rank's agreed knobs (KnobInfo::agreed) of comm, topology and this backend equal,
+  // else kInvalidArgument on every rank naming the knob. Once per init (splits inherit).
+  void agreeOnSettings();
   // Throws kInvalidUsage after abort; `op` names the call.
   void checkUsable(const char* op) const;
   // One value every rank must pass identically, named for the error message.

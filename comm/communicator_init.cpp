@@ -148,7 +148,9 @@ std::unique_ptr<BackendHandle> createWorldBackend(Bootstrap& bootstrap, int rank
 
 std::unique_ptr<Communicator> Communicator::assemble(std::unique_ptr<BackendHandle> backend,
                                                      const Config& config) {
-  return bindIfAsked(std::unique_ptr<Communicator>(new Communicator(std::move(backend), config)));
+  std::unique_ptr<Communicator> comm(new Communicator(std::move(backend), config));
+  comm->agreeOnSettings();
+  return bindIfAsked(std::move(comm));
 }
 
 std::unique_ptr<Communicator> Communicator::init(const UniqueId& id, int rank, int size,

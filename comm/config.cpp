@@ -102,11 +102,12 @@ const std::vector<CommKnob>& commKnobs() {
        std::int64_t{1} << 20},
       {{.name = "EPCOMM_CHECK_ARGS",
         .defaultValue = "1",
-        .meaning = "1: before each collective the ranks agree on counts, dtype, op and root "
-                   "with one small all-reduce, so a bad or mismatched argument on any rank is "
-                   "an error on every rank instead of a hang; 0: skip it (saves one small "
-                   "all-reduce per call)",
-        .type = KnobType::kBoolean},
+        .meaning = "1: before each collective the ranks agree on counts, dtype, op and root, "
+                   "so a bad or mismatched argument on any rank is an error on every rank "
+                   "instead of a hang (shm and mpi fold it into the collective's first "
+                   "message; other backends add one small all-reduce); 0: skip it",
+        .type = KnobType::kBoolean,
+        .agreed = true},
        &Config::checkArgs},
       {{.name = "EPCOMM_INIT_ADDR",
         .meaning = "host:port of rank 0's rendezvous for Communicator::initFromEnvironment "

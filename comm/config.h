@@ -43,6 +43,8 @@ struct KnobInfo {
   std::int64_t min = 0, max = 0;          // kInteger
   std::vector<std::string_view> choices;  // kChoice
   std::string_view layer = "comm";        // comm, topology, ep, or a backend's name
+  // Every rank must set the same value: agreed once when a communicator is created.
+  bool agreed = false;
   // kString: an extra check; returns "" when the value is fine, else what is expected.
   std::string (*check)(std::string_view value) = nullptr;
 };

@@ -7,89 +7,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <type_traits>
 
+#include "backends/mpi/data_types.h"
 #include "comm/error.h"
-#include "comm/half.h"
 #include "comm/types.h"
 
 namespace epcomm::mpi {
 namespace {
 
 constexpr int kCreateGroupTag = 0x5ec0;
-
-DataType dt(int dtype) {
-  return static_cast<DataType>(dtype);
-}
-bool isHalf(int dtype) {
-  return dt(dtype) == DataType::kBf16 || dt(dtype) == DataType::kF16;
-}
-
-// The MPI type that carries `dtype`'s bytes; for bf16/f16 only good for moving data.
-MPI_Datatype mpiType(int dtype) {
-  switch (dt(dtype)) {
-    case DataType::kI8: return MPI_INT8_T;
-    case DataType::kU8: return MPI_UINT8_T;
-    case DataType::kI32: return MPI_INT32_T;
-    case DataType::kI64: return MPI_INT64_T;
-    case DataType::kF32: return MPI_FLOAT;
-    case DataType::kF16:
-    case DataType::kBf16: return MPI_UINT16_T;
-  }
-  return MPI_DATATYPE_NULL;
-}
-
-MPI_Op mpiOp(int op) {
-  switch (static_cast<ReduceOp>(op)) {
-    case ReduceOp::kSum:
-    case ReduceOp::kAvg: return MPI_SUM;
-    case ReduceOp::kProd: return MPI_PROD;
-    case ReduceOp::kMax: return MPI_MAX;
-    case ReduceOp::kMin: return MPI_MIN;
-  }
-  return MPI_OP_NULL;
-}
-
-void toF32(const void* src, float* dst, size_t n, int dtype) {
-  const auto* s = static_cast<const std::uint16_t*>(src);
-  if (dt(dtype) == DataType::kBf16) {
-    for (size_t i = 0; i < n; ++i) dst[i] = toFloat(Bf16{s[i]});
-  } else {
-    for (size_t i = 0; i < n; ++i) dst[i] = toFloat(F16{s[i]});
-  }
-}
-
-void fromF32(const float* src, void* dst, size_t n, int dtype) {
-  auto* d = static_cast<std::uint16_t*>(dst);
-  if (dt(dtype) == DataType::kBf16) {
-    for (size_t i = 0; i < n; ++i) d[i] = toBf16(src[i]).bits;
-  } else {
-    for (size_t i = 0; i < n; ++i) d[i] = toF16(src[i]).bits;
-  }
-}
-
-// Divides in a type wide enough for any rank count (an i8 or u8 divisor would wrap).
-template <typename T>
-void divideAll(void* buf, size_t n, int divisor) {
-  using Wide = std::conditional_t<std::is_floating_point_v<T>, T, std::int64_t>;
-  auto* p = static_cast<T*>(buf);
-  for (size_t i = 0; i < n; ++i) {
-    p[i] = static_cast<T>(static_cast<Wide>(p[i]) / static_cast<Wide>(divisor));
-  }
-}
-
-// avg = sum / size, in the buffer's type (integers truncate toward zero).
-void divideBySize(void* buf, size_t n, int dtype, int size) {
-  switch (dt(dtype)) {
-    case DataType::kI8: divideAll<std::int8_t>(buf, n, size); break;
-    case DataType::kU8: divideAll<std::uint8_t>(buf, n, size); break;
-    case DataType::kI32: divideAll<std::int32_t>(buf, n, size); break;
-    case DataType::kI64: divideAll<std::int64_t>(buf, n, size); break;
-    case DataType::kF32:
-    case DataType::kF16:
-    case DataType::kBf16: divideAll<float>(buf, n, size); break;
-  }
-}
 
 void finalizeAtExit() {
   int finalized = 0;
@@ -127,21 +53,24 @@ void ensureMpiInitialised(int rank) {
 }  // namespace
 
 Backend::Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs,
-                 void (*log)(int, const char*), std::string windowKnob)
+                 void (*log)(int, const char*), std::string windowKnob, std::size_t foldBytes)
     : comm_(comm),
       rank_(rank),
       size_(size),
       timeoutMs_(timeoutMs),
       log_(log),
       windowKnob_(std::move(windowKnob)),
-      clock_(std::make_unique<CallClock>(rank, timeoutMs, log)) {}
+      foldBytes_(foldBytes),
+      clock_(std::make_unique<CallClock>(rank, timeoutMs, log)),
+      callCheck_(std::make_unique<CallCheck>(comm_, rank_, foldBytes_)) {}
 
 Backend::Backend(const epcommBackendCreateArgs& args)
     : rank_(args.rank),
       size_(args.size),
       timeoutMs_(args.timeoutMs),
       log_(args.log),
-      windowKnob_(knobValue(args, "EPCOMM_MPI_WINDOW", "auto")) {
+      windowKnob_(knobValue(args, "EPCOMM_MPI_WINDOW", "auto")),
+      foldBytes_(std::stoull(knobValue(args, "EPCOMM_MPI_CHECK_FOLD_BYTES", "64"))) {
   const char* op = "init";
   ensureMpiInitialised(args.rank);
   int worldSize = 0;
@@ -191,6 +120,7 @@ Backend::Backend(const epcommBackendCreateArgs& args)
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   clock_ = std::make_unique<CallClock>(rank_, timeoutMs_, log_);
+  callCheck_ = std::make_unique<CallCheck>(comm_, rank_, foldBytes_);
   if (rank_ != args.rank || size_ != args.size) {
     throwError(ErrorCode::kInternal, args.rank, op,
                "mpi backend: communicator has rank " + std::to_string(rank_) + " of " +
@@ -243,6 +173,10 @@ float* Backend::scratch(size_t count) {
   return scratch_.get();
 }
 
+void Backend::setCallCheck(const epcommCallCheck* check) {
+  callCheck_->arm(check);
+}
+
 void Backend::abort() {
   aborted_.store(true);
 }
@@ -258,13 +192,15 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   int s = 0;
   MPI_Comm_rank(child, &r);
   MPI_Comm_size(child, &s);
-  return std::unique_ptr<epcomm::Backend>(new Backend(child, r, s, timeoutMs_, log_, windowKnob_));
+  return std::unique_ptr<epcomm::Backend>(
+      new Backend(child, r, s, timeoutMs_, log_, windowKnob_, foldBytes_));
 }
 
 void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, int op) {
   const char* name = "allReduce";
   checkLive(name);
   const CallClock::Scope inFlight(*clock_, name);
+  if (callCheck_->settleAllReduce(name, send, recv, count, dtype, op, size_)) return;
   const int n = toInt(count, name);
   if (isHalf(dtype)) {
     float* f = scratch(count);
@@ -285,6 +221,7 @@ void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int 
   const char* name = "reduceScatter";
   checkLive(name);
   const CallClock::Scope inFlight(*clock_, name);
+  callCheck_->settle(name);
   const int n = toInt(recvCount, name);
   const size_t total = recvCount * static_cast<size_t>(size_);
   if (isHalf(dtype)) {
@@ -308,6 +245,7 @@ void Backend::allGather(const void* send, void* recv, size_t sendCount, int dtyp
   const char* name = "allGather";
   checkLive(name);
   const CallClock::Scope inFlight(*clock_, name);
+  callCheck_->settle(name);
   const int n = toInt(sendCount, name);
   const size_t bytes = sendCount * dtypeSize(dt(dtype));
   const bool inPlace = send == static_cast<const char*>(recv) + bytes * static_cast<size_t>(rank_);
@@ -321,6 +259,7 @@ void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const s
   const char* name = "allGatherV";
   checkLive(name);
   const CallClock::Scope inFlight(*clock_, name);
+  callCheck_->settle(name);
   const std::vector<int> counts = toInts(recvCounts, name);
   const std::vector<int> displs = toInts(recvDispls, name);
   const bool inPlace =
@@ -334,6 +273,7 @@ void Backend::broadcast(const void* send, void* recv, size_t count, int dtype, i
   const char* name = "broadcast";
   checkLive(name);
   const CallClock::Scope inFlight(*clock_, name);
+  callCheck_->settle(name);
   const int n = toInt(count, name);
   if (rank_ == root && send != recv && count) {
     std::memcpy(recv, send, count * dtypeSize(dt(dtype)));
@@ -344,6 +284,10 @@ void Backend::broadcast(const void* send, void* recv, size_t count, int dtype, i
 void Backend::barrier() {
   checkLive("barrier");
   const CallClock::Scope inFlight(*clock_, "barrier");
+  if (callCheck_->armed()) {
+    callCheck_->settle("barrier");  // an all-reduce: no rank leaves before every rank came
+    return;
+  }
   check(MPI_Barrier(comm_), "barrier");
 }
 
@@ -351,6 +295,7 @@ void Backend::allToAll(const void* send, void* recv, size_t countPerRank, int dt
   const char* name = "allToAll";
   checkLive(name);
   const CallClock::Scope inFlight(*clock_, name);
+  callCheck_->settle(name);
   const int n = toInt(countPerRank, name);
   check(MPI_Alltoall(send == recv ? MPI_IN_PLACE : send, n, mpiType(dtype), recv, n, mpiType(dtype),
                      comm_),
@@ -362,6 +307,7 @@ void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t
   const char* name = "allToAllV";
   checkLive(name);
   const CallClock::Scope inFlight(*clock_, name);
+  callCheck_->settle(name);
   const std::vector<int> sc = toInts(sendCounts, name);
   const std::vector<int> sd = toInts(sendDispls, name);
   const std::vector<int> rc = toInts(recvCounts, name);

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backends/mpi/call_check.h"
 #include "backends/mpi/watchdog.h"
 #include "backends/mpi/window.h"
 #include "comm/backend_plugin.h"
@@ -34,6 +35,9 @@ class Backend final : public epcomm::Backend {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void abort() override;
+  // Settled by the next collective (call_check.h); all-reduces within
+  // EPCOMM_MPI_CHECK_FOLD_BYTES carry their data in the same MPI call.
+  void setCallCheck(const epcommCallCheck* check) override;
   std::unique_ptr<epcomm::Backend> split(int color, int key) override;
 
   void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;
@@ -60,7 +64,7 @@ class Backend final : public epcomm::Backend {
 
  private:
   Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs, void (*log)(int, const char*),
-          std::string windowKnob);
+          std::string windowKnob, std::size_t foldBytes);
   // Throws epcomm::Error naming op when rc is not MPI_SUCCESS.
   void check(int rc, const char* op) const;
   void checkLive(const char* op) const;
@@ -76,7 +80,9 @@ class Backend final : public epcomm::Backend {
   std::int64_t timeoutMs_ = 0;
   void (*log_)(int, const char*) = nullptr;
   std::string windowKnob_ = "auto";  // EPCOMM_MPI_WINDOW, through the ABI at create
+  std::size_t foldBytes_ = 64;       // EPCOMM_MPI_CHECK_FOLD_BYTES, agreed at init
   std::unique_ptr<CallClock> clock_;
+  std::unique_ptr<CallCheck> callCheck_;  // uses comm_
   std::unique_ptr<float[]> scratch_;
   size_t scratchCount_ = 0;
   // Windows: the context they borrow, the transport (chosen by the first windowCreate),

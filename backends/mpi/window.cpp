@@ -30,14 +30,6 @@ void cpuRelax() {
 #endif
 }
 
-// 0 auto, 1 shared, 2 messages, -1 malformed.
-int knobCode(std::string_view v) {
-  if (v.empty() || v == "auto") return 0;
-  if (v == "shared") return 1;
-  if (v == "messages") return 2;
-  return -1;
-}
-
 }  // namespace
 
 void checkMpi(int rc, int rank, const char* op) {
@@ -50,36 +42,24 @@ void checkMpi(int rc, int rank, const char* op) {
 
 WindowTransport chooseWindowTransport(const WindowContext& ctx) {
   constexpr const char* kOp = "createWindow";
+  // The knob is an agreed row (every rank has the same value, checked at init) and a node
+  // that holds every rank holds them on every rank: each rank decides alike, no message.
   const std::string& value = ctx.transportKnob;
-  const int code = knobCode(value);
   MPI_Comm node = MPI_COMM_NULL;
   checkMpi(MPI_Comm_split_type(ctx.comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), ctx.rank,
            kOp);
   int nodeSize = 0;
   MPI_Comm_size(node, &nodeSize);
   MPI_Comm_free(&node);
-  // Max of: code, -code (its min), whether some rank's node lacks some rank.
-  int v[3] = {code, -code, nodeSize == ctx.size ? 0 : 1};
-  checkMpi(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_INT, MPI_MAX, ctx.comm), ctx.rank, kOp);
-  if (code < 0) {
-    throwError(
-        ErrorCode::kInvalidArgument, ctx.rank, kOp,
-        std::string(kKnob) + "=\"" + value + "\" is invalid: expected auto, shared or messages");
-  }
-  if (v[0] != -v[1]) {
-    throwError(ErrorCode::kInvalidArgument, ctx.rank, kOp,
-               std::string("ranks disagree on ") + kKnob + " (this rank has \"" + value +
-                   "\"); export the same value to every rank");
-  }
-  const bool oneNode = v[2] == 0;
-  if (code == 1 && !oneNode) {
+  const bool oneNode = nodeSize == ctx.size;
+  if (value == "shared" && !oneNode) {
     throwError(ErrorCode::kInvalidArgument, ctx.rank, kOp,
                std::string(kKnob) +
                    "=shared needs every rank on one node, but this communicator spans nodes; "
                    "unset it or use " +
                    kKnob + "=messages");
   }
-  if (code == 2) return WindowTransport::kMessages;
+  if (value == "messages") return WindowTransport::kMessages;
   return oneNode ? WindowTransport::kShared : WindowTransport::kMessages;
 }
 

@@ -23,11 +23,11 @@ DataType dt(int dtype) {
 }
 
 // What every rank contributes at init, in one bootstrap all-gather: its host (shm reaches
-// one host only), its online cpus (oversubscription), its all-reduce tuning knobs.
+// one host only) and its online cpus (oversubscription). The tuning knobs are agreed rows:
+// the communicator checks them once it is up.
 struct InitRecord {
   HostIdentity host;
   std::int32_t cpus;
-  std::uint64_t tuning[3];  // forced algorithm + 1, lines max, one-shot max (0: auto)
 };
 
 }  // namespace
@@ -57,10 +57,6 @@ Backend::Backend(const epcommBackendCreateArgs& args)
   InitRecord mine{};
   mine.host = thisHost();
   mine.cpus = static_cast<std::int32_t>(get_nprocs());
-  const int forced = allReduceIndex(knobValue(args, "EPCOMM_SHM_ALLREDUCE", "auto"));
-  mine.tuning[0] = static_cast<std::uint64_t>(forced + 1);
-  mine.tuning[1] = std::stoull(knobValue(args, "EPCOMM_SHM_LINES_MAX_BYTES", "1024"));
-  mine.tuning[2] = std::stoull(knobValue(args, "EPCOMM_SHM_ONESHOT_MAX_BYTES", "0"));
   std::vector<InitRecord> all(static_cast<std::size_t>(size_));
   gather(&mine, all.data(), sizeof mine);
   std::int32_t fewestCpus = mine.cpus;
@@ -78,22 +74,17 @@ Backend::Backend(const epcommBackendCreateArgs& args)
                      "); shared memory reaches the ranks of one host only: use "
                      "EPCOMM_BACKEND=auto, or mpi under mpirun");
     }
-    if (!std::equal(mine.tuning, mine.tuning + 3, other.tuning)) {
-      throwError(ErrorCode::kInvalidArgument, rank_, op,
-                 "EPCOMM_SHM_ALLREDUCE, EPCOMM_SHM_LINES_MAX_BYTES or "
-                 "EPCOMM_SHM_ONESHOT_MAX_BYTES differs between rank " +
-                     std::to_string(rank_) + " and rank " + std::to_string(r) +
-                     "; every rank must set the same");
-    }
     fewestCpus = std::min(fewestCpus, other.cpus);
   }
   // More ranks than the fewest cpus any rank has: every rank computes the same answer.
   oversubscribed_ = size_ > fewestCpus;
-  allReduceTuning_.forced = forced;
-  allReduceTuning_.linesMaxBytes = mine.tuning[1];
-  allReduceTuning_.oneShotMaxBytes = mine.tuning[2] > 0 ? mine.tuning[2]
-                                     : oversubscribed_  ? kOneShotMaxBytesOversubscribed
-                                                        : kOneShotMaxBytes;
+  allReduceTuning_.forced = allReduceIndex(knobValue(args, "EPCOMM_SHM_ALLREDUCE", "auto"));
+  allReduceTuning_.linesMaxBytes =
+      std::stoull(knobValue(args, "EPCOMM_SHM_LINES_MAX_BYTES", "1024"));
+  const std::uint64_t oneShot = std::stoull(knobValue(args, "EPCOMM_SHM_ONESHOT_MAX_BYTES", "0"));
+  allReduceTuning_.oneShotMaxBytes = oneShot > 0       ? oneShot
+                                     : oversubscribed_ ? kOneShotMaxBytesOversubscribed
+                                                       : kOneShotMaxBytes;
   segment_ = Segment::establish(gather, rank_, size_, 0, rank_, size_, bufferBytes_, op);
   log_ = args.log;
   setUp();

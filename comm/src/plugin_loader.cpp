@@ -126,10 +126,12 @@ void registerPluginKnobs(const epcommBackendV1& t) {
     KnobInfo row;
     row.name = k.name;
     for (std::string_view a : splitList(k.aliases, ',')) row.aliases.push_back({a, 1});
-    row.type = k.type == EPCOMM_KNOB_INTEGER   ? KnobType::kInteger
-               : k.type == EPCOMM_KNOB_BOOLEAN ? KnobType::kBoolean
-               : k.type == EPCOMM_KNOB_CHOICE  ? KnobType::kChoice
-                                               : KnobType::kString;
+    const int type = k.type & 0xff;
+    row.type = type == EPCOMM_KNOB_INTEGER   ? KnobType::kInteger
+               : type == EPCOMM_KNOB_BOOLEAN ? KnobType::kBoolean
+               : type == EPCOMM_KNOB_CHOICE  ? KnobType::kChoice
+                                             : KnobType::kString;
+    row.agreed = (k.type & EPCOMM_KNOB_AGREED) != 0;
     row.unit = k.unit ? k.unit : "";
     row.defaultValue = k.defaultValue ? k.defaultValue : "";
     row.min = k.min;
