@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwloc-dev
   iproute2
+  python3 python3-torch libtorch-dev python3-pybind11
 )
 
 missing=()

@@ -1,0 +1,30 @@
+"""epcomm for Python and torch.
+
+Importing this package registers the torch.distributed backend ``"epcomm"``::
+
+    import epcomm
+    torch.distributed.init_process_group("epcomm", ...)
+
+It runs torch.distributed's collectives on CPU tensors over epcomm's communicator (shared
+memory on one host; see the README for the backends). Every call completes before it
+returns; ``async_op=True`` gives a work object that is already complete.
+"""
+
+import torch
+import torch.distributed as _dist
+
+from . import _C
+
+__all__ = ["ProcessGroupEpcomm"]
+
+ProcessGroupEpcomm = _C.ProcessGroupEpcomm
+
+
+def _create_process_group(store, rank, size, timeout):
+    """torch.distributed's creator for backend "epcomm": the group's ranks bootstrap through
+    its store; ``timeout`` is the deadline unless EPCOMM_TIMEOUT_MS is set."""
+    return _C.ProcessGroupEpcomm(store, rank, size, timeout)
+
+
+if "EPCOMM" not in _dist.Backend._plugins:
+    _dist.Backend.register_backend("epcomm", _create_process_group)
