@@ -1,6 +1,8 @@
 // Windows and registered buffers: local checks, agreement at creation, then the backend.
 #include "comm/window.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <string>
 
@@ -31,14 +33,13 @@ std::unique_ptr<Window> Communicator::createWindow(std::size_t bytes, int numSig
   // The same plugin on every rank: each refuses alike, no agreement needed.
   if (!backend_->hasWindows()) {
     throwError(ErrorCode::kInvalidUsage, rank_, kOp,
-               "backend " + backend_->name() +
-                   " has no symmetric windows; use EPCOMM_BACKEND=shm or mpi for windows and "
-                   "registered buffers");
+               fmt::format("backend {} has no symmetric windows; use EPCOMM_BACKEND=shm or mpi "
+                           "for windows and registered buffers",
+                           backend_->name()));
   }
   ArgumentCheck check;
   check.that(numSignals >= 0 && numSignals <= kMaxSignals, [&] {
-    return "numSignals " + std::to_string(numSignals) + " is outside 0.." +
-           std::to_string(kMaxSignals);
+    return fmt::format("numSignals {} is outside 0..{}", numSignals, kMaxSignals);
   });
   // Always agreed through the backend's all-reduce: creation is rare and a mismatch would
   // leave ranks mapping different sizes.
@@ -86,10 +87,9 @@ void Window::put(int peer, std::size_t offset, const void* src, std::size_t byte
   if (peer < 0 || peer >= c.size_ || offset > bytes_ || bytes > bytes_ - offset ||
       (bytes > 0 && src == nullptr)) {
     throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
-               "put of " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
-                   " to peer " + std::to_string(peer) + " does not fit a window of " +
-                   std::to_string(bytes_) + " bytes on " + std::to_string(c.size_) +
-                   " ranks (or src is null)");
+               fmt::format("put of {} bytes at offset {} to peer {} does not fit a window of {} "
+                           "bytes on {} ranks (or src is null)",
+                           bytes, offset, peer, bytes_, c.size_));
   }
   if (bytes == 0) return;
   c.run(kOp, [&] { c.backend_->windowPut(handle_, peer, offset, src, bytes); });
@@ -102,9 +102,9 @@ void Window::signal(int peer, int slot, std::uint64_t value, SignalOp op) {
   if (peer < 0 || peer >= c.size_ || slot < 0 || slot >= numSignals_ ||
       (op != SignalOp::kSet && op != SignalOp::kAdd)) {
     throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
-               "signal to peer " + std::to_string(peer) + " slot " + std::to_string(slot) +
-                   ": peer must be in 0.." + std::to_string(c.size_ - 1) + ", slot in 0.." +
-                   std::to_string(numSignals_ - 1) + ", op set or add");
+               fmt::format("signal to peer {} slot {}: peer must be in 0..{}, slot in 0..{}, op "
+                           "set or add",
+                           peer, slot, c.size_ - 1, numSignals_ - 1));
   }
   c.run(kOp, [&] { c.backend_->windowSignal(handle_, peer, slot, value, static_cast<int>(op)); });
 }
@@ -114,9 +114,8 @@ void Window::waitSignal(int slot, std::uint64_t value) {
   Communicator& c = comm(kOp);
   c.checkUsable(kOp);
   if (slot < 0 || slot >= numSignals_) {
-    throwError(
-        ErrorCode::kInvalidArgument, c.rank_, kOp,
-        "slot " + std::to_string(slot) + " is outside 0.." + std::to_string(numSignals_ - 1));
+    throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
+               fmt::format("slot {} is outside 0..{}", slot, numSignals_ - 1));
   }
   c.run(kOp, [&] { c.backend_->windowWaitSignal(handle_, slot, value); });
 }
@@ -126,7 +125,7 @@ void* Window::peerData(int peer) const {
   Communicator& c = comm(kOp);
   if (peer < 0 || peer >= c.size_) {
     throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
-               "peer " + std::to_string(peer) + " is outside 0.." + std::to_string(c.size_ - 1));
+               fmt::format("peer {} is outside 0..{}", peer, c.size_ - 1));
   }
   return peers_[peer];
 }
@@ -136,9 +135,8 @@ std::uint64_t Window::readSignal(int slot) const {
   Communicator& c = comm(kOp);
   c.checkUsable(kOp);
   if (slot < 0 || slot >= numSignals_) {
-    throwError(
-        ErrorCode::kInvalidArgument, c.rank_, kOp,
-        "slot " + std::to_string(slot) + " is outside 0.." + std::to_string(numSignals_ - 1));
+    throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
+               fmt::format("slot {} is outside 0..{}", slot, numSignals_ - 1));
   }
   std::uint64_t value = 0;
   c.run(kOp, [&] { value = c.backend_->windowReadSignal(handle_, slot); });

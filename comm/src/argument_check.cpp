@@ -1,5 +1,7 @@
 #include "comm/src/argument_check.h"
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <limits>
 
@@ -7,40 +9,38 @@ namespace epcomm {
 
 void ArgumentCheck::dtype(DataType d) {
   that(isValid(d), [&] {
-    return "unknown data type " + std::to_string(static_cast<int>(d)) +
-           " (valid: f32, bf16, f16, i32, i64, i8, u8)";
+    return fmt::format("unknown data type {} (valid: f32, bf16, f16, i32, i64, i8, u8)",
+                       static_cast<int>(d));
   });
 }
 
 void ArgumentCheck::op(ReduceOp o) {
   that(isValid(o), [&] {
-    return "unknown reduce op " + std::to_string(static_cast<int>(o)) +
-           " (valid: sum, prod, max, min, avg)";
+    return fmt::format("unknown reduce op {} (valid: sum, prod, max, min, avg)",
+                       static_cast<int>(o));
   });
 }
 
 void ArgumentCheck::buffer(const void* p, std::size_t count, std::size_t elementBytes,
                            const char* name) {
   if (elementBytes == 0) return;
-  that(count <= std::numeric_limits<std::size_t>::max() / elementBytes, [&] {
-    return std::string(name) + " count " + std::to_string(count) + " overflows the address space";
-  });
-  that(count == 0 || p != nullptr, [&] {
-    return std::string(name) + " buffer is null with count " + std::to_string(count) + " > 0";
-  });
+  that(count <= std::numeric_limits<std::size_t>::max() / elementBytes,
+       [&] { return fmt::format("{} count {} overflows the address space", name, count); });
+  that(count == 0 || p != nullptr,
+       [&] { return fmt::format("{} buffer is null with count {} > 0", name, count); });
 }
 
 void ArgumentCheck::rank(int r, int size, const char* name) {
   that(r >= 0 && r < size, [&] {
-    return std::string(name) + " " + std::to_string(r) + " is out of range (communicator size " +
-           std::to_string(size) + ", valid 0.." + std::to_string(size - 1) + ")";
+    return fmt::format("{} {} is out of range (communicator size {}, valid 0..{})", name, r, size,
+                       size - 1);
   });
 }
 
 void ArgumentCheck::limit(std::size_t n, std::size_t max, const char* name) {
   that(n <= max, [&] {
-    return std::string(name) + " " + std::to_string(n) + " exceeds the backend's limit of " +
-           std::to_string(max) + " elements per call; split the call";
+    return fmt::format("{} {} exceeds the backend's limit of {} elements per call; split the call",
+                       name, n, max);
   });
 }
 

@@ -1,6 +1,8 @@
 // The C API (comm/epcomm.h) over the C++ Communicator. No exception leaves this file.
 #include "comm/epcomm.h"
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -65,7 +67,7 @@ epcommResult_t guard(epcommComm* comm, Fn&& fn) noexcept {
 template <typename Fn>
 epcommResult_t call(epcommComm* comm, const char* op, Fn&& fn) noexcept {
   if (!comm || !comm->impl) {
-    return fail(nullptr, epcommInvalidArgument, std::string("epcomm: ") + op + ": comm is NULL");
+    return fail(nullptr, epcommInvalidArgument, fmt::format("epcomm: {}: comm is NULL", op));
   }
   comm->inFlight.fetch_add(1);
   const epcommResult_t rc = guard(comm, std::forward<Fn>(fn));
@@ -90,15 +92,15 @@ epcomm::Config makeConfig(const epcommConfig_t* c, const char* op) {
   const size_t needed = offsetof(epcommConfig_t, checkArgs) + sizeof(c->checkArgs);
   if (c->magic != EPCOMM_CONFIG_MAGIC || c->size < needed || c->version < 1) {
     throw epcomm::Error(epcomm::ErrorCode::kInvalidArgument,
-                        std::string("epcomm: ") + op +
-                            ": config was not initialised with EPCOMM_CONFIG_INITIALIZER (bad "
-                            "size, magic or version)");
+                        fmt::format("epcomm: {}: config was not initialised with "
+                                    "EPCOMM_CONFIG_INITIALIZER (bad size, magic or version)",
+                                    op));
   }
   if (c->bufferMiB > (1ll << 20) || c->timeoutMs > (1ll << 40)) {
     throw epcomm::Error(epcomm::ErrorCode::kInvalidArgument,
-                        std::string("epcomm: ") + op +
-                            ": config.bufferMiB must be at most 1048576 and config.timeoutMs at "
-                            "most 2^40");
+                        fmt::format("epcomm: {}: config.bufferMiB must be at most 1048576 and "
+                                    "config.timeoutMs at most 2^40",
+                                    op));
   }
   if (c->backend && *c->backend) config.backend = c->backend;
   if (c->timeoutMs >= 0) config.timeoutMs = c->timeoutMs;
@@ -108,7 +110,7 @@ epcomm::Config makeConfig(const epcommConfig_t* c, const char* op) {
 }
 
 epcommResult_t nullComm(const char* op) {
-  return fail(nullptr, epcommInvalidArgument, std::string("epcomm: ") + op + ": comm is NULL");
+  return fail(nullptr, epcommInvalidArgument, fmt::format("epcomm: {}: comm is NULL", op));
 }
 
 epcommResult_t publish(epcommComm_t* out, std::unique_ptr<epcomm::Communicator> impl) {
@@ -216,8 +218,9 @@ epcommResult_t epcommCommInitRankOob(epcommComm_t* comm, int nranks, int rank,
     epcomm::OobAllGather fn = [&](const void* send, void* recv, size_t bytes) {
       if (allGather(ctx, send, recv, bytes) != 0) {
         throw epcomm::Error(epcomm::ErrorCode::kSystemError,
-                            "epcomm rank " + std::to_string(rank) +
-                                ": init: the caller's out-of-band all-gather returned an error");
+                            fmt::format("epcomm rank {}: init: the caller's out-of-band "
+                                        "all-gather returned an error",
+                                        rank));
       }
     };
     impl = epcomm::Communicator::init(fn, rank, nranks, makeConfig(config, "commInitRankOob"));
@@ -368,8 +371,9 @@ epcommResult_t epcommWindowDestroy(epcommWindow_t win) {
       }
     }
     throw epcomm::Error(epcomm::ErrorCode::kInvalidArgument,
-                        "epcomm rank " + std::to_string(comm->impl->rank()) +
-                            ": windowDestroy: not a live window of its communicator");
+                        fmt::format("epcomm rank {}: windowDestroy: not a live window of its "
+                                    "communicator",
+                                    comm->impl->rank()));
   });
 }
 
@@ -434,9 +438,9 @@ epcommResult_t epcommMemFree(epcommComm_t comm, void* ptr) {
       }
     }
     throw epcomm::Error(epcomm::ErrorCode::kInvalidArgument,
-                        "epcomm rank " + std::to_string(comm->impl->rank()) +
-                            ": memFree: the pointer was not returned by epcommMemAlloc on this "
-                            "communicator (or was freed already)");
+                        fmt::format("epcomm rank {}: memFree: the pointer was not returned by "
+                                    "epcommMemAlloc on this communicator (or was freed already)",
+                                    comm->impl->rank()));
   });
 }
 

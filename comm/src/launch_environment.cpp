@@ -1,5 +1,7 @@
 #include "comm/src/launch_environment.h"
 
+#include <fmt/format.h>
+
 #include <cstdlib>
 #include <limits>
 #include <optional>
@@ -28,22 +30,23 @@ LauncherRanks launcherRanks() {
 std::string unreachableWorld(const Config& config) {
   std::string said;
   if (config.initSize > 1) {
-    said = "EPCOMM_SIZE or WORLD_SIZE is " + std::to_string(config.initSize);
+    said = fmt::format("EPCOMM_SIZE or WORLD_SIZE is {}", config.initSize);
   } else if (const int n = envInt("SLURM_NTASKS"); n > 1) {
-    said = "SLURM_NTASKS is " + std::to_string(n);
+    said = fmt::format("SLURM_NTASKS is {}", n);
   } else if (const int local = envInt("LOCAL_WORLD_SIZE"); local > 1) {
-    said = "LOCAL_WORLD_SIZE is " + std::to_string(local);
+    said = fmt::format("LOCAL_WORLD_SIZE is {}", local);
   } else {
     return {};
   }
   const std::optional<std::string> master = environmentValue("MASTER_ADDR");
-  return "the environment says this is one of several ranks (" + said +
-         (master ? ", MASTER_ADDR=" + *master : std::string()) +
-         ") but names no way to reach them: set EPCOMM_INIT_ADDR=host:port (rank 0 listens "
-         "there; e.g. MASTER_ADDR with a free port other than MASTER_PORT, which torch's store "
-         "holds) with EPCOMM_RANK/RANK and EPCOMM_SIZE/WORLD_SIZE, or bootstrap through the "
-         "caller's all-gather (Communicator::init(allGather, rank, size), "
-         "epcommCommInitRankOob) or a UniqueId, or launch with mpirun";
+  return fmt::format(
+      "the environment says this is one of several ranks ({}{}) but names no way to reach them: "
+      "set EPCOMM_INIT_ADDR=host:port (rank 0 listens there; e.g. MASTER_ADDR with a free port "
+      "other than MASTER_PORT, which torch's store holds) with EPCOMM_RANK/RANK and "
+      "EPCOMM_SIZE/WORLD_SIZE, or bootstrap through the caller's all-gather "
+      "(Communicator::init(allGather, rank, size), epcommCommInitRankOob) or a UniqueId, or "
+      "launch with mpirun",
+      said, master ? ", MASTER_ADDR=" + *master : std::string());
 }
 
 // Under mpirun, data between hosts travels through Open MPI's btl/tcp. A selection the user

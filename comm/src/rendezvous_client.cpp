@@ -2,6 +2,7 @@
 #include "comm/src/asio.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
@@ -36,19 +37,19 @@ RendezvousClient::RendezvousClient(const RendezvousInfo& info, int rank, int siz
                                    std::int64_t connectTimeoutS)
     : socket_(io_),
       info_(info),
-      where_(info.host + ":" + std::to_string(info.port)),
+      where_(fmt::format("{}:{}", info.host, info.port)),
       rank_(rank),
       size_(size),
       timeout_(connectTimeoutS) {
   if (size <= 0 || size > kMaxGroupSize || rank < 0 || rank >= size) {
     throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
-               "rank " + std::to_string(rank) + " of size " + std::to_string(size) +
-                   " is out of range (size must be in [1, " + std::to_string(kMaxGroupSize) +
-                   "], rank in [0, size))");
+               fmt::format("rank {} of size {} is out of range (size must be in [1, {}], rank in "
+                           "[0, size))",
+                           rank, size, kMaxGroupSize));
   }
   if (connectTimeoutS <= 0) {
     throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
-               "connect timeout must be at least 1 s, got " + std::to_string(connectTimeoutS));
+               fmt::format("connect timeout must be at least 1 s, got {}", connectTimeoutS));
   }
   const Clock::time_point start = Clock::now();
   firstDeadline_ = start + timeout_ + kReplyGrace;
@@ -95,8 +96,9 @@ void RendezvousClient::connect(Clock::time_point deadline) {
   AsioError ec;
   const asio::ip::address address = asio::ip::make_address(info_.host, ec);
   if (ec) {
-    throwError(ErrorCode::kInvalidArgument, rank_, "bootstrap",
-               "rendezvous host \"" + info_.host + "\" is not a numeric IPv4 or IPv6 address");
+    throwError(
+        ErrorCode::kInvalidArgument, rank_, "bootstrap",
+        fmt::format("rendezvous host \"{}\" is not a numeric IPv4 or IPv6 address", info_.host));
   }
   const tcp::endpoint endpoint(address, info_.port);
   auto backoff = std::chrono::duration_cast<Clock::duration>(kMinBackoff);
@@ -114,10 +116,10 @@ void RendezvousClient::connect(Clock::time_point deadline) {
     // Nothing listens yet (or the network is not ready): try again until the deadline.
     if (ec == asio::error::timed_out || Clock::now() + backoff >= deadline) {
       fail(ErrorCode::kTimeout,
-           "could not connect to the rendezvous at " + where_ + " within " +
-               std::to_string(timeout_.count()) + " s (" + std::to_string(attempt) +
-               " attempts, last: " + (ec == asio::error::timed_out ? "no answer" : ec.message()) +
-               ")");
+           fmt::format("could not connect to the rendezvous at {} within {} s ({} attempts, last: "
+                       "{})",
+                       where_, timeout_.count(), attempt,
+                       ec == asio::error::timed_out ? "no answer" : ec.message()));
     }
     std::this_thread::sleep_for(backoff);
     backoff = std::min<Clock::duration>(backoff * 2, kMaxBackoff);
@@ -136,16 +138,18 @@ void RendezvousClient::hello(Clock::time_point deadline) {
       [&](auto handler) { asio::async_write(socket_, asio::buffer(out), handler); }, deadline);
   if (ec == asio::error::timed_out)
     fail(ErrorCode::kTimeout, "timed out greeting the rendezvous at " + where_);
-  if (ec) fail(ErrorCode::kPeerLost, "lost the rendezvous at " + where_ + ": " + ec.message());
+  if (ec)
+    fail(ErrorCode::kPeerLost, fmt::format("lost the rendezvous at {}: {}", where_, ec.message()));
   std::array<unsigned char, kReplyHeaderBytes> in{};
   ec = await([&](auto handler) { asio::async_read(socket_, asio::buffer(in), handler); }, deadline);
   if (ec == asio::error::timed_out) {
-    fail(ErrorCode::kTimeout, "the rendezvous at " + where_ + " did not answer the hello");
+    fail(ErrorCode::kTimeout, fmt::format("the rendezvous at {} did not answer the hello", where_));
   }
   if (ec) {
-    fail(ErrorCode::kPeerLost, "the rendezvous at " + where_ +
-                                   " closed the connection without answering (" + ec.message() +
-                                   "); it has finished or is not an epcomm rendezvous");
+    fail(ErrorCode::kPeerLost,
+         fmt::format("the rendezvous at {} closed the connection without answering ({}); it has "
+                     "finished or is not an epcomm rendezvous",
+                     where_, ec.message()));
   }
   const ReplyHeader reply = decodeReplyHeader(in.data());
   if (reply.magic != kReplyMagic) {
@@ -163,7 +167,7 @@ void RendezvousClient::throwReplyError(const ReplyHeader& reply, Clock::time_poi
   std::string message(static_cast<std::size_t>(reply.bytes), '\0');
   const AsioError ec = await(
       [&](auto handler) { asio::async_read(socket_, asio::buffer(message), handler); }, deadline);
-  if (ec) message = "the rendezvous at " + where_ + " reported a failure without a reason";
+  if (ec) message = fmt::format("the rendezvous at {} reported a failure without a reason", where_);
   fail(codeOf(reply.status), message);
 }
 
@@ -174,13 +178,12 @@ void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes
   }
   if (bytes > kMaxBootstrapBytes) {
     throwError(ErrorCode::kInvalidArgument, rank_, "bootstrap",
-               "all-gather of " + std::to_string(bytes) + " bytes per rank exceeds the limit of " +
-                   std::to_string(kMaxBootstrapBytes));
+               fmt::format("all-gather of {} bytes per rank exceeds the limit of {}", bytes,
+                           kMaxBootstrapBytes));
   }
   if (bytes > 0 && (send == nullptr || recv == nullptr)) {
     throwError(ErrorCode::kInvalidArgument, rank_, "bootstrap", "null buffer in all-gather");
   }
-  const std::string r = std::to_string(round_);
   // Round 0 also waits for the group to assemble: bounded by the connect timeout from the
   // connect (a late first call still gets the grace to hear the rendezvous's verdict).
   const Clock::time_point deadline = round_ == 0
@@ -190,11 +193,12 @@ void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes
   const std::array<asio::const_buffer, 2> out = {asio::buffer(header), asio::buffer(send, bytes)};
   AsioError ec = await([&](auto handler) { asio::async_write(socket_, out, handler); }, deadline);
   if (ec == asio::error::timed_out) {
-    fail(ErrorCode::kTimeout, "timed out sending round " + r + " to the rendezvous at " + where_);
+    fail(ErrorCode::kTimeout,
+         fmt::format("timed out sending round {} to the rendezvous at {}", round_, where_));
   }
   if (ec) {
-    fail(ErrorCode::kPeerLost,
-         "lost the rendezvous at " + where_ + " while sending round " + r + ": " + ec.message());
+    fail(ErrorCode::kPeerLost, fmt::format("lost the rendezvous at {} while sending round {}: {}",
+                                           where_, round_, ec.message()));
   }
 
   std::array<unsigned char, kReplyHeaderBytes> in{};
@@ -202,16 +206,17 @@ void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes
   if (ec == asio::error::timed_out) {
     fail(ErrorCode::kTimeout,
          round_ == 0
-             ? "timed out after " + std::to_string(timeout_.count()) + " s waiting for all " +
-                   std::to_string(size_) + " ranks to arrive at the rendezvous " + where_ +
-                   " (it did not report which ranks are missing)"
-             : "timed out after " + std::to_string(timeout_.count()) + " s waiting for round " + r +
-                   " of the all-gather at the rendezvous " + where_);
+             ? fmt::format("timed out after {} s waiting for all {} ranks to arrive at the "
+                           "rendezvous {} (it did not report which ranks are missing)",
+                           timeout_.count(), size_, where_)
+             : fmt::format("timed out after {} s waiting for round {} of the all-gather at the "
+                           "rendezvous {}",
+                           timeout_.count(), round_, where_));
   }
   if (ec) {
-    fail(ErrorCode::kPeerLost, "the rendezvous at " + where_ +
-                                   " closed the connection during round " + r + " (" +
-                                   ec.message() + ")");
+    fail(ErrorCode::kPeerLost,
+         fmt::format("the rendezvous at {} closed the connection during round {} ({})", where_,
+                     round_, ec.message()));
   }
   const ReplyHeader reply = decodeReplyHeader(in.data());
   if (reply.magic != kReplyMagic) {
@@ -221,9 +226,9 @@ void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes
     throwReplyError(reply, deadline);
   const std::uint64_t expected = static_cast<std::uint64_t>(size_) * bytes;
   if (reply.bytes != expected) {
-    fail(ErrorCode::kPeerLost, "the rendezvous at " + where_ + " answered round " + r + " with " +
-                                   std::to_string(reply.bytes) + " bytes, expected " +
-                                   std::to_string(expected));
+    fail(ErrorCode::kPeerLost,
+         fmt::format("the rendezvous at {} answered round {} with {} bytes, expected {}", where_,
+                     round_, reply.bytes, expected));
   }
   if (expected > 0) {
     ec = await(
@@ -234,11 +239,12 @@ void RendezvousClient::allGather(const void* send, void* recv, std::size_t bytes
         deadline);
     if (ec == asio::error::timed_out) {
       fail(ErrorCode::kTimeout,
-           "timed out receiving round " + r + " from the rendezvous at " + where_);
+           fmt::format("timed out receiving round {} from the rendezvous at {}", round_, where_));
     }
     if (ec) {
-      fail(ErrorCode::kPeerLost, "lost the rendezvous at " + where_ + " while receiving round " +
-                                     r + ": " + ec.message());
+      fail(ErrorCode::kPeerLost,
+           fmt::format("lost the rendezvous at {} while receiving round {}: {}", where_, round_,
+                       ec.message()));
     }
   }
   ++round_;

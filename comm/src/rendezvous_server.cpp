@@ -2,6 +2,7 @@
 #include "comm/src/asio.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -143,15 +144,16 @@ RendezvousServer::Impl::Impl(const RendezvousInfo& info, std::int64_t connectTim
   AsioError ec;
   const asio::ip::address address = asio::ip::make_address(info.host, ec);
   if (ec) {
-    throwError(ErrorCode::kInvalidArgument, 0, "bootstrap",
-               "cannot listen on \"" + info.host + "\": not a numeric IPv4 or IPv6 address");
+    throwError(
+        ErrorCode::kInvalidArgument, 0, "bootstrap",
+        fmt::format("cannot listen on \"{}\": not a numeric IPv4 or IPv6 address", info.host));
   }
   const tcp::endpoint endpoint(address, info.port);
-  const std::string target = info.host + ":" + std::to_string(info.port);
+  const std::string target = fmt::format("{}:{}", info.host, info.port);
   const auto check = [&](const char* step) {
     if (ec) {
       throwError(ErrorCode::kSystemError, 0, "bootstrap",
-                 "rendezvous cannot listen on " + target + ": " + step + ": " + ec.message());
+                 fmt::format("rendezvous cannot listen on {}: {}: {}", target, step, ec.message()));
     }
   };
   acceptor_.open(endpoint.protocol(), ec);
@@ -167,7 +169,7 @@ RendezvousServer::Impl::Impl(const RendezvousInfo& info, std::int64_t connectTim
   check("getsockname");
   address_.host = local.address().to_string();
   address_.port = local.port();
-  where_ = address_.host + ":" + std::to_string(address_.port);
+  where_ = fmt::format("{}:{}", address_.host, address_.port);
 }
 
 RendezvousServer::Impl::~Impl() {
@@ -217,7 +219,7 @@ void RendezvousServer::Impl::onAccept(const AsioError& ec, tcp::socket socket) {
   setCloseOnExec(c->socket.native_handle());
   c->socket.set_option(tcp::no_delay(true), ignored);
   const tcp::endpoint remote = c->socket.remote_endpoint(ignored);
-  c->peer = remote.address().to_string() + ":" + std::to_string(remote.port());
+  c->peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
   connections_.insert(c);
   c->timer.expires_after(handshakeTimeout_);
   c->timer.async_wait([this, c](const AsioError& e) {
@@ -249,30 +251,30 @@ void RendezvousServer::Impl::onHello(const ConnectionPtr& c, const AsioError& ec
     return;
   }
   if (h.version != kProtocolVersion) {
-    return refuse(c, "protocol version " + std::to_string(h.version) +
-                         ", this rendezvous speaks version " + std::to_string(kProtocolVersion));
+    return refuse(c, fmt::format("protocol version {}, this rendezvous speaks version {}",
+                                 h.version, kProtocolVersion));
   }
   if (!secretEqual(h.secret, address_.secret)) {
     return refuse(c, "wrong secret (the UniqueId or EPCOMM_INIT_SECRET does not match)");
   }
-  const std::string who = "rank " + std::to_string(h.rank) + " of " + std::to_string(h.size);
+  const std::string who = fmt::format("rank {} of {}", h.rank, h.size);
   if (finishing_ || failed_ || deadlinePassed_) {
     return refuse(c, who + ": the rendezvous has already failed or finished");
   }
   if (h.size <= 0 || h.size > kMaxGroupSize) {
-    return refuse(c, who + ": size must be in [1, " + std::to_string(kMaxGroupSize) + "]");
+    return refuse(c, fmt::format("{}: size must be in [1, {}]", who, kMaxGroupSize));
   }
   if (h.rank < 0 || h.rank >= h.size) return refuse(c, who + ": rank out of range");
   if (size_ != 0 && h.size != size_) {
-    return refuse(c, who + ": the group's size is " + std::to_string(size_) +
-                         " (set by the first rank to arrive)");
+    return refuse(
+        c, fmt::format("{}: the group's size is {} (set by the first rank to arrive)", who, size_));
   }
   if (size_ == 0) {
     size_ = h.size;
     members_.resize(static_cast<std::size_t>(size_));
   }
   ConnectionPtr& slot = members_[static_cast<std::size_t>(h.rank)];
-  if (slot) return refuse(c, who + ": rank already taken by " + slot->peer);
+  if (slot) return refuse(c, fmt::format("{}: rank already taken by {}", who, slot->peer));
 
   slot = c;
   c->rank = h.rank;
@@ -295,7 +297,7 @@ void RendezvousServer::Impl::onHello(const ConnectionPtr& c, const AsioError& ec
 
 void RendezvousServer::Impl::refuse(const ConnectionPtr& c, const std::string& why) {
   log().warn("bootstrap: rendezvous {}: refusing {}: {}", where_, c->peer, why);
-  sendErrorAndClose(c, ReplyStatus::kRefused, "rendezvous " + where_ + " refused " + why);
+  sendErrorAndClose(c, ReplyStatus::kRefused, fmt::format("rendezvous {} refused {}", where_, why));
 }
 
 void RendezvousServer::Impl::readHeader(const ConnectionPtr& c) {
@@ -309,25 +311,23 @@ void RendezvousServer::Impl::onHeader(const ConnectionPtr& c, const AsioError& e
   if (ec) return memberGone(c, ec);
   if (failed_) return;  // a reply is on its way, then the connection closes
   const RoundHeader h = decodeRoundHeader(c->header.data());
-  const std::string r = std::to_string(round_);
   if (h.magic != kRoundMagic) return dropMember(c, "sent a malformed round header");
   if (h.round != round_ || c->announced) {
-    return dropMember(
-        c, "sent round " + std::to_string(h.round) + " while the group is at round " + r);
+    return dropMember(c,
+                      fmt::format("sent round {} while the group is at round {}", h.round, round_));
   }
   if (h.bytes > kMaxBootstrapBytes) {
-    return dropMember(c, "announced " + std::to_string(h.bytes) + " bytes in round " + r +
-                             ", more than the limit of " + std::to_string(kMaxBootstrapBytes));
+    return dropMember(c, fmt::format("announced {} bytes in round {}, more than the limit of {}",
+                                     h.bytes, round_, kMaxBootstrapBytes));
   }
   if (leftRank_ >= 0) {
-    return failGroup(ReplyStatus::kPeerLost, "rank " + std::to_string(leftRank_) +
-                                                 " has left the group, so round " + r +
-                                                 " cannot complete");
+    return failGroup(
+        ReplyStatus::kPeerLost,
+        fmt::format("rank {} has left the group, so round {} cannot complete", leftRank_, round_));
   }
   if (roundOpen_ && h.bytes != roundBytes_) {
-    return dropMember(c, "announced " + std::to_string(h.bytes) + " bytes in round " + r +
-                             " but rank " + std::to_string(roundFirstRank_) + " announced " +
-                             std::to_string(roundBytes_));
+    return dropMember(c, fmt::format("announced {} bytes in round {} but rank {} announced {}",
+                                     h.bytes, round_, roundFirstRank_, roundBytes_));
   }
   if (!roundOpen_) {
     try {
@@ -335,8 +335,8 @@ void RendezvousServer::Impl::onHeader(const ConnectionPtr& c, const AsioError& e
                                                                 static_cast<std::size_t>(h.bytes));
     } catch (const std::bad_alloc&) {
       return failGroup(ReplyStatus::kProtocolError,
-                       "rendezvous cannot allocate " + std::to_string(size_) + " x " +
-                           std::to_string(h.bytes) + " bytes for round " + r);
+                       fmt::format("rendezvous cannot allocate {} x {} bytes for round {}", size_,
+                                   h.bytes, round_));
     }
     roundOpen_ = true;
     roundBytes_ = h.bytes;
@@ -378,20 +378,20 @@ void RendezvousServer::Impl::completeRound() {
 
 void RendezvousServer::Impl::memberGone(const ConnectionPtr& c, const AsioError& ec) {
   if (c->closed) return;
-  const std::string why = ec == asio::error::eof ? std::string("closed the connection")
-                                                 : "lost the connection (" + ec.message() + ")";
-  const std::string who = "rank " + std::to_string(c->rank);
+  const std::string why = ec == asio::error::eof
+                              ? std::string("closed the connection")
+                              : fmt::format("lost the connection ({})", ec.message());
+  const std::string who = fmt::format("rank {}", c->rank);
   closeConnection(c);
   if (failed_ || finishing_) return;
   if (!assembled_) {
     return failGroup(ReplyStatus::kPeerLost,
-                     who + " " + why + " before all " + std::to_string(size_) +
-                         " ranks arrived (missing ranks: " +
-                         topology::formatIndexList(missingRanks(), ", ", 1000) + ")");
+                     fmt::format("{} {} before all {} ranks arrived (missing ranks: {})", who, why,
+                                 size_, topology::formatIndexList(missingRanks(), ", ", 1000)));
   }
   if (roundOpen_) {
     return failGroup(ReplyStatus::kPeerLost,
-                     who + " " + why + " during round " + std::to_string(round_));
+                     fmt::format("{} {} during round {}", who, why, round_));
   }
   log().debug("bootstrap: rendezvous {}: {} left", where_, who);
   if (leftRank_ < 0) leftRank_ = c->rank;
@@ -399,7 +399,7 @@ void RendezvousServer::Impl::memberGone(const ConnectionPtr& c, const AsioError&
 }
 
 void RendezvousServer::Impl::dropMember(const ConnectionPtr& c, const std::string& what) {
-  const std::string message = "rank " + std::to_string(c->rank) + " " + what + "; it was dropped";
+  const std::string message = fmt::format("rank {} {}; it was dropped", c->rank, what);
   log().warn("bootstrap: rendezvous {}: {} ({})", where_, message, c->peer);
   closeConnection(c);
   failGroup(ReplyStatus::kProtocolError, message);
@@ -426,9 +426,10 @@ void RendezvousServer::Impl::onGroupDeadline(const AsioError& ec) {
     return maybeFinish();
   }
   failGroup(ReplyStatus::kTimeout,
-            "timed out after " + std::to_string(connectTimeout_.count()) + " s waiting for all " +
-                std::to_string(size_) + " ranks at the rendezvous " + where_ +
-                "; missing ranks: " + topology::formatIndexList(missingRanks(), ", ", 1000));
+            fmt::format("timed out after {} s waiting for all {} ranks at the rendezvous {}; "
+                        "missing ranks: {}",
+                        connectTimeout_.count(), size_, where_,
+                        topology::formatIndexList(missingRanks(), ", ", 1000)));
 }
 
 void RendezvousServer::Impl::send(const ConnectionPtr& c, Outgoing out) {
@@ -510,7 +511,7 @@ RendezvousServer::RendezvousServer(const RendezvousInfo& info, std::int64_t conn
     : ownerPid_(getpid()) {
   if (connectTimeoutS <= 0) {
     throwError(ErrorCode::kInvalidArgument, 0, "bootstrap",
-               "connect timeout must be at least 1 s, got " + std::to_string(connectTimeoutS));
+               fmt::format("connect timeout must be at least 1 s, got {}", connectTimeoutS));
   }
   impl_ = std::make_shared<Impl>(info, connectTimeoutS);
   impl_->start();

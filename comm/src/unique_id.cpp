@@ -1,6 +1,7 @@
 #include "comm/unique_id.h"
 #include "comm/src/asio.h"
 
+#include <fmt/format.h>
 #include <sys/random.h>
 
 #include <cerrno>
@@ -50,7 +51,8 @@ UniqueId encodeUniqueId(const RendezvousInfo& info) {
   if (ec) {
     throwError(
         ErrorCode::kInvalidArgument, 0, "bootstrap",
-        "cannot encode a UniqueId for \"" + info.host + "\": not a numeric IPv4 or IPv6 address");
+        fmt::format("cannot encode a UniqueId for \"{}\": not a numeric IPv4 or IPv6 address",
+                    info.host));
   }
   UniqueId id;
   unsigned char* out = id.bytes.data();
@@ -82,8 +84,9 @@ RendezvousInfo decodeUniqueId(const UniqueId& id, int rank) {
   }
   if (version != kUniqueIdVersion) {
     throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
-               "not an epcomm UniqueId of this version (format " + std::to_string(version) +
-                   ", this library reads format " + std::to_string(kUniqueIdVersion) + ")");
+               fmt::format("not an epcomm UniqueId of this version (format {}, this library reads "
+                           "format {})",
+                           version, kUniqueIdVersion));
   }
   RendezvousInfo info;
   const auto family = loadLe<std::uint16_t>(in + kFamilyOffset);
@@ -97,7 +100,7 @@ RendezvousInfo decodeUniqueId(const UniqueId& id, int rank) {
     info.host = boost::asio::ip::address_v6(bytes).to_string();
   } else {
     throwError(ErrorCode::kInvalidArgument, rank, "bootstrap",
-               "not an epcomm UniqueId (unknown address family " + std::to_string(family) + ")");
+               fmt::format("not an epcomm UniqueId (unknown address family {})", family));
   }
   info.port = loadLe<std::uint16_t>(in + kPortOffset);
   if (info.port == 0) {
