@@ -1,5 +1,7 @@
 #include "ep/buffer.h"
 
+#include <fmt/format.h>
+
 #include <string>
 #include <string_view>
 
@@ -37,10 +39,11 @@ Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
   Transport resolved = Transport::kCollective;
   if (config.transport == Transport::kWindow) {
     if (!windows) {
-      agreement.fail("EPCOMM_EP_TRANSPORT=window (BufferConfig::transport) but backend " +
-                     comm.backendName() +
-                     " has no symmetric windows; use auto or collective, or a backend with "
-                     "windows (EPCOMM_BACKEND=mpi or shm)");
+      agreement.fail(
+          fmt::format("EPCOMM_EP_TRANSPORT=window (BufferConfig::transport) but backend {} has no "
+                      "symmetric windows; use auto or collective, or a backend with windows "
+                      "(EPCOMM_BACKEND=mpi or shm)",
+                      comm.backendName()));
     }
     resolved = Transport::kWindow;
   } else if (config.transport == Transport::kAuto && windows && comm.localSize() == comm.size()) {

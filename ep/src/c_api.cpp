@@ -9,6 +9,8 @@
 // rank's message then names the C-level problem.
 #include "ep/epcomm_ep.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -89,7 +91,7 @@ class Problems {
   // A shape as an int; -1 (refused by the C++ checks) when it does not fit.
   int narrow(std::int64_t v, const char* name) {
     if (v >= INT_MIN && v <= INT_MAX) return static_cast<int>(v);
-    add(std::string(name) + " " + std::to_string(v) + " does not fit in an int");
+    add(fmt::format("{} {} does not fit in an int", name, v));
     return -1;
   }
   // The call's result: when this rank saw a C-level problem the (poisoned) call failed on
@@ -97,8 +99,8 @@ class Problems {
   epcommResult_t finish(epcommComm_t comm, const char* op, epcommResult_t rc) const {
     if (!any()) return rc;
     const epcomm::Communicator* c = capi::communicatorFromHandle(comm);
-    const std::string who = c ? "epcomm rank " + std::to_string(c->rank()) : "epcomm";
-    return capi::fail(comm, epcommInvalidArgument, who + ": " + op + ": " + first_);
+    const std::string who = c ? fmt::format("epcomm rank {}", c->rank()) : "epcomm";
+    return capi::fail(comm, epcommInvalidArgument, fmt::format("{}: {}: {}", who, op, first_));
   }
 
  private:
@@ -144,8 +146,8 @@ bool isLive(const void* p) noexcept {
 epcommResult_t badBuffer(const char* op, const void* buffer) {
   return capi::fail(
       nullptr, epcommInvalidArgument,
-      std::string("epcomm: ") + op +
-          (buffer ? ": buffer is not a live Buffer (destroyed already?)" : ": buffer is NULL"));
+      fmt::format("epcomm: {}: {}", op,
+                  buffer ? "buffer is not a live Buffer (destroyed already?)" : "buffer is NULL"));
 }
 
 bool ownsHandle(const epcommEpBuffer* b, const epcommEpHandle* h) {

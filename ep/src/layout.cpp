@@ -1,3 +1,5 @@
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -14,13 +16,11 @@ bool computeDispatchLayout(const LayoutInputs& in, int numRanks, LayoutOutputs& 
     if (problem) *problem = std::move(what);
     return false;
   };
-  if (in.numTokens < 0) return bad("numTokens " + std::to_string(in.numTokens) + " < 0");
-  if (in.numTopk <= 0) return bad("numTopk " + std::to_string(in.numTopk) + " must be >= 1");
+  if (in.numTokens < 0) return bad(fmt::format("numTokens {} < 0", in.numTokens));
+  if (in.numTopk <= 0) return bad(fmt::format("numTopk {} must be >= 1", in.numTopk));
   if (in.numExperts <= 0 || numRanks <= 0 || in.numExperts % numRanks != 0) {
-    return bad("numExperts " + std::to_string(in.numExperts) +
-               " must be a positive multiple of "
-               "the number of ranks " +
-               std::to_string(numRanks));
+    return bad(fmt::format("numExperts {} must be a positive multiple of the number of ranks {}",
+                           in.numExperts, numRanks));
   }
   if (in.numTokens > 0 && !in.topkIdx) return bad("topkIdx is null");
   const int perRank = in.numExperts / numRanks;
@@ -37,9 +37,8 @@ bool computeDispatchLayout(const LayoutInputs& in, int numRanks, LayoutOutputs& 
       const std::int64_t e = idx[k];
       if (e == -1) continue;
       if (e < -1 || e >= in.numExperts) {
-        return bad("topkIdx[" + std::to_string(t) + ", " + std::to_string(k) +
-                   "] = " + std::to_string(e) +
-                   " is outside [-1, numExperts = " + std::to_string(in.numExperts) + ")");
+        return bad(fmt::format("topkIdx[{}, {}] = {} is outside [-1, numExperts = {})", t, k, e,
+                               in.numExperts));
       }
       ++out.numTokensPerExpert[static_cast<std::size_t>(e)];
       inRank[e / perRank] = 1;

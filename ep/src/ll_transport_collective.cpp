@@ -7,6 +7,8 @@
 // (le-major, in the order they came) and exchange them the same way; receive sums each
 // token's rows times its weights. The exchange happens in the receive step, so dispatch
 // with a hook only packs; every rank completes in the same order (they are collectives).
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -168,7 +170,7 @@ class CollectiveLlTransport final : public LlTransport {
     Exchange& x = exchange_[channel];
     if (!x.posted) {
       throwError(ErrorCode::kInternal, comm_.rank(), kOp,
-                 "receive on channel " + std::to_string(channel) + " without a send");
+                 fmt::format("receive on channel {} without a send", channel));
     }
     x.posted = false;
     const int R = comm_.size();
@@ -180,7 +182,7 @@ class CollectiveLlTransport final : public LlTransport {
       recvDispls[s] = static_cast<std::size_t>(s) * capacity;
       if (x.recvBytes[s] > capacity) {
         throwError(ErrorCode::kInternal, comm_.rank(), kOp,
-                   "block from rank " + std::to_string(s) + " exceeds its region");
+                   fmt::format("block from rank {} exceeds its region", s));
       }
     }
     comm_.allToAllV(slot.send, x.sendBytes.data(), x.sendOffsets.data(), slot.recv,

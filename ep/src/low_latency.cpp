@@ -3,6 +3,8 @@
 // two alternating slots, handles and hooks. The data moves through the Buffer's transport
 // (ll_transport.h: window or collective): dispatch sends, receive (now, or in the hook)
 // completes; combine the same way.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -56,36 +58,33 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& in,
   const int N = in.numTokens, H = in.hidden, K = in.numTopk, E = in.numExperts;
   CallAgreement agreement(kDispatchOp);
   if (N > T) {
-    agreement.fail("numTokens " + std::to_string(N) +
-                   " exceeds the low-latency capacity T = " + std::to_string(T) +
-                   " (EPCOMM_EP_LL_MAX_TOKENS / SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK)");
+    agreement.fail(fmt::format(
+        "numTokens {} exceeds the low-latency capacity T = {} (EPCOMM_EP_LL_MAX_TOKENS / "
+        "SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK)",
+        N, T));
   }
   if (N < 0 || H <= 0 || K <= 0) agreement.fail("numTokens, hidden and numTopk must be valid");
   if (E <= 0 || E % R != 0) {
-    agreement.fail("numExperts " + std::to_string(E) + " must be a positive multiple of " +
-                   std::to_string(R) + " ranks");
+    agreement.fail(fmt::format("numExperts {} must be a positive multiple of {} ranks", E, R));
   }
   if (N > 0 && (!in.x || !in.topkIdx)) agreement.fail("x or topkIdx is null");
   if (in.quant == Quant::kDefault || (in.quant != Quant::kNone && !isInt8(in.quant))) {
     agreement.fail("quant must be kNone, kInt8Group or kInt8PerToken");
   } else if (isInt8(in.quant) && H > 0 && H % quantGroupSize(in.quant, H) != 0) {
-    agreement.fail("hidden " + std::to_string(H) +
-                   " is not a multiple of the int8 quantisation "
-                   "group " +
-                   std::to_string(kQuantGroup) + " (use kInt8PerToken)");
+    agreement.fail(fmt::format(
+        "hidden {} is not a multiple of the int8 quantisation group {} (use kInt8PerToken)", H,
+        kQuantGroup));
   }
   for (int t = 0; agreement.ok() && t < N; ++t) {
     const std::int64_t* idx = in.topkIdx + static_cast<std::size_t>(t) * K;
     for (int k = 0; k < K && agreement.ok(); ++k) {
       if (idx[k] < -1 || idx[k] >= E) {
-        agreement.fail("topkIdx[" + std::to_string(t) + ", " + std::to_string(k) +
-                       "] = " + std::to_string(idx[k]) +
-                       " is outside [-1, numExperts = " + std::to_string(E) + ")");
+        agreement.fail(
+            fmt::format("topkIdx[{}, {}] = {} is outside [-1, numExperts = {})", t, k, idx[k], E));
       }
       for (int j = 0; j < k && agreement.ok(); ++j) {
         if (idx[k] >= 0 && idx[j] == idx[k]) {
-          agreement.fail("token " + std::to_string(t) + " lists expert " + std::to_string(idx[k]) +
-                         " twice");
+          agreement.fail(fmt::format("token {} lists expert {} twice", t, idx[k]));
         }
       }
     }

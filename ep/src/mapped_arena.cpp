@@ -1,5 +1,6 @@
 #include "ep/src/mapped_arena.h"
 
+#include <fmt/format.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -19,8 +20,7 @@ MappedArena::MappedArena(std::size_t bytes, int rank, const char* what) : bytes_
     const int err = errno;
     bytes_ = 0;
     throwError(ErrorCode::kSystemError, rank, "ep::Buffer",
-               std::string("cannot reserve ") + std::to_string(bytes) + " bytes for " + what +
-                   ": " + std::strerror(err));
+               fmt::format("cannot reserve {} bytes for {}: {}", bytes, what, std::strerror(err)));
   }
   data_ = static_cast<std::byte*>(p);
 }

@@ -4,6 +4,8 @@
 // (window transport, one group) one put per source into its window, where the source sums
 // them in place (ep/src/normal_window.h). Rows this rank sent to itself are read in place.
 // Each token's rows are summed in f32 (optionally weighted) and rounded to bf16 once.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -45,14 +47,14 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
   } else {
     if (hidden == 0) hidden = hp->hidden;
     if (hidden != hp->hidden) {
-      agreement.fail("hidden " + std::to_string(hidden) + " differs from the dispatch's " +
-                     std::to_string(hp->hidden));
+      agreement.fail(fmt::format("hidden {} differs from the dispatch's {}", hidden, hp->hidden));
     }
     if (hp->numRecvTokens > 0 && !in.x) agreement.fail("x is null");
     if (hp->numRecvTokens > 0 && numTopk > 0 && !in.topkWeights) {
-      agreement.fail("topkWeights is null with numTopk " + std::to_string(numTopk) + " and " +
-                     std::to_string(hp->numRecvTokens) +
-                     " rows received (pass numTopk 0 for no weights)");
+      agreement.fail(fmt::format(
+          "topkWeights is null with numTopk {} and {} rows received (pass numTopk 0 for no "
+          "weights)",
+          numTopk, hp->numRecvTokens));
     }
   }
   if (hasWeights && in.numTopk <= 0) agreement.fail("topkWeights given with numTopk <= 0");
@@ -82,12 +84,11 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
     }
     if (needed > s.normal.bytes()) {
       const std::size_t mib = (needed + (std::size_t{1} << 20) - 1) >> 20;
-      agreement.fail(
-          "combine staging too small: needs " + std::to_string(needed) + " bytes, the Buffer has " +
-          std::to_string(s.normal.bytes()) + " (EPCOMM_EP_BUFFSIZE); set EPCOMM_EP_BUFFSIZE=" +
-          std::to_string(mib) + " (MiB) or more" +
-          (s.config.combineRounds ? std::string()
-                                  : ", or combine in rounds (EPCOMM_EP_COMBINE_ROUNDS=1)"));
+      agreement.fail(fmt::format(
+          "combine staging too small: needs {} bytes, the Buffer has {} (EPCOMM_EP_BUFFSIZE); set "
+          "EPCOMM_EP_BUFFSIZE={} (MiB) or more{}",
+          needed, s.normal.bytes(), mib,
+          s.config.combineRounds ? "" : ", or combine in rounds (EPCOMM_EP_COMBINE_ROUNDS=1)"));
     }
   }
   agreement.same("hidden", hidden);

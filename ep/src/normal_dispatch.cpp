@@ -5,6 +5,8 @@
 // straight from x into the receivers' windows (ep/src/normal_window.h) and copied out once.
 // Rows for this rank never leave it: they are copied (or quantised) straight into the
 // outputs.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -74,25 +76,25 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   const int group = quantGroupSize(quant, hidden);
 
   CallAgreement agreement(kOp);
-  if (hidden <= 0) agreement.fail("hidden " + std::to_string(hidden) + " must be >= 1");
-  if (numTokens < 0) agreement.fail("numTokens " + std::to_string(numTokens) + " < 0");
+  if (hidden <= 0) agreement.fail(fmt::format("hidden {} must be >= 1", hidden));
+  if (numTokens < 0) agreement.fail(fmt::format("numTokens {} < 0", numTokens));
   if (numTokens > 0 && !in.x) agreement.fail("x is null");
   if (in.expertAlignment < 1) agreement.fail("expertAlignment must be >= 1");
   if (quant != Quant::kNone && !isInt8(quant)) agreement.fail("unknown quant mode");
   if (isInt8(quant) && hidden > 0 && (group <= 0 || hidden % group != 0)) {
-    agreement.fail("hidden " + std::to_string(hidden) +
-                   " is not a multiple of the int8 "
-                   "quantisation group " +
-                   std::to_string(group) + " (EPCOMM_EP_QUANT_GROUP; 0 = one scale per token)");
+    agreement.fail(fmt::format(
+        "hidden {} is not a multiple of the int8 quantisation group {} (EPCOMM_EP_QUANT_GROUP; 0 = "
+        "one scale per token)",
+        hidden, group));
   }
   if (cached) {
     const DispatchHandle& h = *in.handle;
     if (!h.valid() || h.numRanks != numRanks || h.rank != me) {
       agreement.fail("handle does not come from a dispatch on this communicator and rank");
     } else if (h.numTokens != numTokens || h.hidden != hidden) {
-      agreement.fail("cached dispatch: numTokens " + std::to_string(numTokens) + " / hidden " +
-                     std::to_string(hidden) + " differ from the handle's " +
-                     std::to_string(h.numTokens) + " / " + std::to_string(h.hidden));
+      agreement.fail(
+          fmt::format("cached dispatch: numTokens {} / hidden {} differ from the handle's {} / {}",
+                      numTokens, hidden, h.numTokens, h.hidden));
     }
   } else if (agreement.ok()) {
     std::string problem;

@@ -1,5 +1,7 @@
 #include "ep/src/normal_plan.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "comm/error.h"
@@ -14,13 +16,11 @@ void NormalPlan::setSizes(int hidden, int numTopk, Quant quant, int group) {
 
 std::string NormalPlan::bufferProblem(std::size_t capacity) const {
   const std::size_t mib = (neededBytes + (std::size_t{1} << 20) - 1) >> 20;
-  return "normal-mode staging too small: one round needs " + std::to_string(neededBytes) +
-         " bytes, the Buffer has " + std::to_string(capacity) +
-         " (EPCOMM_EP_BUFFSIZE); set "
-         "EPCOMM_EP_BUFFSIZE=" +
-         std::to_string(mib) +
-         " (MiB) or more, or split the batch "
-         "into rounds (EPCOMM_EP_ROUND_TOKENS / EPCOMM_EP_ROUNDS)";
+  return fmt::format(
+      "normal-mode staging too small: one round needs {} bytes, the Buffer has {} "
+      "(EPCOMM_EP_BUFFSIZE); set EPCOMM_EP_BUFFSIZE={} (MiB) or more, or split the batch into "
+      "rounds (EPCOMM_EP_ROUND_TOKENS / EPCOMM_EP_ROUNDS)",
+      neededBytes, capacity, mib);
 }
 
 NormalPlan NormalPlan::cached(const DispatchHandle& h, Quant quant, int group) {
@@ -101,8 +101,8 @@ void NormalPlan::exchangeCounts(Communicator& comm, const LayoutOutputs& layout,
     if (!problem.empty()) problem += "; ";
     NormalPlan other;
     other.neededBytes = static_cast<std::size_t>(needed);
-    problem += (s == rank ? std::string() : "rank " + std::to_string(s) + ": ") +
-               other.bufferProblem(capacity);
+    if (s != rank) problem += fmt::format("rank {}: ", s);
+    problem += other.bufferProblem(capacity);
   }
   if (!problem.empty()) throwError(ErrorCode::kInvalidArgument, rank, op, problem);
 

@@ -1,5 +1,7 @@
 #include "ep/src/window_create.h"
 
+#include <fmt/format.h>
+
 #include <string>
 
 namespace epcomm::ep {
@@ -10,9 +12,9 @@ std::unique_ptr<Window> createEpWindow(Communicator& comm, std::size_t bytes, in
     return comm.createWindow(bytes, numSignals);
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kSystemError) throw;
-    throw Error(e.code(),
-                std::string(e.what()) + "; this is an ep::Buffer window: " + sizedBy +
-                    ", or move data through collectives (EPCOMM_EP_TRANSPORT=collective)");
+    throw Error(e.code(), fmt::format("{}; this is an ep::Buffer window: {}, or move data through "
+                                      "collectives (EPCOMM_EP_TRANSPORT=collective)",
+                                      e.what(), sizedBy));
   }
 }
 
