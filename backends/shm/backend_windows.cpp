@@ -2,6 +2,7 @@
 // communicator's own collectives, put = memcpy into the peer's mapped pages, signal = an
 // atomic on the peer's slot (+ a futex wake when a waiter sleeps), wait = the Waiter's
 // spin -> yield -> futex with the deadline, abort flags and every peer's liveness.
+#include <fmt/format.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -79,10 +80,9 @@ void Backend::windowPut(void* handle, int peer, std::size_t offset, const void* 
   Window& w = window(handle, op);
   if (peer < 0 || peer >= size_ || offset > w.bytes() || bytes > w.bytes() - offset) {
     throwError(ErrorCode::kInvalidArgument, rank_, op,
-               "shm backend: put of " + std::to_string(bytes) + " bytes at offset " +
-                   std::to_string(offset) + " to rank " + std::to_string(peer) +
-                   " does not fit a window of " + std::to_string(w.bytes()) + " bytes on " +
-                   std::to_string(size_) + " ranks");
+               fmt::format("shm backend: put of {} bytes at offset {} to rank {} does not fit a "
+                           "window of {} bytes on {} ranks",
+                           bytes, offset, peer, w.bytes(), size_));
   }
   waiter_->checkAborted(op);
   // memmove: a put from this rank's own window into itself may overlap.
@@ -95,10 +95,9 @@ void Backend::windowSignal(void* handle, int peer, int slot, std::uint64_t value
   if (peer < 0 || peer >= size_ || slot < 0 || slot >= w.numSignals() ||
       (op != EPCOMM_SIGNAL_SET && op != EPCOMM_SIGNAL_ADD)) {
     throwError(ErrorCode::kInvalidArgument, rank_, name,
-               "shm backend: signal to rank " + std::to_string(peer) + " slot " +
-                   std::to_string(slot) + " op " + std::to_string(op) + ": window has " +
-                   std::to_string(w.numSignals()) + " slots on " + std::to_string(size_) +
-                   " ranks");
+               fmt::format("shm backend: signal to rank {} slot {} op {}: window has {} slots on "
+                           "{} ranks",
+                           peer, slot, op, w.numSignals(), size_));
   }
   waiter_->checkAborted(name);
   SignalSlot& s = w.signal(peer, slot);
@@ -117,8 +116,7 @@ void Backend::windowWaitSignal(void* handle, int slot, std::uint64_t value) {
   Window& w = window(handle, op);
   if (slot < 0 || slot >= w.numSignals()) {
     throwError(ErrorCode::kInvalidArgument, rank_, op,
-               "shm backend: slot " + std::to_string(slot) + " is outside 0.." +
-                   std::to_string(w.numSignals() - 1));
+               fmt::format("shm backend: slot {} is outside 0..{}", slot, w.numSignals() - 1));
   }
   waiter_->checkAborted(op);
   SignalSlot& s = w.signal(rank_, slot);
@@ -131,8 +129,7 @@ std::uint64_t Backend::windowReadSignal(void* handle, int slot) {
   Window& w = window(handle, op);
   if (slot < 0 || slot >= w.numSignals()) {
     throwError(ErrorCode::kInvalidArgument, rank_, op,
-               "shm backend: slot " + std::to_string(slot) + " is outside 0.." +
-                   std::to_string(w.numSignals() - 1));
+               fmt::format("shm backend: slot {} is outside 0..{}", slot, w.numSignals() - 1));
   }
   return w.signal(rank_, slot).value.load(std::memory_order_acquire);
 }

@@ -1,5 +1,7 @@
 #include "backends/shm/channel.h"
 
+#include <fmt/format.h>
+
 #include <cstring>
 #include <string>
 
@@ -199,7 +201,7 @@ void Channel::verify(const ArmedCheck& c) {
   if (!c.valid) {
     // The communicator replaces this with the rank's own problem.
     throwError(ErrorCode::kInvalidArgument, rank_, c.op,
-               std::string("this rank passed invalid arguments") + moved);
+               fmt::format("this rank passed invalid arguments{}", moved));
   }
   int bad = -1;
   bool differentOp = false;
@@ -224,20 +226,20 @@ void Channel::verify(const ArmedCheck& c) {
   if (bad >= 0) {
     throwError(
         ErrorCode::kInvalidArgument, rank_, c.op,
-        "rank " + std::to_string(bad) + " passed invalid arguments (its error names them)" + moved);
+        fmt::format("rank {} passed invalid arguments (its error names them){}", bad, moved));
   }
   if (differentOp) {
     throwError(ErrorCode::kInvalidArgument, rank_, c.op,
-               "ranks called different collectives at the same point (this rank called " +
-                   std::string(c.op) + ")" + moved);
+               fmt::format("ranks called different collectives at the same point (this rank "
+                           "called {}){}",
+                           c.op, moved));
   }
   for (int i = 0; i < c.numShapes; ++i) {
     if (lo[i] != hi[i]) {
       throwError(ErrorCode::kInvalidArgument, rank_, c.op,
-                 std::string("ranks disagree on ") + c.shapeName[i] + ": this rank passed " +
-                     std::to_string(c.shape[i]) + ", the ranks' values range " +
-                     std::to_string(lo[i]) + ".." + std::to_string(hi[i]) +
-                     "; every rank must pass the same" + moved);
+                 fmt::format("ranks disagree on {}: this rank passed {}, the ranks' values range "
+                             "{}..{}; every rank must pass the same{}",
+                             c.shapeName[i], c.shape[i], lo[i], hi[i], moved));
     }
   }
 }

@@ -1,6 +1,7 @@
 #include "backends/shm/segment.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -44,7 +45,7 @@ struct MapRecord {
 };
 
 std::string describe(const char* step, int err) {
-  return std::string(step) + ": " + std::strerror(err);
+  return fmt::format("{}: {}", step, std::strerror(err));
 }
 
 }  // namespace
@@ -116,8 +117,8 @@ std::uint64_t shmFreeBytes() {
 }
 
 std::string shmSpaceText(std::size_t needed, std::uint64_t freeBytes, const char* step, int error) {
-  return "it needs " + std::to_string(needed) + " bytes and /dev/shm has " +
-         std::to_string(freeBytes) + " bytes free (" + describe(step, error) + ")";
+  return fmt::format("it needs {} bytes and /dev/shm has {} bytes free ({})", needed, freeBytes,
+                     describe(step, error));
 }
 
 Layout Layout::compute(int size, std::size_t bufferBytes) {
@@ -247,21 +248,22 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
         }
       }
       throwError(ErrorCode::kSystemError, memberRank, op,
-                 "shm backend: /dev/shm cannot hold the communicator's shared-memory segment: " +
-                     shmSpaceText(Layout::compute(memberSize, bufferBytes).total,
-                                  theirs->created.freeBytes, step, theirs->created.error) +
-                     "; the segment is sized by EPCOMM_BUFFSIZE (alias HCCL_BUFFSIZE, now " +
-                     std::to_string(mib) + " MiB) on " + std::to_string(memberSize) + " ranks: " +
-                     (fits > 0 ? "set EPCOMM_BUFFSIZE=" + std::to_string(fits) + " or less, or "
-                               : std::string("no EPCOMM_BUFFSIZE fits; ")) +
-                     "give /dev/shm more space (a container's --shm-size)");
+                 fmt::format("shm backend: /dev/shm cannot hold the communicator's shared-memory "
+                             "segment: {}; the segment is sized by EPCOMM_BUFFSIZE (alias "
+                             "HCCL_BUFFSIZE, now {} MiB) on {} ranks: {}give /dev/shm more space "
+                             "(a container's --shm-size)",
+                             shmSpaceText(Layout::compute(memberSize, bufferBytes).total,
+                                          theirs->created.freeBytes, step, theirs->created.error),
+                             mib, memberSize,
+                             fits > 0 ? fmt::format("set EPCOMM_BUFFSIZE={} or less, or ", fits)
+                                      : std::string("no EPCOMM_BUFFSIZE fits; ")));
     }
     for (std::size_t r = 0; r < n; ++r) {
       if (all[r].leader == leader && all[r].error != 0) {
         throwError(ErrorCode::kSystemError, memberRank, op,
-                   "shm backend: rank " + std::to_string(r) +
-                       " (of the bootstrap group) could not map the segment: " +
-                       describe("map", all[r].error));
+                   fmt::format("shm backend: rank {} (of the bootstrap group) could not map the "
+                               "segment: {}",
+                               r, describe("map", all[r].error)));
       }
     }
   } catch (...) {

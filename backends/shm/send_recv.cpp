@@ -3,6 +3,8 @@
 // goes to parity c % 2; the sender reuses that buffer only once chunk c - 2 was acked.
 // Every chunk carries the message's total size, count and tag, so a recv learns how many
 // chunks to consume. A send returns once its last chunk is posted (the data is copied).
+#include <fmt/format.h>
+
 #include <string>
 
 #include "backends/shm/algorithms.h"
@@ -67,15 +69,15 @@ void Backend::recv(void* buf, size_t count, int dtype, int peer, int tag) {
   // The mismatched message was consumed whole, so the sender is not left waiting.
   if (sentTag != tag) {
     throwError(ErrorCode::kInvalidArgument, rank_, clock.op,
-               "rank " + std::to_string(peer) + " sent tag " + std::to_string(sentTag) +
-                   ", this recv expects tag " + std::to_string(tag) +
-                   " (the shm backend matches messages in order per pair)");
+               fmt::format("rank {} sent tag {}, this recv expects tag {} (the shm backend matches "
+                           "messages in order per pair)",
+                           peer, sentTag, tag));
   }
   if (!match) {
     throwError(ErrorCode::kInvalidArgument, rank_, clock.op,
-               "rank " + std::to_string(peer) + " sent " + std::to_string(sentCount) +
-                   " elements, this recv expects " + std::to_string(count) +
-                   "; send and recv must pass the same count");
+               fmt::format("rank {} sent {} elements, this recv expects {}; send and recv must "
+                           "pass the same count",
+                           peer, sentCount, count));
   }
 }
 

@@ -1,5 +1,6 @@
 #include "backends/shm/wait.h"
 
+#include <fmt/format.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
@@ -56,7 +57,7 @@ void Waiter::abort() {
 void Waiter::checkAborted(const char* op) const {
   if (selfAborted_.load(std::memory_order_relaxed)) {
     throwError(ErrorCode::kInvalidUsage, rank_, op,
-               "communicator was aborted by rank " + std::to_string(rank_) + " (this rank)");
+               fmt::format("communicator was aborted by rank {} (this rank)", rank_));
   }
 }
 
@@ -65,10 +66,9 @@ void Waiter::checkPeer(int peer, const OpClock& clock, std::chrono::steady_clock
   const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
   if (timeoutMs_ > 0 && waited >= timeoutMs_) {
     const std::string whom =
-        peer == kAnyPeer ? "a signal from any rank" : "rank " + std::to_string(peer);
+        peer == kAnyPeer ? "a signal from any rank" : fmt::format("rank {}", peer);
     throwError(ErrorCode::kTimeout, rank_, clock.op,
-               "waited " + std::to_string(waited) + " ms for " + whom +
-                   " (EPCOMM_TIMEOUT_MS=" + std::to_string(timeoutMs_) + ")");
+               fmt::format("waited {} ms for {} (EPCOMM_TIMEOUT_MS={})", waited, whom, timeoutMs_));
   }
 }
 
@@ -82,7 +82,7 @@ void Waiter::checkPeerAborted(std::atomic<std::uint64_t>& seq, std::uint64_t tar
     if (segment_.rankInfo(r).aborted.load(std::memory_order_acquire) != 0) {
       if (seq.load(std::memory_order_acquire) >= target) return;
       throwError(ErrorCode::kPeerLost, rank_, clock.op,
-                 "communicator was aborted by rank " + std::to_string(r));
+                 fmt::format("communicator was aborted by rank {}", r));
     }
   }
 }
@@ -94,9 +94,8 @@ void Waiter::checkPeerAlive(std::atomic<std::uint64_t>& seq, std::uint64_t targe
     if (r == rank_ && peer == kAnyPeer) continue;
     if (processGone(segment_.pid(r))) {
       if (seq.load(std::memory_order_acquire) >= target) return;
-      throwError(
-          ErrorCode::kPeerLost, rank_, clock.op,
-          "rank " + std::to_string(r) + " (pid " + std::to_string(segment_.pid(r)) + ") died");
+      throwError(ErrorCode::kPeerLost, rank_, clock.op,
+                 fmt::format("rank {} (pid {}) died", r, segment_.pid(r)));
     }
   }
 }
@@ -161,7 +160,7 @@ void Waiter::waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
     checkAborted(clock.op);
     if (segment_.rankInfo(peer).aborted.load(std::memory_order_acquire) != 0 && !ready()) {
       throwError(ErrorCode::kPeerLost, rank_, clock.op,
-                 "communicator was aborted by rank " + std::to_string(peer));
+                 fmt::format("communicator was aborted by rank {}", peer));
     }
     const auto now = std::chrono::steady_clock::now();
     checkPeer(peer, clock, since, now);
@@ -169,8 +168,7 @@ void Waiter::waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
       lastLiveness = now;
       if (processGone(segment_.pid(peer)) && !ready()) {
         throwError(ErrorCode::kPeerLost, rank_, clock.op,
-                   "rank " + std::to_string(peer) + " (pid " + std::to_string(segment_.pid(peer)) +
-                       ") died");
+                   fmt::format("rank {} (pid {}) died", peer, segment_.pid(peer)));
       }
     }
   }

@@ -1,6 +1,7 @@
 #include "backends/shm/window.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,7 +63,7 @@ bool geometry(int size, std::size_t bytes, int numSignals, Geometry& g) {
 }
 
 std::string describe(const char* step, int err) {
-  return std::string(step) + ": " + std::strerror(err);
+  return fmt::format("{}: {}", step, std::strerror(err));
 }
 
 }  // namespace
@@ -99,9 +100,9 @@ std::unique_ptr<Window> Window::establish(const GatherFn& gather, int rank, int 
   if (!geometry(size, bytes, numSignals, g)) {
     // Every rank has the same (agreed) arguments: all fail here alike, before any gather.
     throwError(ErrorCode::kInvalidArgument, rank, op,
-               "shm backend: a window of " + std::to_string(bytes) + " bytes and " +
-                   std::to_string(numSignals) + " signals on " + std::to_string(size) +
-                   " ranks does not fit the address space");
+               fmt::format("shm backend: a window of {} bytes and {} signals on {} ranks does not "
+                           "fit the address space",
+                           bytes, numSignals, size));
   }
   const std::size_t total = g.total;
   const bool leader = rank == 0;
@@ -163,18 +164,18 @@ std::unique_ptr<Window> Window::establish(const GatherFn& gather, int rank, int 
     if (theirs.error != 0) {
       char step[sizeof(theirs.step) + 1] = {};
       std::memcpy(step, theirs.step, sizeof(theirs.step));
-      throwError(ErrorCode::kSystemError, rank, op,
-                 "shm backend: /dev/shm cannot hold a window of " + std::to_string(bytes) +
-                     " bytes per rank on " + std::to_string(size) +
-                     " ranks: " + shmSpaceText(total, theirs.freeBytes, step, theirs.error) +
-                     "; make the window smaller or give /dev/shm more space (a container's "
-                     "--shm-size)");
+      throwError(
+          ErrorCode::kSystemError, rank, op,
+          fmt::format("shm backend: /dev/shm cannot hold a window of {} bytes per rank on "
+                      "{} ranks: {}; make the window smaller or give /dev/shm more space (a "
+                      "container's --shm-size)",
+                      bytes, size, shmSpaceText(total, theirs.freeBytes, step, theirs.error)));
     }
     for (std::size_t r = 0; r < n; ++r) {
       if (all[r] != 0) {
         throwError(ErrorCode::kSystemError, rank, op,
-                   "shm backend: rank " + std::to_string(r) +
-                       " could not map a window: " + describe("map", all[r]));
+                   fmt::format("shm backend: rank {} could not map a window: {}", r,
+                               describe("map", all[r])));
       }
     }
   } catch (...) {
