@@ -1,5 +1,6 @@
 #include "bench/bench_options.h"
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <charconv>
@@ -23,7 +24,7 @@ CLI::Validator accepting(Parse parse, std::string what, std::string choices) {
   return CLI::Validator(
       [parse, what, choices](std::string& value) -> std::string {
         if (parse(value)) return {};
-        return "unknown " + what + " '" + value + "' (one of: " + choices + ")";
+        return fmt::format("unknown {} '{}' (one of: {})", what, value, choices);
       },
       what);
 }
@@ -93,8 +94,8 @@ bool usesRoot(Collective coll) {
 }
 
 std::string Options::stepDescription() const {
-  return stepBytes > 0 ? std::to_string(stepBytes) + "(bytes)"
-                       : std::to_string(stepFactor) + "(factor)";
+  return stepBytes > 0 ? fmt::format("{}(bytes)", stepBytes)
+                       : fmt::format("{}(factor)", stepFactor);
 }
 
 std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, int& exitCode) {
@@ -110,7 +111,7 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
   const CLI::Validator sizeCheck(
       [](std::string& value) -> std::string {
         if (parseSize(value)) return {};
-        return "'" + value + "' is not a size (bytes, with an optional K, M or G suffix)";
+        return fmt::format("'{}' is not a size (bytes, with an optional K, M or G suffix)", value);
       },
       "SIZE");
   app.add_option("-b,--minbytes", minText, "smallest size in bytes (K/M/G suffixes, 1024-based)")
@@ -181,9 +182,9 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
     }
     if (o.minBytes == 0) throw CLI::ValidationError("-b,--minbytes", "must be at least 1");
     if (o.minBytes > o.maxBytes) {
-      throw CLI::ValidationError("-b,--minbytes", "invalid sizes: minbytes " +
-                                                      std::to_string(o.minBytes) + " > maxbytes " +
-                                                      std::to_string(o.maxBytes));
+      throw CLI::ValidationError(
+          "-b,--minbytes",
+          fmt::format("invalid sizes: minbytes {} > maxbytes {}", o.minBytes, o.maxBytes));
     }
   } catch (const CLI::ParseError& e) {
     exitCode = app.exit(e, out, err);

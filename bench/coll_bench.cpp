@@ -27,6 +27,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
 #include <climits>
@@ -361,7 +362,7 @@ void printHeader(const Options& o, const Communicator& comm, MPI_Comm mpiComm) {
 }
 
 std::string wrongText(const Measurement& m) {
-  return m.wrong ? std::to_string(*m.wrong) : std::string("N/A");
+  return m.wrong ? fmt::format("{}", *m.wrong) : std::string("N/A");
 }
 
 void printRow(const RunShape& s, const char* impl, const Measurement& outOfPlace,
@@ -400,13 +401,12 @@ nlohmann::json record(const RunShape& s, const std::string& backend, const char*
 // Problems every rank finds alike from the options and the rank count ("" if none).
 std::string preflight(const Options& o, int ranks) {
   if (usesRoot(o.collective) && o.root >= ranks) {
-    return "-R/--root " + std::to_string(o.root) + " is not a rank (" + std::to_string(ranks) +
-           " ranks)";
+    return fmt::format("-R/--root {} is not a rank ({} ranks)", o.root, ranks);
   }
   if (o.collective == Collective::kSendRecv && ranks < 2) return "sendrecv needs at least 2 ranks";
   if (o.compareMpi && o.maxBytes / dtypeSize(o.dtype) > static_cast<std::size_t>(INT_MAX)) {
-    return "--compare mpi: -e/--maxbytes " + std::to_string(o.maxBytes) +
-           " needs element counts beyond MPI's int";
+    return fmt::format("--compare mpi: -e/--maxbytes {} needs element counts beyond MPI's int",
+                       o.maxBytes);
   }
   return {};
 }

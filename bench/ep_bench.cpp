@@ -26,6 +26,7 @@
 // a decode batch (low-latency), SGLang's --deepep-mode auto.
 #include <mpi.h>
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -546,9 +547,9 @@ int run(int argc, char** argv) {
   auto comm = Communicator::initFromEnvironment(env);
   ep::Buffer buffer(*comm, eff.buffer);
   // What ran: auto resolved by the library.
-  eff.transport.source = eff.transport.value + ": " + eff.transport.source;
+  eff.transport.source = fmt::format("{}: {}", eff.transport.value, eff.transport.source);
   eff.transport.value = buffer.transport() == ep::Transport::kWindow ? "window" : "collective";
-  eff.backend.source = eff.backend.value + ": " + eff.backend.source;
+  eff.backend.source = fmt::format("{}: {}", eff.backend.value, eff.backend.source);
   eff.backend.value = comm->backendName();
   Ctx c{o, *comm, buffer, rank, ranks, eff.quant};
   std::vector<Record> records;

@@ -1,5 +1,7 @@
 #include "bench/ep_bench_config.h"
 
+#include <fmt/format.h>
+
 #include <string_view>
 
 namespace epcomm::bench {
@@ -75,12 +77,12 @@ EpEffectiveConfig resolveEpConfig(const EpFlags& flags, const Config& config) {
 
 std::string describe(const EpEffectiveConfig& c) {
   auto item = [](const char* name, const Sourced& s) {
-    return std::string(name) + " " + s.value + " (" + s.source + ")";
+    return fmt::format("{} {} ({})", name, s.value, s.source);
   };
-  return item("quant", c.quantText) + " " + item("T", c.llMaxTokens) + " " +
-         item("rounds", c.rounds) + " " + item("round_tokens", c.roundTokens) + " " +
-         item("combine_rounds", c.combineRounds) + " " + item("transport", c.transport) + " " +
-         item("backend", c.backend);
+  return fmt::format("{} {} {} {} {} {} {}", item("quant", c.quantText), item("T", c.llMaxTokens),
+                     item("rounds", c.rounds), item("round_tokens", c.roundTokens),
+                     item("combine_rounds", c.combineRounds), item("transport", c.transport),
+                     item("backend", c.backend));
 }
 
 }  // namespace epcomm::bench

@@ -1,9 +1,10 @@
 #include "topology/cli/topo_report.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdio>
-#include <initializer_list>
-#include <string_view>
+#include <iterator>
 
 #include "comm/src/topology_bridge.h"
 
@@ -21,20 +22,18 @@ json nullableText(const std::string& value) {
 }
 
 std::string plural(std::size_t n, const char* word) {
-  return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+  return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s");
 }
 
 std::string sizeText(std::uint64_t bytes) {
-  if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
-  if (bytes >= 1024 && bytes % 1024 == 0) return std::to_string(bytes >> 10) + " KiB";
-  return std::to_string(bytes) + " B";
+  if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
+  if (bytes >= 1024 && bytes % 1024 == 0) return fmt::format("{} KiB", bytes >> 10);
+  return fmt::format("{} B", bytes);
 }
 
-// Joins pieces (GCC 12 warns falsely about "literal" + std::string temporaries).
-std::string concat(std::initializer_list<std::string_view> pieces) {
-  std::string out;
-  for (std::string_view p : pieces) out += p;
-  return out;
+// An index, or "-" where none is known (negative).
+std::string indexOrDash(int index) {
+  return index < 0 ? std::string("-") : fmt::format("{}", index);
 }
 
 std::string padded(const std::string& text, std::size_t width) {
@@ -89,8 +88,9 @@ std::string envText(const Config& config) {
   std::string out =
       "Configuration (layer, value, source: default, own name, or the alias that set it):\n";
   for (const KnobValue& v : config.values) {
-    out += "  " + padded(v.name, width + 1) + padded("[" + layerOf(rows, v.name) + "]", 11) + "= " +
-           padded(v.value.empty() ? "(unset)" : v.value, 12) + " [" + v.source + "]\n";
+    fmt::format_to(std::back_inserter(out), "  {}{}= {} [{}]\n", padded(v.name, width + 1),
+                   padded(fmt::format("[{}]", layerOf(rows, v.name)), 11),
+                   padded(v.value.empty() ? "(unset)" : v.value, 12), v.source);
   }
   return out;
 }
@@ -151,18 +151,19 @@ json reportJson(const TopoReport& r) {
 
 std::string reportText(const TopoReport& r) {
   const MachineInfo& m = r.machine;
-  std::string out =
-      "Machine " + m.hostname + ": " + plural(static_cast<std::size_t>(m.packages), "package") +
-      ", " + plural(m.numaNodes.size(), "NUMA node") + ", " + plural(m.cores.size(), "core") +
-      ", " + plural(static_cast<std::size_t>(m.pus), "PU") + "\n";
-  std::string caches;
+  std::string out;
+  const auto put = std::back_inserter(out);
+  fmt::format_to(put, "Machine {}: {}, {}, {}, {}\n", m.hostname,
+                 plural(static_cast<std::size_t>(m.packages), "package"),
+                 plural(m.numaNodes.size(), "NUMA node"), plural(m.cores.size(), "core"),
+                 plural(static_cast<std::size_t>(m.pus), "PU"));
+  std::vector<std::string> caches;
   for (const CacheInfo& c : m.caches) {
-    if (!caches.empty()) caches += ", ";
-    caches += concat({"L", std::to_string(c.level), c.kind == "unified" ? "" : " ",
-                      c.kind == "unified" ? "" : c.kind, " ", sizeText(c.bytes), " x",
-                      std::to_string(c.count)});
+    caches.push_back(fmt::format("L{}{} {} x{}", c.level,
+                                 c.kind == "unified" ? std::string() : " " + c.kind,
+                                 sizeText(c.bytes), c.count));
   }
-  if (!caches.empty()) out += "Caches: " + caches + "\n";
+  if (!caches.empty()) fmt::format_to(put, "Caches: {}\n", fmt::join(caches, ", "));
   out += r.tree;
 
   out += "\nInterfaces (* selected):\n";
@@ -170,33 +171,29 @@ std::string reportText(const TopoReport& r) {
   for (const NetInterface& n : r.interfaces) width = std::max(width, n.name.size());
   for (std::size_t i = 0; i < r.interfaces.size(); ++i) {
     const NetInterface& n = r.interfaces[i];
-    std::string addresses;
-    for (const std::string& a : n.addresses) addresses += (addresses.empty() ? "" : " ") + a;
-    out += std::string(i == r.selection.index ? "  * " : "    ") + padded(n.name, width + 1) +
-           (n.up ? "up  " : "down") + (n.loopback ? " loopback" : "") + "  " +
-           (addresses.empty() ? "(no address)" : addresses);
+    const std::string addresses = fmt::format("{}", fmt::join(n.addresses, " "));
+    fmt::format_to(put, "{}{}{}{}  {}", i == r.selection.index ? "  * " : "    ",
+                   padded(n.name, width + 1), n.up ? "up  " : "down", n.loopback ? " loopback" : "",
+                   addresses.empty() ? "(no address)" : addresses);
     if (!n.localitySource.empty()) {
-      out += "  [pci " + (n.pciBusId.empty() ? std::string("-") : n.pciBusId) + ", numa " +
-             (n.numaNode < 0 ? std::string("-") : std::to_string(n.numaNode)) + ", cpus " +
-             (n.localCpus.empty() ? std::string("-") : formatIndexList(n.localCpus)) + ", from " +
-             n.localitySource + "]";
+      fmt::format_to(put, "  [pci {}, numa {}, cpus {}, from {}]",
+                     n.pciBusId.empty() ? "-" : n.pciBusId, indexOrDash(n.numaNode),
+                     n.localCpus.empty() ? "-" : formatIndexList(n.localCpus), n.localitySource);
     }
     out += "\n";
   }
-  out += "Selected: " + r.selection.name + " (" + r.selection.address + "): " + r.selection.reason +
-         "\n";
+  fmt::format_to(put, "Selected: {} ({}): {}\n", r.selection.name, r.selection.address,
+                 r.selection.reason);
 
-  out += "\nBinding plan for " + plural(static_cast<std::size_t>(r.localRanks), "local rank") +
-         " (unit " + r.plan.unit +
-         (r.plan.nicNumaNode >= 0
-              ? ", NIC's NUMA node " + std::to_string(r.plan.nicNumaNode) + " first"
-              : "") +
-         "; " +
-         (r.config.cpuAffinity ? "applied at init: EPCOMM_CPU_AFFINITY=1"
-                               : "not applied: EPCOMM_CPU_AFFINITY=0") +
-         "):\n";
+  fmt::format_to(put, "\nBinding plan for {} (unit {}{}; {}):\n",
+                 plural(static_cast<std::size_t>(r.localRanks), "local rank"), r.plan.unit,
+                 r.plan.nicNumaNode >= 0
+                     ? fmt::format(", NIC's NUMA node {} first", r.plan.nicNumaNode)
+                     : std::string(),
+                 r.config.cpuAffinity ? "applied at init: EPCOMM_CPU_AFFINITY=1"
+                                      : "not applied: EPCOMM_CPU_AFFINITY=0");
   for (const RankBinding& b : r.plan.ranks) {
-    out += "  local rank " + std::to_string(b.localRank) + ": " + describeBinding(b) + "\n";
+    fmt::format_to(put, "  local rank {}: {}\n", b.localRank, describeBinding(b));
   }
   out += '\n';
   out += envText(r.config);
