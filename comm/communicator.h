@@ -118,6 +118,9 @@ class EPCOMM_API Communicator {
   void agreeOnSettings();
   // Throws kInvalidUsage after abort; `op` names the call.
   void checkUsable(const char* op) const;
+  // send / recv arguments, checked on this rank; throws kInvalidArgument.
+  void checkPointToPoint(const char* op, const void* buf, std::size_t count, DataType dtype,
+                         int peer, int tag) const;
   // One value every rank must pass identically, named for the error message.
   struct Shape {
     const char* name;

@@ -234,34 +234,30 @@ void Communicator::allToAllV(const void* send, const std::size_t* sendCounts,
 }
 
 // Point to point: checked on this rank only (the peer cannot be asked without a message).
-void Communicator::send(const void* buf, std::size_t count, DataType dtype, int peer, int tag) {
-  constexpr const char* kOp = "send";
-  checkUsable(kOp);
+void Communicator::checkPointToPoint(const char* op, const void* buf, std::size_t count,
+                                     DataType dtype, int peer, int tag) const {
+  checkUsable(op);
   ArgumentCheck check;
   check.dtype(dtype);
   check.rank(peer, size_, "peer");
-  check.that(peer != rank_, "peer is this rank (send to self is not supported)");
+  check.that(peer != rank_, [&] {
+    return std::string("peer is this rank (") + op + " to or from self is not supported)";
+  });
   check.that(tag >= 0 && tag <= kMaxTag,
              [&] { return "tag " + std::to_string(tag) + " is outside 0..32767"; });
   check.limit(count, backend_->maxCountPerCall(), "count");
   check.buffer(buf, count, dtypeSize(dtype), "buffer");
-  if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, kOp, check.problem());
-  run(kOp, [&] { backend_->send(buf, count, int(dtype), peer, tag); });
+  if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, check.problem());
+}
+
+void Communicator::send(const void* buf, std::size_t count, DataType dtype, int peer, int tag) {
+  checkPointToPoint("send", buf, count, dtype, peer, tag);
+  run("send", [&] { backend_->send(buf, count, int(dtype), peer, tag); });
 }
 
 void Communicator::recv(void* buf, std::size_t count, DataType dtype, int peer, int tag) {
-  constexpr const char* kOp = "recv";
-  checkUsable(kOp);
-  ArgumentCheck check;
-  check.dtype(dtype);
-  check.rank(peer, size_, "peer");
-  check.that(peer != rank_, "peer is this rank (recv from self is not supported)");
-  check.that(tag >= 0 && tag <= kMaxTag,
-             [&] { return "tag " + std::to_string(tag) + " is outside 0..32767"; });
-  check.limit(count, backend_->maxCountPerCall(), "count");
-  check.buffer(buf, count, dtypeSize(dtype), "buffer");
-  if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, kOp, check.problem());
-  run(kOp, [&] { backend_->recv(buf, count, int(dtype), peer, tag); });
+  checkPointToPoint("recv", buf, count, dtype, peer, tag);
+  run("recv", [&] { backend_->recv(buf, count, int(dtype), peer, tag); });
 }
 
 }  // namespace epcomm

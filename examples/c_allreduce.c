@@ -5,15 +5,7 @@
 
 #include <epcomm/comm/epcomm.h>
 
-#define EXAMPLE_CHECK(call)                                                    \
-  do {                                                                         \
-    epcommResult_t rc_ = (call);                                               \
-    if (rc_ != epcommSuccess) {                                                \
-      fprintf(stderr, "%s failed: %s: %s\n", #call, epcommGetErrorString(rc_), \
-              epcommGetLastError(NULL));                                       \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
+#include "example_check.h"
 
 int main(void) {
   int version = 0;

@@ -12,15 +12,7 @@
 
 #include <epcomm/ep/epcomm_ep.h>
 
-#define EXAMPLE_CHECK(call)                                                    \
-  do {                                                                         \
-    epcommResult_t rc_ = (call);                                               \
-    if (rc_ != epcommSuccess) {                                                \
-      fprintf(stderr, "%s failed: %s: %s\n", #call, epcommGetErrorString(rc_), \
-              epcommGetLastError(NULL));                                       \
-      return 1;                                                                \
-    }                                                                          \
-  } while (0)
+#include "example_check.h"
 
 enum { kHidden = 512, kTopk = 4, kExpertsPerRank = 4, kPrefillTokens = 100, kDecodeTokens = 8 };
 
