@@ -33,6 +33,21 @@ inline std::string label(DataType d, std::size_t n) {
   return std::string(toString(d)) + " n=" + std::to_string(n);
 }
 
+// Runs fn, expects an epcomm::Error with `code` whose message contains every fragment.
+template <typename Fn>
+void expectError(Fn&& fn, ErrorCode code, const std::vector<std::string>& fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    for (const std::string& f : fragments) {
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
+          << "message \"" << e.what() << "\" lacks \"" << f << "\"";
+    }
+  }
+}
+
 // Every rank runs the same sequence of collectives; checks are non-fatal so no rank leaves
 // the sequence early.
 class Conformance : public ::testing::Test {
@@ -40,6 +55,12 @@ class Conformance : public ::testing::Test {
   Communicator& comm() { return *gComm; }
   int rank() { return gComm->rank(); }
   int size() { return gComm->size(); }
+  // The communicator still works (after an error).
+  void expectUsable() {
+    int v = 1;
+    comm().allReduce(&v, &v, 1, DataType::kI32, ReduceOp::kSum);
+    EXPECT_EQ(v, size());
+  }
 };
 
 }  // namespace epcomm::test

@@ -9,40 +9,12 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "tests/conformance/conformance.h"
 
 namespace epcomm::test {
-
-extern Communicator* gComm;
-
 namespace {
 
-// Runs fn, expects an epcomm::Error with `code` whose message contains every fragment.
-template <typename Fn>
-void expectError(Fn&& fn, ErrorCode code, std::vector<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const std::string& f : fragments) {
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message \"" << e.what() << "\" lacks \"" << f << "\"";
-    }
-  }
-}
-
-class Errors : public ::testing::Test {
- protected:
-  Communicator& comm() { return *gComm; }
-  int rank() { return gComm->rank(); }
-  int size() { return gComm->size(); }
-  // The communicator still works after the error.
-  void expectUsable() {
-    int v = 1;
-    comm().allReduce(&v, &v, 1, DataType::kI32, ReduceOp::kSum);
-    EXPECT_EQ(v, size());
-  }
-};
+class Errors : public Conformance {};
 
 TEST_F(Errors, NullBufferOnOneRank) {
   float data[4] = {};

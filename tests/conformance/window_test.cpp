@@ -16,28 +16,12 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "tests/conformance/conformance.h"
 
 namespace epcomm::test {
-
-extern Communicator* gComm;
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-template <typename Fn>
-void expectError(Fn&& fn, ErrorCode code, const std::vector<std::string>& fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const std::string& f : fragments) {
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message \"" << e.what() << "\" lacks \"" << f << "\"";
-    }
-  }
-}
 
 // A byte that identifies (writer, target, position, round).
 unsigned char pattern(int from, int to, std::size_t i, int round = 0) {
@@ -80,18 +64,10 @@ const std::optional<std::string>& noWindows() {
   return *probed;
 }
 
-class Windows : public ::testing::Test {
+class Windows : public Conformance {
  protected:
   void SetUp() override {
     if (noWindows()) GTEST_SKIP() << "backend has no windows: " << *noWindows();
-  }
-  Communicator& comm() { return *gComm; }
-  int rank() { return gComm->rank(); }
-  int size() { return gComm->size(); }
-  void expectUsable() {
-    int v = 1;
-    comm().allReduce(&v, &v, 1, DataType::kI32, ReduceOp::kSum);
-    EXPECT_EQ(v, size());
   }
 };
 
