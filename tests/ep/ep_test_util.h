@@ -10,6 +10,7 @@
 
 #include "comm/communicator.h"
 #include "comm/half.h"
+#include "ep/normal.h"
 
 namespace epcomm::test {
 
@@ -39,6 +40,19 @@ struct EpInputs {
   std::vector<std::int64_t> topkIdx;  // [numTokens, numTopk]
   std::vector<float> topkWeights;     // [numTokens, numTopk]
 };
+
+// Normal-mode dispatch inputs over `in` (quant, handle and alignment left at their defaults).
+inline ep::DispatchInputs dispatchInputsOf(const EpInputs& in) {
+  ep::DispatchInputs d;
+  d.x = in.x.data();
+  d.numTokens = in.numTokens;
+  d.hidden = in.hidden;
+  d.topkIdx = in.topkIdx.data();
+  d.topkWeights = in.topkWeights.data();
+  d.numTopk = in.numTopk;
+  d.numExperts = in.numExperts;
+  return d;
+}
 
 // DeepEP's shape: experts divisible by the rank count.
 inline int expertsFor(int ranks, int perRankTarget = 8) {

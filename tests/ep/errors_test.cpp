@@ -73,18 +73,6 @@ class Errors : public ::testing::Test {
     EXPECT_EQ(wrong, 0);
     EXPECT_FALSE(comm().aborted());
   }
-
-  ep::DispatchInputs dispatchOf(const EpInputs& in) {
-    ep::DispatchInputs d;
-    d.x = in.x.data();
-    d.numTokens = in.numTokens;
-    d.hidden = in.hidden;
-    d.topkIdx = in.topkIdx.data();
-    d.topkWeights = in.topkWeights.data();
-    d.numTopk = in.numTopk;
-    d.numExperts = in.numExperts;
-    return d;
-  }
 };
 
 TEST_F(Errors, TopkIndexOutOfRange) {
@@ -97,7 +85,7 @@ TEST_F(Errors, TopkIndexOutOfRange) {
     if (rank() == culprit()) in.topkIdx[3 * kTopk + 1] = bad;
     ep::DispatchOutputs out;
     const std::string who = rank() == culprit() ? "" : "rank " + std::to_string(culprit()) + ":";
-    expectErrorEverywhere([&] { buffer.dispatch(dispatchOf(in), out); },
+    expectErrorEverywhere([&] { buffer.dispatch(dispatchInputsOf(in), out); },
                           {"ep::dispatch", who, "topkIdx[3, 1] = " + std::to_string(bad)});
     // The collective form of the layout reports it everywhere too.
     ep::LayoutOutputs layout;
@@ -113,7 +101,7 @@ TEST_F(Errors, TopkIndexOutOfRange) {
 TEST_F(Errors, HiddenNotAMultipleOfTheQuantGroup) {
   Buffer buffer(comm(), BufferConfig{});
   const EpInputs in = makeInputs(13, rank(), 10, 200, kTopk, expertsFor(size()), Fill::kRandom);
-  ep::DispatchInputs d = dispatchOf(in);
+  ep::DispatchInputs d = dispatchInputsOf(in);
   d.quant = ep::Quant::kInt8Group;
   ep::DispatchOutputs out;
   expectErrorEverywhere([&] { buffer.dispatch(d, out); },
@@ -132,7 +120,7 @@ TEST_F(Errors, BufferTooSmallGivesSizeAndKnob) {
   Buffer buffer(comm(), c);
   const EpInputs in = makeInputs(14, rank(), 30, kHidden, kTopk, expertsFor(size()), Fill::kRandom);
   ep::DispatchOutputs out;
-  expectErrorEverywhere([&] { buffer.dispatch(dispatchOf(in), out); },
+  expectErrorEverywhere([&] { buffer.dispatch(dispatchInputsOf(in), out); },
                         {"EPCOMM_EP_BUFFSIZE", "needs", "EPCOMM_EP_ROUND_TOKENS"});
   // Rounds of 4 tokens fit: the same Buffer memory, more rounds.
   BufferConfig small = c;
@@ -140,7 +128,7 @@ TEST_F(Errors, BufferTooSmallGivesSizeAndKnob) {
   small.roundTokens = 4;
   small.combineRounds = true;
   Buffer rounds(comm(), small);
-  rounds.dispatch(dispatchOf(in), out);
+  rounds.dispatch(dispatchInputsOf(in), out);
   EXPECT_GE(out.handle.numRounds, 8);
   ep::CombineInputs cb;
   cb.x = out.recvX.data();
@@ -156,10 +144,10 @@ TEST_F(Errors, ShapesDifferingAcrossRanks) {
   const int hidden = rank() == culprit() ? 2 * kHidden : kHidden;
   const EpInputs in = makeInputs(15, rank(), 10, hidden, kTopk, E, Fill::kRandom);
   ep::DispatchOutputs out;
-  expectErrorEverywhere([&] { buffer.dispatch(dispatchOf(in), out); },
+  expectErrorEverywhere([&] { buffer.dispatch(dispatchInputsOf(in), out); },
                         {"hidden differs across ranks", "smallest 256", "largest 512"});
   const EpInputs ok = makeInputs(15, rank(), 10, kHidden, kTopk, E, Fill::kRandom);
-  ep::DispatchInputs d = dispatchOf(ok);
+  ep::DispatchInputs d = dispatchInputsOf(ok);
   d.numExperts = rank() == culprit() ? 2 * E : E;
   expectErrorEverywhere([&] { buffer.dispatch(d, out); }, {"numExperts differs across ranks"});
   expectUsable(buffer);
@@ -169,7 +157,7 @@ TEST_F(Errors, CombineWithoutHandleOrWeights) {
   Buffer buffer(comm(), BufferConfig{});
   const EpInputs in = makeInputs(16, rank(), 10, kHidden, kTopk, expertsFor(size()), Fill::kRandom);
   ep::DispatchOutputs out;
-  buffer.dispatch(dispatchOf(in), out);
+  buffer.dispatch(dispatchInputsOf(in), out);
   ep::CombineInputs c;
   c.x = out.recvX.data();
   c.handle = &out.handle;

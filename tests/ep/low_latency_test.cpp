@@ -306,14 +306,7 @@ TEST_P(LowLatency, AutoModeAlternatesWithNormal) {
       EXPECT_LT(llCombineDiff(buffer, in, out, false, false), 5e-6);
     } else {
       const EpInputs in = makeInputs(seed, rank(), 40 + rank(), kHidden, kTopk, E, Fill::kRandom);
-      ep::DispatchInputs d;
-      d.x = in.x.data();
-      d.numTokens = in.numTokens;
-      d.hidden = kHidden;
-      d.topkIdx = in.topkIdx.data();
-      d.topkWeights = in.topkWeights.data();
-      d.numTopk = kTopk;
-      d.numExperts = E;
+      const ep::DispatchInputs d = dispatchInputsOf(in);
       ep::DispatchOutputs out;
       buffer.dispatch(d, out);
       ep::CombineInputs c;

@@ -28,17 +28,6 @@ class Normal : public ::testing::Test {
     c.normalBytes = std::size_t{64} << 20;
     return c;
   }
-  static ep::DispatchInputs inputsOf(const EpInputs& in) {
-    ep::DispatchInputs d;
-    d.x = in.x.data();
-    d.numTokens = in.numTokens;
-    d.hidden = in.hidden;
-    d.topkIdx = in.topkIdx.data();
-    d.topkWeights = in.topkWeights.data();
-    d.numTopk = in.numTopk;
-    d.numExperts = in.numExperts;
-    return d;
-  }
 };
 
 constexpr int kHidden = 512;
@@ -129,7 +118,7 @@ TEST_F(Normal, DispatchOraclesBf16) {
   for (int alignment : {1, 4}) {
     const EpInputs in = makeInputs(2, rank(), tokensFor(rank(), 60), kHidden, kTopk,
                                    expertsFor(size()), Fill::kRankRows);
-    ep::DispatchInputs d = inputsOf(in);
+    ep::DispatchInputs d = dispatchInputsOf(in);
     d.expertAlignment = alignment;
     ep::DispatchOutputs out;
     buffer.dispatch(d, out);
@@ -143,14 +132,7 @@ void checkCombine(Buffer& buffer, Communicator& comm, int seed, int baseTokens, 
   const int R = comm.size(), me = comm.rank(), E = expertsFor(R), local = E / R;
   const EpInputs in =
       makeInputs(seed, me, tokensFor(me, baseTokens), kHidden, kTopk, E, Fill::kRandom);
-  ep::DispatchInputs d;
-  d.x = in.x.data();
-  d.numTokens = in.numTokens;
-  d.hidden = kHidden;
-  d.topkIdx = in.topkIdx.data();
-  d.topkWeights = in.topkWeights.data();
-  d.numTopk = kTopk;
-  d.numExperts = E;
+  ep::DispatchInputs d = dispatchInputsOf(in);
   d.quant = int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
   d.dequantize = int8;
   ep::DispatchOutputs out;
@@ -207,7 +189,7 @@ TEST_F(Normal, CachedDispatchReusesTheLayout) {
   const EpInputs first =
       makeInputs(5, rank(), tokensFor(rank(), 30), kHidden, kTopk, E, Fill::kRankRows);
   ep::DispatchOutputs out;
-  buffer.dispatch(inputsOf(first), out);
+  buffer.dispatch(dispatchInputsOf(first), out);
   // New token values, same routing: pass the handle (aliasing out.handle is allowed).
   const EpInputs second = makeInputs(6, rank(), first.numTokens, kHidden, kTopk, E, Fill::kRandom);
   ep::DispatchInputs d;
@@ -246,7 +228,7 @@ TEST_F(Normal, RoundsGiveTheSameResult) {
     const EpInputs in = makeInputs(2, rank(), tokensFor(rank(), 60), kHidden, kTopk,
                                    expertsFor(size()), Fill::kRankRows);
     ep::DispatchOutputs out;
-    buffer.dispatch(inputsOf(in), out);
+    buffer.dispatch(dispatchInputsOf(in), out);
     EXPECT_EQ(out.handle.numRounds, wantRounds) << rounds << " x " << roundTokens;
     checkDispatch(comm(), 2, 60, out, 1);
     checkCombine(buffer, comm(), 7, 45, false);
@@ -269,7 +251,7 @@ TEST_F(Normal, WindowAndCollectiveTransportsAgree) {
        {std::pair{20, false}, std::pair{90, true}, std::pair{90, false}, std::pair{7, true}}) {
     const EpInputs in = makeInputs(11 + tokens, rank(), tokensFor(rank(), tokens), kHidden, kTopk,
                                    E, Fill::kRandom);
-    ep::DispatchInputs d = inputsOf(in);
+    ep::DispatchInputs d = dispatchInputsOf(in);
     d.quant = int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
     d.dequantize = int8;
     ep::DispatchOutputs outA, outB;
@@ -310,7 +292,7 @@ TEST_F(Normal, EmptyRanksAndBuffersStayUsable) {
   // Rank 0 has no tokens at all.
   const int n = rank() == 0 ? 0 : 20;
   const EpInputs in = makeInputs(8, rank(), n, kHidden, kTopk, E, Fill::kRandom);
-  ep::DispatchInputs d = inputsOf(in);
+  ep::DispatchInputs d = dispatchInputsOf(in);
   ep::DispatchOutputs out;
   for (int i = 0; i < 2; ++i) {
     buffer.dispatch(d, out);
@@ -349,7 +331,7 @@ TEST_F(Normal, CombineAfterEmptyReceive) {
     in.topkWeights.assign(in.topkIdx.size(), 0.25f);
     for (int t = 0; t < n && !nowhere; ++t) in.topkIdx[t * kTopk] = 0;
     ep::DispatchOutputs out;
-    buffer.dispatch(inputsOf(in), out);
+    buffer.dispatch(dispatchInputsOf(in), out);
     EXPECT_EQ(out.numRecvTokens, !nowhere && rank() == 0 ? allTokens : 0);
     EXPECT_EQ(out.numTopk, kTopk);
     for (const bool weighted : {false, true}) {
