@@ -282,9 +282,7 @@ class MessageWindow final : public Window {
 
 std::unique_ptr<Window> createMessageWindow(const WindowContext& ctx, std::size_t bytes,
                                             int numSignals) {
-  auto window = std::make_unique<MessageWindow>(ctx, bytes, numSignals);
-  window->create();
-  return window;
+  return makeWindow<MessageWindow>(ctx, bytes, numSignals);
 }
 
 }  // namespace epcomm::mpi

@@ -157,9 +157,7 @@ class SharedWindow final : public Window {
 
 std::unique_ptr<Window> createSharedWindow(const WindowContext& ctx, std::size_t bytes,
                                            int numSignals) {
-  auto window = std::make_unique<SharedWindow>(ctx, bytes, numSignals);
-  window->create();
-  return window;
+  return makeWindow<SharedWindow>(ctx, bytes, numSignals);
 }
 
 }  // namespace epcomm::mpi

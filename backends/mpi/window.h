@@ -55,9 +55,8 @@ class Window {
   virtual void destroy() = 0;
 };
 
-// Collective over ctx.comm: the transport every rank uses (same on every rank). Throws
-// kInvalidArgument on every rank for a bad or disagreeing EPCOMM_MPI_WINDOW, or for
-// "shared" when the ranks span nodes.
+// The transport every rank uses (each decides alike: EPCOMM_MPI_WINDOW is agreed at init).
+// Throws kInvalidArgument on every rank for "shared" when the ranks span nodes.
 WindowTransport chooseWindowTransport(const WindowContext& ctx);
 
 // Collective over ctx.comm; the window is zero on every rank when this returns anywhere.
@@ -65,6 +64,13 @@ std::unique_ptr<Window> createSharedWindow(const WindowContext& ctx, std::size_t
                                            int numSignals);
 std::unique_ptr<Window> createMessageWindow(const WindowContext& ctx, std::size_t bytes,
                                             int numSignals);
+// The two above: W constructed, then created (collectively).
+template <typename W>
+std::unique_ptr<Window> makeWindow(const WindowContext& ctx, std::size_t bytes, int numSignals) {
+  auto window = std::make_unique<W>(ctx, bytes, numSignals);
+  window->create();
+  return window;
+}
 
 // Throws kSystemError naming op and MPI's text when rc is not MPI_SUCCESS.
 void checkMpi(int rc, int rank, const char* op);
