@@ -88,11 +88,21 @@ TEST(Config, BooleansAcceptWhatEnginesWrite) {
 }
 
 TEST(Config, MalformedValuesNameTheVariable) {
-  const std::pair<const char*, const char*> cases[] = {
-      {"EPCOMM_TIMEOUT_MS", "soon"},   {"EPCOMM_BUFFSIZE", "0"},
-      {"EPCOMM_LOG_LEVEL", "loud"},    {"EPCOMM_CHECK_ARGS", "yes"},
-      {"HCCL_EXEC_TIMEOUT", "-1"},     {"EPCOMM_SIZE", "0"},
-      {"EPCOMM_EP_TRANSPORT", "fast"}, {"DEEP_NORMAL_MODE_USE_INT8_QUANT", "2"}};
+  const std::pair<const char*, const char*> cases[] = {{"EPCOMM_TIMEOUT_MS", "soon"},
+                                                       {"EPCOMM_BUFFSIZE", "0"},
+                                                       {"EPCOMM_LOG_LEVEL", "loud"},
+                                                       {"EPCOMM_CHECK_ARGS", "yes"},
+                                                       {"HCCL_EXEC_TIMEOUT", "-1"},
+                                                       {"EPCOMM_SIZE", "0"},
+                                                       {"EPCOMM_EP_TRANSPORT", "fast"},
+                                                       {"DEEP_NORMAL_MODE_USE_INT8_QUANT", "2"},
+                                                       // topology's rows
+                                                       {"EPCOMM_IF_IP", "eth0"},
+                                                       {"HCCL_IF_IP", "10.0.0.300"},
+                                                       {"EPCOMM_CPU_AFFINITY", "maybe"},
+                                                       {"SGLANG_SET_CPU_AFFINITY", "2"},
+                                                       {"HCCL_SOCKET_IFNAME", "^"},
+                                                       {"EPCOMM_SOCKET_IFNAME", "^=,"}};
   for (const auto& [name, value] : cases) {
     EnvGuard env;
     env.set(name, value);
