@@ -1,6 +1,7 @@
 #include "python/src/process_group.h"
 
 #include <ATen/core/ivalue.h>
+#include <fmt/format.h>
 
 #include <atomic>
 #include <cstring>
@@ -46,15 +47,15 @@ c10::intrusive_ptr<c10d::Work> done(int rank, c10d::OpType type,
 OobAllGather storeAllGather(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size) {
   auto round = std::make_shared<std::atomic<int>>(0);
   return [store, rank, size, round](const void* send, void* recv, std::size_t bytes) {
-    const std::string prefix = "epcomm/bootstrap/" + std::to_string(round->fetch_add(1)) + "/";
+    const std::string prefix = fmt::format("epcomm/bootstrap/{}/", round->fetch_add(1));
     const auto* s = static_cast<const std::uint8_t*>(send);
-    store->set(prefix + std::to_string(rank), std::vector<std::uint8_t>(s, s + bytes));
+    store->set(prefix + fmt::format("{}", rank), std::vector<std::uint8_t>(s, s + bytes));
     for (int r = 0; r < size; ++r) {
-      const std::vector<std::uint8_t> v = store->get(prefix + std::to_string(r));
+      const std::vector<std::uint8_t> v = store->get(prefix + fmt::format("{}", r));
       if (v.size() != bytes) {
         throwError(ErrorCode::kInternal, rank, "init",
-                   "store all-gather: rank " + std::to_string(r) + " wrote " +
-                       std::to_string(v.size()) + " bytes, expected " + std::to_string(bytes));
+                   fmt::format("store all-gather: rank {} wrote {} bytes, expected {}", r, v.size(),
+                               bytes));
       }
       std::memcpy(static_cast<std::uint8_t*>(recv) + static_cast<std::size_t>(r) * bytes, v.data(),
                   bytes);

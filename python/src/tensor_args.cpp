@@ -1,5 +1,7 @@
 #include "python/src/tensor_args.h"
 
+#include <fmt/format.h>
+
 namespace epcomm::python {
 
 bool toDataType(at::ScalarType type, DataType& out) {
@@ -46,7 +48,7 @@ TensorArg Call::tensor(const at::Tensor& t, const char* what) {
 
 TensorArg Call::single(const std::vector<at::Tensor>& tensors) {
   if (tensors.size() != 1) {
-    require(false, "expects a list of exactly one tensor, got " + std::to_string(tensors.size()));
+    require(false, fmt::format("expects a list of exactly one tensor, got {}", tensors.size()));
     return {};
   }
   return tensor(tensors[0], "the tensor");
@@ -60,9 +62,9 @@ ReduceOp Call::reduceOp(const c10d::ReduceOp& op) {
     case c10d::ReduceOp::MIN: return ReduceOp::kMin;
     case c10d::ReduceOp::MAX: return ReduceOp::kMax;
     default:
-      require(false, "reduce op " + std::to_string(static_cast<int>(op.op_)) +
-                         " (bitwise or premul-sum) is not supported by the epcomm backend; use "
-                         "SUM, PRODUCT, MIN, MAX or AVG");
+      require(false, fmt::format("reduce op {} (bitwise or premul-sum) is not supported by the "
+                                 "epcomm backend; use SUM, PRODUCT, MIN, MAX or AVG",
+                                 static_cast<int>(op.op_)));
       return ReduceOp::kSum;
   }
 }
