@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "comm/agreement_record.h"
 #include "comm/error.h"
 
 namespace epcomm::shm {
@@ -197,11 +198,10 @@ void Channel::finishLines(const OpClock& clock) {
 }
 
 void Channel::verify(const ArmedCheck& c) {
-  const char* moved = "; no data was moved";
   if (!c.valid) {
     // The communicator replaces this with the rank's own problem.
     throwError(ErrorCode::kInvalidArgument, rank_, c.op,
-               fmt::format("this rank passed invalid arguments{}", moved));
+               "this rank passed invalid arguments; no data was moved");
   }
   int bad = -1;
   bool differentOp = false;
@@ -224,22 +224,17 @@ void Channel::verify(const ArmedCheck& c) {
     }
   }
   if (bad >= 0) {
-    throwError(
-        ErrorCode::kInvalidArgument, rank_, c.op,
-        fmt::format("rank {} passed invalid arguments (its error names them){}", bad, moved));
+    throwError(ErrorCode::kInvalidArgument, rank_, c.op, AgreementRecord::failedMessage(bad));
   }
   if (differentOp) {
     throwError(ErrorCode::kInvalidArgument, rank_, c.op,
-               fmt::format("ranks called different collectives at the same point (this rank "
-                           "called {}){}",
-                           c.op, moved));
+               AgreementRecord::differentCallMessage(c.op));
   }
   for (int i = 0; i < c.numShapes; ++i) {
     if (lo[i] != hi[i]) {
       throwError(ErrorCode::kInvalidArgument, rank_, c.op,
-                 fmt::format("ranks disagree on {}: this rank passed {}, the ranks' values range "
-                             "{}..{}; every rank must pass the same{}",
-                             c.shapeName[i], c.shape[i], lo[i], hi[i], moved));
+                 AgreementRecord::disagreeMessage(c.shapeName[i], fmt::format("{}", c.shape[i]),
+                                                  lo[i], hi[i]));
     }
   }
 }
