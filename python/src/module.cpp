@@ -2,9 +2,12 @@
 // the other Python-facing pieces). The Python package (python/epcomm) registers it.
 #include <pybind11/chrono.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
+#include "comm/unique_id.h"
+#include "python/src/ep_buffer.h"
 #include "python/src/process_group.h"
 
 namespace py = pybind11;
@@ -27,4 +30,64 @@ PYBIND11_MODULE(_C, m) {
       .def_property_readonly("last_algorithm", [](ProcessGroupEpcomm& pg) {
         return pg.communicator().lastAlgorithm();
       });
+
+  // A UniqueId for groups of other backends: rank 0 makes it, the group carries it.
+  m.def("unique_id", [] {
+    const epcomm::UniqueId id = epcomm::UniqueId::create();
+    return py::bytes(reinterpret_cast<const char*>(id.bytes.data()), id.bytes.size());
+  });
+
+  using epcomm::python::EpBuffer;
+  using epcomm::python::NormalHandle;
+  py::class_<NormalHandle, std::shared_ptr<NormalHandle>>(m, "_NormalHandle")
+      .def_property_readonly("num_recv_tokens",
+                             [](const NormalHandle& h) { return h.handle.numRecvTokens; })
+      .def_property_readonly("recv_src_idx",
+                             [](const NormalHandle& h) {
+                               at::Tensor t = at::empty({h.handle.numRecvTokens}, at::kInt);
+                               std::copy(h.handle.recvSrcIdx.begin(), h.handle.recvSrcIdx.end(),
+                                         t.data_ptr<int32_t>());
+                               return t;
+                             })
+      .def_property_readonly("is_token_in_rank", [](const NormalHandle& h) {
+        at::Tensor t = at::empty({h.handle.numTokens, h.handle.numRanks}, at::kBool);
+        std::copy(h.handle.isTokenInRank.begin(), h.handle.isTokenInRank.end(),
+                  static_cast<uint8_t*>(t.data_ptr()));
+        return t;
+      });
+  py::class_<EpBuffer>(m, "_EpBuffer")
+      .def(py::init([](const c10::intrusive_ptr<ProcessGroupEpcomm>& pg) {
+             return std::make_unique<EpBuffer>(&pg->communicator(), nullptr);
+           }),
+           py::call_guard<py::gil_scoped_release>())
+      .def(py::init([](const py::bytes& id, int rank, int size) {
+        epcomm::UniqueId uid;
+        const std::string bytes = id;
+        if (bytes.size() != uid.bytes.size()) throw std::invalid_argument("bad unique id");
+        std::copy(bytes.begin(), bytes.end(), uid.bytes.begin());
+        py::gil_scoped_release release;
+        auto comm = epcomm::Communicator::init(uid, rank, size);
+        epcomm::Communicator* raw = comm.get();
+        return std::make_unique<EpBuffer>(raw, std::move(comm));
+      }))
+      .def_property_readonly("rank", &EpBuffer::rank)
+      .def_property_readonly("num_ranks", &EpBuffer::numRanks)
+      .def_property_readonly("low_latency_capacity", &EpBuffer::lowLatencyCapacity)
+      .def("get_dispatch_layout", &EpBuffer::getDispatchLayout,
+           py::call_guard<py::gil_scoped_release>())
+      .def("dispatch",
+           [](EpBuffer& b, const at::Tensor& x, const std::optional<at::Tensor>& topkIdx,
+              const std::optional<at::Tensor>& topkWeights, int numExperts,
+              const std::shared_ptr<NormalHandle>& cached, int alignment) {
+             EpBuffer::Dispatched d;
+             {
+               py::gil_scoped_release release;
+               d = b.dispatch(x, topkIdx, topkWeights, numExperts, cached, alignment);
+             }
+             return py::make_tuple(d.recvX, d.recvTopkIdx, d.recvTopkWeights,
+                                   d.numRecvTokensPerExpert, d.handle);
+           })
+      .def("combine", &EpBuffer::combine, py::call_guard<py::gil_scoped_release>())
+      .def("rank_prefix_matrix", &EpBuffer::rankPrefixMatrix,
+           py::call_guard<py::gil_scoped_release>());
 }

@@ -1,0 +1,180 @@
+"""DeepEP's Python API on CPU tensors, over epcomm (``from epcomm import deep_ep``).
+
+Names, arguments, defaults and return tuples follow ``deep_ep.Buffer``; the semantics live in
+C++ (``ep/``, shared with the C and C++ APIs). On CPU every call completes before it returns:
+``previous_event``, ``async_finish`` and ``allocate_on_comm_stream`` are accepted, and the
+returned ``EventOverlap`` is a completed one (``current_stream_wait()`` returns at once).
+``Config`` and the ``num_sms`` / chunk settings are GPU tuning: accepted and ignored.
+
+Outputs are tensors over epcomm's memory, not copies: normal-mode outputs stay valid while
+referenced.
+
+The Buffer bootstraps through ``group``: a group of backend ``"epcomm"`` lends its
+communicator; any other group (gloo, ...) carries a UniqueId made on its rank 0.
+``num_nvl_bytes`` / ``num_rdma_bytes`` do not size anything up front: epcomm sizes its
+memory from the calls (``EPCOMM_EP_BUFFSIZE`` bounds normal mode's staging,
+``EPCOMM_EP_LL_MAX_TOKENS`` or SGLang's ``SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK``
+is the low-latency capacity; see docs/configuration.md).
+"""
+
+from typing import List, Optional, Tuple, Union
+
+import torch
+import torch.distributed as dist
+
+from . import _C
+
+__all__ = ["Buffer", "Config", "EventOverlap"]
+
+
+class Config:
+    """DeepEP's performance config (SMs and chunk sizes): GPU tuning, ignored on CPU."""
+
+    def __init__(self, num_sms: int = 20, num_max_nvl_chunked_send_tokens: int = 6,
+                 num_max_nvl_chunked_recv_tokens: int = 256,
+                 num_max_rdma_chunked_send_tokens: int = 6,
+                 num_max_rdma_chunked_recv_tokens: int = 256) -> None:
+        self.num_sms = num_sms
+        self.num_max_nvl_chunked_send_tokens = num_max_nvl_chunked_send_tokens
+        self.num_max_nvl_chunked_recv_tokens = num_max_nvl_chunked_recv_tokens
+        self.num_max_rdma_chunked_send_tokens = num_max_rdma_chunked_send_tokens
+        self.num_max_rdma_chunked_recv_tokens = num_max_rdma_chunked_recv_tokens
+
+    def get_nvl_buffer_size_hint(self, hidden_bytes: int, num_ranks: int) -> int:
+        return 0
+
+    def get_rdma_buffer_size_hint(self, hidden_bytes: int, num_ranks: int) -> int:
+        return 0
+
+
+class EventOverlap:
+    """A completed event: on CPU the call it came from finished before returning."""
+
+    def __init__(self, event=None, extra_tensors: Optional[Tuple[torch.Tensor, ...]] = None):
+        self.event = event
+        self.extra_tensors = extra_tensors
+
+    def current_stream_wait(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        pass
+
+
+def _epcomm_process_group(group):
+    """The ProcessGroupEpcomm behind `group`, or None (torch 1.13 keeps it as the group)."""
+    if isinstance(group, _C.ProcessGroupEpcomm):
+        return group
+    return None
+
+
+class Buffer:
+    """DeepEP's communication buffer for MoE dispatch and combine, on CPU tensors."""
+
+    num_sms: int = 20
+
+    def __init__(self, group: dist.ProcessGroup, num_nvl_bytes: int = 0, num_rdma_bytes: int = 0,
+                 low_latency_mode: bool = False, num_qps_per_rank: int = 24,
+                 allow_nvlink_for_low_latency_mode: bool = True, allow_mnnvl: bool = False,
+                 explicitly_destroy: bool = False) -> None:
+        self.group = group
+        self.rank = group.rank()
+        self.group_size = group.size()
+        self.num_nvl_bytes = num_nvl_bytes
+        self.num_rdma_bytes = num_rdma_bytes
+        self.low_latency_mode = low_latency_mode
+        self.explicitly_destroy = explicitly_destroy
+        pg = _epcomm_process_group(group)
+        if pg is not None:
+            self.runtime = _C._EpBuffer(pg)
+        else:
+            ids = [_C.unique_id() if self.rank == 0 else None]
+            dist.broadcast_object_list(ids, src=dist.get_global_rank(group, 0)
+                                       if hasattr(dist, "get_global_rank") else 0, group=group)
+            self.runtime = _C._EpBuffer(ids[0], self.rank, self.group_size)
+
+    # ---- static helpers ----
+    @staticmethod
+    def set_num_sms(new_num_sms: int) -> None:
+        assert new_num_sms % 2 == 0, "The SM count must be even"
+        Buffer.num_sms = new_num_sms
+
+    @staticmethod
+    def capture() -> EventOverlap:
+        return EventOverlap()
+
+    @staticmethod
+    def get_dispatch_config(num_ranks: int) -> Config:
+        return Config(Buffer.num_sms)
+
+    @staticmethod
+    def get_combine_config(num_ranks: int) -> Config:
+        return Config(Buffer.num_sms)
+
+    def destroy(self) -> None:
+        """Releases the buffer (collective); later calls fail."""
+        self.runtime = None
+
+    # ---- normal mode ----
+    def get_dispatch_layout(self, topk_idx: torch.Tensor, num_experts: int,
+                            previous_event: Optional[EventOverlap] = None,
+                            async_finish: bool = False, allocate_on_comm_stream: bool = False
+                            ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor,
+                                       torch.Tensor, EventOverlap]:
+        """Returns (num_tokens_per_rank int32 [R], None (one node), num_tokens_per_expert
+        int32 [E], is_token_in_rank bool [N, R], event)."""
+        per_rank, per_expert, in_rank = self.runtime.get_dispatch_layout(topk_idx, num_experts)
+        return per_rank, None, per_expert, in_rank, EventOverlap()
+
+    def dispatch(self, x: Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]],
+                 handle: Optional[Tuple] = None,
+                 num_tokens_per_rank: Optional[torch.Tensor] = None,
+                 num_tokens_per_rdma_rank: Optional[torch.Tensor] = None,
+                 is_token_in_rank: Optional[torch.Tensor] = None,
+                 num_tokens_per_expert: Optional[torch.Tensor] = None,
+                 topk_idx: Optional[torch.Tensor] = None,
+                 topk_weights: Optional[torch.Tensor] = None, expert_alignment: int = 1,
+                 num_worst_tokens: int = 0, config: Optional[Config] = None,
+                 previous_event: Optional[EventOverlap] = None, async_finish: bool = False,
+                 allocate_on_comm_stream: bool = False):
+        """Returns (recv_x, recv_topk_idx, recv_topk_weights, num_recv_tokens_per_expert_list,
+        handle, event). Rows arrive grouped by source rank, then in token order;
+        recv_topk_idx holds local expert ids (-1 elsewhere, weight 0). With `handle` the
+        layout of that dispatch is reused (cached mode; topk outputs are None)."""
+        if isinstance(x, tuple):
+            raise TypeError("epcomm.deep_ep.dispatch: pre-quantised (data, scales) input is not "
+                            "supported yet; pass the bf16 tensor (EPCOMM_EP_INT8=1 sends int8 "
+                            "on the wire)")
+        if num_worst_tokens:
+            raise TypeError("epcomm.deep_ep.dispatch: num_worst_tokens is not supported yet")
+        num_experts = 0 if num_tokens_per_expert is None else int(num_tokens_per_expert.numel())
+        cached = handle[-1] if handle is not None else None
+        recv_x, recv_idx, recv_w, per_expert, native = self.runtime.dispatch(
+            x, None if cached is not None else topk_idx,
+            None if cached is not None else topk_weights, num_experts, cached, expert_alignment)
+        if cached is not None:
+            return recv_x, None, None, None, None, EventOverlap()
+        # DeepEP's intranode handle: (rank_prefix_matrix, channel_prefix_matrix,
+        # recv_channel_prefix_matrix, recv_src_idx, is_token_in_rank, send_head); the channel
+        # matrices are GPU scheduling (None) and the last element is epcomm's own handle.
+        new_handle = (self.runtime.rank_prefix_matrix(native), None, None,
+                      native.recv_src_idx, native.is_token_in_rank, native)
+        return recv_x, recv_idx, recv_w, list(per_expert), new_handle, EventOverlap()
+
+    def combine(self, x: torch.Tensor, handle: Tuple,
+                topk_weights: Optional[torch.Tensor] = None,
+                bias: Optional[Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]] = None,
+                config: Optional[Config] = None,
+                previous_event: Optional[EventOverlap] = None, async_finish: bool = False,
+                allocate_on_comm_stream: bool = False):
+        """Returns (combined_x, combined_topk_weights, event): each token's rows from every
+        rank it went to, summed (unweighted, as DeepEP) in f32."""
+        combined, weights = self.runtime.combine(x, handle[-1], topk_weights)
+        if bias is not None:
+            for b in bias if isinstance(bias, tuple) else (bias,):
+                if b is not None:
+                    combined = combined + b
+        return combined, weights, EventOverlap()

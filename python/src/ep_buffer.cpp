@@ -1,0 +1,246 @@
+#include "python/src/ep_buffer.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "comm/error.h"
+
+namespace epcomm::python {
+namespace {
+
+constexpr std::size_t kPoolSize = 4;
+
+// A pooled outputs struct no tensor refers to any more, or a new one (pooled while the pool
+// has room).
+template <typename T>
+std::shared_ptr<T> takeFree(std::vector<std::shared_ptr<T>>& pool) {
+  for (const auto& p : pool) {
+    if (p.use_count() == 1) return p;
+  }
+  auto made = std::make_shared<T>();
+  if (pool.size() < kPoolSize) pool.push_back(made);
+  return made;
+}
+
+// A tensor over `data` that keeps `owner` alive; an empty tensor when there are no elements.
+template <typename Owner>
+at::Tensor view(void* data, std::vector<int64_t> sizes, at::ScalarType type,
+                const std::shared_ptr<Owner>& owner) {
+  int64_t n = 1;
+  for (int64_t s : sizes) n *= s;
+  const auto options = at::TensorOptions().dtype(type).device(at::kCPU);
+  if (n == 0 || !data) return at::empty(sizes, options);
+  return at::from_blob(
+      data, sizes, [owner](void*) {}, options);
+}
+
+// Checks one input tensor: contiguous CPU of `type` with `dims` dimensions. A problem is
+// recorded in `problem` (the first wins) and the tensor is then not to be read.
+bool checkTensor(const at::Tensor& t, at::ScalarType type, int dims, const char* name,
+                 std::string& problem) {
+  std::string p;
+  if (!t.defined()) {
+    p = fmt::format("{} is missing", name);
+  } else if (!t.device().is_cpu()) {
+    p = fmt::format("{} is on {}; epcomm.deep_ep takes CPU tensors", name, t.device().str());
+  } else if (t.scalar_type() != type) {
+    p = fmt::format("{} has dtype {}, expected {}", name, c10::toString(t.scalar_type()),
+                    c10::toString(type));
+  } else if (t.dim() != dims) {
+    p = fmt::format("{} has {} dimensions, expected {}", name, t.dim(), dims);
+  } else if (!t.is_contiguous()) {
+    p = fmt::format("{} is not contiguous; pass {}.contiguous()", name, name);
+  }
+  if (!p.empty() && problem.empty()) problem = p;
+  return p.empty();
+}
+
+// This rank's problem as an error; called after the call's own error on every rank (or to
+// replace it), so the message names what this rank did wrong.
+void raise(int rank, const char* op, const std::string& problem) {
+  throwError(ErrorCode::kInvalidArgument, rank, op, problem);
+}
+
+}  // namespace
+
+EpBuffer::EpBuffer(Communicator* comm, std::unique_ptr<Communicator> owned)
+    : comm_(comm), owned_(std::move(owned)) {
+  buffer_ = std::make_unique<ep::Buffer>(*comm_, ep::BufferConfig::fromConfig(comm_->config()));
+}
+
+EpBuffer::~EpBuffer() = default;
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> EpBuffer::getDispatchLayout(
+    const at::Tensor& topkIdx, int numExperts) {
+  constexpr const char* kOp = "get_dispatch_layout";
+  std::string problem;
+  const bool ok = checkTensor(topkIdx, at::kLong, 2, "topk_idx", problem);
+  ep::LayoutInputs in;
+  if (ok) {
+    in.topkIdx = topkIdx.data_ptr<int64_t>();
+    in.numTokens = static_cast<int>(topkIdx.size(0));
+    in.numTopk = static_cast<int>(topkIdx.size(1));
+  } else {
+    in.numTokens = -1;  // refused on every rank
+  }
+  in.numExperts = numExperts;
+  ep::LayoutOutputs out;
+  try {
+    buffer_->getDispatchLayout(in, out);
+  } catch (const Error&) {
+    if (!ok) raise(rank(), kOp, problem);
+    throw;
+  }
+  const int R = numRanks();
+  at::Tensor perRank = at::empty({R}, at::kInt);
+  at::Tensor perExpert = at::empty({numExperts}, at::kInt);
+  at::Tensor inRank = at::empty({out.numTokens, R}, at::kBool);
+  std::memcpy(perRank.data_ptr(), out.numTokensPerRank.data(), sizeof(int32_t) * R);
+  std::memcpy(perExpert.data_ptr(), out.numTokensPerExpert.data(),
+              sizeof(int32_t) * static_cast<std::size_t>(numExperts));
+  if (inRank.numel()) {
+    std::memcpy(inRank.data_ptr(), out.isTokenInRank.data(),
+                static_cast<std::size_t>(inRank.numel()));
+  }
+  return {perRank, perExpert, inRank};
+}
+
+EpBuffer::Dispatched EpBuffer::dispatch(const at::Tensor& x,
+                                        const std::optional<at::Tensor>& topkIdx,
+                                        const std::optional<at::Tensor>& topkWeights,
+                                        int numExperts, const std::shared_ptr<NormalHandle>& cached,
+                                        int expertAlignment) {
+  constexpr const char* kOp = "dispatch";
+  std::string problem;
+  bool ok = checkTensor(x, at::kBFloat16, 2, "x", problem);
+  ep::DispatchInputs in;
+  in.expertAlignment = expertAlignment;
+  in.quant = ep::Quant::kDefault;  // bf16, or int8 on the wire where the Buffer says so
+  in.dequantize = true;            // recv_x is bf16 as the input (DeepEP)
+  if (ok) {
+    in.x = reinterpret_cast<const Bf16*>(x.data_ptr());
+    in.numTokens = static_cast<int>(x.size(0));
+    in.hidden = static_cast<int>(x.size(1));
+  }
+  if (cached) {
+    in.handle = &cached->handle;
+  } else {
+    ok = topkIdx.has_value() && checkTensor(*topkIdx, at::kLong, 2, "topk_idx", problem) && ok;
+    if (!topkIdx.has_value() && problem.empty()) problem = "topk_idx is required without handle";
+    if (ok && topkIdx->size(0) != x.size(0)) {
+      problem = "topk_idx and x differ in the number of tokens";
+      ok = false;
+    }
+    if (ok) {
+      in.topkIdx = topkIdx->data_ptr<int64_t>();
+      in.numTopk = static_cast<int>(topkIdx->size(1));
+    }
+    if (ok && topkWeights.has_value()) {
+      ok = checkTensor(*topkWeights, at::kFloat, 2, "topk_weights", problem) &&
+           topkWeights->sizes() == topkIdx->sizes();
+      if (!ok && problem.empty()) problem = "topk_weights must have topk_idx's shape";
+      if (ok) in.topkWeights = topkWeights->data_ptr<float>();
+    }
+    in.numExperts = numExperts;
+  }
+  if (!ok) {
+    in.x = nullptr;
+    in.numTokens = -1;  // refused on every rank
+  }
+  std::shared_ptr<ep::DispatchOutputs> out = takeFree(dispatchPool_);
+  try {
+    buffer_->dispatch(in, *out);
+  } catch (const Error&) {
+    if (!ok) raise(rank(), kOp, problem);
+    throw;
+  }
+  Dispatched d;
+  const int64_t rows = out->numRecvTokens, hidden = out->hidden, k = out->numTopk;
+  d.recvX = view(out->recvX.data(), {rows, hidden}, at::kBFloat16, out);
+  if (!cached) {
+    d.recvTopkIdx = view(out->recvTopkIdx.data(), {rows, k}, at::kLong, out);
+    d.recvTopkWeights = view(out->recvTopkWeights.data(), {rows, k}, at::kFloat, out);
+  }
+  d.numRecvTokensPerExpert = out->numRecvTokensPerExpert;
+  d.handle = std::make_shared<NormalHandle>(NormalHandle{out->handle});
+  return d;
+}
+
+std::tuple<at::Tensor, std::optional<at::Tensor>> EpBuffer::combine(
+    const at::Tensor& x, const std::shared_ptr<NormalHandle>& handle,
+    const std::optional<at::Tensor>& topkWeights) {
+  constexpr const char* kOp = "combine";
+  std::string problem;
+  bool ok = checkTensor(x, at::kBFloat16, 2, "x", problem);
+  if (ok && !handle) {
+    problem = "handle is required";
+    ok = false;
+  }
+  ep::CombineInputs in;
+  if (ok) {
+    in.x = reinterpret_cast<const Bf16*>(x.data_ptr());
+    in.hidden = static_cast<int>(x.size(1));
+    in.handle = &handle->handle;
+    if (x.size(0) != handle->handle.numRecvTokens) {
+      problem = fmt::format("x has {} rows but the dispatch received {}", x.size(0),
+                            handle->handle.numRecvTokens);
+      ok = false;
+    }
+  }
+  if (ok && topkWeights.has_value()) {
+    ok = checkTensor(*topkWeights, at::kFloat, 2, "topk_weights", problem) &&
+         topkWeights->size(0) == x.size(0);
+    if (!ok && problem.empty()) problem = "topk_weights must have one row per row of x";
+    if (ok) {
+      in.topkWeights = topkWeights->data_ptr<float>();
+      in.numTopk = static_cast<int>(topkWeights->size(1));
+    }
+  }
+  static const ep::DispatchHandle kNoHandle{};
+  if (!ok) {
+    in.x = nullptr;
+    in.hidden = 0;  // refused on every rank
+    in.handle = &kNoHandle;
+  }
+  std::shared_ptr<ep::CombineOutputs> out = takeFree(combinePool_);
+  try {
+    buffer_->combine(in, *out);
+  } catch (const Error&) {
+    if (!ok) raise(rank(), kOp, problem);
+    throw;
+  }
+  const int64_t n = out->numTokens;
+  at::Tensor combined = view(out->combinedX.data(), {n, x.size(1)}, at::kBFloat16, out);
+  std::optional<at::Tensor> weights;
+  if (topkWeights.has_value()) {
+    weights = view(out->combinedTopkWeights.data(), {n, topkWeights->size(1)}, at::kFloat, out);
+  }
+  return {combined, weights};
+}
+
+at::Tensor EpBuffer::rankPrefixMatrix(const NormalHandle& h) {
+  const int R = numRanks();
+  std::vector<int32_t> mine(static_cast<std::size_t>(R), 0);
+  for (int round = 0; round < h.handle.numRounds; ++round) {
+    for (int src = 0; src < R; ++src) {
+      mine[src] +=
+          static_cast<int32_t>(h.handle.recvCounts[static_cast<std::size_t>(round) * R + src]);
+    }
+  }
+  // [dst][src] gathered, then [src][dst] cumulative over src.
+  std::vector<int32_t> all(static_cast<std::size_t>(R) * R);
+  comm_->allGather(mine.data(), all.data(), static_cast<std::size_t>(R), DataType::kI32);
+  at::Tensor m = at::empty({R, R}, at::kInt);
+  auto* p = m.data_ptr<int32_t>();
+  for (int dst = 0; dst < R; ++dst) {
+    int32_t sum = 0;
+    for (int src = 0; src < R; ++src) {
+      sum += all[static_cast<std::size_t>(dst) * R + src];
+      p[src * R + dst] = sum;
+    }
+  }
+  return m;
+}
+
+}  // namespace epcomm::python

@@ -1,0 +1,74 @@
+// EpBuffer: the torch face of ep::Buffer for epcomm.deep_ep (python/epcomm/deep_ep.py keeps
+// DeepEP's names, defaults and tuples; this class moves tensors in and out). Outputs are
+// tensors over epcomm's memory, never copies:
+//   - normal mode: the DispatchOutputs / CombineOutputs arrays, kept alive by the tensors
+//     (a small pool reuses an outputs struct once no tensor refers to it, so a steady loop
+//     allocates and faults nothing);
+//   - low-latency mode: views into the Buffer's slot, valid as DeepEP documents (until the
+//     dispatch two calls later), kept alive with the Buffer.
+// Inputs must be contiguous CPU tensors of the dtype DeepEP documents; anything else is an
+// error on every rank (the call reaches ep::Buffer with an argument it refuses, as the torch
+// backend does, python/src/tensor_args.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "ep/buffer.h"
+
+namespace epcomm::python {
+
+// DeepEP's handle of a normal dispatch, opaque to Python apart from the tensors it shows.
+struct NormalHandle {
+  ep::DispatchHandle handle;
+};
+
+class EpBuffer {
+ public:
+  // Over `comm` (owned when `owned`, else borrowed from a ProcessGroupEpcomm that the
+  // Python object keeps alive).
+  EpBuffer(Communicator* comm, std::unique_ptr<Communicator> owned);
+  ~EpBuffer();
+
+  int rank() const { return comm_->rank(); }
+  int numRanks() const { return comm_->size(); }
+  int lowLatencyCapacity() const { return buffer_->config().llMaxTokens; }
+
+  // (num_tokens_per_rank int32 [R], num_tokens_per_expert int32 [E], is_token_in_rank bool
+  // [N, R]).
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> getDispatchLayout(const at::Tensor& topkIdx,
+                                                                   int numExperts);
+
+  struct Dispatched {
+    at::Tensor recvX;
+    std::optional<at::Tensor> recvTopkIdx, recvTopkWeights;
+    std::vector<int> numRecvTokensPerExpert;
+    std::shared_ptr<NormalHandle> handle;
+  };
+  // topkIdx / topkWeights absent with `cached`.
+  Dispatched dispatch(const at::Tensor& x, const std::optional<at::Tensor>& topkIdx,
+                      const std::optional<at::Tensor>& topkWeights, int numExperts,
+                      const std::shared_ptr<NormalHandle>& cached, int expertAlignment);
+  // (combined_x, combined_topk_weights or None).
+  std::tuple<at::Tensor, std::optional<at::Tensor>> combine(
+      const at::Tensor& x, const std::shared_ptr<NormalHandle>& handle,
+      const std::optional<at::Tensor>& topkWeights);
+
+  // The rank prefix matrix of a dispatch: [R, R] int32, [src][dst] = rows dst received from
+  // sources 0..src (DeepEP's handle[0]). Collective (one all-gather of R counts).
+  at::Tensor rankPrefixMatrix(const NormalHandle& handle);
+
+ private:
+  Communicator* comm_;
+  std::unique_ptr<Communicator> owned_;
+  std::unique_ptr<ep::Buffer> buffer_;
+  std::vector<std::shared_ptr<ep::DispatchOutputs>> dispatchPool_;
+  std::vector<std::shared_ptr<ep::CombineOutputs>> combinePool_;
+};
+
+}  // namespace epcomm::python

@@ -1,0 +1,167 @@
+"""epcomm.deep_ep against DeepEP's documented behaviour (normal mode), every rank computing
+the expected result from every rank's inputs (seeded per rank):
+layout counts, received rows bitwise (grouped by source rank, then token order), local
+expert ids with -1 elsewhere and weight 0 there, num_recv_tokens_per_expert_list aligned,
+handle[0] (rank prefix matrix), cached dispatch, combine sums (weighted inputs, unweighted
+sum), a rank with no tokens, and bad input raising on every rank. Runs on a group of backend
+"epcomm" and on a gloo group (UniqueId carried by the group).
+
+  python3 deep_ep_test.py --spawn N     torch.multiprocessing + TCPStore
+  mpirun -np N python3 deep_ep_test.py
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+
+import torch
+import torch.distributed as dist
+
+import epcomm  # noqa: F401
+from epcomm import deep_ep
+
+HIDDEN = 256
+TOPK = 4
+EXPERTS_PER_RANK = 4
+
+
+def tokens_of(rank):
+    return 0 if rank == 1 else 20 + 7 * rank  # rank 1 sends nothing
+
+
+def inputs_of(rank, size):
+    g = torch.Generator().manual_seed(1000 + rank)
+    n, e = tokens_of(rank), EXPERTS_PER_RANK * size
+    x = (torch.randn(n, HIDDEN, generator=g) * 4).to(torch.bfloat16)
+    scores = torch.rand(n, e, generator=g)
+    topk_idx = scores.topk(TOPK, dim=1).indices.to(torch.int64)
+    topk_idx[torch.rand(n, TOPK, generator=g) < 0.1] = -1  # some slots masked
+    w = torch.rand(n, TOPK, generator=g).to(torch.float32)
+    return x, topk_idx, w
+
+
+def expect_equal(got, want, what):
+    if not torch.equal(got, want):
+        raise AssertionError(f"{what}: got {got.flatten()[:10].tolist()} want "
+                             f"{want.flatten()[:10].tolist()}")
+
+
+def normal_mode(buffer, rank, size, alignment):
+    e = EXPERTS_PER_RANK * size
+    all_inputs = [inputs_of(r, size) for r in range(size)]
+    x, topk_idx, w = all_inputs[rank]
+    per_rank, per_rdma, per_expert, in_rank, event = buffer.get_dispatch_layout(topk_idx, e)
+    assert per_rdma is None and isinstance(event, deep_ep.EventOverlap)
+    owner = torch.where(topk_idx >= 0, topk_idx // EXPERTS_PER_RANK, -1)
+    want_in_rank = torch.stack([(owner == r).any(1) for r in range(size)], 1) \
+        if x.size(0) else torch.zeros(0, size, dtype=torch.bool)
+    expect_equal(in_rank, want_in_rank, "is_token_in_rank")
+    expect_equal(per_rank, want_in_rank.sum(0).to(torch.int32), "num_tokens_per_rank")
+    expect_equal(per_expert, torch.bincount(topk_idx[topk_idx >= 0], minlength=e)
+                 .to(torch.int32), "num_tokens_per_expert")
+
+    recv_x, recv_idx, recv_w, counts, handle, _ = buffer.dispatch(
+        x, topk_idx=topk_idx, topk_weights=w, num_tokens_per_rank=per_rank,
+        is_token_in_rank=in_rank, num_tokens_per_expert=per_expert,
+        expert_alignment=alignment, async_finish=True)
+    # Expected: sources in rank order, tokens in order, those with an expert here.
+    lo = rank * EXPERTS_PER_RANK
+    rows, idx, wts = [], [], []
+    for s in range(size):
+        sx, sidx, sw = all_inputs[s]
+        for t in range(sx.size(0)):
+            local = (sidx[t] >= lo) & (sidx[t] < lo + EXPERTS_PER_RANK)
+            if local.any():
+                rows.append(sx[t])
+                idx.append(torch.where(local, sidx[t] - lo, torch.full_like(sidx[t], -1)))
+                wts.append(torch.where(local, sw[t], torch.zeros_like(sw[t])))
+    want_x = torch.stack(rows) if rows else torch.zeros(0, HIDDEN, dtype=torch.bfloat16)
+    expect_equal(recv_x, want_x, "recv_x")
+    expect_equal(recv_idx, torch.stack(idx) if idx else torch.zeros(0, TOPK, dtype=torch.int64),
+                 "recv_topk_idx")
+    expect_equal(recv_w, torch.stack(wts) if wts else torch.zeros(0, TOPK), "recv_topk_weights")
+    want_counts = [int((recv_idx == j).sum()) for j in range(EXPERTS_PER_RANK)]
+    want_counts = [(c + alignment - 1) // alignment * alignment for c in want_counts]
+    assert counts == want_counts and isinstance(counts, list), (counts, want_counts)
+    # handle[0][src][dst]: rows dst received from sources 0..src.
+    received = torch.tensor([[sum(1 for t in range(all_inputs[s][0].size(0))
+                                  if ((all_inputs[s][1][t] // EXPERTS_PER_RANK) == d).any())
+                              for d in range(size)] for s in range(size)], dtype=torch.int32)
+    expect_equal(handle[0], received.cumsum(0).to(torch.int32), "rank_prefix_matrix")
+
+    # Cached: the same rows again, no topk outputs.
+    again, none_idx, none_w, none_counts, none_handle, _ = buffer.dispatch(x, handle=handle)
+    assert none_idx is None and none_w is None and none_counts is None and none_handle is None
+    expect_equal(again, recv_x, "cached recv_x")
+
+    # Combine: each token comes back summed over the ranks it went to.
+    combined, combined_w, _ = buffer.combine(recv_x, handle, topk_weights=recv_w)
+    hits = want_in_rank.sum(1, keepdim=True).to(torch.float32)
+    want = (x.to(torch.float32) * hits).to(torch.bfloat16)
+    expect_equal(combined, want, "combined_x")
+    expect_equal(combined_w, torch.where(topk_idx >= 0, w, torch.zeros_like(w)),
+                 "combined_topk_weights")
+    combined, no_w, _ = buffer.combine(recv_x, handle)
+    assert no_w is None
+    expect_equal(combined, want, "combined_x without weights")
+
+
+def bad_input(buffer, rank, size):
+    e = EXPERTS_PER_RANK * size
+    x, topk_idx, _ = inputs_of(0, size)
+    _, _, per_expert, _, _ = buffer.get_dispatch_layout(topk_idx, e)
+    bad = size - 1
+    try:
+        buffer.dispatch(x.float() if rank == bad else x, topk_idx=topk_idx,
+                        num_tokens_per_expert=per_expert)
+    except RuntimeError as err:
+        needle = "x has dtype Float" if rank == bad else f"rank {bad}"
+        assert needle in str(err), str(err)
+    else:
+        raise AssertionError("no exception for a float32 x")
+    # Still usable.
+    recv_x, *_ = buffer.dispatch(x, topk_idx=topk_idx, num_tokens_per_expert=per_expert)
+    assert recv_x.dtype == torch.bfloat16
+
+
+def run(rank, size, store):
+    dist.init_process_group("epcomm", store=store, rank=rank, world_size=size,
+                            timeout=datetime.timedelta(seconds=60))
+    groups = {"epcomm": dist.group.WORLD, "gloo": dist.new_group(backend="gloo")}
+    for name, group in groups.items():
+        buffer = deep_ep.Buffer(group, int(1e9), 0)
+        for alignment in (1, 4):
+            normal_mode(buffer, rank, size, alignment)
+        bad_input(buffer, rank, size)
+        print(f"rank {rank}: deep_ep normal mode on a {name} group passed", flush=True)
+    dist.destroy_process_group()
+
+
+def spawned(rank, size, port):
+    run(rank, size, dist.TCPStore("127.0.0.1", port, size, False, datetime.timedelta(seconds=60)))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spawn", type=int, default=0)
+    args = parser.parse_args()
+    if args.spawn:
+        import torch.multiprocessing as mp
+        store = dist.TCPStore("127.0.0.1", 0, args.spawn + 1, True,
+                              datetime.timedelta(seconds=60), wait_for_workers=False)
+        mp.spawn(spawned, args=(args.spawn, store.port), nprocs=args.spawn)
+        return 0
+    rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
+    size = int(os.environ["OMPI_COMM_WORLD_SIZE"])
+    path = os.path.join(tempfile.gettempdir(),
+                        f"epcomm-deep-ep-test-{os.environ.get('OMPI_MCA_ess_base_jobid', '0')}")
+    run(rank, size, dist.FileStore(path, size))
+    if rank == 0 and os.path.exists(path):
+        os.remove(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
