@@ -7,7 +7,13 @@ returned ``EventOverlap`` is a completed one (``current_stream_wait()`` returns 
 ``Config`` and the ``num_sms`` / chunk settings are GPU tuning: accepted and ignored.
 
 Outputs are tensors over epcomm's memory, not copies: normal-mode outputs stay valid while
-referenced.
+referenced; low-latency outputs live in one of the Buffer's two slots and stay valid until
+the dispatch after next (as DeepEP documents), and never beyond the Buffer.
+
+Low-latency ``use_fp8=True`` (DeepEP's default) maps to epcomm's int8, as DeepEP-Ascend does
+on hardware without fp8: ``packed_recv_x`` is then ``(int8 [L, R*T, H], float32 scales
+[L, R*T, H/128])`` with one scale per 128 channels (``use_int8=`` is accepted as an explicit
+alias). ``num_max_dispatch_tokens_per_rank`` must equal the Buffer's capacity T.
 
 The Buffer bootstraps through ``group``: a group of backend ``"epcomm"`` lends its
 communicator; any other group (gloo, ...) carries a UniqueId made on its rank 0.
@@ -87,6 +93,7 @@ class Buffer:
         self.num_rdma_bytes = num_rdma_bytes
         self.low_latency_mode = low_latency_mode
         self.explicitly_destroy = explicitly_destroy
+        self._ll_handles = {}  # src_info's address -> epcomm's handle (two slots)
         pg = _epcomm_process_group(group)
         if pg is not None:
             self.runtime = _C._EpBuffer(pg)
@@ -178,3 +185,77 @@ class Buffer:
                 if b is not None:
                     combined = combined + b
         return combined, weights, EventOverlap()
+
+    # ---- low-latency mode ----
+    @staticmethod
+    def get_low_latency_rdma_size_hint(num_max_dispatch_tokens_per_rank: int, hidden: int,
+                                       num_ranks: int, num_experts: int) -> int:
+        """An estimate of the memory epcomm's two low-latency slots take for this shape
+        (bf16 and int8 receive regions, scales, combine buffer). epcomm sizes its memory
+        itself; the value only lets DeepEP-style code size num_rdma_bytes as it does."""
+        rows = num_max_dispatch_tokens_per_rank * num_experts
+        per_slot = rows * hidden * (2 + 1 + 2) + rows * (hidden // 128) * 4 + rows * 16
+        return ((2 * per_slot + 4095) // 4096) * 4096
+
+    def clean_low_latency_buffer(self, num_max_dispatch_tokens_per_rank: int, hidden: int,
+                                 num_experts: int) -> None:
+        """Nothing to clean on CPU: every dispatch writes the counts it uses."""
+
+    def low_latency_dispatch(self, x: torch.Tensor, topk_idx: torch.Tensor,
+                             num_max_dispatch_tokens_per_rank: int, num_experts: int,
+                             cumulative_local_expert_recv_stats: Optional[torch.Tensor] = None,
+                             dispatch_wait_recv_cost_stats: Optional[torch.Tensor] = None,
+                             use_fp8: bool = True, round_scale: bool = False,
+                             use_ue8m0: bool = False, async_finish: bool = False,
+                             return_recv_hook: bool = False, use_int8: Optional[bool] = None):
+        """Returns (packed_recv_x, packed_recv_count, handle, event, hook).
+
+        packed_recv_x: bf16 [L, R*T, H], or with use_fp8 / use_int8 the tuple (int8 [L, R*T, H],
+        float32 scales [L, R*T, H/128]); rows of expert e from source rank 0 first, each
+        source's tokens in order; packed_recv_count int32 [L] rows are valid. handle:
+        (src_info int32 [L, R*T], layout_range int64 [L, R] holding (begin << 32) | count,
+        T, hidden, num_experts). With return_recv_hook only the sends run: call hook() once
+        (every rank, same order) before reading the outputs.
+        cumulative_local_expert_recv_stats (int32 [L]) is incremented by the counts."""
+        int8 = use_fp8 if use_int8 is None else use_int8
+        recv, count, src_info, layout_range, native, hook = self.runtime.low_latency_dispatch(
+            x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts, bool(int8),
+            return_recv_hook)
+        handle = (src_info, layout_range, num_max_dispatch_tokens_per_rank, x.size(1),
+                  num_experts)
+        self._ll_handles[src_info.data_ptr()] = native
+        stats = cumulative_local_expert_recv_stats
+        if hook is not None:
+            def recv_hook(inner=hook):
+                inner()
+                if stats is not None:
+                    stats.add_(count.to(stats.dtype))
+            return recv, count, handle, EventOverlap(), recv_hook
+        if stats is not None:
+            stats.add_(count.to(stats.dtype))
+        return recv, count, handle, EventOverlap(), None
+
+    def _native(self, handle: Tuple):
+        native = self._ll_handles.get(handle[0].data_ptr())
+        if native is None:
+            raise RuntimeError("epcomm.deep_ep: this low-latency handle does not come from "
+                               "this Buffer")
+        return native
+
+    def low_latency_combine(self, x: torch.Tensor, topk_idx: torch.Tensor,
+                            topk_weights: torch.Tensor, handle: Tuple, use_logfmt: bool = False,
+                            zero_copy: bool = False, async_finish: bool = False,
+                            return_recv_hook: bool = False, out: Optional[torch.Tensor] = None,
+                            combine_wait_recv_cost_stats: Optional[torch.Tensor] = None):
+        """Returns (combined_x, event, hook): combined_x[t] = sum over t's experts k of
+        topk_weights[t, k] * x[row of (t, k)], accumulated in f32. zero_copy: the expert
+        outputs were written into get_next_low_latency_combine_buffer(handle) (x's storage is
+        ignored). out: written and returned."""
+        combined, hook = self.runtime.low_latency_combine(
+            None if zero_copy else x, topk_idx, topk_weights, self._native(handle), zero_copy,
+            return_recv_hook, out)
+        return combined, EventOverlap(), hook
+
+    def get_next_low_latency_combine_buffer(self, handle: Tuple) -> torch.Tensor:
+        """bf16 [L, R*T, H] in the Buffer: write expert outputs here for zero_copy=True."""
+        return self.runtime.low_latency_combine_buffer(self._native(handle))

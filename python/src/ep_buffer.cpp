@@ -219,6 +219,119 @@ std::tuple<at::Tensor, std::optional<at::Tensor>> EpBuffer::combine(
   return {combined, weights};
 }
 
+EpBuffer::LowLatencyDispatched EpBuffer::lowLatencyDispatch(const at::Tensor& x,
+                                                            const at::Tensor& topkIdx,
+                                                            int maxTokens, int numExperts,
+                                                            bool int8, bool returnRecvHook) {
+  constexpr const char* kOp = "low_latency_dispatch";
+  std::string problem;
+  bool ok = checkTensor(x, at::kBFloat16, 2, "x", problem);
+  ok = checkTensor(topkIdx, at::kLong, 2, "topk_idx", problem) && ok;
+  if (ok && topkIdx.size(0) != x.size(0)) {
+    problem = "topk_idx and x differ in the number of tokens";
+    ok = false;
+  }
+  if (ok && maxTokens != lowLatencyCapacity()) {
+    problem = fmt::format(
+        "num_max_dispatch_tokens_per_rank {} differs from the Buffer's capacity {}; set "
+        "EPCOMM_EP_LL_MAX_TOKENS (or SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK) to {}",
+        maxTokens, lowLatencyCapacity(), maxTokens);
+    ok = false;
+  }
+  ep::LowLatencyDispatchInputs in;
+  in.quant = int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
+  in.returnRecvHook = returnRecvHook;
+  in.numExperts = numExperts;
+  if (ok) {
+    in.x = reinterpret_cast<const Bf16*>(x.data_ptr());
+    in.numTokens = static_cast<int>(x.size(0));
+    in.hidden = static_cast<int>(x.size(1));
+    in.topkIdx = topkIdx.data_ptr<int64_t>();
+    in.numTopk = static_cast<int>(topkIdx.size(1));
+  } else {
+    in.numTokens = -1;  // refused on every rank
+  }
+  ep::LowLatencyDispatchOutputs out;
+  try {
+    buffer_->lowLatencyDispatch(in, out);
+  } catch (const Error&) {
+    if (!ok) raise(rank(), kOp, problem);
+    throw;
+  }
+  // Views into the Buffer's slot: they live with the Buffer (DeepEP's validity rules).
+  const auto slot = [](const void* p, std::vector<int64_t> sizes, at::ScalarType type) {
+    return at::from_blob(const_cast<void*>(p), sizes, at::TensorOptions().dtype(type));
+  };
+  const int64_t L = out.numLocalExperts, rows = int64_t{out.maxTokens} * out.numRanks,
+                H = out.hidden;
+  LowLatencyDispatched d;
+  if (out.recvX) d.recvX = slot(out.recvX, {L, rows, H}, at::kBFloat16);
+  if (out.recvXInt8) {
+    d.recvXInt8 = slot(out.recvXInt8, {L, rows, H}, at::kChar);
+    d.recvScales = slot(out.recvScales, {L, rows, out.numScales}, at::kFloat);
+  }
+  d.recvCount = slot(out.recvCount, {L}, at::kInt);
+  d.srcInfo = slot(out.srcInfo, {L, rows}, at::kInt);
+  d.layoutRange = slot(out.layoutRange, {L, out.numRanks}, at::kLong);
+  d.handle = out.handle;
+  d.hook = std::move(out.hook);
+  return d;
+}
+
+std::tuple<at::Tensor, std::function<void()>> EpBuffer::lowLatencyCombine(
+    const std::optional<at::Tensor>& x, const at::Tensor& topkIdx, const at::Tensor& topkWeights,
+    const ep::LowLatencyHandle& handle, bool zeroCopy, bool returnRecvHook,
+    const std::optional<at::Tensor>& out) {
+  constexpr const char* kOp = "low_latency_combine";
+  std::string problem;
+  bool ok = checkTensor(topkIdx, at::kLong, 2, "topk_idx", problem);
+  ok = checkTensor(topkWeights, at::kFloat, 2, "topk_weights", problem) && ok;
+  if (!zeroCopy) ok = x.has_value() && checkTensor(*x, at::kBFloat16, 3, "x", problem) && ok;
+  if (ok && !zeroCopy && x->size(2) != handle.hidden) {
+    problem = fmt::format("x has hidden {}, the dispatch {}", x->size(2), handle.hidden);
+    ok = false;
+  }
+  if (ok && out.has_value()) {
+    ok = checkTensor(*out, at::kBFloat16, 2, "out", problem) && out->size(0) == handle.numTokens &&
+         out->size(1) == handle.hidden;
+    if (!ok && problem.empty()) problem = "out must be [num_tokens, hidden]";
+  }
+  ep::LowLatencyCombineInputs in;
+  in.handle = handle;
+  in.zeroCopy = zeroCopy;
+  in.returnRecvHook = returnRecvHook;
+  if (ok) {
+    in.x = zeroCopy ? nullptr : reinterpret_cast<const Bf16*>(x->data_ptr());
+    in.topkIdx = topkIdx.data_ptr<int64_t>();
+    in.topkWeights = topkWeights.data_ptr<float>();
+    if (out.has_value()) in.out = reinterpret_cast<Bf16*>(out->data_ptr());
+  } else {
+    in.handle = ep::LowLatencyHandle{};  // refused on every rank
+  }
+  ep::LowLatencyCombineOutputs result;
+  try {
+    buffer_->lowLatencyCombine(in, result);
+  } catch (const Error&) {
+    if (!ok) raise(rank(), kOp, problem);
+    throw;
+  }
+  const auto bf16 = at::TensorOptions().dtype(at::kBFloat16);
+  at::Tensor combined =
+      out.has_value() ? *out
+      : result.numTokens == 0
+          ? at::empty({0, int64_t{handle.hidden}}, bf16)
+          : at::from_blob(result.combinedX, {result.numTokens, int64_t{handle.hidden}}, bf16);
+  return {combined, std::move(result.hook)};
+}
+
+at::Tensor EpBuffer::lowLatencyCombineBuffer(const ep::LowLatencyHandle& handle) {
+  Bf16* p = buffer_->lowLatencyCombineBuffer(handle);
+  const int64_t L = handle.numExperts / numRanks(),
+                rows = int64_t{lowLatencyCapacity()} * numRanks();
+  return at::from_blob(p, {L, rows, int64_t{handle.hidden}},
+                       at::TensorOptions().dtype(at::kBFloat16));
+}
+
 at::Tensor EpBuffer::rankPrefixMatrix(const NormalHandle& h) {
   const int R = numRanks();
   std::vector<int32_t> mine(static_cast<std::size_t>(R), 0);

@@ -13,6 +13,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <tuple>
@@ -58,6 +59,27 @@ class EpBuffer {
   std::tuple<at::Tensor, std::optional<at::Tensor>> combine(
       const at::Tensor& x, const std::shared_ptr<NormalHandle>& handle,
       const std::optional<at::Tensor>& topkWeights);
+
+  struct LowLatencyDispatched {
+    at::Tensor recvX;                  // bf16 [L, R*T, H]; undefined with int8
+    at::Tensor recvXInt8, recvScales;  // int8: [L, R*T, H], f32 [L, R*T, H/128]
+    at::Tensor recvCount;              // int32 [L]
+    at::Tensor srcInfo;                // int32 [L, R*T]
+    at::Tensor layoutRange;            // int64 [L, R]
+    ep::LowLatencyHandle handle;
+    std::function<void()> hook;  // set with returnRecvHook
+  };
+  // maxTokens must equal the Buffer's capacity (EPCOMM_EP_LL_MAX_TOKENS).
+  LowLatencyDispatched lowLatencyDispatch(const at::Tensor& x, const at::Tensor& topkIdx,
+                                          int maxTokens, int numExperts, bool int8,
+                                          bool returnRecvHook);
+  // (combined_x [N, H] bf16, hook or empty). `out`, when given, receives the result.
+  std::tuple<at::Tensor, std::function<void()>> lowLatencyCombine(
+      const std::optional<at::Tensor>& x, const at::Tensor& topkIdx, const at::Tensor& topkWeights,
+      const ep::LowLatencyHandle& handle, bool zeroCopy, bool returnRecvHook,
+      const std::optional<at::Tensor>& out);
+  // The zero-copy combine buffer of a dispatch: bf16 [L, R*T, H] in the Buffer.
+  at::Tensor lowLatencyCombineBuffer(const ep::LowLatencyHandle& handle);
 
   // The rank prefix matrix of a dispatch: [R, R] int32, [src][dst] = rows dst received from
   // sources 0..src (DeepEP's handle[0]). Collective (one all-gather of R counts).

@@ -1,6 +1,7 @@
 // The extension module epcomm._C: the torch.distributed backend class (and, as they come,
 // the other Python-facing pieces). The Python package (python/epcomm) registers it.
 #include <pybind11/chrono.h>
+#include <pybind11/functional.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>
@@ -55,6 +56,7 @@ PYBIND11_MODULE(_C, m) {
                   static_cast<uint8_t*>(t.data_ptr()));
         return t;
       });
+  py::class_<epcomm::ep::LowLatencyHandle>(m, "_LowLatencyHandle");
   py::class_<EpBuffer>(m, "_EpBuffer")
       .def(py::init([](const c10::intrusive_ptr<ProcessGroupEpcomm>& pg) {
              return std::make_unique<EpBuffer>(&pg->communicator(), nullptr);
@@ -88,6 +90,46 @@ PYBIND11_MODULE(_C, m) {
                                    d.numRecvTokensPerExpert, d.handle);
            })
       .def("combine", &EpBuffer::combine, py::call_guard<py::gil_scoped_release>())
+      .def("low_latency_dispatch",
+           [](EpBuffer& b, const at::Tensor& x, const at::Tensor& topkIdx, int maxTokens,
+              int numExperts, bool int8, bool hook) {
+             EpBuffer::LowLatencyDispatched d;
+             {
+               py::gil_scoped_release release;
+               d = b.lowLatencyDispatch(x, topkIdx, maxTokens, numExperts, int8, hook);
+             }
+             py::object recv = int8 ? py::object(py::make_tuple(d.recvXInt8, d.recvScales))
+                                    : py::object(py::cast(d.recvX));
+             py::object hookObj = py::none();
+             if (d.hook) {
+               hookObj = py::cpp_function([h = std::move(d.hook)] {
+                 py::gil_scoped_release release;
+                 h();
+               });
+             }
+             return py::make_tuple(recv, d.recvCount, d.srcInfo, d.layoutRange, d.handle, hookObj);
+           })
+      .def("low_latency_combine",
+           [](EpBuffer& b, const std::optional<at::Tensor>& x, const at::Tensor& topkIdx,
+              const at::Tensor& topkWeights, const epcomm::ep::LowLatencyHandle& handle,
+              bool zeroCopy, bool hook, const std::optional<at::Tensor>& out) {
+             at::Tensor combined;
+             std::function<void()> h;
+             {
+               py::gil_scoped_release release;
+               std::tie(combined, h) =
+                   b.lowLatencyCombine(x, topkIdx, topkWeights, handle, zeroCopy, hook, out);
+             }
+             py::object hookObj = py::none();
+             if (h) {
+               hookObj = py::cpp_function([h = std::move(h)] {
+                 py::gil_scoped_release release;
+                 h();
+               });
+             }
+             return py::make_tuple(combined, hookObj);
+           })
+      .def("low_latency_combine_buffer", &EpBuffer::lowLatencyCombineBuffer)
       .def("rank_prefix_matrix", &EpBuffer::rankPrefixMatrix,
            py::call_guard<py::gil_scoped_release>());
 }

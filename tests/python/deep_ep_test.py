@@ -108,6 +108,76 @@ def normal_mode(buffer, rank, size, alignment):
     expect_equal(combined, want, "combined_x without weights")
 
 
+def low_latency_mode(buffer, rank, size):
+    t_cap = buffer.runtime.low_latency_capacity
+    e = EXPERTS_PER_RANK * size
+    lo = rank * EXPERTS_PER_RANK
+    all_inputs = []
+    for r in range(size):
+        x, topk_idx, w = inputs_of(r, size)
+        n = min(x.size(0), t_cap)
+        all_inputs.append((x[:n].contiguous(), topk_idx[:n].contiguous(), w[:n].contiguous()))
+    x, topk_idx, w = all_inputs[rank]
+    stats = torch.zeros(EXPERTS_PER_RANK, dtype=torch.int32)
+    for hook_mode in (False, True):
+        recv, count, handle, event, hook = buffer.low_latency_dispatch(
+            x, topk_idx, t_cap, e, cumulative_local_expert_recv_stats=stats, use_fp8=False,
+            return_recv_hook=hook_mode)
+        assert (hook is not None) == hook_mode
+        if hook:
+            hook()
+        src_info, layout_range, t_handle, hidden, num_experts = handle
+        assert (t_handle, hidden, num_experts) == (t_cap, HIDDEN, e)
+        assert recv.shape == (EXPERTS_PER_RANK, size * t_cap, HIDDEN) and count.dtype == torch.int32
+        for j in range(EXPERTS_PER_RANK):
+            rows, srcs, begin = [], [], 0
+            for s in range(size):
+                sx, sidx, _ = all_inputs[s]
+                mine = [t for t in range(sx.size(0)) if (sidx[t] == lo + j).any()]
+                rows += [sx[t] for t in mine]
+                srcs += mine
+                assert int(layout_range[j, s]) == (begin << 32) | len(mine), "layout_range"
+                begin += len(mine)
+            assert int(count[j]) == len(rows), ("packed_recv_count", int(count[j]), len(rows))
+            if rows:
+                expect_equal(recv[j, :len(rows)], torch.stack(rows), f"packed_recv_x expert {j}")
+                expect_equal(src_info[j, :len(rows)], torch.tensor(srcs, dtype=torch.int32),
+                             "src_info")
+        # Combine: expert outputs = the received rows, so combined[t] = x[t] * sum of t's
+        # valid weights.
+        want = (x.float() * torch.where(topk_idx >= 0, w, torch.zeros_like(w)).sum(1,
+                keepdim=True)).to(torch.bfloat16)
+        combined, _, chook = buffer.low_latency_combine(recv, topk_idx, w, handle,
+                                                         return_recv_hook=hook_mode)
+        if chook:
+            chook()
+        assert torch.allclose(combined.float(), want.float(), rtol=2e-2, atol=2e-2), "combine"
+        # Zero copy, into out=.
+        buffer.get_next_low_latency_combine_buffer(handle).copy_(recv)
+        out = torch.empty(x.size(0), HIDDEN, dtype=torch.bfloat16)
+        combined2, _, _ = buffer.low_latency_combine(recv, topk_idx, w, handle, zero_copy=True,
+                                                     out=out)
+        assert combined2.data_ptr() == out.data_ptr()
+        expect_equal(combined2, combined, "zero-copy combine")
+    want_stats = torch.tensor([sum(int((all_inputs[s][1] == lo + j).any(1).sum())
+                                   for s in range(size)) for j in range(EXPERTS_PER_RANK)],
+                              dtype=torch.int32) * 2
+    expect_equal(stats, want_stats, "cumulative_local_expert_recv_stats")
+    # use_fp8 (DeepEP's default) is int8 with one scale per 128 channels.
+    (q, scales), count, handle, _, _ = buffer.low_latency_dispatch(x, topk_idx, t_cap, e)
+    assert q.dtype == torch.int8 and scales.shape == (EXPERTS_PER_RANK, size * t_cap,
+                                                      HIDDEN // 128)
+    deq = (q.float().view(*q.shape[:2], -1, 128) * scales[..., None]).view(q.shape)
+    for j in range(EXPERTS_PER_RANK):
+        rows = [all_inputs[s][0][t] for s in range(size)
+                for t in range(all_inputs[s][0].size(0)) if (all_inputs[s][1][t] == lo + j).any()]
+        if rows:
+            ref = torch.stack(rows).float()
+            bound = ref.view(len(rows), -1, 128).abs().amax(-1, keepdim=True) / 127 * 0.51 + 1e-6
+            err = (deq[j, :len(rows)].view(len(rows), -1, 128) - ref.view(len(rows), -1, 128))
+            assert (err.abs() <= bound).all(), "int8 outside its bound"
+
+
 def bad_input(buffer, rank, size):
     e = EXPERTS_PER_RANK * size
     x, topk_idx, _ = inputs_of(0, size)
@@ -134,8 +204,9 @@ def run(rank, size, store):
         buffer = deep_ep.Buffer(group, int(1e9), 0)
         for alignment in (1, 4):
             normal_mode(buffer, rank, size, alignment)
+        low_latency_mode(buffer, rank, size)
         bad_input(buffer, rank, size)
-        print(f"rank {rank}: deep_ep normal mode on a {name} group passed", flush=True)
+        print(f"rank {rank}: deep_ep on a {name} group passed", flush=True)
     dist.destroy_process_group()
 
 
