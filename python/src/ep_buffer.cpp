@@ -64,8 +64,9 @@ void raise(int rank, const char* op, const std::string& problem) {
 
 }  // namespace
 
-EpBuffer::EpBuffer(Communicator* comm, std::unique_ptr<Communicator> owned)
-    : comm_(comm), owned_(std::move(owned)) {
+EpBuffer::EpBuffer(Communicator* comm, std::unique_ptr<Communicator> owned,
+                   std::shared_ptr<void> lender)
+    : lender_(std::move(lender)), comm_(comm), owned_(std::move(owned)) {
   buffer_ = std::make_unique<ep::Buffer>(*comm_, ep::BufferConfig::fromConfig(comm_->config()));
 }
 

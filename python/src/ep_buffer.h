@@ -31,9 +31,10 @@ struct NormalHandle {
 
 class EpBuffer {
  public:
-  // Over `comm` (owned when `owned`, else borrowed from a ProcessGroupEpcomm that the
-  // Python object keeps alive).
-  EpBuffer(Communicator* comm, std::unique_ptr<Communicator> owned);
+  // Over `comm`: owned when `owned`, else borrowed from `lender` (held until this Buffer is
+  // gone, so the communicator outlives the Buffer's windows).
+  EpBuffer(Communicator* comm, std::unique_ptr<Communicator> owned,
+           std::shared_ptr<void> lender = nullptr);
   ~EpBuffer();
 
   int rank() const { return comm_->rank(); }
@@ -86,6 +87,7 @@ class EpBuffer {
   at::Tensor rankPrefixMatrix(const NormalHandle& handle);
 
  private:
+  std::shared_ptr<void> lender_;  // declared first: released last
   Communicator* comm_;
   std::unique_ptr<Communicator> owned_;
   std::unique_ptr<ep::Buffer> buffer_;

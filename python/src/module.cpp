@@ -59,7 +59,10 @@ PYBIND11_MODULE(_C, m) {
   py::class_<epcomm::ep::LowLatencyHandle>(m, "_LowLatencyHandle");
   py::class_<EpBuffer>(m, "_EpBuffer")
       .def(py::init([](const c10::intrusive_ptr<ProcessGroupEpcomm>& pg) {
-             return std::make_unique<EpBuffer>(&pg->communicator(), nullptr);
+             // The group lends its communicator; the Buffer holds the group until it is gone.
+             std::shared_ptr<void> lender(static_cast<void*>(nullptr),
+                                          [keep = pg](void*) mutable { keep.reset(); });
+             return std::make_unique<EpBuffer>(&pg->communicator(), nullptr, std::move(lender));
            }),
            py::call_guard<py::gil_scoped_release>())
       .def(py::init([](const py::bytes& id, int rank, int size) {
