@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "comm/error.h"
@@ -331,6 +332,52 @@ at::Tensor EpBuffer::lowLatencyCombineBuffer(const ep::LowLatencyHandle& handle)
                 rows = int64_t{lowLatencyCapacity()} * numRanks();
   return at::from_blob(p, {L, rows, int64_t{handle.hidden}},
                        at::TensorOptions().dtype(at::kBFloat16));
+}
+
+double EpBuffer::timeNormalDispatch(const at::Tensor& x, const at::Tensor& topkIdx,
+                                    const at::Tensor& topkWeights, int numExperts, int iters) {
+  ep::DispatchInputs in;
+  in.x = reinterpret_cast<const Bf16*>(x.data_ptr());
+  in.numTokens = static_cast<int>(x.size(0));
+  in.hidden = static_cast<int>(x.size(1));
+  in.topkIdx = topkIdx.data_ptr<int64_t>();
+  in.topkWeights = topkWeights.data_ptr<float>();
+  in.numTopk = static_cast<int>(topkIdx.size(1));
+  in.numExperts = numExperts;
+  in.dequantize = true;
+  ep::DispatchOutputs out;
+  buffer_->dispatch(in, out);  // warm: the outputs reach their size
+  comm_->barrier();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) buffer_->dispatch(in, out);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / iters;
+}
+
+double EpBuffer::timeLowLatency(const at::Tensor& x, const at::Tensor& topkIdx,
+                                const at::Tensor& topkWeights, int numExperts, int iters) {
+  ep::LowLatencyDispatchInputs in;
+  in.x = reinterpret_cast<const Bf16*>(x.data_ptr());
+  in.numTokens = static_cast<int>(x.size(0));
+  in.hidden = static_cast<int>(x.size(1));
+  in.topkIdx = topkIdx.data_ptr<int64_t>();
+  in.numTopk = static_cast<int>(topkIdx.size(1));
+  in.numExperts = numExperts;
+  const auto once = [&] {
+    ep::LowLatencyDispatchOutputs d;
+    buffer_->lowLatencyDispatch(in, d);
+    ep::LowLatencyCombineInputs c;
+    c.x = d.recvX;
+    c.topkIdx = in.topkIdx;
+    c.topkWeights = topkWeights.data_ptr<float>();
+    c.handle = d.handle;
+    ep::LowLatencyCombineOutputs r;
+    buffer_->lowLatencyCombine(c, r);
+  };
+  once();
+  comm_->barrier();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) once();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / iters;
 }
 
 at::Tensor EpBuffer::rankPrefixMatrix(const NormalHandle& h) {

@@ -82,6 +82,14 @@ class EpBuffer {
   // The zero-copy combine buffer of a dispatch: bf16 [L, R*T, H] in the Buffer.
   at::Tensor lowLatencyCombineBuffer(const ep::LowLatencyHandle& handle);
 
+  // The same calls as above made `iters` times in a C++ loop on the same inputs (outputs
+  // reused as ep-bench does): seconds per iteration, for measuring the Python layer's cost
+  // (bench/python/deep_ep_bench.py). Collective.
+  double timeNormalDispatch(const at::Tensor& x, const at::Tensor& topkIdx,
+                            const at::Tensor& topkWeights, int numExperts, int iters);
+  double timeLowLatency(const at::Tensor& x, const at::Tensor& topkIdx,
+                        const at::Tensor& topkWeights, int numExperts, int iters);
+
   // The rank prefix matrix of a dispatch: [R, R] int32, [src][dst] = rows dst received from
   // sources 0..src (DeepEP's handle[0]). Collective (one all-gather of R counts).
   at::Tensor rankPrefixMatrix(const NormalHandle& handle);

@@ -133,6 +133,9 @@ PYBIND11_MODULE(_C, m) {
              return py::make_tuple(combined, hookObj);
            })
       .def("low_latency_combine_buffer", &EpBuffer::lowLatencyCombineBuffer)
+      .def("_time_normal_dispatch", &EpBuffer::timeNormalDispatch,
+           py::call_guard<py::gil_scoped_release>())
+      .def("_time_low_latency", &EpBuffer::timeLowLatency, py::call_guard<py::gil_scoped_release>())
       .def("rank_prefix_matrix", &EpBuffer::rankPrefixMatrix,
            py::call_guard<py::gil_scoped_release>());
 }
