@@ -1,4 +1,6 @@
 // Communicator::agree(CallAgreement&): the one cross-rank agreement (comm/agreement.h).
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -71,7 +73,7 @@ void Communicator::agree(CallAgreement& a) {
       const char* m = all.data() + r * kMessageBytes;
       if (*m == 0) continue;
       if (!what.empty()) what += "; ";
-      what += r == rank_ ? std::string(m) : "rank " + std::to_string(r) + ": " + m;
+      what += r == rank_ ? std::string(m) : fmt::format("rank {}: {}", r, m);
     }
     throwError(ErrorCode::kInvalidArgument, rank_, op, what + "; no data was moved");
   }

@@ -1,5 +1,7 @@
 #include "comm/communicator.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -59,15 +61,14 @@ void Communicator::agreeOnSettings() {
     const std::int64_t* theirs = all.data() + static_cast<std::size_t>(r) * (n + 1);
     for (std::size_t i = 0; i <= n; ++i) {
       if (theirs[i] == mine[i]) continue;
-      const std::string what = i == 0
-                                   ? std::string(
-                                         "the set of knobs every rank must share (the ranks loaded "
-                                         "different backend plugins)")
-                                   : std::string(agreed[i - 1].name) + " (this rank has \"" +
-                                         config_.text(agreed[i - 1].name) + "\", rank " +
-                                         std::to_string(r) + " another value)";
+      const std::string what =
+          i == 0 ? std::string(
+                       "the set of knobs every rank must share (the ranks loaded "
+                       "different backend plugins)")
+                 : fmt::format("{} (this rank has \"{}\", rank {} another value)",
+                               agreed[i - 1].name, config_.text(agreed[i - 1].name), r);
       throwError(ErrorCode::kInvalidArgument, rank_, "init",
-                 "ranks disagree on " + what + "; every rank must set the same");
+                 fmt::format("ranks disagree on {}; every rank must set the same", what));
     }
   }
 }

@@ -1,5 +1,7 @@
 // The collective entry points of Communicator: validate locally, agree across ranks
 // (EPCOMM_CHECK_ARGS), then call the backend.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -97,8 +99,8 @@ void Communicator::allGatherV(const void* send, std::size_t sendCount, void* rec
   std::int64_t countsDigest = 0;
   if (check.ok()) {
     check.that(recvCounts[rank_] == sendCount, [&] {
-      return "sendCount " + std::to_string(sendCount) +
-             " differs from recvCounts[rank] = " + std::to_string(recvCounts[rank_]);
+      return fmt::format("sendCount {} differs from recvCounts[rank] = {}", sendCount,
+                         recvCounts[rank_]);
     });
     check.buffer(send, sendCount, es, "send");
     const std::size_t extent =
@@ -221,9 +223,8 @@ void Communicator::allToAllV(const void* send, const std::size_t* sendCounts,
     run(kOp, [&] { backend_->allToAll(sendCounts, sentToMe.data(), 1, int(DataType::kI64)); });
     for (int r = 0; r < size_ && counts.ok(); ++r) {
       counts.that(sentToMe[r] == recvCounts[r], [&] {
-        return "rank " + std::to_string(r) + " sends " + std::to_string(sentToMe[r]) +
-               " elements but recvCounts[" + std::to_string(r) + "] is " +
-               std::to_string(recvCounts[r]);
+        return fmt::format("rank {} sends {} elements but recvCounts[{}] is {}", r, sentToMe[r], r,
+                           recvCounts[r]);
       });
     }
     agree(kOp, counts, {});
@@ -241,10 +242,10 @@ void Communicator::checkPointToPoint(const char* op, const void* buf, std::size_
   check.dtype(dtype);
   check.rank(peer, size_, "peer");
   check.that(peer != rank_, [&] {
-    return std::string("peer is this rank (") + op + " to or from self is not supported)";
+    return fmt::format("peer is this rank ({} to or from self is not supported)", op);
   });
   check.that(tag >= 0 && tag <= kMaxTag,
-             [&] { return "tag " + std::to_string(tag) + " is outside 0..32767"; });
+             [&] { return fmt::format("tag {} is outside 0..32767", tag); });
   check.limit(count, backend_->maxCountPerCall(), "count");
   check.buffer(buf, count, dtypeSize(dtype), "buffer");
   if (!check.ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, check.problem());

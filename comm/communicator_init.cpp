@@ -2,6 +2,8 @@
 // EPCOMM_INIT_ADDR, mpirun, one rank). Each brings up a bootstrap, then shares one tail:
 // the backend over that bootstrap (createWorldBackend), the communicator, its binding
 // (assemble).
+#include <fmt/format.h>
+
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -127,12 +129,11 @@ std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap*
 void checkRankSize(int rank, int size, const char* op) {
   if (size <= 0) {
     throwError(ErrorCode::kInvalidArgument, rank, op,
-               "size " + std::to_string(size) + " must be at least 1");
+               fmt::format("size {} must be at least 1", size));
   }
   if (rank < 0 || rank >= size) {
-    throwError(
-        ErrorCode::kInvalidArgument, rank, op,
-        "rank " + std::to_string(rank) + " is out of range for size " + std::to_string(size));
+    throwError(ErrorCode::kInvalidArgument, rank, op,
+               fmt::format("rank {} is out of range for size {}", rank, size));
   }
 }
 
@@ -191,11 +192,11 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     if (colon != std::string::npos) port = std::atoi(config.initAddr.c_str() + colon + 1);
     if (colon == std::string::npos || colon == 0 || port <= 0 || port > 65535) {
       throwError(ErrorCode::kInvalidArgument, config.initRank, op,
-                 "EPCOMM_INIT_ADDR=\"" + config.initAddr + "\" is not host:port");
+                 fmt::format("EPCOMM_INIT_ADDR=\"{}\" is not host:port", config.initAddr));
     }
     if (config.initSecret.size() > kSecretBytes) {
       throwError(ErrorCode::kInvalidArgument, config.initRank, op,
-                 "EPCOMM_INIT_SECRET is longer than " + std::to_string(kSecretBytes) + " bytes");
+                 fmt::format("EPCOMM_INIT_SECRET is longer than {} bytes", kSecretBytes));
     }
     RendezvousInfo info;
     info.host = config.initAddr.substr(0, colon);

@@ -1,5 +1,7 @@
 // The knob registry: rows registered by every layer, stored with their strings (a plugin's
 // table may go away), and the one resolver every value goes through.
+#include <fmt/format.h>
+
 #include <cstdlib>
 #include <deque>
 #include <mutex>
@@ -33,9 +35,8 @@ int layerOrder(std::string_view layer) {
 }
 
 [[noreturn]] void badValue(std::string_view name, std::string_view value, std::string_view what) {
-  throw Error(ErrorCode::kInvalidArgument, "epcomm config: " + std::string(name) + "=\"" +
-                                               std::string(value) +
-                                               "\" is invalid: " + std::string(what));
+  throw Error(ErrorCode::kInvalidArgument,
+              fmt::format("epcomm config: {}=\"{}\" is invalid: {}", name, value, what));
 }
 
 std::string join(const std::vector<std::string_view>& items, std::string_view last) {
@@ -60,10 +61,11 @@ void validate(const KnobInfo& knob, const KnobValue& v) {
       if (v.value.empty() && knob.defaultValue.empty()) return;  // unset
       const std::optional<std::int64_t> n = parseInteger(v.value);
       if (!n || *n < knob.min || *n > knob.max) {
-        badValue(v.source, v.value,
-                 "expected an integer in " + std::to_string(knob.min) + ".." +
-                     std::to_string(knob.max) +
-                     (knob.unit.empty() ? "" : " (" + std::string(knob.unit) + ")"));
+        badValue(
+            v.source, v.value,
+            knob.unit.empty()
+                ? fmt::format("expected an integer in {}..{}", knob.min, knob.max)
+                : fmt::format("expected an integer in {}..{} ({})", knob.min, knob.max, knob.unit));
       }
       return;
     }
@@ -142,7 +144,7 @@ KnobValue resolveKnob(const KnobInfo& knob, bool readEnvironment) {
           const std::optional<std::int64_t> n = parseInteger(*raw);
           if (!n || *n < 0 || *n > knob.max / alias.scale) {
             badValue(alias.name, *raw,
-                     "expected an integer in 0.." + std::to_string(knob.max / alias.scale));
+                     fmt::format("expected an integer in 0..{}", knob.max / alias.scale));
           }
           v.value = std::to_string(*n * alias.scale);
         }

@@ -1,5 +1,6 @@
 #include "comm/log.h"
 
+#include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <unistd.h>
 
@@ -24,9 +25,9 @@ spdlog::level::level_enum parseLevel(std::string_view level) {
 }
 
 void applyPattern(spdlog::logger& logger, int rank) {
-  const std::string rankText = rank < 0 ? std::string("?") : std::to_string(rank);
-  logger.set_pattern("[%Y-%m-%d %T.%e] [epcomm " + hostName() + ":" + std::to_string(getpid()) +
-                     " rank " + rankText + "] [%l] %v");
+  const std::string rankText = rank < 0 ? std::string("?") : fmt::to_string(rank);
+  logger.set_pattern(fmt::format("[%Y-%m-%d %T.%e] [epcomm {}:{} rank {}] [%l] %v", hostName(),
+                                 getpid(), rankText));
 }
 
 std::shared_ptr<spdlog::logger> makeLogger() {

@@ -1,6 +1,7 @@
 #include "backends/mpi/backend.h"
 
 #include <dlfcn.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <climits>
@@ -80,19 +81,20 @@ Backend::Backend(const epcommBackendCreateArgs& args)
   if (!args.bootstrap) {
     if (args.size != worldSize || args.rank != worldRank) {
       throwError(ErrorCode::kInvalidUsage, args.rank, op,
-                 "mpi backend without a bootstrap needs rank/size equal to MPI_COMM_WORLD's (" +
-                     std::to_string(worldRank) + "/" + std::to_string(worldSize) + ")");
+                 fmt::format("mpi backend without a bootstrap needs rank/size equal to "
+                             "MPI_COMM_WORLD's ({}/{})",
+                             worldRank, worldSize));
     }
     check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), op);
   } else {
     if (args.size > worldSize) {
       throwError(ErrorCode::kInvalidUsage, args.rank, op,
-                 "the mpi backend needs all " + std::to_string(args.size) +
-                     " ranks launched by one mpirun, but MPI_COMM_WORLD has " +
-                     std::to_string(worldSize) +
-                     (worldSize == 1 ? " (this process was not started by mpirun)" : "") +
-                     "; launch with mpirun -np " + std::to_string(args.size) +
-                     " or choose another EPCOMM_BACKEND");
+                 fmt::format("the mpi backend needs all {} ranks launched by one mpirun, but "
+                             "MPI_COMM_WORLD has {}{}; launch with mpirun -np {} or choose another "
+                             "EPCOMM_BACKEND",
+                             args.size, worldSize,
+                             worldSize == 1 ? " (this process was not started by mpirun)" : "",
+                             args.size));
     }
     std::vector<int> worldRanks(static_cast<size_t>(args.size));
     if (args.bootstrap->allGather(args.bootstrap->ctx, &worldRank, worldRanks.data(),
@@ -123,8 +125,7 @@ Backend::Backend(const epcommBackendCreateArgs& args)
   callCheck_ = std::make_unique<CallCheck>(comm_, rank_, foldBytes_);
   if (rank_ != args.rank || size_ != args.size) {
     throwError(ErrorCode::kInternal, args.rank, op,
-               "mpi backend: communicator has rank " + std::to_string(rank_) + " of " +
-                   std::to_string(size_));
+               fmt::format("mpi backend: communicator has rank {} of {}", rank_, size_));
   }
 }
 
@@ -152,9 +153,9 @@ void Backend::checkLive(const char* op) const {
 int Backend::toInt(size_t n, const char* op) const {
   if (n > static_cast<size_t>(INT_MAX)) {
     throwError(ErrorCode::kInvalidArgument, rank_, op,
-               "count " + std::to_string(n) +
-                   " exceeds INT_MAX elements, the mpi backend's "
-                   "limit per call; split the call");
+               fmt::format("count {} exceeds INT_MAX elements, the mpi backend's limit per call; "
+                           "split the call",
+                           n));
   }
   return static_cast<int>(n);
 }
@@ -339,17 +340,18 @@ void Backend::recv(void* buf, size_t count, int dtype, int peer, int tag) {
   if (rc != MPI_SUCCESS) MPI_Error_class(rc, &cls);
   if (cls == MPI_ERR_TRUNCATE) {
     throwError(ErrorCode::kInvalidArgument, rank_, name,
-               "rank " + std::to_string(peer) + " sent more than the " + std::to_string(count) +
-                   " elements this recv expects; send and recv must pass the same count");
+               fmt::format("rank {} sent more than the {} elements this recv expects; send and "
+                           "recv must pass the same count",
+                           peer, count));
   }
   check(rc, name);
   int got = 0;
   MPI_Get_count(&status, mpiType(dtype), &got);
   if (static_cast<size_t>(got) != count) {
     throwError(ErrorCode::kInvalidArgument, rank_, name,
-               "rank " + std::to_string(peer) + " sent " + std::to_string(got) +
-                   " elements, this recv expects " + std::to_string(count) +
-                   "; send and recv must pass the same count");
+               fmt::format("rank {} sent {} elements, this recv expects {}; send and recv must "
+                           "pass the same count",
+                           peer, got, count));
   }
 }
 

@@ -10,6 +10,8 @@
 //
 // Destroy drains: every rank learns (all-to-all) how many control messages each peer sent
 // it and applies exactly that many before freeing anything.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -70,8 +72,8 @@ class MessageWindow final : public Window {
     checkMpi(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm_), ctx_.rank, kOp);
     if (!ok) {
       throwError(ErrorCode::kSystemError, ctx_.rank, kOp,
-                 "a rank could not allocate " + std::to_string(bytes_) +
-                     " bytes for a window (this rank: " + (memory_ ? "allocated" : "failed") + ")");
+                 fmt::format("a rank could not allocate {} bytes for a window (this rank: {})",
+                             bytes_, memory_ ? "allocated" : "failed"));
     }
     std::memset(memory_, 0, bytes_);
   }
@@ -128,8 +130,7 @@ class MessageWindow final : public Window {
       progress(kOp);
       if (slots_[slot] >= value) return;
       poller.pause([&] {
-        return "signal slot " + std::to_string(slot) + " is " + std::to_string(slots_[slot]) +
-               ", still below " + std::to_string(value);
+        return fmt::format("signal slot {} is {}, still below {}", slot, slots_[slot], value);
       });
     }
   }
@@ -155,11 +156,11 @@ class MessageWindow final : public Window {
         std::string what = "draining the window: ";
         for (int r = 0; r < ctx_.size; ++r) {
           if (received_[r] != expected[r]) {
-            what += "received " + std::to_string(received_[r]) + " of the " +
-                    std::to_string(expected[r]) + " messages rank " + std::to_string(r) + " sent; ";
+            what += fmt::format("received {} of the {} messages rank {} sent; ", received_[r],
+                                expected[r], r);
           }
         }
-        return what + std::to_string(pending_.size()) + " own sends incomplete";
+        return fmt::format("{}{} own sends incomplete", what, pending_.size());
       });
     }
     checkMpi(MPI_Comm_free(&comm_), ctx_.rank, kOp);
@@ -229,8 +230,7 @@ class MessageWindow final : public Window {
       slots_[c.a] = c.c == std::uint64_t{EPCOMM_SIGNAL_ADD} ? slots_[c.a] + c.b : c.b;
     } else {
       throwError(ErrorCode::kInternal, ctx_.rank, op,
-                 "rank " + std::to_string(source) + " sent a malformed window message (kind " +
-                     std::to_string(c.kind) + ")");
+                 fmt::format("rank {} sent a malformed window message (kind {})", source, c.kind));
     }
   }
 
@@ -254,8 +254,7 @@ class MessageWindow final : public Window {
         if (done) return;
         reapSends(false, op);
         poller.pause([&] {
-          return "receiving the " + std::to_string(bytes) + " bytes of a put from rank " +
-                 std::to_string(source);
+          return fmt::format("receiving the {} bytes of a put from rank {}", bytes, source);
         });
       }
     } catch (...) {

@@ -4,6 +4,8 @@
 // same memory everywhere. The window stays in one MPI_Win_lock_all epoch for its life;
 // MPI_Win_sync brackets the direct loads/stores as the unified memory model asks, and the
 // slot accesses themselves are release stores/adds and acquire loads.
+#include <fmt/format.h>
+
 #include <cstring>
 #include <string>
 #include <vector>
@@ -40,7 +42,7 @@ class SharedWindow final : public Window {
     constexpr const char* kOp = "createWindow";
     if (bytes_ > static_cast<std::size_t>(INT64_MAX) - signalBytes_ - 2 * kAlign) {
       throwError(ErrorCode::kInvalidArgument, ctx_.rank, kOp,
-                 "a window of " + std::to_string(bytes_) + " bytes is too large");
+                 fmt::format("a window of {} bytes is too large", bytes_));
     }
     const CallClock::Scope inFlight(*ctx_.clock, kOp);
     MPI_Info info = MPI_INFO_NULL;
@@ -57,10 +59,9 @@ class SharedWindow final : public Window {
       int len = 0;
       MPI_Error_string(rc, text, &len);
       throwError(ErrorCode::kSystemError, ctx_.rank, kOp,
-                 std::string("MPI_Win_allocate_shared of ") + std::to_string(segment) +
-                     " bytes failed: " + text +
-                     " (is /dev/shm large enough? EPCOMM_MPI_WINDOW=messages avoids shared "
-                     "memory)");
+                 fmt::format("MPI_Win_allocate_shared of {} bytes failed: {} (is /dev/shm large "
+                             "enough? EPCOMM_MPI_WINDOW=messages avoids shared memory)",
+                             segment, text));
     }
     MPI_Win_set_errhandler(win_, MPI_ERRORS_RETURN);
     for (int r = 0; r < ctx_.size; ++r) {
@@ -69,9 +70,9 @@ class SharedWindow final : public Window {
       void* base = nullptr;
       checkMpi(MPI_Win_shared_query(win_, r, &size, &unit, &base), ctx_.rank, kOp);
       if (size < segment) {
-        throwError(ErrorCode::kInternal, ctx_.rank, kOp,
-                   "rank " + std::to_string(r) + "'s shared segment has " + std::to_string(size) +
-                       " bytes, expected " + std::to_string(segment));
+        throwError(
+            ErrorCode::kInternal, ctx_.rank, kOp,
+            fmt::format("rank {}'s shared segment has {} bytes, expected {}", r, size, segment));
       }
       bases_[r] = alignUp(base);
     }
@@ -111,9 +112,8 @@ class SharedWindow final : public Window {
       Poller poller(ctx_, "waitSignal");
       while (__atomic_load_n(s, __ATOMIC_ACQUIRE) < value) {
         poller.pause([&] {
-          return "signal slot " + std::to_string(slot) + " is " +
-                 std::to_string(__atomic_load_n(s, __ATOMIC_ACQUIRE)) + ", still below " +
-                 std::to_string(value);
+          return fmt::format("signal slot {} is {}, still below {}", slot,
+                             __atomic_load_n(s, __ATOMIC_ACQUIRE), value);
         });
       }
     }

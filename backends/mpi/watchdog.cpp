@@ -1,5 +1,6 @@
 #include "backends/mpi/watchdog.h"
 
+#include <fmt/format.h>
 #include <mpi.h>
 
 #include <algorithm>
@@ -86,11 +87,11 @@ void CallClock::check(std::int64_t nowNs) {
   const std::int64_t deadline = deadlineNs_.load(std::memory_order_acquire);
   if (deadline == 0 || nowNs < deadline) return;
   const char* op = op_.load(std::memory_order_relaxed);
-  const std::string message =
-      "epcomm rank " + std::to_string(rank_) + ": " + (op ? op : "mpi call") +
-      ": timeout: no completion within EPCOMM_TIMEOUT_MS=" + std::to_string(timeoutNs_ / 1000000) +
-      " ms (a peer died, or did not make the same call); the mpi backend cannot cancel a "
-      "blocking MPI call, so it aborts the MPI job";
+  const std::string message = fmt::format(
+      "epcomm rank {}: {}: timeout: no completion within EPCOMM_TIMEOUT_MS={} ms (a peer died, or "
+      "did not make the same call); the mpi backend cannot cancel a blocking MPI call, so it "
+      "aborts the MPI job",
+      rank_, op ? op : "mpi call", timeoutNs_ / 1000000);
   if (log_) log_(4, message.c_str());
   std::fprintf(stderr, "%s\n", message.c_str());
   std::fflush(stderr);

@@ -1,5 +1,6 @@
 #include "backends/mpi/window.h"
 
+#include <fmt/format.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -90,9 +91,10 @@ bool Poller::backOff() {
 
 void Poller::timeout(const std::string& what) const {
   throwError(ErrorCode::kTimeout, ctx_.rank, op_,
-             "timeout: " + what + " after EPCOMM_TIMEOUT_MS=" + std::to_string(ctx_.timeoutMs) +
-                 " ms (no peer signalled, a peer died, or it never made the matching call); "
-                 "raise EPCOMM_TIMEOUT_MS if the peer is only slow");
+             fmt::format("timeout: {} after EPCOMM_TIMEOUT_MS={} ms (no peer signalled, a peer "
+                         "died, or it never made the matching call); raise EPCOMM_TIMEOUT_MS if "
+                         "the peer is only slow",
+                         what, ctx_.timeoutMs));
 }
 
 }  // namespace epcomm::mpi

@@ -1,5 +1,7 @@
 #include "backends/shm/backend.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -41,7 +43,7 @@ Backend::Backend(const epcommBackendCreateArgs& args)
   chooseKernelIsa(knobValue(args, "EPCOMM_SHM_ISA", "auto"));
   if (!args.bootstrap && size_ > 1) {
     throwError(ErrorCode::kInvalidUsage, rank_, op,
-               "shm backend: " + std::to_string(size_) + " ranks need a bootstrap all-gather");
+               fmt::format("shm backend: {} ranks need a bootstrap all-gather", size_));
   }
   const epcommBackendBootstrap* boot = args.bootstrap;
   const int rank = rank_;
@@ -68,11 +70,11 @@ Backend::Backend(const epcommBackendCreateArgs& args)
         return std::string(all[static_cast<std::size_t>(i)].host.hostname.data());
       };
       throwError(ErrorCode::kInvalidUsage, rank_, op,
-                 "EPCOMM_BACKEND=shm: the ranks span several hosts (rank 0 on " + nameOf(0) +
-                     ", rank " + std::to_string(r) + " on " + nameOf(r) +
-                     (nameOf(0) == nameOf(r) ? " in another IPC namespace" : "") +
-                     "); shared memory reaches the ranks of one host only: use "
-                     "EPCOMM_BACKEND=auto, or mpi under mpirun");
+                 fmt::format("EPCOMM_BACKEND=shm: the ranks span several hosts (rank 0 on {}, "
+                             "rank {} on {}{}); shared memory reaches the ranks of one host only: "
+                             "use EPCOMM_BACKEND=auto, or mpi under mpirun",
+                             nameOf(0), r, nameOf(r),
+                             nameOf(0) == nameOf(r) ? " in another IPC namespace" : ""));
     }
     fewestCpus = std::min(fewestCpus, other.cpus);
   }

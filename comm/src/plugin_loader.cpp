@@ -1,6 +1,7 @@
 #include "comm/src/plugin_loader.h"
 
 #include <dlfcn.h>
+#include <fmt/format.h>
 
 #include <cstddef>
 #include <filesystem>
@@ -80,13 +81,13 @@ std::string inspect(const std::string& path, const epcommBackendV1** table) {
   if (!t) {
     why = "does not export " EPCOMM_BACKEND_SYMBOL " (not an epcomm backend plugin)";
   } else if (t->abiVersion != EPCOMM_BACKEND_ABI_VERSION) {
-    why = "has backend ABI version " + std::to_string(t->abiVersion) +
-          ", this library needs version " + std::to_string(EPCOMM_BACKEND_ABI_VERSION) +
-          "; rebuild the plugin";
+    why =
+        fmt::format("has backend ABI version {}, this library needs version {}; rebuild the plugin",
+                    t->abiVersion, EPCOMM_BACKEND_ABI_VERSION);
   } else if (t->structSize < EPCOMM_BACKEND_V1_CORE_SIZE) {
-    why = "has a backend table of " + std::to_string(t->structSize) +
-          " bytes, this library needs at least " + std::to_string(EPCOMM_BACKEND_V1_CORE_SIZE) +
-          "; rebuild the plugin";
+    why = fmt::format(
+        "has a backend table of {} bytes, this library needs at least {}; rebuild the plugin",
+        t->structSize, EPCOMM_BACKEND_V1_CORE_SIZE);
   } else if (!t->create || !t->destroy || !t->lastError || !t->abort || !t->split ||
              !t->allReduce || !t->allGather || !t->allGatherV || !t->reduceScatter ||
              !t->broadcast || !t->barrier || !t->allToAll || !t->allToAllV || !t->send ||
