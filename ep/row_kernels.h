@@ -1,6 +1,7 @@
 // The row kernels of dispatch and combine, public so that callers (and ep-bench's plain-MPI
 // baseline) can use the very code the library uses. Vector code is chosen at run time from
-// what the CPU has (AVX-512, AVX2 + FMA, or portable loops), never by -march.
+// what the CPU has (AVX-512, AVX2 + FMA + F16C, or portable loops), never by -march: the
+// kernels and the detection are comm/kernels/ (epcomm_kernels), shared with the shm backend.
 #pragma once
 
 #include "../comm/export.h"

@@ -3,14 +3,14 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 
-#include "ep/src/target_clones.h"
+#include "comm/kernels/isa.h"
+#include "comm/kernels/simd_avx512.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define EPCOMM_EP_QUANT_X86 1
+#ifdef EPCOMM_KERNELS_X86
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized
-// reports once inlined (as in row_kernels.cpp); nothing here reads an undefined lane.
+// reports once inlined; nothing here reads an undefined lane.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
@@ -39,17 +39,18 @@ inline __attribute__((always_inline)) void quantizeGroup(const std::uint16_t* __
   *scale = s;
 }
 
-EPCOMM_EP_CLONES void dequantizeGroup(const std::int8_t* __restrict q, float s, int n,
-                                      std::uint16_t* __restrict out) {
+inline __attribute__((always_inline)) void dequantizeGroup(const std::int8_t* __restrict q, float s,
+                                                           int n, std::uint16_t* __restrict out) {
   for (int i = 0; i < n; ++i) {
     const std::uint32_t u = std::bit_cast<std::uint32_t>(static_cast<float>(q[i]) * s);
     out[i] = static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   }
 }
 
-// A whole row per call: one dispatch through the clone's resolver, not one per group.
-EPCOMM_EP_CLONES void quantizeRow(const std::uint16_t* __restrict x, int hidden, int group,
-                                  std::int8_t* __restrict q, float* __restrict scales) {
+inline __attribute__((always_inline)) void quantizeLoops(const std::uint16_t* __restrict x,
+                                                         int hidden, int group,
+                                                         std::int8_t* __restrict q,
+                                                         float* __restrict scales) {
   if (group == kQuantGroup) {
     for (int g = 0, c = 0; c < hidden; ++g, c += kQuantGroup) {
       quantizeGroup(x + c, kQuantGroup, q + c, scales + g);  // constant trip count
@@ -60,13 +61,58 @@ EPCOMM_EP_CLONES void quantizeRow(const std::uint16_t* __restrict x, int hidden,
     quantizeGroup(x + c, group, q + c, scales + g);
 }
 
-#ifdef EPCOMM_EP_QUANT_X86
-// quantizeRow for groups that are a multiple of 32 channels, with AVX-512BW: the same max
-// (on the bit patterns), the same scale and inverse, and x * inv rounded half to even by
+inline __attribute__((always_inline)) void dequantizeLoops(const std::int8_t* __restrict q,
+                                                           const float* __restrict scales,
+                                                           int hidden, int group,
+                                                           std::uint16_t* __restrict out) {
+  for (int g = 0, c = 0; c < hidden; ++g, c += group)
+    dequantizeGroup(q + c, scales[g], group, out + c);
+}
+
+// The plain loops above (written for GCC's vectoriser, -O3), compiled once per ISA and chosen
+// per row by kernels::detectedIsa(), the one detection every kernel uses. Not target_clones:
+// the loader runs a clone's IFUNC resolver while relocating, before the TSan runtime is up, and
+// under -fsanitize=thread the instrumented resolver crashed every program before main. A
+// switch on the detected ISA needs no resolver, so sanitizer builds run the same code as the
+// others. The targets stay exactly the clones' "avx512f" and "avx2", so the code is what it
+// was: GCC contracts x * inv + 1.5 * 2^23 (roundEven) into one fma where the target has one
+// (AVX-512F does, AVX2 without FMA does not), and an fma can round a tie differently.
+void quantizeLoopsPortable(const std::uint16_t* x, int hidden, int group, std::int8_t* q,
+                           float* scales) {
+  quantizeLoops(x, hidden, group, q, scales);
+}
+void dequantizeLoopsPortable(const std::int8_t* q, const float* scales, int hidden, int group,
+                             std::uint16_t* out) {
+  dequantizeLoops(q, scales, hidden, group, out);
+}
+
+#ifdef EPCOMM_KERNELS_X86
+__attribute__((target("avx2"))) void quantizeLoopsAvx2(const std::uint16_t* x, int hidden,
+                                                       int group, std::int8_t* q, float* scales) {
+  quantizeLoops(x, hidden, group, q, scales);
+}
+__attribute__((target("avx2"))) void dequantizeLoopsAvx2(const std::int8_t* q, const float* scales,
+                                                         int hidden, int group,
+                                                         std::uint16_t* out) {
+  dequantizeLoops(q, scales, hidden, group, out);
+}
+__attribute__((target("avx512f"))) void quantizeLoopsAvx512(const std::uint16_t* x, int hidden,
+                                                            int group, std::int8_t* q,
+                                                            float* scales) {
+  quantizeLoops(x, hidden, group, q, scales);
+}
+__attribute__((target("avx512f"))) void dequantizeLoopsAvx512(const std::int8_t* q,
+                                                              const float* scales, int hidden,
+                                                              int group, std::uint16_t* out) {
+  dequantizeLoops(q, scales, hidden, group, out);
+}
+
+// quantizeLoops for groups that are a multiple of 32 channels, in AVX-512 intrinsics: the same
+// max (on the bit patterns), the same scale and inverse, and x * inv rounded half to even by
 // vcvtps2dq (the default rounding mode, as roundEven's), so bitwise the same output.
-__attribute__((target("avx512f,avx512bw"))) void quantizeRowAvx512(const std::uint16_t* x,
-                                                                   int hidden, int group,
-                                                                   std::int8_t* q, float* scales) {
+EPCOMM_KERNELS_AVX512_BEGIN
+void quantizeRowAvx512(const std::uint16_t* x, int hidden, int group, std::int8_t* q,
+                       float* scales) {
   const __m512i absMask = _mm512_set1_epi16(0x7fff);
   for (int g = 0, c = 0; c < hidden; ++g, c += group) {
     __m512i m = _mm512_setzero_si512();
@@ -84,39 +130,42 @@ __attribute__((target("avx512f,avx512bw"))) void quantizeRowAvx512(const std::ui
     const float inv = amax > 0.f ? 127.f / amax : 0.f;
     const __m512 vinv = _mm512_set1_ps(inv);
     for (int i = 0; i < group; i += 16) {
-      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + c + i));
-      const __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+      const __m512 v = kernels::avx512::loadBf16(x + c + i);
       const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(v, vinv));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c + i), _mm512_cvtsepi32_epi8(r));
     }
     scales[g] = amax / 127.f;
   }
 }
-
-bool hasAvx512Bw() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  }();
-  return has;
-}
+EPCOMM_KERNELS_AVX512_END
 #endif
 
 }  // namespace
 
 void quantizeInt8(const Bf16* x, int hidden, int group, std::int8_t* q, float* scales) {
   const auto* bits = reinterpret_cast<const std::uint16_t*>(x);
-#ifdef EPCOMM_EP_QUANT_X86
-  if (group % 32 == 0 && hasAvx512Bw()) return quantizeRowAvx512(bits, hidden, group, q, scales);
+  switch (kernels::detectedIsa()) {
+#ifdef EPCOMM_KERNELS_X86
+    case kernels::Isa::kAvx512:
+      if (group % 32 == 0) return quantizeRowAvx512(bits, hidden, group, q, scales);
+      return quantizeLoopsAvx512(bits, hidden, group, q, scales);
+    case kernels::Isa::kAvx2: return quantizeLoopsAvx2(bits, hidden, group, q, scales);
 #endif
-  quantizeRow(bits, hidden, group, q, scales);
+    default: break;
+  }
+  quantizeLoopsPortable(bits, hidden, group, q, scales);
 }
 
 void dequantizeInt8(const std::int8_t* q, const float* scales, int hidden, int group, Bf16* out) {
   auto* bits = reinterpret_cast<std::uint16_t*>(out);
-  for (int g = 0, c = 0; c < hidden; ++g, c += group) {
-    dequantizeGroup(q + c, scales[g], group, bits + c);
+  switch (kernels::detectedIsa()) {
+#ifdef EPCOMM_KERNELS_X86
+    case kernels::Isa::kAvx512: return dequantizeLoopsAvx512(q, scales, hidden, group, bits);
+    case kernels::Isa::kAvx2: return dequantizeLoopsAvx2(q, scales, hidden, group, bits);
+#endif
+    default: break;
   }
+  dequantizeLoopsPortable(q, scales, hidden, group, bits);
 }
 
 }  // namespace epcomm::ep
