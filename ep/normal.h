@@ -60,10 +60,15 @@ struct DispatchInputs {
   int expertAlignment = 1;
   Quant quant = Quant::kDefault;  // kDefault: the Buffer's (EPCOMM_EP_INT8)
   bool dequantize = false;        // int8: also fill recvX with the dequantised tokens
+  // DeepEP's num_worst_tokens: > 0 pads every row output to exactly this many rows (padding
+  // rows: x and scales zero, topk ids -1, weights 0) and leaves numRecvTokensPerExpert
+  // empty. A rank that receives more rows than this fails (after the transfer, which
+  // every rank completes).
+  int numWorstTokens = 0;
 };
 
 struct DispatchOutputs {
-  int numRecvTokens = 0;
+  int numRecvTokens = 0;  // rows received (the arrays hold numWorstTokens rows when given)
   int hidden = 0;
   int numTopk = 0;    // 0 in cached mode (no topk received)
   int numScales = 0;  // int8: scales per row

@@ -80,6 +80,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   if (numTokens < 0) agreement.fail(fmt::format("numTokens {} < 0", numTokens));
   if (numTokens > 0 && !in.x) agreement.fail("x is null");
   if (in.expertAlignment < 1) agreement.fail("expertAlignment must be >= 1");
+  if (in.numWorstTokens < 0) agreement.fail("numWorstTokens must be >= 0");
   if (quant != Quant::kNone && !isInt8(quant)) agreement.fail("unknown quant mode");
   if (isInt8(quant) && hidden > 0 && (group <= 0 || hidden % group != 0)) {
     agreement.fail(fmt::format(
@@ -166,15 +167,18 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   out.numScales = numScales;
   out.quant = quant;
   out.bytesSent = 0;
-  if (!isInt8(quant) || in.dequantize) out.recvX.resize(numRecv * hidden);
+  // Rows of every output array: padded to numWorstTokens where asked (and large enough).
+  const std::size_t worst = in.numWorstTokens > 0 ? static_cast<std::size_t>(in.numWorstTokens) : 0;
+  const std::size_t rowsOut = std::max(numRecv, worst);
+  if (!isInt8(quant) || in.dequantize) out.recvX.resize(rowsOut * hidden);
   if (isInt8(quant)) {
-    out.recvXInt8.resize(numRecv * hidden);
-    out.recvScales.resize(numRecv * numScales);
+    out.recvXInt8.resize(rowsOut * hidden);
+    out.recvScales.resize(rowsOut * numScales);
   }
-  out.recvTopkIdx.resize(numRecv * numTopk);
-  out.recvTopkWeights.resize(numRecv * numTopk);
+  out.recvTopkIdx.resize(rowsOut * numTopk);
+  out.recvTopkWeights.resize(rowsOut * numTopk);
   out.numRecvTokensPerExpert.clear();
-  if (!cached) {
+  if (!cached && worst == 0) {
     out.numRecvTokensPerExpert.resize(numLocal);
     for (int e = 0; e < numLocal; ++e) {
       const std::int64_t c = plan.recvExpertCounts[e];
@@ -310,6 +314,24 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
                      hidden, group, out.recvX.data() + i * hidden);
     }
   }
+  if (worst == 0) return;
+  if (numRecv > worst) {
+    throwError(ErrorCode::kInvalidArgument, me, kOp,
+               fmt::format("this rank received {} rows, more than numWorstTokens {}; raise "
+                           "num_worst_tokens to the most rows any rank can receive",
+                           numRecv, worst));
+  }
+  const std::size_t pad = worst - numRecv;
+  const auto zero = [&](auto& array, std::size_t perRow) {
+    if (array.size() && pad)
+      std::memset(array.data() + numRecv * perRow, 0, pad * perRow * sizeof(*array.data()));
+  };
+  zero(out.recvX, static_cast<std::size_t>(hidden));
+  zero(out.recvXInt8, static_cast<std::size_t>(hidden));
+  zero(out.recvScales, static_cast<std::size_t>(numScales));
+  zero(out.recvTopkWeights, static_cast<std::size_t>(numTopk));
+  std::fill(out.recvTopkIdx.data() + numRecv * numTopk, out.recvTopkIdx.data() + worst * numTopk,
+            std::int64_t{-1});
 }
 
 }  // namespace epcomm::ep

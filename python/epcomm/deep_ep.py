@@ -150,18 +150,19 @@ class Buffer:
         """Returns (recv_x, recv_topk_idx, recv_topk_weights, num_recv_tokens_per_expert_list,
         handle, event). Rows arrive grouped by source rank, then in token order;
         recv_topk_idx holds local expert ids (-1 elsewhere, weight 0). With `handle` the
-        layout of that dispatch is reused (cached mode; topk outputs are None)."""
+        layout of that dispatch is reused (cached mode; topk outputs are None). With
+        num_worst_tokens > 0 every output has exactly that many rows (padding: topk ids -1,
+        weights and x 0) and the count list is empty."""
         if isinstance(x, tuple):
             raise TypeError("epcomm.deep_ep.dispatch: pre-quantised (data, scales) input is not "
                             "supported yet; pass the bf16 tensor (EPCOMM_EP_INT8=1 sends int8 "
                             "on the wire)")
-        if num_worst_tokens:
-            raise TypeError("epcomm.deep_ep.dispatch: num_worst_tokens is not supported yet")
         num_experts = 0 if num_tokens_per_expert is None else int(num_tokens_per_expert.numel())
         cached = handle[-1] if handle is not None else None
         recv_x, recv_idx, recv_w, per_expert, native = self.runtime.dispatch(
             x, None if cached is not None else topk_idx,
-            None if cached is not None else topk_weights, num_experts, cached, expert_alignment)
+            None if cached is not None else topk_weights, num_experts, cached, expert_alignment,
+            num_worst_tokens)
         if cached is not None:
             return recv_x, None, None, None, None, EventOverlap()
         # DeepEP's intranode handle: (rank_prefix_matrix, channel_prefix_matrix,

@@ -112,12 +112,13 @@ EpBuffer::Dispatched EpBuffer::dispatch(const at::Tensor& x,
                                         const std::optional<at::Tensor>& topkIdx,
                                         const std::optional<at::Tensor>& topkWeights,
                                         int numExperts, const std::shared_ptr<NormalHandle>& cached,
-                                        int expertAlignment) {
+                                        int expertAlignment, int numWorstTokens) {
   constexpr const char* kOp = "dispatch";
   std::string problem;
   bool ok = checkTensor(x, at::kBFloat16, 2, "x", problem);
   ep::DispatchInputs in;
   in.expertAlignment = expertAlignment;
+  in.numWorstTokens = numWorstTokens;
   in.quant = ep::Quant::kDefault;  // bf16, or int8 on the wire where the Buffer says so
   in.dequantize = true;            // recv_x is bf16 as the input (DeepEP)
   if (ok) {
@@ -158,7 +159,8 @@ EpBuffer::Dispatched EpBuffer::dispatch(const at::Tensor& x,
     throw;
   }
   Dispatched d;
-  const int64_t rows = out->numRecvTokens, hidden = out->hidden, k = out->numTopk;
+  const int64_t rows = numWorstTokens > 0 ? numWorstTokens : out->numRecvTokens,
+                hidden = out->hidden, k = out->numTopk;
   d.recvX = view(out->recvX.data(), {rows, hidden}, at::kBFloat16, out);
   if (!cached) {
     d.recvTopkIdx = view(out->recvTopkIdx.data(), {rows, k}, at::kLong, out);
@@ -184,7 +186,7 @@ std::tuple<at::Tensor, std::optional<at::Tensor>> EpBuffer::combine(
     in.x = reinterpret_cast<const Bf16*>(x.data_ptr());
     in.hidden = static_cast<int>(x.size(1));
     in.handle = &handle->handle;
-    if (x.size(0) != handle->handle.numRecvTokens) {
+    if (x.size(0) < handle->handle.numRecvTokens) {
       problem = fmt::format("x has {} rows but the dispatch received {}", x.size(0),
                             handle->handle.numRecvTokens);
       ok = false;

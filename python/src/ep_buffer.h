@@ -55,7 +55,8 @@ class EpBuffer {
   // topkIdx / topkWeights absent with `cached`.
   Dispatched dispatch(const at::Tensor& x, const std::optional<at::Tensor>& topkIdx,
                       const std::optional<at::Tensor>& topkWeights, int numExperts,
-                      const std::shared_ptr<NormalHandle>& cached, int expertAlignment);
+                      const std::shared_ptr<NormalHandle>& cached, int expertAlignment,
+                      int numWorstTokens);
   // (combined_x, combined_topk_weights or None).
   std::tuple<at::Tensor, std::optional<at::Tensor>> combine(
       const at::Tensor& x, const std::shared_ptr<NormalHandle>& handle,

@@ -83,11 +83,11 @@ PYBIND11_MODULE(_C, m) {
       .def("dispatch",
            [](EpBuffer& b, const at::Tensor& x, const std::optional<at::Tensor>& topkIdx,
               const std::optional<at::Tensor>& topkWeights, int numExperts,
-              const std::shared_ptr<NormalHandle>& cached, int alignment) {
+              const std::shared_ptr<NormalHandle>& cached, int alignment, int worst) {
              EpBuffer::Dispatched d;
              {
                py::gil_scoped_release release;
-               d = b.dispatch(x, topkIdx, topkWeights, numExperts, cached, alignment);
+               d = b.dispatch(x, topkIdx, topkWeights, numExperts, cached, alignment, worst);
              }
              return py::make_tuple(d.recvX, d.recvTopkIdx, d.recvTopkWeights,
                                    d.numRecvTokensPerExpert, d.handle);

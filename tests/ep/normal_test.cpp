@@ -212,6 +212,46 @@ TEST_F(Normal, CachedDispatchReusesTheLayout) {
   EXPECT_EQ(wrong, 0);
 }
 
+// DeepEP's num_worst_tokens: the same rows, padded to exactly that many (x zero, ids -1,
+// weights 0), no per-expert counts; fewer rows than received fails on that rank only.
+TEST_F(Normal, WorstTokensPadsEveryOutput) {
+  Buffer buffer(comm(), config());
+  const int E = expertsFor(size());
+  const EpInputs in =
+      makeInputs(9, rank(), tokensFor(rank(), 30), kHidden, kTopk, E, Fill::kRandom);
+  ep::DispatchOutputs plain, padded;
+  buffer.dispatch(dispatchInputsOf(in), plain);
+  ep::DispatchInputs d = dispatchInputsOf(in);
+  const int worst = plain.numRecvTokens + 5;
+  d.numWorstTokens = worst;
+  buffer.dispatch(d, padded);
+  const std::size_t n = static_cast<std::size_t>(plain.numRecvTokens);
+  ASSERT_EQ(padded.numRecvTokens, plain.numRecvTokens);
+  ASSERT_EQ(padded.recvX.size(), static_cast<std::size_t>(worst) * kHidden);
+  ASSERT_EQ(padded.recvTopkIdx.size(), static_cast<std::size_t>(worst) * kTopk);
+  EXPECT_TRUE(padded.numRecvTokensPerExpert.empty());
+  EXPECT_EQ(std::memcmp(padded.recvX.data(), plain.recvX.data(), n * kHidden * sizeof(Bf16)), 0);
+  EXPECT_EQ(std::memcmp(padded.recvTopkIdx.data(), plain.recvTopkIdx.data(),
+                        n * kTopk * sizeof(std::int64_t)),
+            0);
+  int badPadding = 0;
+  for (std::size_t i = n * kHidden; i < padded.recvX.size(); ++i) {
+    badPadding += padded.recvX.data()[i].bits != 0;
+  }
+  for (std::size_t i = n * kTopk; i < padded.recvTopkIdx.size(); ++i) {
+    badPadding += padded.recvTopkIdx.data()[i] != -1 || padded.recvTopkWeights.data()[i] != 0.f;
+  }
+  EXPECT_EQ(badPadding, 0);
+  // Too small on the last rank only (if it receives anything): its error, the others succeed.
+  d.numWorstTokens = rank() == size() - 1 ? std::max(1, plain.numRecvTokens) - 1 : worst;
+  if (rank() == size() - 1 && plain.numRecvTokens > 0) {
+    EXPECT_THROW(buffer.dispatch(d, padded), Error);
+  } else {
+    buffer.dispatch(d, padded);
+  }
+  EXPECT_FALSE(comm().aborted());
+}
+
 // DeepEP-Ascend's rounds: rounds of roundTokens tokens, at most `rounds` of them (0: no
 // limit); a batch that fits one round runs in one (the GLM-5 guide's 72 / 1024).
 TEST_F(Normal, RoundsGiveTheSameResult) {

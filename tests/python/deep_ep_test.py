@@ -91,6 +91,21 @@ def normal_mode(buffer, rank, size, alignment):
                               for d in range(size)] for s in range(size)], dtype=torch.int32)
     expect_equal(handle[0], received.cumsum(0).to(torch.int32), "rank_prefix_matrix")
 
+    # num_worst_tokens: the same rows padded to exactly that many (ids -1, weights 0).
+    worst = sum(all_inputs[s][0].size(0) for s in range(size)) + 3
+    px, pidx, pw, pcounts, phandle, _ = buffer.dispatch(
+        x, topk_idx=topk_idx, topk_weights=w, num_tokens_per_expert=per_expert,
+        num_worst_tokens=worst)
+    n = recv_x.size(0)
+    assert px.shape == (worst, HIDDEN) and pidx.shape == (worst, TOPK) and pcounts == []
+    expect_equal(px[:n], recv_x, "padded recv_x")
+    expect_equal(pidx[n:], torch.full((worst - n, TOPK), -1, dtype=torch.int64), "padding ids")
+    expect_equal(pw[n:], torch.zeros(worst - n, TOPK), "padding weights")
+    padded_combined, _, _ = buffer.combine(px, phandle)
+    expect_equal(padded_combined[:x.size(0)],
+                 (x.float() * want_in_rank.sum(1, keepdim=True)).to(torch.bfloat16),
+                 "combine of a padded dispatch")
+
     # Cached: the same rows again, no topk outputs.
     again, none_idx, none_w, none_counts, none_handle, _ = buffer.dispatch(x, handle=handle)
     assert none_idx is None and none_w is None and none_counts is None and none_handle is None
