@@ -8,20 +8,16 @@ rank. Cases: normal-mode dispatch of `--tokens` tokens, and low-latency dispatch
   mpirun -np 2 python3 bench/python/deep_ep_bench.py
 """
 
-import argparse
-import datetime
 import json
-import os
 import statistics
 import sys
-import tempfile
-import time
 
 import torch
 import torch.distributed as dist
 
 import epcomm  # noqa: F401
 from epcomm import deep_ep
+from epcomm import launch
 
 
 def inputs(rank, tokens, hidden, num_experts, topk):
@@ -30,14 +26,6 @@ def inputs(rank, tokens, hidden, num_experts, topk):
     idx = torch.rand(tokens, num_experts, generator=g).topk(topk, dim=1).indices.to(torch.int64)
     w = torch.rand(tokens, topk, generator=g)
     return x, idx, w
-
-
-def timed(fn, iters):
-    dist.barrier()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - start) / iters
 
 
 def bench(rank, size, args):
@@ -72,7 +60,7 @@ def bench(rank, size, args):
         cpp_fn(1)
         t_py, t_cpp = [], []
         for _ in range(args.reps):
-            t_py.append(timed(py_fn, iters))
+            t_py.append(launch.time_per_call(py_fn, iters))
             dist.barrier()
             t_cpp.append(cpp_fn(iters))
         med = torch.tensor([statistics.median(t_py), statistics.median(t_cpp)],
@@ -93,16 +81,12 @@ def bench(rank, size, args):
     dist.destroy_process_group()
 
 
-def spawned(rank, size, port, args):
-    store = dist.TCPStore("127.0.0.1", port, size, False, datetime.timedelta(seconds=120))
+def worker(rank, size, store, args):
     dist.init_process_group("epcomm", store=store, rank=rank, world_size=size)
     bench(rank, size, args)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spawn", type=int, default=0)
+def add_arguments(parser):
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--ll-tokens", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=7168)
@@ -112,22 +96,7 @@ def main():
     parser.add_argument("--iters-normal", type=int, default=5)
     parser.add_argument("--iters-ll", type=int, default=200)
     parser.add_argument("--json", default="")
-    args = parser.parse_args()
-    if args.spawn:
-        import torch.multiprocessing as mp
-        store = dist.TCPStore("127.0.0.1", 0, args.spawn + 1, True,
-                              datetime.timedelta(seconds=120), wait_for_workers=False)
-        mp.spawn(spawned, args=(args.spawn, store.port, args), nprocs=args.spawn)
-        return 0
-    rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-    size = int(os.environ["OMPI_COMM_WORLD_SIZE"])
-    path = os.path.join(tempfile.gettempdir(),
-                        f"epcomm-ep-bench-{os.environ.get('OMPI_MCA_ess_base_jobid', '0')}")
-    dist.init_process_group("epcomm", store=dist.FileStore(path, size), rank=rank,
-                            world_size=size)
-    bench(rank, size, args)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch.main(worker, __doc__, add_arguments))

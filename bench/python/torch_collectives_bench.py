@@ -9,33 +9,21 @@ gloo (torch 1.13) has no bfloat16 all-reduce: for bfloat16 the gloo column runs 
 tensors of the same element count (twice the bytes; noted as "gloo-f32").
 """
 
-import argparse
-import datetime
 import json
-import os
 import statistics
 import sys
-import tempfile
-import time
 
 import torch
 import torch.distributed as dist
 
 import epcomm  # noqa: F401  (registers the torch.distributed backend "epcomm")
+from epcomm import launch
 
 SIZES = [8, 64, 1024, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
 
 
 def iterations(nbytes):
     return max(5, min(2000, (64 << 20) // max(nbytes, 1) * 2))
-
-
-def time_calls(fn, iters):
-    dist.barrier()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - start) / iters
 
 
 def bench(rank, size, args):
@@ -65,8 +53,8 @@ def bench(rank, size, args):
                 fn_theirs()
                 t_mine, t_theirs = [], []
                 for _ in range(args.reps):
-                    t_mine.append(time_calls(fn_mine, iters))
-                    t_theirs.append(time_calls(fn_theirs, iters))
+                    t_mine.append(launch.time_per_call(fn_mine, iters))
+                    t_theirs.append(launch.time_per_call(fn_theirs, iters))
                 # Every rank reports the slowest rank's median.
                 med = torch.tensor([statistics.median(t_mine), statistics.median(t_theirs)],
                                    dtype=torch.float64)
@@ -95,37 +83,18 @@ def bench(rank, size, args):
     dist.destroy_process_group()
 
 
-def spawned(rank, size, port, args):
-    store = dist.TCPStore("127.0.0.1", port, size, False, datetime.timedelta(seconds=120))
+def worker(rank, size, store, args):
     dist.init_process_group("epcomm", store=store, rank=rank, world_size=size)
     bench(rank, size, args)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spawn", type=int, default=0, help="ranks to spawn (no mpirun)")
+def add_arguments(parser):
     parser.add_argument("--reps", type=int, default=5, help="alternations per size")
     parser.add_argument("--ops", nargs="+", default=["all_reduce"],
                         choices=["all_reduce", "all_gather"])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--json", default="", help="write the results here (rank 0)")
-    args = parser.parse_args()
-    if args.spawn:
-        import torch.multiprocessing as mp
-        store = dist.TCPStore("127.0.0.1", 0, args.spawn + 1, True,
-                              datetime.timedelta(seconds=120), wait_for_workers=False)
-        mp.spawn(spawned, args=(args.spawn, store.port, args), nprocs=args.spawn)
-        return 0
-    rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-    size = int(os.environ["OMPI_COMM_WORLD_SIZE"])
-    path = os.path.join(tempfile.gettempdir(),
-                        f"epcomm-bench-{os.environ.get('OMPI_MCA_ess_base_jobid', '0')}")
-    dist.init_process_group("epcomm", store=dist.FileStore(path, size), rank=rank,
-                            world_size=size)
-    bench(rank, size, args)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch.main(worker, __doc__, add_arguments))

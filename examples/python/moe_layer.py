@@ -9,17 +9,16 @@ batch (normal mode) and a decode batch (low-latency mode).
 Exit status 0 when every rank's outputs match.
 """
 
-import argparse
 import datetime
 import os
 import sys
-import tempfile
 
 import torch
 import torch.distributed as dist
 
 import epcomm  # noqa: F401  (registers the torch.distributed backend "epcomm")
 from epcomm import deep_ep
+from epcomm import launch
 
 HIDDEN = 512
 EXPERTS_PER_RANK = 4
@@ -112,30 +111,5 @@ def run(rank, size, store):
         raise SystemExit(1)
 
 
-def spawned(rank, size, port):
-    run(rank, size, dist.TCPStore("127.0.0.1", port, size, False, datetime.timedelta(seconds=120)))
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spawn", type=int, default=0, help="ranks to spawn (no mpirun)")
-    args = parser.parse_args()
-    if args.spawn:
-        import torch.multiprocessing as mp
-        store = dist.TCPStore("127.0.0.1", 0, args.spawn + 1, True,
-                              datetime.timedelta(seconds=120), wait_for_workers=False)
-        mp.spawn(spawned, args=(args.spawn, store.port), nprocs=args.spawn)
-        return 0
-    rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-    size = int(os.environ["OMPI_COMM_WORLD_SIZE"])
-    path = os.path.join(tempfile.gettempdir(),
-                        f"epcomm-moe-{os.environ.get('OMPI_MCA_ess_base_jobid', '0')}")
-    run(rank, size, dist.FileStore(path, size))
-    if rank == 0 and os.path.exists(path):
-        os.remove(path)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch.main(run, __doc__))

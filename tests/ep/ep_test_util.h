@@ -3,6 +3,8 @@
 // rank), so references need no extra communication.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -15,6 +17,15 @@
 namespace epcomm::test {
 
 extern Communicator* gComm;
+
+// A fixture over the suite's communicator (gComm, made by the test's main).
+template <typename Base = ::testing::Test>
+class OnSuiteComm : public Base {
+ protected:
+  Communicator& comm() { return *gComm; }
+  int rank() { return gComm->rank(); }
+  int size() { return gComm->size(); }
+};
 
 // The routing shape of a run (ep_test --skewed): kSpread sends every rank's tokens
 // everywhere; kSkewed gives rank 0 no tokens (it sends nothing) and routes no token to the

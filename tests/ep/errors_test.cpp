@@ -17,11 +17,8 @@ using ep::BufferConfig;
 constexpr int kHidden = 256;
 constexpr int kTopk = 4;
 
-class Errors : public ::testing::Test {
+class Errors : public OnSuiteComm<> {
  protected:
-  Communicator& comm() { return *gComm; }
-  int rank() { return gComm->rank(); }
-  int size() { return gComm->size(); }
   // The faulty rank: the last one (so rank 0's message must name another rank).
   int culprit() { return size() - 1; }
 

@@ -124,13 +124,10 @@ double llCombineDiff(Buffer& buffer, const EpInputs& in, const ep::LowLatencyDis
   return weightedCombineDiff(in, back.combinedX);
 }
 
-class LowLatency : public ::testing::TestWithParam<ep::Transport> {
+class LowLatency : public OnSuiteComm<::testing::TestWithParam<ep::Transport>> {
  protected:
   void SetUp() override { gTransport = GetParam(); }
   void TearDown() override { gTransport = ep::Transport::kAuto; }
-  Communicator& comm() { return *gComm; }
-  int rank() { return gComm->rank(); }
-  int size() { return gComm->size(); }
 };
 
 TEST_P(LowLatency, DispatchOraclesAndWeightedCombine) {

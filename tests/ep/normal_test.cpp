@@ -18,11 +18,8 @@ using ep::Buffer;
 using ep::BufferConfig;
 using ep::Transport;
 
-class Normal : public ::testing::Test {
+class Normal : public OnSuiteComm<> {
  protected:
-  Communicator& comm() { return *gComm; }
-  int rank() { return gComm->rank(); }
-  int size() { return gComm->size(); }
   static BufferConfig config() {
     BufferConfig c;
     c.normalBytes = std::size_t{64} << 20;

@@ -10,17 +10,15 @@ sum), a rank with no tokens, and bad input raising on every rank. Runs on a grou
   mpirun -np N python3 deep_ep_test.py
 """
 
-import argparse
 import datetime
-import os
 import sys
-import tempfile
 
 import torch
 import torch.distributed as dist
 
 import epcomm  # noqa: F401
 from epcomm import deep_ep
+from epcomm import launch
 
 HIDDEN = 256
 TOPK = 4
@@ -225,29 +223,5 @@ def run(rank, size, store):
     dist.destroy_process_group()
 
 
-def spawned(rank, size, port):
-    run(rank, size, dist.TCPStore("127.0.0.1", port, size, False, datetime.timedelta(seconds=60)))
-
-
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--spawn", type=int, default=0)
-    args = parser.parse_args()
-    if args.spawn:
-        import torch.multiprocessing as mp
-        store = dist.TCPStore("127.0.0.1", 0, args.spawn + 1, True,
-                              datetime.timedelta(seconds=60), wait_for_workers=False)
-        mp.spawn(spawned, args=(args.spawn, store.port), nprocs=args.spawn)
-        return 0
-    rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-    size = int(os.environ["OMPI_COMM_WORLD_SIZE"])
-    path = os.path.join(tempfile.gettempdir(),
-                        f"epcomm-deep-ep-test-{os.environ.get('OMPI_MCA_ess_base_jobid', '0')}")
-    run(rank, size, dist.FileStore(path, size))
-    if rank == 0 and os.path.exists(path):
-        os.remove(path)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch.main(run, __doc__))

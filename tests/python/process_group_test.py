@@ -7,14 +7,12 @@ Launch either way engines do:
   mpirun -np N python3 process_group_test.py   ranks from Open MPI's environment, FileStore
 """
 
-import argparse
 import datetime
-import os
 import sys
-import tempfile
 
 import torch
 import torch.distributed as dist
+from epcomm import launch
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.int32, torch.int64, torch.int8,
           torch.uint8]
@@ -201,30 +199,5 @@ def run(rank, size, store):
     print(f"rank {rank}: process_group_test passed", flush=True)
 
 
-def spawned(rank, size, port):
-    store = dist.TCPStore("127.0.0.1", port, size, False, datetime.timedelta(seconds=60))
-    run(rank, size, store)
-
-
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--spawn", type=int, default=0, help="ranks to spawn (no mpirun)")
-    args = parser.parse_args()
-    if args.spawn:
-        import torch.multiprocessing as mp
-        # The parent hosts the store on a free port; the children connect to it.
-        store = dist.TCPStore("127.0.0.1", 0, args.spawn + 1, True,
-                              datetime.timedelta(seconds=60), wait_for_workers=False)
-        mp.spawn(spawned, args=(args.spawn, store.port), nprocs=args.spawn)
-        return
-    rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-    size = int(os.environ["OMPI_COMM_WORLD_SIZE"])
-    job = os.environ.get("OMPI_MCA_ess_base_jobid", "0")
-    path = os.path.join(tempfile.gettempdir(), f"epcomm-pg-test-{job}")
-    run(rank, size, dist.FileStore(path, size))
-    if rank == 0 and os.path.exists(path):
-        os.remove(path)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch.main(run, __doc__))
