@@ -55,8 +55,10 @@ class CallCheck {
   std::int64_t opId_ = 0;
   int numShapes_ = 0;
   std::int64_t shape_[3] = {};
-  std::string opName_;
-  std::string shapeName_[3];
+  // Names for messages only: valid until the collective returns (comm/backend.h), which is
+  // when they are used.
+  const char* opName_ = "collective";
+  const char* shapeName_[3] = {};
 };
 
 }  // namespace epcomm::mpi
