@@ -12,11 +12,8 @@ int main(void) {
   EXAMPLE_CHECK(epcommGetVersion(&version));
 
   epcommComm_t comm = NULL;
-  epcommConfig_t config = EPCOMM_CONFIG_INITIALIZER;
-  EXAMPLE_CHECK(epcommCommInitFromEnv(&comm, &config));
   int rank = 0, size = 0;
-  EXAMPLE_CHECK(epcommCommUserRank(comm, &rank));
-  EXAMPLE_CHECK(epcommCommCount(comm, &size));
+  if (exampleInit(&comm, &rank, &size) != 0) return 1;
 
   enum { kCount = 1001 };
   float* data = malloc(kCount * sizeof(float));

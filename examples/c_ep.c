@@ -67,10 +67,8 @@ static int64_t wrongRows(const epcommBf16_t* x, const float* w, const epcommBf16
 
 int main(void) {
   epcommComm_t comm = NULL;
-  EXAMPLE_CHECK(epcommCommInitFromEnv(&comm, NULL));
   int rank = 0, size = 0;
-  EXAMPLE_CHECK(epcommCommUserRank(comm, &rank));
-  EXAMPLE_CHECK(epcommCommCount(comm, &size));
+  if (exampleInit(&comm, &rank, &size) != 0) return 1;
   const int64_t numExperts = (int64_t)kExpertsPerRank * size;
 
   epcommEpConfig_t config = EPCOMM_EP_CONFIG_INITIALIZER; /* -1: environment / default */

@@ -11,11 +11,8 @@
 
 int main(void) {
   epcommComm_t comm = NULL;
-  epcommConfig_t config = EPCOMM_CONFIG_INITIALIZER;
-  EXAMPLE_CHECK(epcommCommInitFromEnv(&comm, &config));
   int rank = 0, size = 0;
-  EXAMPLE_CHECK(epcommCommUserRank(comm, &rank));
-  EXAMPLE_CHECK(epcommCommCount(comm, &size));
+  if (exampleInit(&comm, &rank, &size) != 0) return 1;
   const int next = (rank + 1) % size;
   const int prev = (rank + size - 1) % size;
   int wrong = 0;

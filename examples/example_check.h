@@ -18,4 +18,14 @@
     }                                                                          \
   } while (0)
 
+/* Makes *comm from the environment (mpirun, or EPCOMM_INIT_ADDR + EPCOMM_RANK + EPCOMM_SIZE)
+ * and reads this rank and the rank count. Returns 0 on success. */
+static inline int exampleInit(epcommComm_t* comm, int* rank, int* size) {
+  epcommConfig_t config = EPCOMM_CONFIG_INITIALIZER;
+  EXAMPLE_CHECK(epcommCommInitFromEnv(comm, &config));
+  EXAMPLE_CHECK(epcommCommUserRank(*comm, rank));
+  EXAMPLE_CHECK(epcommCommCount(*comm, size));
+  return 0;
+}
+
 #endif

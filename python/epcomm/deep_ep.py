@@ -23,7 +23,7 @@ memory from the calls (``EPCOMM_EP_BUFFSIZE`` bounds normal mode's staging,
 is the low-latency capacity; see docs/configuration.md).
 """
 
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist

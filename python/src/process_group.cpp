@@ -101,29 +101,34 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::broadcast(std::vector<at::Ten
   return done(rank_, c10d::OpType::BROADCAST, tensors);
 }
 
-c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::allreduce(std::vector<at::Tensor>& tensors,
-                                                             const c10d::AllreduceOptions& opts) {
-  Call call(*comm_, "allreduce");
+c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::allReduceInto(std::vector<at::Tensor>& tensors,
+                                                                 const c10d::ReduceOp& reduceOp,
+                                                                 const char* name, bool keep,
+                                                                 c10d::OpType type) {
+  Call call(*comm_, name);
   const TensorArg t = call.single(tensors);
-  const ReduceOp op = call.reduceOp(opts.reduceOp);
-  call.run([&](const TensorArg& a) { comm_->allReduce(a.data, a.data, a.count, a.dtype, op); }, t);
-  return done(rank_, c10d::OpType::ALLREDUCE, tensors);
-}
-
-c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::reduce(std::vector<at::Tensor>& tensors,
-                                                          const c10d::ReduceOptions& opts) {
-  // An all-reduce into a scratch copy off the root: every rank reduces, the root keeps it.
-  Call call(*comm_, "reduce");
-  const TensorArg t = call.single(tensors);
-  const ReduceOp op = call.reduceOp(opts.reduceOp);
-  at::Tensor scratch = t.ok() && rank_ != opts.rootRank ? tensors[0].clone() : at::Tensor();
+  const ReduceOp op = call.reduceOp(reduceOp);
+  // A rank that does not keep the result reduces into a scratch copy.
+  at::Tensor scratch = t.ok() && !keep ? tensors[0].clone() : at::Tensor();
   call.run(
       [&](const TensorArg& a) {
         void* out = scratch.defined() ? scratch.data_ptr() : a.data;
         comm_->allReduce(a.data, out, a.count, a.dtype, op);
       },
       t);
-  return done(rank_, c10d::OpType::REDUCE, tensors);
+  return done(rank_, type, tensors);
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::allreduce(std::vector<at::Tensor>& tensors,
+                                                             const c10d::AllreduceOptions& opts) {
+  return allReduceInto(tensors, opts.reduceOp, "allreduce", true, c10d::OpType::ALLREDUCE);
+}
+
+c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::reduce(std::vector<at::Tensor>& tensors,
+                                                          const c10d::ReduceOptions& opts) {
+  // An all-reduce of which only the root keeps the result.
+  return allReduceInto(tensors, opts.reduceOp, "reduce", rank_ == opts.rootRank,
+                       c10d::OpType::REDUCE);
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::_allgather_base(at::Tensor& output,

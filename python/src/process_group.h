@@ -70,6 +70,11 @@ class ProcessGroupEpcomm : public c10d::ProcessGroup {
                                       int tag) override;
 
  private:
+  // allreduce and reduce: the all-reduce, written to the tensor where `keep`.
+  c10::intrusive_ptr<c10d::Work> allReduceInto(std::vector<at::Tensor>& tensors,
+                                               const c10d::ReduceOp& op, const char* name,
+                                               bool keep, c10d::OpType type);
+
   std::unique_ptr<Communicator> comm_;
 };
 
