@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -34,6 +35,18 @@ at::Tensor view(void* data, std::vector<int64_t> sizes, at::ScalarType type,
   if (n == 0 || !data) return at::empty(sizes, options);
   return at::from_blob(
       data, sizes, [owner](void*) {}, options);
+}
+
+// Seconds per call of fn over `iters` calls after one warm-up call (outputs reach their
+// size), the ranks starting together.
+template <typename Fn>
+double secondsPerCall(Communicator& comm, int iters, Fn&& fn) {
+  fn();
+  comm.barrier();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
+         std::max(iters, 1);
 }
 
 // Checks one input tensor: contiguous CPU of `type` with `dims` dimensions. A problem is
@@ -348,11 +361,7 @@ double EpBuffer::timeNormalDispatch(const at::Tensor& x, const at::Tensor& topkI
   in.numExperts = numExperts;
   in.dequantize = true;
   ep::DispatchOutputs out;
-  buffer_->dispatch(in, out);  // warm: the outputs reach their size
-  comm_->barrier();
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) buffer_->dispatch(in, out);
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / iters;
+  return secondsPerCall(*comm_, iters, [&] { buffer_->dispatch(in, out); });
 }
 
 double EpBuffer::timeLowLatency(const at::Tensor& x, const at::Tensor& topkIdx,
@@ -375,11 +384,7 @@ double EpBuffer::timeLowLatency(const at::Tensor& x, const at::Tensor& topkIdx,
     ep::LowLatencyCombineOutputs r;
     buffer_->lowLatencyCombine(c, r);
   };
-  once();
-  comm_->barrier();
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) once();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / iters;
+  return secondsPerCall(*comm_, iters, once);
 }
 
 at::Tensor EpBuffer::rankPrefixMatrix(const NormalHandle& h) {

@@ -41,6 +41,18 @@ c10::intrusive_ptr<c10d::Work> done(int rank, c10d::OpType type,
   return c10::make_intrusive<CompletedWork>(rank, type, std::move(outputs));
 }
 
+// send / recv: point to point has no agreement, so a bad tensor is an error on this rank
+// only.
+template <typename Fn>
+c10::intrusive_ptr<c10d::Work> pointToPoint(Communicator& comm, std::vector<at::Tensor>& tensors,
+                                            const char* name, c10d::OpType type, Fn&& fn) {
+  Call call(comm, name);
+  const TensorArg t = call.single(tensors);
+  call.raiseLocal();
+  fn(t);
+  return done(comm.rank(), type, tensors);
+}
+
 // The all-gather the communicator bootstraps with, over the group's store: each call writes
 // this rank's bytes under its own key and reads every rank's (the store's get waits, up to
 // the store's timeout).
@@ -359,21 +371,16 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::barrier(const c10d::BarrierOp
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::send(std::vector<at::Tensor>& tensors,
                                                         int dstRank, int tag) {
-  // Point to point has no agreement: a bad tensor is an error on this rank only.
-  Call call(*comm_, "send");
-  const TensorArg t = call.single(tensors);
-  call.raiseLocal();
-  comm_->send(t.data, t.count, t.dtype, dstRank, tag);
-  return done(rank_, c10d::OpType::SEND, tensors);
+  return pointToPoint(*comm_, tensors, "send", c10d::OpType::SEND, [&](const TensorArg& t) {
+    comm_->send(t.data, t.count, t.dtype, dstRank, tag);
+  });
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::recv(std::vector<at::Tensor>& tensors,
                                                         int srcRank, int tag) {
-  Call call(*comm_, "recv");
-  const TensorArg t = call.single(tensors);
-  call.raiseLocal();
-  comm_->recv(t.data, t.count, t.dtype, srcRank, tag);
-  return done(rank_, c10d::OpType::RECV, tensors);
+  return pointToPoint(*comm_, tensors, "recv", c10d::OpType::RECV, [&](const TensorArg& t) {
+    comm_->recv(t.data, t.count, t.dtype, srcRank, tag);
+  });
 }
 
 }  // namespace epcomm::python
