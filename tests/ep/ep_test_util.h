@@ -12,11 +12,15 @@
 
 #include "comm/communicator.h"
 #include "comm/half.h"
+#include "ep/buffer.h"
 #include "ep/normal.h"
 
 namespace epcomm::test {
 
 extern Communicator* gComm;
+
+using ep::Buffer;
+using ep::BufferConfig;
 
 // A fixture over the suite's communicator (gComm, made by the test's main).
 template <typename Base = ::testing::Test>

@@ -11,9 +11,6 @@
 namespace epcomm::test {
 namespace {
 
-using ep::Buffer;
-using ep::BufferConfig;
-
 constexpr int kHidden = 256;
 constexpr int kTopk = 4;
 

@@ -16,9 +16,6 @@
 namespace epcomm::test {
 namespace {
 
-using ep::Buffer;
-using ep::BufferConfig;
-
 constexpr int kHidden = 256;
 constexpr int kTopk = 4;
 constexpr int kCapacity = 32;  // T

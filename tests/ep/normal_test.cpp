@@ -14,8 +14,6 @@
 namespace epcomm::test {
 namespace {
 
-using ep::Buffer;
-using ep::BufferConfig;
 using ep::Transport;
 
 class Normal : public OnSuiteComm<> {

@@ -29,10 +29,6 @@
 #include "tests/topology/run_command.h"
 #include "tests/topology/topo_json.h"
 
-#ifndef EPCOMM_TOPO_EXE
-#error "EPCOMM_TOPO_EXE must name the epcomm-topo program"
-#endif
-
 namespace epcomm::test {
 namespace {
 

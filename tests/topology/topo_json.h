@@ -1,5 +1,10 @@
-// Helpers for checking epcomm-topo's JSON against docs/topology.md.
+// Helpers for checking epcomm-topo's JSON against docs/topology.md (tests that run the
+// program get its path as EPCOMM_TOPO_EXE from CMake).
 #pragma once
+
+#ifndef EPCOMM_TOPO_EXE
+#error "EPCOMM_TOPO_EXE must name the epcomm-topo program"
+#endif
 
 #include <nlohmann/json.hpp>
 
