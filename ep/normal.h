@@ -60,6 +60,14 @@ struct DispatchInputs {
   int expertAlignment = 1;
   Quant quant = Quant::kDefault;  // kDefault: the Buffer's (EPCOMM_EP_INT8)
   bool dequantize = false;        // int8: also fill recvX with the dequantised tokens
+  // Pre-quantised tokens (DeepEP's `(data, scales)` x): int8 [numTokens, hidden] and f32
+  // scales, one per quantisation group, scale g of token t at
+  // xScales[t * scalesTokenStride + g * scalesGroupStride] (any strides: DeepEP's scales are
+  // often column-major). x is then not read; quant must be int8 and its group must match.
+  const std::int8_t* xInt8 = nullptr;
+  const float* xScales = nullptr;
+  std::int64_t scalesTokenStride = 0;
+  std::int64_t scalesGroupStride = 1;
   // DeepEP's num_worst_tokens: > 0 pads every row output to exactly this many rows (padding
   // rows: x and scales zero, topk ids -1, weights 0) and leaves numRecvTokensPerExpert
   // empty. A rank that receives more rows than this fails (after the transfer, which

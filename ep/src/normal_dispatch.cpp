@@ -78,7 +78,11 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   CallAgreement agreement(kOp);
   if (hidden <= 0) agreement.fail(fmt::format("hidden {} must be >= 1", hidden));
   if (numTokens < 0) agreement.fail(fmt::format("numTokens {} < 0", numTokens));
-  if (numTokens > 0 && !in.x) agreement.fail("x is null");
+  const bool preQuantised = in.xInt8 != nullptr;
+  if (numTokens > 0 && !in.x && !preQuantised) agreement.fail("x is null");
+  if (preQuantised && (!isInt8(quant) || (numTokens > 0 && !in.xScales))) {
+    agreement.fail("pre-quantised x needs an int8 quant mode and its scales");
+  }
   if (in.expertAlignment < 1) agreement.fail("expertAlignment must be >= 1");
   if (in.numWorstTokens < 0) agreement.fail("numWorstTokens must be >= 0");
   if (quant != Quant::kNone && !isInt8(quant)) agreement.fail("unknown quant mode");
@@ -231,12 +235,19 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
     std::size_t stageRows = 0;  // window + int8: tokens quantised into the unused row staging
     for (int t = begin; t < end; ++t) {
       const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * numRanks;
-      const Bf16* xt = in.x + static_cast<std::size_t>(t) * hidden;
+      const Bf16* xt = preQuantised ? nullptr : in.x + static_cast<std::size_t>(t) * hidden;
       bool toPeer = false;
       for (int r = 0; r < numRanks; ++r) toPeer = toPeer || (r != me && inRank[r]);
       if (!toPeer && !inRank[me]) continue;
       const void* row = xt;
-      if (!bf16) {
+      if (preQuantised) {
+        // The caller's rows and scales: nothing to quantise, and the rows outlive the call.
+        row = in.xInt8 + static_cast<std::size_t>(t) * hidden;
+        for (int g = 0; g < numScales; ++g) {
+          qScales[static_cast<std::size_t>(g)] =
+              in.xScales[t * in.scalesTokenStride + g * in.scalesGroupStride];
+        }
+      } else if (!bf16) {
         // Quantised once per token. With the window its rows are put from where they were
         // quantised, so that place must outlive the loop: this rank's own output row when
         // the token stays here too (no self copy), else a row of the staging.

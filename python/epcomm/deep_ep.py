@@ -152,15 +152,14 @@ class Buffer:
         recv_topk_idx holds local expert ids (-1 elsewhere, weight 0). With `handle` the
         layout of that dispatch is reused (cached mode; topk outputs are None). With
         num_worst_tokens > 0 every output has exactly that many rows (padding: topk ids -1,
-        weights and x 0) and the count list is empty."""
-        if isinstance(x, tuple):
-            raise TypeError("epcomm.deep_ep.dispatch: pre-quantised (data, scales) input is not "
-                            "supported yet; pass the bf16 tensor (EPCOMM_EP_INT8=1 sends int8 "
-                            "on the wire)")
+        weights and x 0) and the count list is empty. x may be DeepEP's pre-quantised tuple
+        (data, scales): on CPU the data is int8 [N, H] (epcomm's stand-in for fp8) and the
+        scales float32 [N, H / 128] in any strides; recv_x is then the same kind of tuple."""
+        x, x_scales = x if isinstance(x, tuple) else (x, None)
         num_experts = 0 if num_tokens_per_expert is None else int(num_tokens_per_expert.numel())
         cached = handle[-1] if handle is not None else None
         recv_x, recv_idx, recv_w, per_expert, native = self.runtime.dispatch(
-            x, None if cached is not None else topk_idx,
+            x, x_scales, None if cached is not None else topk_idx,
             None if cached is not None else topk_weights, num_experts, cached, expert_alignment,
             num_worst_tokens)
         if cached is not None:

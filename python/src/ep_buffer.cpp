@@ -122,13 +122,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> EpBuffer::getDispatchLayout(
 }
 
 EpBuffer::Dispatched EpBuffer::dispatch(const at::Tensor& x,
+                                        const std::optional<at::Tensor>& xScales,
                                         const std::optional<at::Tensor>& topkIdx,
                                         const std::optional<at::Tensor>& topkWeights,
                                         int numExperts, const std::shared_ptr<NormalHandle>& cached,
                                         int expertAlignment, int numWorstTokens) {
   constexpr const char* kOp = "dispatch";
   std::string problem;
-  bool ok = checkTensor(x, at::kBFloat16, 2, "x", problem);
+  const bool preQuantised = xScales.has_value();
+  bool ok = checkTensor(x, preQuantised ? at::kChar : at::kBFloat16, 2, "x", problem);
   ep::DispatchInputs in;
   in.expertAlignment = expertAlignment;
   in.numWorstTokens = numWorstTokens;
@@ -138,6 +140,25 @@ EpBuffer::Dispatched EpBuffer::dispatch(const at::Tensor& x,
     in.x = reinterpret_cast<const Bf16*>(x.data_ptr());
     in.numTokens = static_cast<int>(x.size(0));
     in.hidden = static_cast<int>(x.size(1));
+  }
+  if (ok && preQuantised) {
+    // Received as sent: int8 rows and their scales (DeepEP returns the tuple it was given).
+    const at::Tensor& sc = *xScales;
+    ok = sc.defined() && sc.device().is_cpu() && sc.scalar_type() == at::kFloat && sc.dim() == 2 &&
+         sc.size(0) == x.size(0) && x.size(1) % ep::kQuantGroup == 0 &&
+         sc.size(1) == x.size(1) / ep::kQuantGroup;
+    if (!ok) {
+      problem = fmt::format("x's scales must be float32 [num_tokens, hidden / {}] on the CPU",
+                            ep::kQuantGroup);
+    } else {
+      in.x = nullptr;
+      in.xInt8 = x.data_ptr<int8_t>();
+      in.xScales = sc.data_ptr<float>();
+      in.scalesTokenStride = sc.stride(0);
+      in.scalesGroupStride = sc.stride(1);
+      in.quant = ep::Quant::kInt8Group;
+      in.dequantize = false;
+    }
   }
   if (cached) {
     in.handle = &cached->handle;
@@ -174,7 +195,12 @@ EpBuffer::Dispatched EpBuffer::dispatch(const at::Tensor& x,
   Dispatched d;
   const int64_t rows = numWorstTokens > 0 ? numWorstTokens : out->numRecvTokens,
                 hidden = out->hidden, k = out->numTopk;
-  d.recvX = view(out->recvX.data(), {rows, hidden}, at::kBFloat16, out);
+  if (preQuantised) {
+    d.recvX = view(out->recvXInt8.data(), {rows, hidden}, at::kChar, out);
+    d.recvScales = view(out->recvScales.data(), {rows, int64_t{out->numScales}}, at::kFloat, out);
+  } else {
+    d.recvX = view(out->recvX.data(), {rows, hidden}, at::kBFloat16, out);
+  }
   if (!cached) {
     d.recvTopkIdx = view(out->recvTopkIdx.data(), {rows, k}, at::kLong, out);
     d.recvTopkWeights = view(out->recvTopkWeights.data(), {rows, k}, at::kFloat, out);

@@ -47,13 +47,16 @@ class EpBuffer {
                                                                    int numExperts);
 
   struct Dispatched {
-    at::Tensor recvX;
+    at::Tensor recvX;                      // bf16, or int8 when x was pre-quantised
+    std::optional<at::Tensor> recvScales;  // f32 [rows, hidden / 128] with int8
     std::optional<at::Tensor> recvTopkIdx, recvTopkWeights;
     std::vector<int> numRecvTokensPerExpert;
     std::shared_ptr<NormalHandle> handle;
   };
-  // topkIdx / topkWeights absent with `cached`.
-  Dispatched dispatch(const at::Tensor& x, const std::optional<at::Tensor>& topkIdx,
+  // topkIdx / topkWeights absent with `cached`. With xScales, x is DeepEP's pre-quantised
+  // data (int8 [N, H]) and xScales its f32 [N, H / 128] scales in any strides.
+  Dispatched dispatch(const at::Tensor& x, const std::optional<at::Tensor>& xScales,
+                      const std::optional<at::Tensor>& topkIdx,
                       const std::optional<at::Tensor>& topkWeights, int numExperts,
                       const std::shared_ptr<NormalHandle>& cached, int expertAlignment,
                       int numWorstTokens);

@@ -207,6 +207,41 @@ TEST_F(Normal, CachedDispatchReusesTheLayout) {
   EXPECT_EQ(wrong, 0);
 }
 
+// DeepEP's pre-quantised x: the caller's int8 rows and scales (here column-major) arrive as
+// they would had the Buffer quantised x itself.
+TEST_F(Normal, PreQuantisedInputArrivesAsQuantisedByTheBuffer) {
+  Buffer buffer(comm(), config());
+  const int E = expertsFor(size());
+  const EpInputs in =
+      makeInputs(11, rank(), tokensFor(rank(), 30), kHidden, kTopk, E, Fill::kRandom);
+  ep::DispatchInputs byBuffer = dispatchInputsOf(in);
+  byBuffer.quant = ep::Quant::kInt8Group;
+  ep::DispatchOutputs want, got;
+  buffer.dispatch(byBuffer, want);
+  const int groups = kHidden / ep::kQuantGroup;
+  const std::size_t n = static_cast<std::size_t>(in.numTokens);
+  std::vector<std::int8_t> q(n * kHidden);
+  std::vector<float> rowScales(groups), scales(n * groups);  // scales column-major [g][t]
+  for (std::size_t t = 0; t < n; ++t) {
+    ep::quantizeInt8(in.x.data() + t * kHidden, kHidden, ep::kQuantGroup, q.data() + t * kHidden,
+                     rowScales.data());
+    for (int g = 0; g < groups; ++g) scales[g * n + t] = rowScales[g];
+  }
+  ep::DispatchInputs pre = dispatchInputsOf(in);
+  pre.x = nullptr;
+  pre.xInt8 = q.data();
+  pre.xScales = scales.data();
+  pre.scalesTokenStride = 1;
+  pre.scalesGroupStride = static_cast<std::int64_t>(n);
+  pre.quant = ep::Quant::kInt8Group;
+  buffer.dispatch(pre, got);
+  ASSERT_EQ(got.numRecvTokens, want.numRecvTokens);
+  const std::size_t rows = static_cast<std::size_t>(want.numRecvTokens);
+  EXPECT_EQ(std::memcmp(got.recvXInt8.data(), want.recvXInt8.data(), rows * kHidden), 0);
+  EXPECT_EQ(
+      std::memcmp(got.recvScales.data(), want.recvScales.data(), rows * groups * sizeof(float)), 0);
+}
+
 // DeepEP's num_worst_tokens: the same rows, padded to exactly that many (x zero, ids -1,
 // weights 0), no per-expert counts; fewer rows than received fails on that rank only.
 TEST_F(Normal, WorstTokensPadsEveryOutput) {

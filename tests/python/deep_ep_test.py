@@ -104,6 +104,32 @@ def normal_mode(buffer, rank, size, alignment):
                  (x.float() * want_in_rank.sum(1, keepdim=True)).to(torch.bfloat16),
                  "combine of a padded dispatch")
 
+    # Pre-quantised x (DeepEP's (data, scales) tuple; scales column-major as DeepEP's tests
+    # pass them): the rows and scales arrive as sent.
+    def quantised(xs):
+        groups = xs.float().view(xs.size(0), HIDDEN // 128, 128)
+        scales = groups.abs().amax(-1).clamp(min=1e-6) / 127
+        data = torch.round(groups / scales[..., None]).to(torch.int8).view(xs.size(0), HIDDEN)
+        return data, scales.t().contiguous().t()
+    qdata, qscales = quantised(x)
+    (rq, rs), _, _, _, qhandle, _ = buffer.dispatch(
+        (qdata, qscales), topk_idx=topk_idx, topk_weights=w, num_tokens_per_expert=per_expert)
+    want_q = [quantised(all_inputs[s][0]) for s in range(size)]
+    rows_q, rows_s = [], []
+    for s in range(size):
+        sx, sidx, _ = all_inputs[s]
+        for t in range(sx.size(0)):
+            if ((sidx[t] >= lo) & (sidx[t] < lo + EXPERTS_PER_RANK)).any():
+                rows_q.append(want_q[s][0][t])
+                rows_s.append(want_q[s][1][t])
+    if rows_q:
+        expect_equal(rq, torch.stack(rows_q), "pre-quantised recv data")
+        expect_equal(rs, torch.stack(rows_s), "pre-quantised recv scales")
+    else:
+        assert rq.shape == (0, HIDDEN) and rs.shape == (0, HIDDEN // 128)
+    (cq, cs), *_ = buffer.dispatch((qdata, qscales), handle=qhandle)
+    expect_equal(cq, rq, "cached pre-quantised data")
+
     # Cached: the same rows again, no topk outputs.
     again, none_idx, none_w, none_counts, none_handle, _ = buffer.dispatch(x, handle=handle)
     assert none_idx is None and none_w is None and none_counts is None and none_handle is None
