@@ -13,7 +13,8 @@ the dispatch after next (as DeepEP documents), and never beyond the Buffer.
 Low-latency ``use_fp8=True`` (DeepEP's default) maps to epcomm's int8, as DeepEP-Ascend does
 on hardware without fp8: ``packed_recv_x`` is then ``(int8 [L, R*T, H], float32 scales
 [L, R*T, H/128])`` with one scale per 128 channels (``use_int8=`` is accepted as an explicit
-alias). ``num_max_dispatch_tokens_per_rank`` must equal the Buffer's capacity T.
+alias). ``num_max_dispatch_tokens_per_rank`` (T') may be any value up to the Buffer's
+capacity T; the outputs are then views of R*T' rows per expert (experts R*T rows apart).
 
 The Buffer bootstraps through ``group``: a group of backend ``"epcomm"`` lends its
 communicator; any other group (gloo, ...) carries a UniqueId made on its rank 0.
@@ -258,4 +259,4 @@ class Buffer:
 
     def get_next_low_latency_combine_buffer(self, handle: Tuple) -> torch.Tensor:
         """bf16 [L, R*T, H] in the Buffer: write expert outputs here for zero_copy=True."""
-        return self.runtime.low_latency_combine_buffer(self._native(handle))
+        return self.runtime.low_latency_combine_buffer(self._native(handle), handle[2])

@@ -274,11 +274,16 @@ EpBuffer::LowLatencyDispatched EpBuffer::lowLatencyDispatch(const at::Tensor& x,
     problem = "topk_idx and x differ in the number of tokens";
     ok = false;
   }
-  if (ok && maxTokens != lowLatencyCapacity()) {
+  if (ok && (maxTokens < 1 || maxTokens > lowLatencyCapacity())) {
     problem = fmt::format(
-        "num_max_dispatch_tokens_per_rank {} differs from the Buffer's capacity {}; set "
-        "EPCOMM_EP_LL_MAX_TOKENS (or SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK) to {}",
-        maxTokens, lowLatencyCapacity(), maxTokens);
+        "num_max_dispatch_tokens_per_rank {} is outside 1..{} (the Buffer's capacity; raise "
+        "EPCOMM_EP_LL_MAX_TOKENS or SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK)",
+        maxTokens, lowLatencyCapacity());
+    ok = false;
+  }
+  if (ok && x.size(0) > maxTokens) {
+    problem =
+        fmt::format("{} tokens exceed num_max_dispatch_tokens_per_rank {}", x.size(0), maxTokens);
     ok = false;
   }
   ep::LowLatencyDispatchInputs in;
@@ -301,21 +306,24 @@ EpBuffer::LowLatencyDispatched EpBuffer::lowLatencyDispatch(const at::Tensor& x,
     if (!ok) raise(rank(), kOp, problem);
     throw;
   }
-  // Views into the Buffer's slot: they live with the Buffer (DeepEP's validity rules).
-  const auto slot = [](const void* p, std::vector<int64_t> sizes, at::ScalarType type) {
-    return at::from_blob(const_cast<void*>(p), sizes, at::TensorOptions().dtype(type));
+  // Views into the Buffer's slot: they live with the Buffer (DeepEP's validity rules). The
+  // slot holds capacity T rows per source and expert; the call's T' <= T shows the first
+  // R * T' rows of each expert (every valid row is there: a source sends at most T').
+  const int64_t L = out.numLocalExperts, H = out.hidden, R = out.numRanks,
+                full = int64_t{out.maxTokens} * R, rows = int64_t{maxTokens} * R;
+  const auto slot = [&](const void* p, int64_t width, at::ScalarType type) {
+    return at::from_blob(const_cast<void*>(p), {L, rows, width}, {full * width, width, 1},
+                         at::TensorOptions().dtype(type));
   };
-  const int64_t L = out.numLocalExperts, rows = int64_t{out.maxTokens} * out.numRanks,
-                H = out.hidden;
   LowLatencyDispatched d;
-  if (out.recvX) d.recvX = slot(out.recvX, {L, rows, H}, at::kBFloat16);
+  if (out.recvX) d.recvX = slot(out.recvX, H, at::kBFloat16);
   if (out.recvXInt8) {
-    d.recvXInt8 = slot(out.recvXInt8, {L, rows, H}, at::kChar);
-    d.recvScales = slot(out.recvScales, {L, rows, out.numScales}, at::kFloat);
+    d.recvXInt8 = slot(out.recvXInt8, H, at::kChar);
+    d.recvScales = slot(out.recvScales, out.numScales, at::kFloat);
   }
-  d.recvCount = slot(out.recvCount, {L}, at::kInt);
-  d.srcInfo = slot(out.srcInfo, {L, rows}, at::kInt);
-  d.layoutRange = slot(out.layoutRange, {L, out.numRanks}, at::kLong);
+  d.recvCount = at::from_blob(const_cast<int32_t*>(out.recvCount), {L}, at::kInt);
+  d.srcInfo = slot(out.srcInfo, 1, at::kInt).squeeze(2);
+  d.layoutRange = at::from_blob(const_cast<int64_t*>(out.layoutRange), {L, R}, at::kLong);
   d.handle = out.handle;
   d.hook = std::move(out.hook);
   return d;
@@ -330,6 +338,18 @@ std::tuple<at::Tensor, std::function<void()>> EpBuffer::lowLatencyCombine(
   bool ok = checkTensor(topkIdx, at::kLong, 2, "topk_idx", problem);
   ok = checkTensor(topkWeights, at::kFloat, 2, "topk_weights", problem) && ok;
   if (!zeroCopy) ok = x.has_value() && checkTensor(*x, at::kBFloat16, 3, "x", problem) && ok;
+  const int64_t fullRows = int64_t{lowLatencyCapacity()} * numRanks();
+  at::Tensor widened;  // x in the slot's layout when the call's T' < T
+  if (ok && !zeroCopy && x->size(1) != fullRows) {
+    if (x->size(1) > fullRows || x->size(1) % numRanks() != 0) {
+      problem = fmt::format("x has {} rows per expert; expected num_ranks * T' <= {}", x->size(1),
+                            fullRows);
+      ok = false;
+    } else {
+      widened = at::empty({x->size(0), fullRows, x->size(2)}, x->options());
+      widened.narrow(1, 0, x->size(1)).copy_(*x);
+    }
+  }
   if (ok && !zeroCopy && x->size(2) != handle.hidden) {
     problem = fmt::format("x has hidden {}, the dispatch {}", x->size(2), handle.hidden);
     ok = false;
@@ -344,7 +364,9 @@ std::tuple<at::Tensor, std::function<void()>> EpBuffer::lowLatencyCombine(
   in.zeroCopy = zeroCopy;
   in.returnRecvHook = returnRecvHook;
   if (ok) {
-    in.x = zeroCopy ? nullptr : reinterpret_cast<const Bf16*>(x->data_ptr());
+    in.x = zeroCopy ? nullptr
+                    : reinterpret_cast<const Bf16*>(widened.defined() ? widened.data_ptr()
+                                                                      : x->data_ptr());
     in.topkIdx = topkIdx.data_ptr<int64_t>();
     in.topkWeights = topkWeights.data_ptr<float>();
     if (out.has_value()) in.out = reinterpret_cast<Bf16*>(out->data_ptr());
@@ -367,12 +389,12 @@ std::tuple<at::Tensor, std::function<void()>> EpBuffer::lowLatencyCombine(
   return {combined, std::move(result.hook)};
 }
 
-at::Tensor EpBuffer::lowLatencyCombineBuffer(const ep::LowLatencyHandle& handle) {
+at::Tensor EpBuffer::lowLatencyCombineBuffer(const ep::LowLatencyHandle& handle, int maxTokens) {
   Bf16* p = buffer_->lowLatencyCombineBuffer(handle);
-  const int64_t L = handle.numExperts / numRanks(),
-                rows = int64_t{lowLatencyCapacity()} * numRanks();
-  return at::from_blob(p, {L, rows, int64_t{handle.hidden}},
-                       at::TensorOptions().dtype(at::kBFloat16));
+  const int64_t L = handle.numExperts / numRanks(), H = handle.hidden,
+                full = int64_t{lowLatencyCapacity()} * numRanks(),
+                rows = int64_t{std::clamp(maxTokens, 1, lowLatencyCapacity())} * numRanks();
+  return at::from_blob(p, {L, rows, H}, {full * H, H, 1}, at::TensorOptions().dtype(at::kBFloat16));
 }
 
 double EpBuffer::timeNormalDispatch(const at::Tensor& x, const at::Tensor& topkIdx,

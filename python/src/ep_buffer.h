@@ -74,7 +74,8 @@ class EpBuffer {
     ep::LowLatencyHandle handle;
     std::function<void()> hook;  // set with returnRecvHook
   };
-  // maxTokens must equal the Buffer's capacity (EPCOMM_EP_LL_MAX_TOKENS).
+  // maxTokens (DeepEP's num_max_dispatch_tokens_per_rank T') is at most the Buffer's capacity
+  // T (EPCOMM_EP_LL_MAX_TOKENS); the outputs show R*T' rows per expert (strided views).
   LowLatencyDispatched lowLatencyDispatch(const at::Tensor& x, const at::Tensor& topkIdx,
                                           int maxTokens, int numExperts, bool int8,
                                           bool returnRecvHook);
@@ -83,8 +84,9 @@ class EpBuffer {
       const std::optional<at::Tensor>& x, const at::Tensor& topkIdx, const at::Tensor& topkWeights,
       const ep::LowLatencyHandle& handle, bool zeroCopy, bool returnRecvHook,
       const std::optional<at::Tensor>& out);
-  // The zero-copy combine buffer of a dispatch: bf16 [L, R*T, H] in the Buffer.
-  at::Tensor lowLatencyCombineBuffer(const ep::LowLatencyHandle& handle);
+  // The zero-copy combine buffer of a dispatch: bf16 [L, R*T', H] in the Buffer (T' the
+  // dispatch's num_max_dispatch_tokens_per_rank; experts R*T rows apart).
+  at::Tensor lowLatencyCombineBuffer(const ep::LowLatencyHandle& handle, int maxTokens);
 
   // The same calls as above made `iters` times in a C++ loop on the same inputs (outputs
   // reused as ep-bench does): seconds per iteration, for measuring the Python layer's cost

@@ -198,6 +198,20 @@ def low_latency_mode(buffer, rank, size):
                                                      out=out)
         assert combined2.data_ptr() == out.data_ptr()
         expect_equal(combined2, combined, "zero-copy combine")
+    # A call's T' below the capacity: views of R*T' rows per expert, same rows and combine.
+    t_call = max([all_inputs[s][0].size(0) for s in range(size)] + [t_cap // 2])
+    if t_call < t_cap:
+        recv2, count2, handle2, _, _ = buffer.low_latency_dispatch(x, topk_idx, t_call, e,
+                                                                  use_fp8=False)
+        assert recv2.shape == (EXPERTS_PER_RANK, size * t_call, HIDDEN) and handle2[2] == t_call
+        for j in range(EXPERTS_PER_RANK):
+            n = int(count2[j])
+            expect_equal(recv2[j, :n], recv[j, :n], f"T'={t_call} rows of expert {j}")
+        combined3, _, _ = buffer.low_latency_combine(recv2.contiguous(), topk_idx, w, handle2)
+        expect_equal(combined3, combined, f"T'={t_call} combine")
+        buffer.get_next_low_latency_combine_buffer(handle2).copy_(recv2)
+        combined4, _, _ = buffer.low_latency_combine(recv2, topk_idx, w, handle2, zero_copy=True)
+        expect_equal(combined4, combined, f"T'={t_call} zero-copy combine")
     want_stats = torch.tensor([sum(int((all_inputs[s][1] == lo + j).any(1).sum())
                                    for s in range(size)) for j in range(EXPERTS_PER_RANK)],
                               dtype=torch.int32) * 2
