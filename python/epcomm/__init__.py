@@ -15,7 +15,7 @@ import torch.distributed as _dist
 
 from . import _C
 
-__all__ = ["ProcessGroupEpcomm"]
+__all__ = ["ProcessGroupEpcomm", "empty"]
 
 ProcessGroupEpcomm = _C.ProcessGroupEpcomm
 
@@ -28,3 +28,19 @@ def _create_process_group(store, rank, size, timeout):
 
 if "EPCOMM" not in _dist.Backend._plugins:
     _dist.Backend.register_backend("epcomm", _create_process_group)
+
+
+def empty(shape, dtype=torch.float32, group=None):
+    """A tensor in epcomm's registered memory, for the zero-copy paths (a collective on
+    registered tensors on every rank skips the staging copies). Collective over ``group`` (a
+    group of backend "epcomm"; default the default group): every rank, same shape and dtype.
+    The memory is held until the group is destroyed; allocate once and reuse."""
+    group = group if group is not None else _dist.group.WORLD
+    if not isinstance(group, _C.ProcessGroupEpcomm):
+        raise TypeError("epcomm.empty needs a group of backend \"epcomm\"")
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    count = 1
+    for d in shape:
+        count *= d
+    size = torch.tensor([], dtype=dtype).element_size()
+    return group._registered_bytes(count * size).view(dtype).view(shape)

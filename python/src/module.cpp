@@ -28,6 +28,8 @@ PYBIND11_MODULE(_C, m) {
            py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("backend",
                              [](ProcessGroupEpcomm& pg) { return pg.communicator().backendName(); })
+      .def("_registered_bytes", &ProcessGroupEpcomm::registeredBytes,
+           py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("last_algorithm", [](ProcessGroupEpcomm& pg) {
         return pg.communicator().lastAlgorithm();
       });

@@ -101,6 +101,11 @@ ProcessGroupEpcomm::ProcessGroupEpcomm(const c10::intrusive_ptr<c10d::Store>& st
 
 ProcessGroupEpcomm::~ProcessGroupEpcomm() = default;
 
+at::Tensor ProcessGroupEpcomm::registeredBytes(std::size_t bytes) {
+  registered_.push_back(comm_->allocate(std::max<std::size_t>(bytes, 1)));
+  return at::from_blob(registered_.back()->data(), {static_cast<int64_t>(bytes)},
+                       at::TensorOptions().dtype(at::kByte));
+}
 c10::intrusive_ptr<c10d::Work> ProcessGroupEpcomm::broadcast(std::vector<at::Tensor>& tensors,
                                                              const c10d::BroadcastOptions& opts) {
   Call call(*comm_, "broadcast");

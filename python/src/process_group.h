@@ -19,6 +19,7 @@
 #include <memory>
 
 #include "comm/communicator.h"
+#include "comm/window.h"
 
 namespace epcomm::python {
 
@@ -33,6 +34,11 @@ class ProcessGroupEpcomm : public c10d::ProcessGroup {
 
   const std::string getBackendName() const override { return "epcomm"; }
   Communicator& communicator() { return *comm_; }
+
+  // epcomm.empty's memory: `bytes` of registered memory as a uint8 tensor (collective: every
+  // rank, same size), so collectives on it take the zero-copy paths. Held until this group
+  // is destroyed; allocate once and reuse.
+  at::Tensor registeredBytes(std::size_t bytes);
 
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors,
                                            const c10d::BroadcastOptions& opts) override;
@@ -76,6 +82,8 @@ class ProcessGroupEpcomm : public c10d::ProcessGroup {
                                                bool keep, c10d::OpType type);
 
   std::unique_ptr<Communicator> comm_;
+  // Declared after comm_: released before it.
+  std::vector<std::unique_ptr<RegisteredBuffer>> registered_;
 };
 
 }  // namespace epcomm::python

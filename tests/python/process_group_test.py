@@ -146,6 +146,19 @@ def collectives(rank, size):
         dist.recv(got, (rank - 1) % size)
         dist.send(t, (rank + 1) % size)
     check_equal(got, torch.full((9,), float((rank - 1) % size)), "send/recv")
+    # Registered memory (epcomm.empty): the same results, and shm's zero-copy path (from
+    # 32 KiB).
+    import epcomm
+    n = 40000
+    for dtype in (torch.float32, torch.bfloat16):
+        reg = epcomm.empty((n,), dtype)
+        reg.copy_(values(rank, n, dtype))
+        dist.all_reduce(reg)
+        check_equal(reg, wrap(reference("sum", [values(r, n, dtype) for r in range(size)],
+                                        size), dtype), f"all_reduce on epcomm.empty {dtype}")
+        pg = dist.group.WORLD
+        if pg.backend == "shm":
+            assert pg.last_algorithm.startswith("registered"), pg.last_algorithm
     work = dist.all_reduce(torch.ones(3), async_op=True)
     assert work.is_completed() and work.wait()
     dist.barrier()
