@@ -173,14 +173,14 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   out.bytesSent = 0;
   // Rows of every output array: padded to numWorstTokens where asked (and large enough).
   const std::size_t worst = in.numWorstTokens > 0 ? static_cast<std::size_t>(in.numWorstTokens) : 0;
-  const std::size_t rowsOut = std::max(numRecv, worst);
-  if (!isInt8(quant) || in.dequantize) out.recvX.resize(rowsOut * hidden);
+  const std::size_t outRows = std::max(numRecv, worst);
+  if (!isInt8(quant) || in.dequantize) out.recvX.resize(outRows * hidden);
   if (isInt8(quant)) {
-    out.recvXInt8.resize(rowsOut * hidden);
-    out.recvScales.resize(rowsOut * numScales);
+    out.recvXInt8.resize(outRows * hidden);
+    out.recvScales.resize(outRows * numScales);
   }
-  out.recvTopkIdx.resize(rowsOut * numTopk);
-  out.recvTopkWeights.resize(rowsOut * numTopk);
+  out.recvTopkIdx.resize(outRows * numTopk);
+  out.recvTopkWeights.resize(outRows * numTopk);
   out.numRecvTokensPerExpert.clear();
   if (!cached && worst == 0) {
     out.numRecvTokensPerExpert.resize(numLocal);
