@@ -237,6 +237,7 @@ TEST_F(Normal, PreQuantisedInputArrivesAsQuantisedByTheBuffer) {
   buffer.dispatch(pre, got);
   ASSERT_EQ(got.numRecvTokens, want.numRecvTokens);
   const std::size_t rows = static_cast<std::size_t>(want.numRecvTokens);
+  if (rows == 0) return;  // an empty output's data() may be null
   EXPECT_EQ(std::memcmp(got.recvXInt8.data(), want.recvXInt8.data(), rows * kHidden), 0);
   EXPECT_EQ(
       std::memcmp(got.recvScales.data(), want.recvScales.data(), rows * groups * sizeof(float)), 0);
@@ -260,10 +261,12 @@ TEST_F(Normal, WorstTokensPadsEveryOutput) {
   ASSERT_EQ(padded.recvX.size(), static_cast<std::size_t>(worst) * kHidden);
   ASSERT_EQ(padded.recvTopkIdx.size(), static_cast<std::size_t>(worst) * kTopk);
   EXPECT_TRUE(padded.numRecvTokensPerExpert.empty());
-  EXPECT_EQ(std::memcmp(padded.recvX.data(), plain.recvX.data(), n * kHidden * sizeof(Bf16)), 0);
-  EXPECT_EQ(std::memcmp(padded.recvTopkIdx.data(), plain.recvTopkIdx.data(),
-                        n * kTopk * sizeof(std::int64_t)),
-            0);
+  if (n > 0) {  // an empty output's data() may be null
+    EXPECT_EQ(std::memcmp(padded.recvX.data(), plain.recvX.data(), n * kHidden * sizeof(Bf16)), 0);
+    EXPECT_EQ(std::memcmp(padded.recvTopkIdx.data(), plain.recvTopkIdx.data(),
+                          n * kTopk * sizeof(std::int64_t)),
+              0);
+  }
   int badPadding = 0;
   for (std::size_t i = n * kHidden; i < padded.recvX.size(); ++i) {
     badPadding += padded.recvX.data()[i].bits != 0;
