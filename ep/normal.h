@@ -57,6 +57,11 @@ struct DispatchInputs {
   int numTopk = 0;
   int numExperts = 0;
   const DispatchHandle* handle = nullptr;  // cached mode: reuse its layout, topk not sent
+  // DeepEP's layout arguments as getDispatchLayout returned them (both or neither): used as
+  // given, not derived from topkIdx again. Rows move where isTokenInRank says; topkIdx only
+  // labels them (local ids) and must agree with it.
+  const std::uint8_t* isTokenInRank = nullptr;       // [numTokens, numRanks], 0 or 1
+  const std::int32_t* numTokensPerExpert = nullptr;  // [numExperts]
   int expertAlignment = 1;
   Quant quant = Quant::kDefault;  // kDefault: the Buffer's (EPCOMM_EP_INT8)
   bool dequantize = false;        // int8: also fill recvX with the dequantised tokens

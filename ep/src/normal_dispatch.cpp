@@ -101,6 +101,33 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
           fmt::format("cached dispatch: numTokens {} / hidden {} differ from the handle's {} / {}",
                       numTokens, hidden, h.numTokens, h.hidden));
     }
+  } else if (agreement.ok() && in.isTokenInRank && in.numTokensPerExpert) {
+    // The caller's layout (DeepEP passes get_dispatch_layout's tensors back): taken as given.
+    if (numTokens > 0 && (numTopk < 1 || !in.topkIdx)) {
+      agreement.fail("topkIdx is null or numTopk < 1");
+    }
+    LayoutOutputs& l = s.layout;
+    l.numTokens = numTokens;
+    l.numRanks = numRanks;
+    l.numExperts = numExperts;
+    const std::size_t cells = static_cast<std::size_t>(numTokens) * numRanks;
+    l.isTokenInRank.resize(cells);
+    l.numTokensPerRank.resize(static_cast<std::size_t>(numRanks));
+    l.numTokensPerExpert.resize(static_cast<std::size_t>(std::max(numExperts, 0)));
+    std::fill(l.numTokensPerRank.data(), l.numTokensPerRank.data() + numRanks, 0);
+    for (std::size_t c = 0; c < cells; ++c) {
+      const std::uint8_t v = in.isTokenInRank[c] != 0 ? 1 : 0;
+      l.isTokenInRank.data()[c] = v;
+      l.numTokensPerRank.data()[c % static_cast<std::size_t>(numRanks)] += v;
+    }
+    if (numExperts > 0) {
+      std::memcpy(l.numTokensPerExpert.data(), in.numTokensPerExpert,
+                  sizeof(std::int32_t) * static_cast<std::size_t>(numExperts));
+    }
+    if (numExperts <= 0 || numExperts % numRanks != 0) {
+      agreement.fail(fmt::format("numExperts {} must be a positive multiple of {} ranks",
+                                 numExperts, numRanks));
+    }
   } else if (agreement.ok()) {
     std::string problem;
     if (!computeDispatchLayout({in.topkIdx, numTokens, numTopk, numExperts}, numRanks, s.layout,

@@ -162,7 +162,7 @@ class Buffer:
         recv_x, recv_idx, recv_w, per_expert, native = self.runtime.dispatch(
             x, x_scales, None if cached is not None else topk_idx,
             None if cached is not None else topk_weights, num_experts, cached, expert_alignment,
-            num_worst_tokens)
+            num_worst_tokens, is_token_in_rank, num_tokens_per_expert)
         if cached is not None:
             return recv_x, None, None, None, None, EventOverlap()
         # DeepEP's intranode handle: (rank_prefix_matrix, channel_prefix_matrix,

@@ -126,7 +126,9 @@ EpBuffer::Dispatched EpBuffer::dispatch(const at::Tensor& x,
                                         const std::optional<at::Tensor>& topkIdx,
                                         const std::optional<at::Tensor>& topkWeights,
                                         int numExperts, const std::shared_ptr<NormalHandle>& cached,
-                                        int expertAlignment, int numWorstTokens) {
+                                        int expertAlignment, int numWorstTokens,
+                                        const std::optional<at::Tensor>& isTokenInRank,
+                                        const std::optional<at::Tensor>& numTokensPerExpert) {
   constexpr const char* kOp = "dispatch";
   std::string problem;
   const bool preQuantised = xScales.has_value();
@@ -180,6 +182,21 @@ EpBuffer::Dispatched EpBuffer::dispatch(const at::Tensor& x,
       if (ok) in.topkWeights = topkWeights->data_ptr<float>();
     }
     in.numExperts = numExperts;
+    if (ok && isTokenInRank.has_value() && numTokensPerExpert.has_value()) {
+      ok = checkTensor(*isTokenInRank, at::kBool, 2, "is_token_in_rank", problem) &&
+           checkTensor(*numTokensPerExpert, at::kInt, 1, "num_tokens_per_expert", problem);
+      if (ok && (isTokenInRank->size(0) != x.size(0) || isTokenInRank->size(1) != numRanks() ||
+                 numTokensPerExpert->size(0) != numExperts)) {
+        problem =
+            "is_token_in_rank must be [num_tokens, num_ranks] and num_tokens_per_expert "
+            "[num_experts], as get_dispatch_layout returns them";
+        ok = false;
+      }
+      if (ok) {
+        in.isTokenInRank = static_cast<const uint8_t*>(isTokenInRank->data_ptr());
+        in.numTokensPerExpert = numTokensPerExpert->data_ptr<int32_t>();
+      }
+    }
   }
   if (!ok) {
     in.x = nullptr;

@@ -53,13 +53,16 @@ class EpBuffer {
     std::vector<int> numRecvTokensPerExpert;
     std::shared_ptr<NormalHandle> handle;
   };
-  // topkIdx / topkWeights absent with `cached`. With xScales, x is DeepEP's pre-quantised
-  // data (int8 [N, H]) and xScales its f32 [N, H / 128] scales in any strides.
+  // topkIdx / topkWeights absent with `cached`. isTokenInRank / numTokensPerExpert (DeepEP's
+  // layout arguments, both or neither) are used as given, not recomputed. With xScales, x is
+  // DeepEP's pre-quantised data (int8 [N, H]) and xScales its f32 [N, H / 128] scales in any
+  // strides.
   Dispatched dispatch(const at::Tensor& x, const std::optional<at::Tensor>& xScales,
                       const std::optional<at::Tensor>& topkIdx,
                       const std::optional<at::Tensor>& topkWeights, int numExperts,
                       const std::shared_ptr<NormalHandle>& cached, int expertAlignment,
-                      int numWorstTokens);
+                      int numWorstTokens, const std::optional<at::Tensor>& isTokenInRank,
+                      const std::optional<at::Tensor>& numTokensPerExpert);
   // (combined_x, combined_topk_weights or None).
   std::tuple<at::Tensor, std::optional<at::Tensor>> combine(
       const at::Tensor& x, const std::shared_ptr<NormalHandle>& handle,

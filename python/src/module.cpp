@@ -82,22 +82,23 @@ PYBIND11_MODULE(_C, m) {
       .def_property_readonly("low_latency_capacity", &EpBuffer::lowLatencyCapacity)
       .def("get_dispatch_layout", &EpBuffer::getDispatchLayout,
            py::call_guard<py::gil_scoped_release>())
-      .def("dispatch",
-           [](EpBuffer& b, const at::Tensor& x, const std::optional<at::Tensor>& xScales,
-              const std::optional<at::Tensor>& topkIdx,
-              const std::optional<at::Tensor>& topkWeights, int numExperts,
-              const std::shared_ptr<NormalHandle>& cached, int alignment, int worst) {
-             EpBuffer::Dispatched d;
-             {
-               py::gil_scoped_release release;
-               d = b.dispatch(x, xScales, topkIdx, topkWeights, numExperts, cached, alignment,
-                              worst);
-             }
-             py::object recv = d.recvScales ? py::object(py::make_tuple(d.recvX, *d.recvScales))
-                                            : py::object(py::cast(d.recvX));
-             return py::make_tuple(recv, d.recvTopkIdx, d.recvTopkWeights, d.numRecvTokensPerExpert,
-                                   d.handle);
-           })
+      .def(
+          "dispatch",
+          [](EpBuffer& b, const at::Tensor& x, const std::optional<at::Tensor>& xScales,
+             const std::optional<at::Tensor>& topkIdx, const std::optional<at::Tensor>& topkWeights,
+             int numExperts, const std::shared_ptr<NormalHandle>& cached, int alignment, int worst,
+             const std::optional<at::Tensor>& inRank, const std::optional<at::Tensor>& perExpert) {
+            EpBuffer::Dispatched d;
+            {
+              py::gil_scoped_release release;
+              d = b.dispatch(x, xScales, topkIdx, topkWeights, numExperts, cached, alignment, worst,
+                             inRank, perExpert);
+            }
+            py::object recv = d.recvScales ? py::object(py::make_tuple(d.recvX, *d.recvScales))
+                                           : py::object(py::cast(d.recvX));
+            return py::make_tuple(recv, d.recvTopkIdx, d.recvTopkWeights, d.numRecvTokensPerExpert,
+                                  d.handle);
+          })
       .def("combine", &EpBuffer::combine, py::call_guard<py::gil_scoped_release>())
       .def("low_latency_dispatch",
            [](EpBuffer& b, const at::Tensor& x, const at::Tensor& topkIdx, int maxTokens,

@@ -207,6 +207,35 @@ TEST_F(Normal, CachedDispatchReusesTheLayout) {
   EXPECT_EQ(wrong, 0);
 }
 
+// DeepEP's layout arguments are taken as given: the same layout gives the same rows, and a
+// layout that sends every token everywhere moves every token everywhere (ids -1 where no
+// expert is local): the rows follow isTokenInRank, not a recomputation from topkIdx.
+TEST_F(Normal, LayoutArgumentsAreUsedAsGiven) {
+  Buffer buffer(comm(), config());
+  const int E = expertsFor(size());
+  const EpInputs in =
+      makeInputs(13, rank(), tokensFor(rank(), 30), kHidden, kTopk, E, Fill::kRandom);
+  ep::LayoutOutputs layout;
+  buffer.getDispatchLayout({in.topkIdx.data(), in.numTokens, kTopk, E}, layout);
+  ep::DispatchOutputs derived, given, everywhere;
+  buffer.dispatch(dispatchInputsOf(in), derived);
+  ep::DispatchInputs d = dispatchInputsOf(in);
+  d.isTokenInRank = layout.isTokenInRank.data();
+  d.numTokensPerExpert = layout.numTokensPerExpert.data();
+  buffer.dispatch(d, given);
+  ASSERT_EQ(given.numRecvTokens, derived.numRecvTokens);
+  const std::size_t n = static_cast<std::size_t>(derived.numRecvTokens);
+  if (n > 0) {
+    EXPECT_EQ(std::memcmp(given.recvX.data(), derived.recvX.data(), n * kHidden * sizeof(Bf16)), 0);
+  }
+  const std::vector<std::uint8_t> all(static_cast<std::size_t>(in.numTokens) * size(), 1);
+  d.isTokenInRank = all.data();
+  buffer.dispatch(d, everywhere);
+  std::int64_t total = in.numTokens;
+  comm().allReduce(&total, &total, 1, DataType::kI64, ReduceOp::kSum);
+  EXPECT_EQ(everywhere.numRecvTokens, total);
+}
+
 // DeepEP's pre-quantised x: the caller's int8 rows and scales (here column-major) arrive as
 // they would had the Buffer quantised x itself.
 TEST_F(Normal, PreQuantisedInputArrivesAsQuantisedByTheBuffer) {
