@@ -137,11 +137,7 @@ Backend::~Backend() {
 }
 
 void Backend::check(int rc, const char* op) const {
-  if (rc == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING] = {};
-  int len = 0;
-  MPI_Error_string(rc, text, &len);
-  throwError(ErrorCode::kSystemError, rank_, op, std::string("MPI error: ") + text);
+  checkMpi(rc, rank_, op);
 }
 
 void Backend::checkLive(const char* op) const {

@@ -77,11 +77,16 @@ void CallCheck::arm(const epcommCallCheck* check) {
   }
 }
 
-void CallCheck::settle(const char* op) {
-  if (!armed_) return;
+AgreementRecord CallCheck::fillRecord() {
   AgreementRecord record(message_.data(), kShapes + 1, 0);
   record.fill(rank_, valid_, opId_);
   for (int i = 0; i < numShapes_; ++i) record.setSame(static_cast<std::size_t>(i), shape_[i]);
+  return record;
+}
+
+void CallCheck::settle(const char* op) {
+  if (!armed_) return;
+  fillRecord();
   exchange(op);
 }
 
@@ -91,9 +96,7 @@ bool CallCheck::settleAllReduce(const char* op, const void* send, void* recv, st
   const int wire = isHalf(dtype) ? static_cast<int>(DataType::kF32) : dtype;
   const std::size_t wireBytes = count * dtypeSize(dt(wire));
   const bool folds = valid_ && count > 0 && wireBytes <= payloadSlots_ * sizeof(std::int64_t);
-  AgreementRecord record(message_.data(), kShapes + 1, 0);
-  record.fill(rank_, valid_, opId_);
-  for (int i = 0; i < numShapes_; ++i) record.setSame(static_cast<std::size_t>(i), shape_[i]);
+  AgreementRecord record = fillRecord();
   if (folds) {
     record.setSame(kDescriptor, descriptor(count, wire, reduceOp));
     void* payload = message_.data() + kRecordSlots;
@@ -117,13 +120,7 @@ bool CallCheck::settleAllReduce(const char* op, const void* send, void* recv, st
 
 void CallCheck::exchange(const char* op) {
   armed_ = false;
-  const int rc = MPI_Allreduce(MPI_IN_PLACE, message_.data(), 1, type_, op_, comm_);
-  if (rc != MPI_SUCCESS) {
-    char text[MPI_MAX_ERROR_STRING] = {};
-    int len = 0;
-    MPI_Error_string(rc, text, &len);
-    throwError(ErrorCode::kSystemError, rank_, op, std::string("MPI error: ") + text);
-  }
+  checkMpi(MPI_Allreduce(MPI_IN_PLACE, message_.data(), 1, type_, op_, comm_), rank_, op);
   const AgreementRecord record(message_.data(), kShapes + 1, 0);
   if (!valid_) {
     // The communicator replaces this with the rank's own problem.

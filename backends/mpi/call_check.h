@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/agreement_record.h"
 #include "comm/backend.h"
 
 namespace epcomm::mpi {
@@ -41,6 +42,8 @@ class CallCheck {
                        int reduceOp, int size);
 
  private:
+  // This rank's record in message_ (no payload descriptor).
+  AgreementRecord fillRecord();
   // Runs the fixed-size all-reduce over message_ and judges the record; disarms.
   void exchange(const char* op);
 

@@ -3,6 +3,9 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <string>
+
+#include "comm/error.h"
 #include "comm/half.h"
 
 namespace epcomm::mpi {
@@ -41,6 +44,14 @@ void reduceAll(const void* in, void* inout, std::size_t n, ReduceOp op) {
 }
 
 }  // namespace
+
+void checkMpi(int rc, int rank, const char* op) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throwError(ErrorCode::kSystemError, rank, op, std::string("MPI error: ") + text);
+}
 
 MPI_Datatype mpiType(int dtype) {
   switch (dt(dtype)) {

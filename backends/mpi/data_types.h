@@ -17,6 +17,10 @@ inline bool isHalf(int dtype) {
   return dt(dtype) == DataType::kBf16 || dt(dtype) == DataType::kF16;
 }
 
+// Throws kSystemError naming op and MPI's text when rc is not MPI_SUCCESS (every MPI call
+// of the backend goes through it).
+void checkMpi(int rc, int rank, const char* op);
+
 // The MPI type that carries `dtype`'s bytes; for bf16/f16 only good for moving data.
 MPI_Datatype mpiType(int dtype);
 MPI_Op mpiOp(int op);

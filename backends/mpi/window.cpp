@@ -33,14 +33,6 @@ void cpuRelax() {
 
 }  // namespace
 
-void checkMpi(int rc, int rank, const char* op) {
-  if (rc == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING] = {};
-  int len = 0;
-  MPI_Error_string(rc, text, &len);
-  throwError(ErrorCode::kSystemError, rank, op, std::string("MPI error: ") + text);
-}
-
 WindowTransport chooseWindowTransport(const WindowContext& ctx) {
   constexpr const char* kOp = "createWindow";
   // The knob is an agreed row (every rank has the same value, checked at init) and a node

@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "backends/mpi/data_types.h"
 #include "backends/mpi/watchdog.h"
 
 namespace epcomm::mpi {
@@ -71,9 +72,6 @@ std::unique_ptr<Window> makeWindow(const WindowContext& ctx, std::size_t bytes, 
   window->create();
   return window;
 }
-
-// Throws kSystemError naming op and MPI's text when rc is not MPI_SUCCESS.
-void checkMpi(int rc, int rank, const char* op);
 
 // Backoff and deadline of one wait. Call pause() after each poll that found nothing.
 class Poller {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "comm/error.h"
+#include "python/src/tensor_args.h"
 
 namespace epcomm::python {
 namespace {
@@ -53,18 +54,12 @@ double secondsPerCall(Communicator& comm, int iters, Fn&& fn) {
 // recorded in `problem` (the first wins) and the tensor is then not to be read.
 bool checkTensor(const at::Tensor& t, at::ScalarType type, int dims, const char* name,
                  std::string& problem) {
-  std::string p;
-  if (!t.defined()) {
-    p = fmt::format("{} is missing", name);
-  } else if (!t.device().is_cpu()) {
-    p = fmt::format("{} is on {}; epcomm.deep_ep takes CPU tensors", name, t.device().str());
-  } else if (t.scalar_type() != type) {
+  std::string p = placementProblem(t, name);
+  if (p.empty() && t.scalar_type() != type) {
     p = fmt::format("{} has dtype {}, expected {}", name, c10::toString(t.scalar_type()),
                     c10::toString(type));
-  } else if (t.dim() != dims) {
+  } else if (p.empty() && t.dim() != dims) {
     p = fmt::format("{} has {} dimensions, expected {}", name, t.dim(), dims);
-  } else if (!t.is_contiguous()) {
-    p = fmt::format("{} is not contiguous; pass {}.contiguous()", name, name);
   }
   if (!p.empty() && problem.empty()) problem = p;
   return p.empty();

@@ -17,19 +17,21 @@ bool toDataType(at::ScalarType type, DataType& out) {
   }
 }
 
+std::string placementProblem(const at::Tensor& t, const char* what) {
+  if (!t.defined()) return fmt::format("{} is missing", what);
+  if (!t.device().is_cpu()) {
+    return fmt::format("{} is on {}; epcomm takes CPU tensors", what, t.device().str());
+  }
+  if (t.is_sparse() || !t.is_contiguous()) {
+    return fmt::format("{} is not contiguous; pass tensor.contiguous()", what);
+  }
+  return {};
+}
+
 TensorArg Call::tensor(const at::Tensor& t, const char* what) {
   TensorArg arg;
-  if (!t.defined()) {
-    require(false, std::string(what) + " is not a tensor");
-    return arg;
-  }
-  if (!t.device().is_cpu()) {
-    require(false, std::string(what) + " is on " + t.device().str() +
-                       "; the epcomm backend takes CPU tensors");
-    return arg;
-  }
-  if (!t.is_contiguous() || t.is_sparse()) {
-    require(false, std::string(what) + " is not contiguous; pass tensor.contiguous()");
+  if (std::string p = placementProblem(t, what); !p.empty()) {
+    require(false, p);
     return arg;
   }
   DataType dtype{};

@@ -28,6 +28,10 @@ struct TensorArg {
 // epcomm's type for a torch dtype, or false.
 bool toDataType(at::ScalarType type, DataType& out);
 
+// What stops epcomm from reading `t` in place (undefined, not on the CPU, not dense and
+// contiguous), or "" when nothing does. `what` names it in the message.
+std::string placementProblem(const at::Tensor& t, const char* what);
+
 class Call {
  public:
   Call(Communicator& comm, const char* op) : comm_(comm), op_(op) {}
