@@ -197,7 +197,11 @@ void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, i
   const char* name = "allReduce";
   checkLive(name);
   const CallClock::Scope inFlight(*clock_, name);
-  if (callCheck_->settleAllReduce(name, send, recv, count, dtype, op, size_)) return;
+  if (callCheck_->settleAllReduce(name, send, recv, count, dtype, op, size_)) {
+    lastAlgorithm_ = "check-folded";
+    return;
+  }
+  lastAlgorithm_ = "MPI_Allreduce";
   const int n = toInt(count, name);
   if (isHalf(dtype)) {
     float* f = scratch(count);

@@ -38,6 +38,9 @@ class Backend final : public epcomm::Backend {
   // Settled by the next collective (call_check.h); all-reduces within
   // EPCOMM_MPI_CHECK_FOLD_BYTES carry their data in the same MPI call.
   void setCallCheck(const epcommCallCheck* check) override;
+  // All-reduce: "check-folded" (the data travelled in the call check's message) or
+  // "MPI_Allreduce".
+  const char* lastAlgorithm() const override { return lastAlgorithm_; }
   std::unique_ptr<epcomm::Backend> split(int color, int key) override;
 
   void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;
@@ -81,6 +84,7 @@ class Backend final : public epcomm::Backend {
   void (*log_)(int, const char*) = nullptr;
   std::string windowKnob_ = "auto";  // EPCOMM_MPI_WINDOW, through the ABI at create
   std::size_t foldBytes_ = 64;       // EPCOMM_MPI_CHECK_FOLD_BYTES, agreed at init
+  const char* lastAlgorithm_ = "";
   std::unique_ptr<CallClock> clock_;
   std::unique_ptr<CallCheck> callCheck_;  // uses comm_
   std::unique_ptr<float[]> scratch_;

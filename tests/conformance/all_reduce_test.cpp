@@ -32,6 +32,21 @@ TEST_F(Conformance, AllReduce) {
 
 // The backend names the algorithm it ran (shm: its table, all_reduce_algorithms.h), and
 // EPCOMM_SHM_ALLREDUCE forces one wherever it can run.
+// The mpi backend carries an all-reduce inside its call check's message when the data fits
+// EPCOMM_MPI_CHECK_FOLD_BYTES (and the check is on), else in its own MPI_Allreduce.
+TEST_F(Conformance, MpiFoldsSmallAllReducesIntoTheCheck) {
+  if (comm().backendName() != "mpi" || size() < 2) GTEST_SKIP() << "the mpi backend's fold";
+  const bool check = comm().config().checkArgs;
+  const std::int64_t fold = comm().config().integer("EPCOMM_MPI_CHECK_FOLD_BYTES");
+  for (std::size_t n : {std::size_t{2}, std::size_t{1} << 10}) {
+    std::vector<float> v(n, 1.f);
+    comm().allReduce(v.data(), v.data(), n, DataType::kF32, ReduceOp::kSum);
+    const bool folds = check && static_cast<std::int64_t>(n * sizeof(float)) <= fold;
+    EXPECT_EQ(comm().lastAlgorithm(), folds ? "check-folded" : "MPI_Allreduce") << n;
+    EXPECT_EQ(v[n - 1], static_cast<float>(size()));
+  }
+}
+
 TEST_F(Conformance, AllReduceAlgorithmIsReported) {
   if (comm().backendName() != "shm" || size() < 2) GTEST_SKIP() << "shm's algorithm table";
   const std::string forced = comm().config().text("EPCOMM_SHM_ALLREDUCE");
