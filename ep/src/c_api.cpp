@@ -1,18 +1,16 @@
-// The EP C API (ep/epcomm_ep.h) over ep::Buffer. No exception leaves this file; every call
-// runs through libepcomm's C call machinery (comm/src/c_api_bridge.h), so epcommGetLastError,
-// the in-flight count that epcommCommAbort / Destroy wait for and the result codes are the
-// communicator's own.
+// The EP C API (ep/epcomm_ep.h) over ep::Buffer: the Buffer and low-latency mode here, normal
+// mode in ep/src/c_api_normal.cpp, the objects both use in ep/src/c_api_objects.h. No
+// exception leaves these files; every call runs through libepcomm's C call machinery
+// (comm/src/c_api_bridge.h), so epcommGetLastError, the in-flight count that
+// epcommCommAbort / Destroy wait for and the result codes are the communicator's own.
 //
 // A problem only the C layer sees (a NULL struct, a shape that does not fit in an int, a bad
 // config header, a handle of another Buffer) is turned into an input the C++ call refuses in
 // its cross-rank agreement, so the call fails on every rank as any bad argument does; this
 // rank's message then names the C-level problem.
-#include "ep/epcomm_ep.h"
-
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -23,89 +21,16 @@
 #include <vector>
 
 #include "comm/error.h"
-#include "comm/src/c_api_bridge.h"
-#include "ep/buffer.h"
+#include "ep/src/c_api_objects.h"
 
 namespace ep = epcomm::ep;
 namespace capi = epcomm::capi;
+using namespace epcomm::ep::bridge;
 
-struct epcommEpBuffer;
-
-struct epcommEpHandle {
-  epcommEpBuffer* buffer = nullptr;
-  ep::DispatchOutputs dispatch;  // the dispatch's outputs and its ep::DispatchHandle
-  ep::CombineOutputs combine;    // the last combine that reversed it
-};
-
-struct epcommEpHook {
-  epcommEpBuffer* buffer = nullptr;
-  std::function<void()> receive;
-};
-
-struct epcommEpBuffer {
-  epcommComm_t comm = nullptr;
-  std::unique_ptr<ep::Buffer> impl;
-  ep::LayoutOutputs layout;
-  // Live handles and hooks (released with the Buffer), and destroyed handles kept for reuse
-  // so a steady stream of dispatches allocates nothing (at most kSpareHandles).
-  std::vector<std::unique_ptr<epcommEpHandle>> handles;
-  std::vector<std::unique_ptr<epcommEpHandle>> spare;
-  std::vector<std::unique_ptr<epcommEpHook>> hooks;
-};
-
-namespace {
-
-constexpr std::size_t kSpareHandles = 2;
-
-static_assert(sizeof(epcommBf16_t) == sizeof(epcomm::Bf16));
 static_assert(epcommEpModeAuto == static_cast<int>(ep::Mode::kAuto) &&
               epcommEpBatchDecode == static_cast<int>(ep::BatchKind::kDecode));
 
-epcomm::Bf16* bf16(epcommBf16_t* p) {
-  return reinterpret_cast<epcomm::Bf16*>(p);
-}
-const epcomm::Bf16* bf16(const epcommBf16_t* p) {
-  return reinterpret_cast<const epcomm::Bf16*>(p);
-}
-epcommBf16_t* cBf16(epcomm::Bf16* p) {
-  return reinterpret_cast<epcommBf16_t*>(p);
-}
-
-// A produced output array, as C sees it: never NULL, also with no elements (NULL in an
-// output struct means "not produced", e.g. recvXInt8 without int8), so a caller can pass an
-// empty array straight back (DeepEP: topk_weights=recv_topk_weights on a rank that received
-// nothing).
-template <typename T>
-T* produced(T* data) {
-  alignas(64) static T empty[1]{};
-  return data ? data : empty;
-}
-
-// C-level problems of this rank; the first one is reported.
-class Problems {
- public:
-  void add(const std::string& what) {
-    if (first_.empty()) first_ = what;
-  }
-  bool any() const { return !first_.empty(); }
-  // A shape as an int; -1 (refused by the C++ checks) when it does not fit.
-  int narrow(std::int64_t v, const char* name) {
-    if (v >= INT_MIN && v <= INT_MAX) return static_cast<int>(v);
-    add(fmt::format("{} {} does not fit in an int", name, v));
-    return -1;
-  }
-  // The call's result: when this rank saw a C-level problem the (poisoned) call failed on
-  // every rank; here the message names the real problem.
-  epcommResult_t finish(epcommComm_t comm, const char* op, epcommResult_t rc) const {
-    if (!any()) return rc;
-    const epcomm::Communicator* c = capi::communicatorFromHandle(comm);
-    const std::string who = c ? fmt::format("epcomm rank {}", c->rank()) : "epcomm";
-    return capi::fail(comm, epcommInvalidArgument, fmt::format("{}: {}: {}", who, op, first_));
-  }
-
- private:
-  std::string first_;
-};
+namespace epcomm::ep::bridge {
 
 ep::Quant toQuant(int q, bool lowLatency) {
   switch (q) {
@@ -125,10 +50,12 @@ int fromQuant(ep::Quant q) {
   }
 }
 
-// The Buffers, handles and hooks alive in this process, so that a destroyed (or never made)
-// one passed back is an error, not a crash.
+namespace {
+
 std::mutex gLiveMutex;
 std::unordered_set<const void*> gLive;
+
+}  // namespace
 
 void addLive(const void* p) {
   std::lock_guard<std::mutex> lock(gLiveMutex);
@@ -150,29 +77,9 @@ epcommResult_t badBuffer(const char* op, const void* buffer) {
                   buffer ? "buffer is not a live Buffer (destroyed already?)" : "buffer is NULL"));
 }
 
-bool ownsHandle(const epcommEpBuffer* b, const epcommEpHandle* h) {
-  return isLive(h) && h->buffer == b;
-}
+}  // namespace epcomm::ep::bridge
 
-// Removes p from its owner's list (and from the live set); nullptr when it is not there.
-template <typename T>
-std::unique_ptr<T> detach(std::vector<std::unique_ptr<T>>& list, const T* p) noexcept {
-  auto it = std::find_if(list.begin(), list.end(),
-                         [p](const std::unique_ptr<T>& q) { return q.get() == p; });
-  if (it == list.end()) return nullptr;
-  std::unique_ptr<T> out = std::move(*it);
-  list.erase(it);
-  removeLive(p);
-  return out;
-}
-
-// A handle for the next dispatch: a spare one (its arrays keep their capacity) or a new one.
-std::unique_ptr<epcommEpHandle> takeHandle(epcommEpBuffer* b) {
-  if (b->spare.empty()) return std::make_unique<epcommEpHandle>();
-  std::unique_ptr<epcommEpHandle> h = std::move(b->spare.back());
-  b->spare.pop_back();
-  return h;
-}
+namespace {
 
 // Publishes a hook (nullptr when fn is empty).
 epcommEpHook_t keepHook(epcommEpBuffer* b, std::function<void()> fn) {
@@ -289,152 +196,6 @@ epcommResult_t epcommEpResolveMode(epcommEpMode_t configured, epcommEpBatchKind_
   }
   *mode = static_cast<epcommEpMode_t>(
       ep::resolveMode(static_cast<ep::Mode>(m), static_cast<ep::BatchKind>(k)));
-  return epcommSuccess;
-}
-
-epcommResult_t epcommEpGetDispatchLayout(epcommEpBuffer_t buffer, const epcommEpLayoutInputs_t* in,
-                                         epcommEpLayoutOutputs_t* out) {
-  if (!isLive(buffer)) return badBuffer("epGetDispatchLayout", buffer);
-  Problems problems;
-  const epcommEpLayoutInputs_t none{};
-  if (!in) problems.add("inputs are NULL");
-  if (!out) problems.add("outputs are NULL");
-  const epcommEpLayoutInputs_t& i = in ? *in : none;
-  ep::LayoutInputs li;
-  li.topkIdx = i.topkIdx;
-  li.numTokens = problems.narrow(i.numTokens, "numTokens");
-  li.numTopk = problems.narrow(i.numTopk, "numTopk");
-  li.numExperts = problems.narrow(i.numExperts, "numExperts");
-  if (problems.any()) li.numTopk = 0;  // refused on every rank
-  if (out) *out = epcommEpLayoutOutputs_t{};
-  const epcommResult_t rc = capi::call(buffer->comm, "epGetDispatchLayout", [&] {
-    buffer->impl->getDispatchLayout(li, buffer->layout);
-  });
-  if (rc != epcommSuccess || problems.any())
-    return problems.finish(buffer->comm, "epGetDispatchLayout", rc);
-  const ep::LayoutOutputs& l = buffer->layout;
-  out->numTokens = l.numTokens;
-  out->numRanks = l.numRanks;
-  out->numExperts = l.numExperts;
-  out->numTokensPerRank = produced(l.numTokensPerRank.data());
-  out->numTokensPerExpert = produced(l.numTokensPerExpert.data());
-  out->isTokenInRank = produced(l.isTokenInRank.data());
-  return epcommSuccess;
-}
-
-epcommResult_t epcommEpDispatch(epcommEpBuffer_t buffer, const epcommEpDispatchInputs_t* in,
-                                epcommEpDispatchOutputs_t* out) {
-  if (!isLive(buffer)) return badBuffer("epDispatch", buffer);
-  Problems problems;
-  const epcommEpDispatchInputs_t none{};
-  if (!in) problems.add("inputs are NULL");
-  if (!out) problems.add("outputs are NULL");
-  if (out) *out = epcommEpDispatchOutputs_t{};
-  const epcommEpDispatchInputs_t& i = in ? *in : none;
-  if (i.handle && !ownsHandle(buffer, i.handle)) {
-    problems.add("handle is not a live handle of this Buffer (destroyed, or of another Buffer)");
-  }
-  ep::DispatchInputs di;
-  di.x = bf16(i.x);
-  di.numTokens = problems.narrow(i.numTokens, "numTokens");
-  di.hidden = problems.narrow(i.hidden, "hidden");
-  di.topkIdx = i.topkIdx;
-  di.topkWeights = i.topkWeights;
-  di.numTopk = problems.narrow(i.numTopk, "numTopk");
-  di.numExperts = problems.narrow(i.numExperts, "numExperts");
-  di.handle = i.handle && !problems.any() ? &i.handle->dispatch.handle : nullptr;
-  di.expertAlignment =
-      i.expertAlignment == 0 ? 1 : problems.narrow(i.expertAlignment, "expertAlignment");
-  di.quant = toQuant(i.quant, false);
-  di.dequantize = i.dequantize != 0;
-  if (problems.any()) di.hidden = 0;  // refused on every rank
-  std::unique_ptr<epcommEpHandle> h;
-  const epcommResult_t rc = capi::call(buffer->comm, "epDispatch", [&] {
-    buffer->handles.reserve(buffer->handles.size() + 1);  // no throw once dispatched
-    h = takeHandle(buffer);
-    h->buffer = buffer;
-    buffer->impl->dispatch(di, h->dispatch);
-    if (!problems.any()) addLive(h.get());
-  });
-  if (rc != epcommSuccess || problems.any()) {
-    if (h && buffer->spare.size() < kSpareHandles) buffer->spare.push_back(std::move(h));
-    return problems.finish(buffer->comm, "epDispatch", rc);
-  }
-  ep::DispatchOutputs& d = h->dispatch;
-  const bool int8 = ep::isInt8(d.quant);
-  out->numRecvTokens = d.numRecvTokens;
-  out->hidden = d.hidden;
-  out->numTopk = d.numTopk;
-  out->numScales = d.numScales;
-  out->numLocalExperts = static_cast<std::int64_t>(d.numRecvTokensPerExpert.size());
-  out->bytesSent = static_cast<std::int64_t>(d.bytesSent);
-  out->quant = fromQuant(d.quant);
-  out->recvX = !int8 || di.dequantize ? cBf16(produced(d.recvX.data())) : nullptr;
-  out->recvXInt8 = int8 ? produced(d.recvXInt8.data()) : nullptr;
-  out->recvScales = int8 ? produced(d.recvScales.data()) : nullptr;
-  out->recvTopkIdx = produced(d.recvTopkIdx.data());
-  out->recvTopkWeights = produced(d.recvTopkWeights.data());
-  static_assert(sizeof(int) == sizeof(std::int32_t));
-  out->numRecvTokensPerExpert =
-      reinterpret_cast<const std::int32_t*>(produced(d.numRecvTokensPerExpert.data()));
-  out->recvSrcIdx = produced(d.handle.recvSrcIdx.data());
-  out->rankPrefix = d.handle.rankPrefix.data();
-  h->combine.numTokens = 0;
-  h->combine.combinedX.clear();
-  h->combine.combinedTopkWeights.clear();
-  out->handle = h.get();
-  buffer->handles.push_back(std::move(h));
-  return epcommSuccess;
-}
-
-epcommResult_t epcommEpCombine(epcommEpBuffer_t buffer, const epcommEpCombineInputs_t* in,
-                               epcommEpCombineOutputs_t* out) {
-  if (!isLive(buffer)) return badBuffer("epCombine", buffer);
-  Problems problems;
-  const epcommEpCombineInputs_t none{};
-  if (!in) problems.add("inputs are NULL");
-  if (!out) problems.add("outputs are NULL");
-  if (out) *out = epcommEpCombineOutputs_t{};
-  const epcommEpCombineInputs_t& i = in ? *in : none;
-  if (i.handle && !ownsHandle(buffer, i.handle)) {
-    problems.add("handle is not a live handle of this Buffer (destroyed, or of another Buffer)");
-  }
-  ep::CombineInputs ci;
-  ci.x = bf16(i.x);
-  ci.hidden = problems.narrow(i.hidden, "hidden");
-  ci.topkWeights = i.topkWeights;
-  ci.numTopk = problems.narrow(i.numTopk, "numTopk");
-  ci.weighted = i.weighted != 0;
-  ci.handle = i.handle && !problems.any() ? &i.handle->dispatch.handle : nullptr;  // none: refused
-  ep::CombineOutputs scratch;
-  ep::CombineOutputs& co = ci.handle ? i.handle->combine : scratch;
-  const epcommResult_t rc =
-      capi::call(buffer->comm, "epCombine", [&] { buffer->impl->combine(ci, co); });
-  if (rc != epcommSuccess || problems.any()) return problems.finish(buffer->comm, "epCombine", rc);
-  out->numTokens = co.numTokens;
-  out->hidden = ci.handle->hidden;
-  out->numTopk = ci.topkWeights || ci.numTopk > 0 ? ci.numTopk : 0;
-  out->bytesSent = static_cast<std::int64_t>(co.bytesSent);
-  out->combinedX = cBf16(produced(co.combinedX.data()));
-  out->combinedTopkWeights = out->numTopk > 0 ? produced(co.combinedTopkWeights.data()) : nullptr;
-  return epcommSuccess;
-}
-
-epcommResult_t epcommEpHandleDestroy(epcommEpHandle_t handle) {
-  if (!handle) return epcommSuccess;
-  if (!isLive(handle)) {
-    return capi::fail(nullptr, epcommInvalidArgument,
-                      "epcomm: epHandleDestroy: not a live handle (destroyed already, or its "
-                      "Buffer was)");
-  }
-  epcommEpBuffer* b = handle->buffer;
-  std::unique_ptr<epcommEpHandle> h = detach(b->handles, handle);
-  if (b->spare.size() < kSpareHandles) {
-    try {
-      b->spare.push_back(std::move(h));
-    } catch (...) {  // out of memory: h is simply freed
-    }
-  }
   return epcommSuccess;
 }
 
