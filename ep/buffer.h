@@ -54,6 +54,12 @@ struct EPCOMM_API BufferConfig {
   int quantGroup = kQuantGroup;  // EPCOMM_EP_QUANT_GROUP: 128, or 0 for one scale per token
   int llMaxTokens = 128;         // EPCOMM_EP_LL_MAX_TOKENS: low-latency capacity T
   Transport transport = Transport::kAuto;  // EPCOMM_EP_TRANSPORT: auto, window, collective
+  // The wire format of a normal dispatch asking for `requested`: kDefault is int8 (one scale
+  // per quantGroup channels, or per token when it is 0) where int8 is set, else bf16.
+  Quant normalQuant(Quant requested) const {
+    if (requested != Quant::kDefault) return requested;
+    return !int8 ? Quant::kNone : quantGroup == 0 ? Quant::kInt8PerToken : Quant::kInt8Group;
+  }
   // Reads the EPCOMM_EP_* knobs (and their DeepEP / SGLang aliases) from `config`.
   static BufferConfig fromConfig(const Config& config);
   static BufferConfig fromEnvironment() { return fromConfig(Config::fromEnvironment()); }

@@ -132,7 +132,7 @@ epcommResult_t epcommEpGetDispatchLayout(epcommEpBuffer_t buffer, const epcommEp
 /* ---- Normal mode (prefill / extend; semantics in ep/normal.h) ---- */
 
 typedef struct {
-  const epcommBf16_t* x; /* [numTokens, hidden] */
+  const epcommBf16_t* x; /* [numTokens, hidden]; may be NULL with extras->xInt8 */
   int64_t numTokens;
   int64_t hidden;
   const int64_t* topkIdx;   /* [numTokens, numTopk]; -1 = none. Ignored in cached mode */
@@ -165,7 +165,48 @@ typedef struct {
   const int64_t* rankPrefix;             /* [R + 1]: first row of each source rank */
 } epcommEpDispatchOutputs_t;
 
-/* Dispatch. On error out->handle is NULL and nothing needs freeing. */
+/* Dispatch inputs added after epcommEpDispatchInputs_t, for epcommEpDispatchEx (C++:
+ * ep::DispatchInputs). Versioned by size as comm/backend.h's structs: zero-initialise, set
+ * structSize = sizeof(epcommEpDispatchExtras_t), then the fields wanted; a zero field is
+ * "not used". A field that structSize does not cover entirely reads as its default (a
+ * binary built with an older, shorter struct keeps working); bytes beyond the fields this
+ * library knows (a newer header's) must be zero. A structSize below 8 (the header; 0 too) or
+ * above 4096, reserved not 0, or a non-zero unknown byte is epcommInvalidArgument on every
+ * rank, this rank's message naming the field and value. */
+typedef struct {
+  uint32_t structSize; /* sizeof(epcommEpDispatchExtras_t) as the caller compiled it */
+  uint32_t reserved;   /* 0 */
+  /* DeepEP's layout arguments as epcommEpGetDispatchLayout returned them, both or neither
+   * (one alone is refused; ignored in cached mode): used as given, not recomputed from
+   * topkIdx. Rows go where isTokenInRank says; topkIdx is still required and only labels
+   * them (local ids), so it must agree with isTokenInRank. */
+  const uint8_t* isTokenInRank;      /* [numTokens, R], 0 or 1 */
+  const int32_t* numTokensPerExpert; /* [numExperts] */
+  /* Pre-quantised tokens (DeepEP's (data, scales) x): int8 rows and one f32 scale per
+   * quantisation group (128 channels with Int8Group, the whole row with Int8PerToken; see
+   * ep/quant.h); they arrive as sent (recvXInt8, recvScales). Scale g of token t is
+   * xScales[t * scalesTokenStride + g * scalesGroupStride], strides in floats and of any
+   * value (column-major scales: 1 and numTokens); both 0 means row-major [numTokens,
+   * numScales]. in->x is then not read (may be NULL) and in->quant must be, or default
+   * to, an int8 mode. */
+  const int8_t* xInt8;  /* [numTokens, hidden] */
+  const float* xScales; /* see above */
+  int64_t scalesTokenStride;
+  int64_t scalesGroupStride;
+  /* DeepEP's num_worst_tokens: > 0 gives every row array of the outputs (recvX, recvXInt8,
+   * recvScales, recvTopkIdx, recvTopkWeights) exactly this many rows: out->numRecvTokens
+   * still counts the rows received (recvSrcIdx has that many), the rows after them are
+   * padding (zeros, topk ids -1); numRecvTokensPerExpert is empty (numLocalExperts 0).
+   * Negative, or fewer than a rank receives: epcommInvalidArgument on every rank, before
+   * any token moves. 0: no padding. */
+  int64_t numWorstTokens;
+} epcommEpDispatchExtras_t;
+
+/* Dispatch. On error out->handle is NULL and nothing needs freeing. extras may be NULL (no
+ * extras); epcommEpDispatch is epcommEpDispatchEx with NULL extras. */
+epcommResult_t epcommEpDispatchEx(epcommEpBuffer_t buffer, const epcommEpDispatchInputs_t* in,
+                                  const epcommEpDispatchExtras_t* extras,
+                                  epcommEpDispatchOutputs_t* out);
 epcommResult_t epcommEpDispatch(epcommEpBuffer_t buffer, const epcommEpDispatchInputs_t* in,
                                 epcommEpDispatchOutputs_t* out);
 

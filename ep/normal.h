@@ -57,9 +57,9 @@ struct DispatchInputs {
   int numTopk = 0;
   int numExperts = 0;
   const DispatchHandle* handle = nullptr;  // cached mode: reuse its layout, topk not sent
-  // DeepEP's layout arguments as getDispatchLayout returned them (both or neither): used as
-  // given, not derived from topkIdx again. Rows move where isTokenInRank says; topkIdx only
-  // labels them (local ids) and must agree with it.
+  // DeepEP's layout arguments as getDispatchLayout returned them (both or neither: one alone
+  // is refused; ignored in cached mode): used as given, not derived from topkIdx again. Rows
+  // move where isTokenInRank says; topkIdx only labels them (local ids) and must agree with it.
   const std::uint8_t* isTokenInRank = nullptr;       // [numTokens, numRanks], 0 or 1
   const std::int32_t* numTokensPerExpert = nullptr;  // [numExperts]
   int expertAlignment = 1;
@@ -75,8 +75,9 @@ struct DispatchInputs {
   std::int64_t scalesGroupStride = 1;
   // DeepEP's num_worst_tokens: > 0 pads every row output to exactly this many rows (padding
   // rows: x and scales zero, topk ids -1, weights 0) and leaves numRecvTokensPerExpert
-  // empty. A rank that receives more rows than this fails (after the transfer, which
-  // every rank completes).
+  // empty. A rank that would receive more rows than this is an InvalidArgument error on
+  // every rank before token data moves (a fresh dispatch learns its row count from the
+  // counts exchange, so one more small agreement follows it where any rank passes this).
   int numWorstTokens = 0;
 };
 

@@ -2,7 +2,9 @@
 // combine and handles, over ep::Buffer; conventions as in ep/src/c_api.cpp.
 #include <fmt/format.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <utility>
 
@@ -24,6 +26,52 @@ std::unique_ptr<epcommEpHandle> takeHandle(epcommEpBuffer* b) {
   std::unique_ptr<epcommEpHandle> h = std::move(b->spare.back());
   b->spare.pop_back();
   return h;
+}
+
+using Extras = epcommEpDispatchExtras_t;
+constexpr std::size_t kExtrasHeader = offsetof(Extras, isTokenInRank);
+constexpr std::uint32_t kExtrasMaxSize = 4096;
+// Where each field after the header ends, in order: a field is read only when the caller's
+// structSize covers all of it.
+constexpr std::size_t kExtrasFieldEnds[] = {
+    offsetof(Extras, isTokenInRank) + sizeof(Extras::isTokenInRank),
+    offsetof(Extras, numTokensPerExpert) + sizeof(Extras::numTokensPerExpert),
+    offsetof(Extras, xInt8) + sizeof(Extras::xInt8),
+    offsetof(Extras, xScales) + sizeof(Extras::xScales),
+    offsetof(Extras, scalesTokenStride) + sizeof(Extras::scalesTokenStride),
+    offsetof(Extras, scalesGroupStride) + sizeof(Extras::scalesGroupStride),
+    offsetof(Extras, numWorstTokens) + sizeof(Extras::numWorstTokens),
+};
+static_assert(kExtrasHeader == 8 && kExtrasFieldEnds[6] == sizeof(Extras));
+
+// The caller's extras (NULL: none) in this library's layout: the fields its structSize
+// covers, defaults (zero) for the rest. A bad header or a non-zero byte this library does
+// not know is a problem.
+Extras readExtras(const Extras* e, Problems& problems) {
+  Extras x{};
+  if (!e) return x;
+  const std::uint32_t size = e->structSize;
+  if (size < kExtrasHeader || size > kExtrasMaxSize) {
+    problems.add(fmt::format(
+        "extras.structSize {} is not a struct size: set it to sizeof(epcommEpDispatchExtras_t) "
+        "({} with this library's header)",
+        size, sizeof(Extras)));
+    return x;
+  }
+  if (e->reserved != 0) problems.add(fmt::format("extras.reserved {} must be 0", e->reserved));
+  std::size_t covered = kExtrasHeader;
+  for (const std::size_t end : kExtrasFieldEnds) covered = end <= size ? end : covered;
+  std::memcpy(&x, e, covered);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(e);
+  for (std::size_t b = sizeof(Extras); b < size; ++b) {
+    if (bytes[b] == 0) continue;
+    problems.add(fmt::format(
+        "extras.structSize {} is larger than this library's epcommEpDispatchExtras_t ({} "
+        "bytes) and its byte {} is not 0: an option this library does not have",
+        size, sizeof(Extras), b));
+    break;
+  }
+  return x;
 }
 
 }  // namespace
@@ -63,6 +111,12 @@ epcommResult_t epcommEpGetDispatchLayout(epcommEpBuffer_t buffer, const epcommEp
 
 epcommResult_t epcommEpDispatch(epcommEpBuffer_t buffer, const epcommEpDispatchInputs_t* in,
                                 epcommEpDispatchOutputs_t* out) {
+  return epcommEpDispatchEx(buffer, in, nullptr, out);
+}
+
+epcommResult_t epcommEpDispatchEx(epcommEpBuffer_t buffer, const epcommEpDispatchInputs_t* in,
+                                  const epcommEpDispatchExtras_t* extras,
+                                  epcommEpDispatchOutputs_t* out) {
   if (!isLive(buffer)) return badBuffer("epDispatch", buffer);
   Problems problems;
   const epcommEpDispatchInputs_t none{};
@@ -86,6 +140,18 @@ epcommResult_t epcommEpDispatch(epcommEpBuffer_t buffer, const epcommEpDispatchI
       i.expertAlignment == 0 ? 1 : problems.narrow(i.expertAlignment, "expertAlignment");
   di.quant = toQuant(i.quant, false);
   di.dequantize = i.dequantize != 0;
+  const Extras x = readExtras(extras, problems);
+  di.isTokenInRank = x.isTokenInRank;
+  di.numTokensPerExpert = x.numTokensPerExpert;
+  di.xInt8 = x.xInt8;
+  di.xScales = x.xScales;
+  di.scalesTokenStride = x.scalesTokenStride;
+  di.scalesGroupStride = x.scalesGroupStride;
+  if (x.scalesTokenStride == 0 && x.scalesGroupStride == 0) {  // row-major
+    di.scalesTokenStride = ep::numScales(buffer->impl->config().normalQuant(di.quant), di.hidden);
+    di.scalesGroupStride = 1;
+  }
+  di.numWorstTokens = problems.narrow(x.numWorstTokens, "extras.numWorstTokens");
   if (problems.any()) di.hidden = 0;  // refused on every rank
   std::unique_ptr<epcommEpHandle> h;
   const epcommResult_t rc = capi::call(buffer->comm, "epDispatch", [&] {

@@ -59,6 +59,13 @@ void readMeta(const std::int32_t* rec, DispatchOutputs& out, std::size_t row, in
   }
 }
 
+std::string worstProblem(std::int64_t received, int numWorstTokens) {
+  return fmt::format(
+      "numWorstTokens {} is smaller than the {} rows this rank receives; raise "
+      "num_worst_tokens to the most rows any rank can receive",
+      numWorstTokens, received);
+}
+
 }  // namespace
 
 void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
@@ -66,10 +73,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   Communicator& comm = s.comm;
   const int numRanks = comm.size(), me = comm.rank();
   const bool cached = in.handle != nullptr;
-  const Quant quant = in.quant != Quant::kDefault ? in.quant
-                      : !s.config.int8            ? Quant::kNone
-                      : s.config.quantGroup == 0  ? Quant::kInt8PerToken
-                                                  : Quant::kInt8Group;
+  const Quant quant = s.config.normalQuant(in.quant);
   const int hidden = in.hidden, numTokens = in.numTokens;
   const int numTopk = cached ? 0 : in.numTopk;
   const int numExperts = cached ? in.handle->numExperts : in.numExperts;
@@ -80,11 +84,27 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   if (numTokens < 0) agreement.fail(fmt::format("numTokens {} < 0", numTokens));
   const bool preQuantised = in.xInt8 != nullptr;
   if (numTokens > 0 && !in.x && !preQuantised) agreement.fail("x is null");
-  if (preQuantised && (!isInt8(quant) || (numTokens > 0 && !in.xScales))) {
-    agreement.fail("pre-quantised x needs an int8 quant mode and its scales");
+  if (preQuantised && quant == Quant::kNone) {
+    agreement.fail("xInt8 (pre-quantised x) is given but quant is none (bf16): pass an int8 mode");
   }
-  if (in.expertAlignment < 1) agreement.fail("expertAlignment must be >= 1");
-  if (in.numWorstTokens < 0) agreement.fail("numWorstTokens must be >= 0");
+  if (preQuantised && numTokens > 0 && !in.xScales) {
+    agreement.fail("xInt8 (pre-quantised x) is given but xScales is null");
+  }
+  // The caller's layout: both arrays (isTokenInRank may be null with no tokens) or neither.
+  const bool layoutGiven = !cached && (in.isTokenInRank || in.numTokensPerExpert);
+  if (layoutGiven && (!in.numTokensPerExpert || (numTokens > 0 && !in.isTokenInRank))) {
+    agreement.fail(fmt::format("isTokenInRank and numTokensPerExpert go together: {} is null",
+                               in.isTokenInRank ? "numTokensPerExpert" : "isTokenInRank"));
+  }
+  if (in.expertAlignment < 1) {
+    agreement.fail(fmt::format("expertAlignment {} must be >= 1", in.expertAlignment));
+  }
+  if (in.numWorstTokens < 0) {
+    agreement.fail(fmt::format("numWorstTokens {} must be >= 0", in.numWorstTokens));
+  }
+  if (cached && in.numWorstTokens > 0 && in.handle->numRecvTokens > in.numWorstTokens) {
+    agreement.fail(worstProblem(in.handle->numRecvTokens, in.numWorstTokens));
+  }
   if (quant != Quant::kNone && !isInt8(quant)) agreement.fail("unknown quant mode");
   if (isInt8(quant) && hidden > 0 && (group <= 0 || hidden % group != 0)) {
     agreement.fail(fmt::format(
@@ -101,7 +121,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
           fmt::format("cached dispatch: numTokens {} / hidden {} differ from the handle's {} / {}",
                       numTokens, hidden, h.numTokens, h.hidden));
     }
-  } else if (agreement.ok() && in.isTokenInRank && in.numTokensPerExpert) {
+  } else if (agreement.ok() && layoutGiven) {
     // The caller's layout (DeepEP passes get_dispatch_layout's tensors back): taken as given.
     if (numTokens > 0 && (numTopk < 1 || !in.topkIdx)) {
       agreement.fail("topkIdx is null or numTopk < 1");
@@ -148,6 +168,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
     if (plan.neededBytes > s.normal.bytes()) agreement.fail(plan.bufferProblem(s.normal.bytes()));
   }
   const int maxTokensIndex = agreement.max(numTokens);
+  const int worstGivenIndex = agreement.max(in.numWorstTokens > 0 ? 1 : 0);
   comm.agree(agreement);
 
   if (!cached) {
@@ -156,6 +177,16 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
     // Counts exchange: per destination [needed bytes if too small else 0, rows per round,
     // (token, slot) pairs per local expert of that destination].
     plan.exchangeCounts(comm, s.layout, s.normal.bytes(), kOp);
+    // Only now does a rank know how many rows it receives: where any rank pads to
+    // numWorstTokens, one more agreement, so that too few is an error on every rank.
+    if (agreement.maxOf(worstGivenIndex) > 0) {
+      CallAgreement rows(kOp);
+      const std::int64_t received = plan.rankPrefix[numRanks];
+      if (in.numWorstTokens > 0 && received > in.numWorstTokens) {
+        rows.fail(worstProblem(received, in.numWorstTokens));
+      }
+      comm.agree(rows);
+    }
   }
 
   // The window transport for one-round calls whose regions fit the Buffer's bound (agreed
@@ -352,21 +383,18 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
                      hidden, group, out.recvX.data() + i * hidden);
     }
   }
-  if (worst == 0) return;
-  if (numRecv > worst) {
-    throwError(ErrorCode::kInvalidArgument, me, kOp,
-               fmt::format("this rank received {} rows, more than numWorstTokens {}; raise "
-                           "num_worst_tokens to the most rows any rank can receive",
-                           numRecv, worst));
-  }
+  if (worst <= numRecv) return;  // no padding (numRecv > worst was refused above)
   const std::size_t pad = worst - numRecv;
+  // Only the arrays this call sized: reused outputs may hold others of any size.
   const auto zero = [&](auto& array, std::size_t perRow) {
-    if (array.size() && pad)
+    if (pad * perRow > 0)
       std::memset(array.data() + numRecv * perRow, 0, pad * perRow * sizeof(*array.data()));
   };
-  zero(out.recvX, static_cast<std::size_t>(hidden));
-  zero(out.recvXInt8, static_cast<std::size_t>(hidden));
-  zero(out.recvScales, static_cast<std::size_t>(numScales));
+  if (!isInt8(quant) || in.dequantize) zero(out.recvX, static_cast<std::size_t>(hidden));
+  if (isInt8(quant)) {
+    zero(out.recvXInt8, static_cast<std::size_t>(hidden));
+    zero(out.recvScales, static_cast<std::size_t>(numScales));
+  }
   zero(out.recvTopkWeights, static_cast<std::size_t>(numTopk));
   std::fill(out.recvTopkIdx.data() + numRecv * numTopk, out.recvTopkIdx.data() + worst * numTopk,
             std::int64_t{-1});

@@ -2,7 +2,8 @@
  * backend): config and mode, low-latency dispatch + hook + weighted combine (copy and
  * zero-copy), and the error paths (a bad topk index on one rank fails on every rank with a
  * message naming it, NULL structs, a config not made with the initializer); the layout and
- * normal mode are in c_api_normal_test.c, the shared helpers in c_api_test_util.h. Compiled
+ * normal mode are in c_api_normal_test.c, epcommEpDispatchEx's extras in
+ * c_api_dispatch_ex_test.c, the shared helpers in c_api_test_util.h. Compiled
  * as C11 with -pedantic -Werror (the header check). Exit 0 when every check passed. */
 #include <math.h>
 #include <stdint.h>
@@ -249,6 +250,7 @@ int main(int argc, char** argv) {
   testNormal(buffer, experts);
   testInt8(buffer, experts, epcommEpQuantInt8Group);
   testInt8(buffer, experts, epcommEpQuantInt8PerToken);
+  testDispatchExtras(buffer, comm, experts);
   testLowLatency(buffer, experts);
   testErrors(buffer, comm, experts);
   testNormal(buffer, experts); /* after the errors: recycled handles, same results */

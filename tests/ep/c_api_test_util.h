@@ -1,5 +1,6 @@
 /* Shared by the EP C API test's files (tests/ep/c_api_test.c: main, Buffer, low-latency,
- * errors; tests/ep/c_api_normal_test.c: layout and normal mode): the rank globals, CHECK
+ * errors; c_api_normal_test.c: layout and normal mode; c_api_dispatch_ex_test.c:
+ * epcommEpDispatchEx's extras): the rank globals, CHECK
  * macros, bf16 conversion and DeepEP-style inputs that every rank can regenerate. */
 #ifndef EPCOMM_TESTS_EP_C_API_TEST_UTIL_H_
 #define EPCOMM_TESTS_EP_C_API_TEST_UTIL_H_
@@ -64,5 +65,7 @@ double calcDiff(const float* x, const float* y, int64_t n);
 void testLayout(epcommEpBuffer_t buffer, int64_t experts);
 void testNormal(epcommEpBuffer_t buffer, int64_t experts);
 void testInt8(epcommEpBuffer_t buffer, int64_t experts, int quant);
+/* epcommEpDispatchEx's extras (c_api_dispatch_ex_test.c). */
+void testDispatchExtras(epcommEpBuffer_t buffer, epcommComm_t comm, int64_t experts);
 
 #endif /* EPCOMM_TESTS_EP_C_API_TEST_UTIL_H_ */

@@ -273,7 +273,8 @@ TEST_F(Normal, PreQuantisedInputArrivesAsQuantisedByTheBuffer) {
 }
 
 // DeepEP's num_worst_tokens: the same rows, padded to exactly that many (x zero, ids -1,
-// weights 0), no per-expert counts; fewer rows than received fails on that rank only.
+// weights 0), no per-expert counts; fewer rows than one rank receives fails on every rank,
+// fresh or cached, and the Buffer stays usable.
 TEST_F(Normal, WorstTokensPadsEveryOutput) {
   Buffer buffer(comm(), config());
   const int E = expertsFor(size());
@@ -281,6 +282,11 @@ TEST_F(Normal, WorstTokensPadsEveryOutput) {
       makeInputs(9, rank(), tokensFor(rank(), 30), kHidden, kTopk, E, Fill::kRandom);
   ep::DispatchOutputs plain, padded;
   buffer.dispatch(dispatchInputsOf(in), plain);
+  // padded first holds a small int8 dispatch's arrays: only the bf16 ones are padded below.
+  ep::DispatchInputs small = dispatchInputsOf(in);
+  small.numTokens = std::min(in.numTokens, 1);
+  small.quant = ep::Quant::kInt8Group;
+  buffer.dispatch(small, padded);
   ep::DispatchInputs d = dispatchInputsOf(in);
   const int worst = plain.numRecvTokens + 5;
   d.numWorstTokens = worst;
@@ -304,14 +310,31 @@ TEST_F(Normal, WorstTokensPadsEveryOutput) {
     badPadding += padded.recvTopkIdx.data()[i] != -1 || padded.recvTopkWeights.data()[i] != 0.f;
   }
   EXPECT_EQ(badPadding, 0);
-  // Too small on the last rank only (if it receives anything): its error, the others succeed.
-  d.numWorstTokens = rank() == size() - 1 ? std::max(1, plain.numRecvTokens) - 1 : worst;
-  if (rank() == size() - 1 && plain.numRecvTokens > 0) {
-    EXPECT_THROW(buffer.dispatch(d, padded), Error);
-  } else {
-    buffer.dispatch(d, padded);
+  // Too small on one rank only: the last one that receives rows (skewed runs: not the last).
+  int bad = plain.numRecvTokens > 0 ? rank() : -1;
+  comm().allReduce(&bad, &bad, 1, DataType::kI32, ReduceOp::kMax);
+  if (bad < 0) return;  // no rank receives anything: none can be given too few rows
+  int badRows = plain.numRecvTokens;
+  comm().broadcast(&badRows, &badRows, 1, DataType::kI32, bad);
+  const std::string want = "numWorstTokens " + std::to_string(badRows - 1) +
+                           " is smaller than the " + std::to_string(badRows) + " rows";
+  for (const ep::DispatchHandle* cached : {static_cast<const ep::DispatchHandle*>(nullptr),
+                                           static_cast<const ep::DispatchHandle*>(&plain.handle)}) {
+    d.handle = cached;
+    d.numWorstTokens = rank() == bad ? badRows - 1 : worst;
+    try {
+      buffer.dispatch(d, padded);
+      ADD_FAILURE() << "rank " << rank() << ": no error (cached " << (cached != nullptr) << ")";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
   }
   EXPECT_FALSE(comm().aborted());
+  d.handle = nullptr;
+  d.numWorstTokens = worst;
+  buffer.dispatch(d, padded);
+  EXPECT_EQ(padded.numRecvTokens, plain.numRecvTokens);
 }
 
 // DeepEP-Ascend's rounds: rounds of roundTokens tokens, at most `rounds` of them (0: no
