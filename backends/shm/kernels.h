@@ -1,7 +1,7 @@
 // The shm backend's vector kernels: the reductions of comm/kernels/ (epcomm_kernels, the
 // static library shared with libepcomm_ep and compiled into this plugin), on the ISA chosen
 // once per process: the best this CPU has (AVX-512, AVX2 + F16C + FMA, or the portable loops
-// in reduce.cpp), or at most what EPCOMM_SHM_ISA asked for.
+// in comm/kernels/reduce_loops.cpp), or at most what EPCOMM_SHM_ISA asked for.
 #pragma once
 
 #include <cstddef>

@@ -1,13 +1,13 @@
-#include "backends/shm/reduce.h"
+// The portable reduction loops for every type, behind kernels::reduce (reduce.h).
+#include "comm/kernels/reduce.h"
 
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
-#include "backends/shm/kernels.h"
 #include "comm/half.h"
 
-namespace epcomm::shm {
+namespace epcomm::kernels {
 namespace {
 
 // Elements per block: the accumulator stays in L1 while every source streams past it.
@@ -130,10 +130,10 @@ void reduceOp(void* dst, const void* const* srcs, int n, std::size_t count, Data
 
 }  // namespace
 
-void reduce(void* dst, const void* const* srcs, int n, std::size_t count, DataType dtype,
-            ReduceOp op, int divisor) {
+void reduce(Isa isa, void* dst, const void* const* srcs, int n, std::size_t count,
+            DataType dtype, ReduceOp op, int divisor) {
   if (count == 0) return;
-  if (reduceVector(dst, srcs, n, count, dtype, op, divisor)) return;
+  if (reduceVector(isa, dst, srcs, n, count, dtype, op, divisor)) return;
   switch (op) {
     case ReduceOp::kSum: reduceOp<Sum>(dst, srcs, n, count, dtype, false, divisor); break;
     case ReduceOp::kAvg: reduceOp<Sum>(dst, srcs, n, count, dtype, true, divisor); break;
@@ -143,4 +143,4 @@ void reduce(void* dst, const void* const* srcs, int n, std::size_t count, DataTy
   }
 }
 
-}  // namespace epcomm::shm
+}  // namespace epcomm::kernels
