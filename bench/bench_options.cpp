@@ -106,7 +106,8 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
 
   CLI::App app{
       "coll-bench: nccl-tests style benchmark of epcomm's collectives, with MPI's own "
-      "collective side by side (--compare mpi).\nRun as: mpirun -np N coll-bench ...",
+      "collective side by side (--compare mpi).\nRun as: mpirun -np N coll-bench ..., or each "
+      "rank by hand: EPCOMM_INIT_ADDR=host:port EPCOMM_RANK=r EPCOMM_SIZE=N coll-bench ...",
       "coll-bench"};
   const CLI::Validator sizeCheck(
       [](std::string& value) -> std::string {
@@ -155,7 +156,8 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
       ->check(CLI::Range(0, INT_MAX))
       ->capture_default_str();
   app.add_option("--compare", compareText,
-                 "also run the MPI library's own collective on the same buffers (mpi|none)")
+                 "also run the MPI library's own collective on the same buffers (mpi|none); "
+                 "mpi needs the ranks launched by mpirun")
       ->check(CLI::IsMember({"mpi", "none"}))
       ->capture_default_str();
   app.add_option("--json", o.jsonPath, "write the results as a JSON list (rank 0)");

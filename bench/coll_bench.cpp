@@ -1,6 +1,12 @@
 // coll-bench: nccl-tests style benchmark of epcomm's collectives.
 //
 //   mpirun -np N coll-bench -b 8 -e 256M -f 2 -o allreduce -d f32 --redop sum -c 1 [--compare mpi]
+//   EPCOMM_INIT_ADDR=host:port EPCOMM_RANK=r EPCOMM_SIZE=N coll-bench ...   (each rank by hand)
+//
+// The ranks are epcomm's (Communicator::initFromEnvironment: mpirun, ranks started by hand, or
+// any launcher); timings, checks, the table and --json go through its communicator, rank 0
+// printing and writing. MPI serves --compare mpi alone, which needs the ranks launched by
+// mpirun (MPI_COMM_WORLD must be epcomm's world; bench/bench_ranks.h).
 //
 // Columns and formulas follow nccl-tests (doc/PERFORMANCE.md): size is the bytes of the
 // whole operation (allgather, reducescatter, alltoall: count * ranks * typesize, count being
@@ -10,13 +16,10 @@
 // out of place and in place (nccl-tests' two column groups).
 //
 // --compare mpi runs the MPI library's own collective (MPI_Allreduce, MPI_Allgather,
-// MPI_Reduce_scatter_block, MPI_Bcast, MPI_Alltoall, MPI_Sendrecv) on the same sizes, with
-// the same warmup, iterations and barrier, on the line after epcomm's. MPI has no bf16/f16:
-// they travel as MPI_Type_contiguous(2, MPI_BYTE) with commutative user ops that compute in
-// f32 and round back. MPI has no avg: MPI_SUM, then each rank divides its result (inside the
-// timed loop). Out-of-place broadcast on MPI copies send to recv on the root, then MPI_Bcast
-// (NCCL semantics). In-place reducescatter on MPI is MPI_IN_PLACE (result at the start of the
-// buffer); on epcomm it is NCCL's recv == send + rank * count.
+// MPI_Reduce_scatter_block, MPI_Bcast, MPI_Alltoall, MPI_Sendrecv; bench/coll_bench_mpi.h) on
+// the same sizes, with the same warmup, iterations and barrier, on the line after epcomm's.
+// avg on MPI divides inside the timed loop. In-place reducescatter on MPI is MPI_IN_PLACE
+// (result at the start of the buffer); on epcomm it is NCCL's recv == send + rank * count.
 //
 // After the sizes, a memcpy reference from the same run: rank 0's single-thread memcpy GB/s
 // at the largest size, and the largest size's out-of-place busbw as a fraction of it.
@@ -24,7 +27,6 @@
 // which the shm backend's collectives use zero-copy); its rows are labelled
 // "epcomm-registered". MPI still runs on ordinary heap buffers (what an MPI user has), with
 // the same sizes, inputs and checks.
-#include <mpi.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -43,8 +45,9 @@
 
 #include "bench/bench_check.h"
 #include "bench/bench_options.h"
+#include "bench/bench_ranks.h"
+#include "bench/coll_bench_mpi.h"
 #include "comm/communicator.h"
-#include "comm/half.h"
 
 namespace {
 
@@ -70,143 +73,6 @@ class AlignedBuffer {
     void operator()(std::byte* p) const { std::free(p); }
   };
   std::unique_ptr<std::byte, Free> data_;
-};
-
-// ---- the MPI library's own collectives ----
-
-template <typename H>
-H fromFloat(float f) {
-  if constexpr (std::is_same_v<H, Bf16>)
-    return toBf16(f);
-  else
-    return toF16(f);
-}
-
-template <typename H, ReduceOp kOp>
-void halfReduce(void* in, void* inout, int* len, MPI_Datatype*) {
-  const H* a = static_cast<const H*>(in);
-  H* b = static_cast<H*>(inout);
-  for (int i = 0; i < *len; ++i) {
-    const float x = toFloat(a[i]), y = toFloat(b[i]);
-    float r = x + y;
-    if constexpr (kOp == ReduceOp::kProd) r = x * y;
-    if constexpr (kOp == ReduceOp::kMax) r = std::max(x, y);
-    if constexpr (kOp == ReduceOp::kMin) r = std::min(x, y);
-    b[i] = fromFloat<H>(r);
-  }
-}
-
-template <typename T>
-void divideBy(void* data, std::size_t count, int ranks) {
-  T* p = static_cast<T*>(data);
-  if constexpr (std::is_same_v<T, Bf16> || std::is_same_v<T, F16>) {
-    for (std::size_t i = 0; i < count; ++i)
-      p[i] = fromFloat<T>(toFloat(p[i]) / static_cast<float>(ranks));
-  } else {
-    for (std::size_t i = 0; i < count; ++i) p[i] = static_cast<T>(p[i] / static_cast<T>(ranks));
-  }
-}
-
-class MpiPeer {
- public:
-  explicit MpiPeer(MPI_Comm comm) : comm_(comm) {
-    MPI_Comm_rank(comm_, &rank_);
-    MPI_Comm_size(comm_, &ranks_);
-    MPI_Type_contiguous(2, MPI_BYTE, &half_);
-    MPI_Type_commit(&half_);
-    // ops_: bf16 sum prod max min, then f16 sum prod max min (epcomm's ReduceOp order).
-    MPI_User_function* const kHalfOps[] = {
-        &halfReduce<Bf16, ReduceOp::kSum>, &halfReduce<Bf16, ReduceOp::kProd>,
-        &halfReduce<Bf16, ReduceOp::kMax>, &halfReduce<Bf16, ReduceOp::kMin>,
-        &halfReduce<F16, ReduceOp::kSum>,  &halfReduce<F16, ReduceOp::kProd>,
-        &halfReduce<F16, ReduceOp::kMax>,  &halfReduce<F16, ReduceOp::kMin>};
-    for (int i = 0; i < 8; ++i) MPI_Op_create(kHalfOps[i], 1, &ops_[i]);
-  }
-  ~MpiPeer() {
-    for (MPI_Op& op : ops_) MPI_Op_free(&op);
-    MPI_Type_free(&half_);
-  }
-  MpiPeer(const MpiPeer&) = delete;
-  MpiPeer& operator=(const MpiPeer&) = delete;
-
-  // One call of the collective; in place per MPI (MPI_IN_PLACE) when inPlace.
-  void run(const RunShape& s, void* send, void* recv, bool inPlace) {
-    const int c = static_cast<int>(s.count);
-    const MPI_Datatype t = type(s.dtype);
-    const std::size_t bytes = s.count * dtypeSize(s.dtype);
-    switch (s.collective) {
-      case Collective::kAllReduce:
-        MPI_Allreduce(inPlace ? MPI_IN_PLACE : send, recv, c, t, op(s), comm_);
-        if (s.redop == ReduceOp::kAvg) divide(s.dtype, recv, s.count);
-        break;
-      case Collective::kAllGather:
-        if (inPlace)
-          MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, c, t, comm_);
-        else
-          MPI_Allgather(send, c, t, recv, c, t, comm_);
-        break;
-      case Collective::kReduceScatter:
-        MPI_Reduce_scatter_block(inPlace ? MPI_IN_PLACE : send, recv, c, t, op(s), comm_);
-        if (s.redop == ReduceOp::kAvg) divide(s.dtype, recv, s.count);
-        break;
-      case Collective::kBroadcast:
-        if (!inPlace && rank_ == s.root) std::memcpy(recv, send, bytes);
-        MPI_Bcast(recv, c, t, s.root, comm_);
-        break;
-      case Collective::kAllToAll:
-        if (inPlace)
-          MPI_Alltoall(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, c, t, comm_);
-        else
-          MPI_Alltoall(send, c, t, recv, c, t, comm_);
-        break;
-      case Collective::kSendRecv: {
-        const int next = (rank_ + 1) % ranks_, prev = (rank_ + ranks_ - 1) % ranks_;
-        if (inPlace)
-          MPI_Sendrecv_replace(recv, c, t, next, 0, prev, 0, comm_, MPI_STATUS_IGNORE);
-        else
-          MPI_Sendrecv(send, c, t, next, 0, recv, c, t, prev, 0, comm_, MPI_STATUS_IGNORE);
-        break;
-      }
-    }
-  }
-
- private:
-  MPI_Datatype type(DataType d) const {
-    switch (d) {
-      case DataType::kI8: return MPI_INT8_T;
-      case DataType::kU8: return MPI_UINT8_T;
-      case DataType::kI32: return MPI_INT32_T;
-      case DataType::kI64: return MPI_INT64_T;
-      case DataType::kF32: return MPI_FLOAT;
-      case DataType::kBf16:
-      case DataType::kF16: return half_;
-    }
-    return MPI_DATATYPE_NULL;
-  }
-  MPI_Op op(const RunShape& s) const {
-    const int index = s.redop == ReduceOp::kAvg ? 0 : static_cast<int>(s.redop);  // avg = sum
-    if (s.dtype == DataType::kBf16) return ops_[index];
-    if (s.dtype == DataType::kF16) return ops_[4 + index];
-    static constexpr MPI_Op kBuiltin[] = {MPI_SUM, MPI_PROD, MPI_MAX, MPI_MIN};
-    return kBuiltin[index];
-  }
-  void divide(DataType d, void* data, std::size_t count) const {
-    switch (d) {
-      case DataType::kI8: return divideBy<std::int8_t>(data, count, ranks_);
-      case DataType::kU8: return divideBy<std::uint8_t>(data, count, ranks_);
-      case DataType::kI32: return divideBy<std::int32_t>(data, count, ranks_);
-      case DataType::kI64: return divideBy<std::int64_t>(data, count, ranks_);
-      case DataType::kF32: return divideBy<float>(data, count, ranks_);
-      case DataType::kBf16: return divideBy<Bf16>(data, count, ranks_);
-      case DataType::kF16: return divideBy<F16>(data, count, ranks_);
-    }
-  }
-
-  MPI_Comm comm_;
-  int rank_ = 0;
-  int ranks_ = 1;
-  MPI_Datatype half_ = MPI_DATATYPE_NULL;
-  MPI_Op ops_[8] = {};
 };
 
 // ---- epcomm ----
@@ -257,7 +123,6 @@ struct Buffers {
 struct Bench {
   const Options& options;
   Communicator& comm;
-  MPI_Comm mpiComm;
   MpiPeer* mpi;        // null without --compare mpi
   Buffers epcomm;      // from Communicator::allocate with --registered, else as mpi's
   Buffers mpiBuffers;  // ordinary (heap) memory, always
@@ -287,13 +152,13 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
 
   prepare();
   for (int i = 0; i < b.options.warmupIters; ++i) call();
-  MPI_Barrier(b.mpiComm);
+  b.comm.barrier();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < b.options.iters; ++i) call();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
                    b.options.iters;
   const std::string algorithm = impl == Impl::kEpcomm ? b.comm.lastAlgorithm() : std::string();
-  MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, b.mpiComm);
+  seconds = maxOverRanks(b.comm, seconds);
 
   Measurement m;
   m.algorithm = algorithm;
@@ -309,8 +174,7 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
     prepare();
     call();
     wrong += static_cast<long long>(countWrong(s, result));
-    MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, b.mpiComm);
-    m.wrong = wrong;
+    m.wrong = sumOverRanks(b.comm, wrong);
   }
   return m;
 }
@@ -323,14 +187,14 @@ std::string formatTime(double us) {
   return text;
 }
 
-void printHeader(const Options& o, const Communicator& comm, MPI_Comm mpiComm) {
+void printHeader(const Options& o, Communicator& comm) {
   char line[512];
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   std::snprintf(line, sizeof line, "#  Rank %2d Pid %6d on %10s localRank %2d\n", comm.rank(),
                 static_cast<int>(getpid()), host, comm.localRank());
-  std::vector<char> lines(comm.rank() == 0 ? sizeof line * comm.size() : 1);
-  MPI_Gather(line, sizeof line, MPI_CHAR, lines.data(), sizeof line, MPI_CHAR, 0, mpiComm);
+  std::vector<char> lines(sizeof line * comm.size());
+  comm.allGather(line, lines.data(), sizeof line, DataType::kU8);
   if (comm.rank() != 0) return;
   std::printf("# coll-bench %s: backend %s ranks %d dtype %s redop %s root %d%s\n",
               std::string(toString(o.collective)).c_str(), comm.backendName().c_str(), comm.size(),
@@ -419,7 +283,7 @@ int fail(bool print, const std::string& message) {
 int runSizes(Bench& b, std::ofstream& json);
 
 // The machine's own copy speed, measured in the same run as a yardstick for the large sizes:
-// rank 0 alone (the others wait in MPI_Barrier) memcpy's `bytes` from the send buffer to the
+// rank 0 alone (the others wait in a barrier) memcpy's `bytes` from the send buffer to the
 // recv buffer, both warm, one thread. GB/s counts the bytes copied once (not read + write).
 struct MemcpyReference {
   std::size_t bytes = 0;
@@ -428,7 +292,7 @@ struct MemcpyReference {
 
 MemcpyReference measureMemcpy(const Bench& b, std::size_t bytes) {
   MemcpyReference ref{bytes, 0};
-  MPI_Barrier(b.mpiComm);
+  b.comm.barrier();
   if (b.comm.rank() == 0 && bytes > 0) {
     for (int i = 0; i < 3; ++i) std::memcpy(b.mpiBuffers.recv, b.mpiBuffers.send, bytes);
     // At least 5 copies and about 0.1 s.
@@ -442,40 +306,31 @@ MemcpyReference measureMemcpy(const Bench& b, std::size_t bytes) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / iters;
     ref.gbps = static_cast<double>(bytes) / 1e9 / seconds;
   }
-  MPI_Barrier(b.mpiComm);
+  b.comm.barrier();
   return ref;
 }
 
 int runBenchmark(int argc, char** argv) {
-  int worldRank = 0, worldSize = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &worldRank);
-  MPI_Comm_size(MPI_COMM_WORLD, &worldSize);
-  int exitCode = 0;
-  const std::optional<Options> options = parseOptions(argc, argv, worldRank == 0, exitCode);
-  if (!options) return exitCode;
-  const Options& o = *options;
-  if (const std::string problem = preflight(o, worldSize); !problem.empty()) {
-    return fail(worldRank == 0, problem);
-  }
-  std::ofstream json;
-  int jsonOk = 1;
-  if (worldRank == 0 && !o.jsonPath.empty()) {
-    json.open(o.jsonPath);
-    jsonOk = json.is_open() ? 1 : 0;
-  }
-  MPI_Bcast(&jsonOk, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  if (!jsonOk) return fail(worldRank == 0, "--json: cannot write " + o.jsonPath);
-
   std::unique_ptr<Communicator> comm;
   try {
     comm = Communicator::initFromEnvironment();
-    int mismatch = comm->rank() != worldRank || comm->size() != worldSize;
-    MPI_Allreduce(MPI_IN_PLACE, &mismatch, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (mismatch) {
-      comm.reset();
-      return fail(worldRank == 0,
-                  "epcomm's ranks differ from MPI_COMM_WORLD's; run under "
-                  "mpirun without EPCOMM_INIT_ADDR/EPCOMM_RANK/EPCOMM_SIZE");
+    const int rank = comm->rank();
+    int exitCode = 0;
+    const std::optional<Options> options = parseOptions(argc, argv, rank == 0, exitCode);
+    if (!options) return exitCode;
+    const Options& o = *options;
+    if (const std::string problem = preflight(o, comm->size()); !problem.empty()) {
+      return fail(rank == 0, problem);
+    }
+    if (o.compareMpi) {
+      if (const std::string problem = openMpiWorld(*comm); !problem.empty()) {
+        return fail(true, fmt::format("rank {}: {}", rank, problem));
+      }
+    }
+    std::ofstream json;
+    if (rank == 0 && !o.jsonPath.empty()) json.open(o.jsonPath);
+    if (!trueOnEveryRank(*comm, rank != 0 || o.jsonPath.empty() || json.is_open())) {
+      return fail(rank == 0, "--json: cannot write " + o.jsonPath);
     }
     // --registered: epcomm's buffers come from Communicator::allocate (the backend's
     // registered memory, zero-copy where it has such paths); MPI keeps ordinary memory. A
@@ -487,40 +342,34 @@ int runBenchmark(int argc, char** argv) {
         regRecv = comm->allocate(std::max<std::size_t>(o.maxBytes, 1));
       } catch (const Error& e) {
         if (e.code() != ErrorCode::kInvalidUsage) throw;
-        const std::string problem = std::string("--registered: ") + e.what();
-        comm.reset();
-        return fail(worldRank == 0, problem);
+        return fail(rank == 0, std::string("--registered: ") + e.what());
       }
     }
-    MPI_Comm mpiComm;
-    MPI_Comm_dup(MPI_COMM_WORLD, &mpiComm);
     std::optional<MpiPeer> mpi;
-    if (o.compareMpi) mpi.emplace(mpiComm);
+    if (o.compareMpi) mpi.emplace();
     AlignedBuffer send(o.maxBytes), recv(o.maxBytes);
     const Buffers heap{send.data(), recv.data()};
     const Buffers epcommBuffers = o.registered ? Buffers{static_cast<std::byte*>(regSend->data()),
                                                          static_cast<std::byte*>(regRecv->data())}
                                                : heap;
-    Bench bench{o, *comm, mpiComm, mpi ? &*mpi : nullptr, epcommBuffers, heap};
-    printHeader(o, *comm, mpiComm);
+    Bench bench{o, *comm, mpi ? &*mpi : nullptr, epcommBuffers, heap};
+    printHeader(o, *comm);
     exitCode = runSizes(bench, json);
     // Collective, before the communicator (comm/window.h).
     regSend.reset();
     regRecv.reset();
     mpi.reset();
-    MPI_Comm_free(&mpiComm);
     comm.reset();
     return exitCode;
   } catch (const std::exception& e) {
     // A failure on one rank may leave the others inside a collective: abort them all.
     // epcomm's messages name the rank already.
-    if (dynamic_cast<const Error*>(&e))
+    if (dynamic_cast<const Error*>(&e) || !comm)
       std::fprintf(stderr, "coll-bench: %s\n", e.what());
     else
-      std::fprintf(stderr, "coll-bench: rank %d: %s\n", worldRank, e.what());
+      std::fprintf(stderr, "coll-bench: rank %d: %s\n", comm->rank(), e.what());
     std::fflush(stderr);
-    if (comm) comm->abort();
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    abortRanks(comm.get());
     return 1;
   }
 }
@@ -601,9 +450,7 @@ int runSizes(Bench& b, std::ofstream& json) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
   const int code = runBenchmark(argc, argv);
-  MPI_Finalize();
+  closeMpiWorld();
   return code;
 }

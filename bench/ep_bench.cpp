@@ -6,6 +6,7 @@
 //                         [--ll-max-tokens T] [--rounds N] [--round-tokens N]
 //                         [--transport auto|window|collective] [--check] [--compare mpi]
 //                         [--zero-copy] [--json FILE] [-n iters] [-w warmup]
+//   EPCOMM_INIT_ADDR=host:port EPCOMM_RANK=r EPCOMM_SIZE=N ep-bench ...   (each rank by hand)
 //
 // The configuration is the library's (the same environment: DEEP_NORMAL_MODE_USE_INT8_QUANT,
 // SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK, DEEPEP_NORMAL_LONG_SEQ_*, ...); flags
@@ -20,14 +21,17 @@
 // scales); combine: rows x 2H), averaged over ranks. dispatch_bytes: what rank 0 sent to other
 // ranks (rows, scales, topk metadata). buffer_bytes: the ep::Buffer's footprint (mpi: its staging).
 // --check runs once more on DeepEP's oracle inputs and verifies every output on every rank
-// (rows carry their source rank and token index, counts equal the all-reduced layout,
-// combine = x times ranks reached / weight sum within calc_diff 5e-6, int8 3e-3), and that
-// the MPI implementation's outputs equal epcomm's. auto: a prefill batch (normal mode) and
-// a decode batch (low-latency), SGLang's --deepep-mode auto.
-#include <mpi.h>
-
+// against a reference each rank computes alone, regenerating every rank's inputs from the
+// seed (rows carry their source rank and token index, counts equal the layout of every
+// rank's routing, combine = x times ranks reached / weight sum within calc_diff 5e-6, int8
+// 3e-3), and with --compare mpi that the MPI implementation's outputs equal epcomm's. auto: a
+// prefill batch (normal mode) and a decode batch (low-latency), SGLang's --deepep-mode auto.
+//
+// The ranks are epcomm's (Communicator::initFromEnvironment: mpirun, ranks started by hand
+// with EPCOMM_INIT_ADDR + EPCOMM_RANK + EPCOMM_SIZE, or any launcher); timings, verdicts, the
+// table and --json go through its communicator, rank 0 printing and writing. --compare mpi
+// needs the ranks launched by mpirun (bench/bench_ranks.h).
 #include <fmt/format.h>
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,12 +40,13 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string>
 
+#include "bench/bench_ranks.h"
 #include "bench/ep_bench_config.h"
 #include "bench/ep_bench_data.h"
 #include "bench/ep_bench_mpi.h"
+#include "bench/ep_bench_options.h"
 #include "comm/communicator.h"
 #include "ep/buffer.h"
 
@@ -50,21 +55,6 @@ namespace {
 using namespace epcomm;
 using namespace epcomm::bench;
 using Clock = std::chrono::steady_clock;
-
-struct Options {
-  std::string mode = "normal";
-  int tokens = 0;  // 0: 4096 normal, T low-latency
-  int hidden = 7168;
-  int topk = 8;
-  int experts = 256;
-  EpFlags flags;
-  bool check = false;
-  bool compareMpi = false;
-  bool zeroCopy = false;  // low-latency combine from ep::Buffer::lowLatencyCombineBuffer
-  std::string json;
-  int iters = 10;
-  int warmup = 2;
-};
 
 struct Record {
   std::string impl, mode;
@@ -76,26 +66,13 @@ struct Record {
 };
 
 struct Ctx {
-  const Options& o;
+  const EpOptions& o;
   Communicator& comm;
   ep::Buffer& buffer;
   int rank, ranks;
   ep::Quant quant;
 };
 
-double maxOver(double v) {
-  MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  return v;
-}
-double meanOver(double v, int ranks) {
-  MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-  return v / ranks;
-}
-bool allTrue(bool v) {
-  int i = v ? 1 : 0;
-  MPI_Allreduce(MPI_IN_PLACE, &i, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  return i == 1;
-}
 double seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -104,15 +81,16 @@ double seconds(Clock::time_point a, Clock::time_point b) {
 // `experts` runs between them, untimed, as the expert computation would (it writes the
 // combine's input), then a barrier, so combine starts together on every rank as dispatch.
 template <typename D, typename E, typename C>
-std::pair<double, double> timeIt(const Options& o, D&& dispatch, E&& experts, C&& combine) {
+std::pair<double, double> timeIt(Ctx& ctx, D&& dispatch, E&& experts, C&& combine) {
+  const EpOptions& o = ctx.o;
   double d = 0, c = 0;
   for (int i = 0; i < o.warmup + o.iters; ++i) {
-    MPI_Barrier(MPI_COMM_WORLD);
+    ctx.comm.barrier();
     const auto t0 = Clock::now();
     dispatch();
     const auto t1 = Clock::now();
     experts();
-    MPI_Barrier(MPI_COMM_WORLD);
+    ctx.comm.barrier();
     const auto t2 = Clock::now();
     combine();
     const auto t3 = Clock::now();
@@ -121,7 +99,7 @@ std::pair<double, double> timeIt(const Options& o, D&& dispatch, E&& experts, C&
       c += seconds(t2, t3);
     }
   }
-  return {maxOver(d / o.iters), maxOver(c / o.iters)};
+  return {maxOverRanks(ctx.comm, d / o.iters), maxOverRanks(ctx.comm, c / o.iters)};
 }
 
 std::size_t wireRow(ep::Quant q, int hidden) {
@@ -147,34 +125,47 @@ ep::DispatchInputs dispatchInputs(const Ctx& c, const EpData& in, int tokens, bo
 }
 
 bool checkNormal(Ctx& c, int tokens, MpiEp* mpi) {
-  const Options& o = c.o;
+  const EpOptions& o = c.o;
   const EpData in = makeEpData(99, c.rank, tokens, o.hidden, o.topk, o.experts, true);
   const ep::DispatchInputs d = dispatchInputs(c, in, tokens, /*dequantize=*/true);
   ep::DispatchOutputs out;
   c.buffer.dispatch(d, out);
   const int local = o.experts / c.ranks;
   bool ok = true;
+  // The reference, from every source's inputs regenerated here: source s's rows are its
+  // tokens naming an expert of this rank, in token order; each local expert counts the
+  // (token, slot) pairs naming it.
+  std::vector<std::int64_t> perExpert(local, 0);
   std::vector<Bf16> want(o.hidden);
-  for (int s = 0; s < c.ranks && ok; ++s) {
+  for (int s = 0; s < c.ranks; ++s) {
     const EpData src = makeEpData(99, s, tokens, o.hidden, o.topk, o.experts, true);
-    for (std::int64_t row = out.handle.rankPrefix[s]; row < out.handle.rankPrefix[s + 1]; ++row) {
-      const int t = out.handle.recvSrcIdx[row];
-      expectedRow(s, t, o.hidden, c.quant, want.data());
-      ok &= std::memcmp(want.data(), &out.recvX[row * o.hidden], o.hidden * sizeof(Bf16)) == 0;
+    std::int64_t row = out.handle.rankPrefix[s];
+    for (int t = 0; t < tokens; ++t) {
+      const std::int64_t* topk = &src.topkIdx[static_cast<std::size_t>(t) * o.topk];
+      bool here = false;
       for (int k = 0; k < o.topk; ++k) {
-        const std::int64_t e = src.topkIdx[t * o.topk + k];
-        ok &= out.recvTopkIdx[row * o.topk + k] == (e >= 0 && e / local == c.rank ? e % local : -1);
+        if (topk[k] >= 0 && topk[k] / local == c.rank) {
+          here = true;
+          ++perExpert[topk[k] % local];
+        }
       }
+      if (!here) continue;
+      ok &= row < out.handle.rankPrefix[s + 1];
+      if (ok) {
+        ok &= out.handle.recvSrcIdx[row] == t;
+        expectedRow(s, t, o.hidden, c.quant, want.data());
+        ok &= std::memcmp(want.data(), &out.recvX[row * o.hidden], o.hidden * sizeof(Bf16)) == 0;
+        for (int k = 0; k < o.topk; ++k) {
+          const std::int64_t e = topk[k];
+          ok &=
+              out.recvTopkIdx[row * o.topk + k] == (e >= 0 && e / local == c.rank ? e % local : -1);
+        }
+      }
+      ++row;
     }
+    ok &= row == out.handle.rankPrefix[s + 1];
   }
-  // Counts equal the all-reduced layout.
-  ep::LayoutOutputs layout;
-  ep::computeDispatchLayout({in.topkIdx.data(), tokens, o.topk, o.experts}, c.ranks, layout,
-                            nullptr);
-  std::vector<std::int32_t> global(layout.numTokensPerExpert.begin(),
-                                   layout.numTokensPerExpert.end());
-  MPI_Allreduce(MPI_IN_PLACE, global.data(), o.experts, MPI_INT32_T, MPI_SUM, MPI_COMM_WORLD);
-  for (int e = 0; e < local; ++e) ok &= out.numRecvTokensPerExpert[e] == global[c.rank * local + e];
+  for (int e = 0; e < local; ++e) ok &= out.numRecvTokensPerExpert[e] == perExpert[e];
   // combine(dispatch(x)) = x * ranks reached.
   ep::CombineInputs ci{out.recvX.data(), o.hidden, &out.handle, nullptr, 0, false};
   ep::CombineOutputs back;
@@ -186,7 +177,7 @@ bool checkNormal(Ctx& c, int tokens, MpiEp* mpi) {
   }
   const double diff = calcDiff(in.x.data(), scale.data(), back.combinedX.data(), tokens, o.hidden);
   ok &= diff < (ep::isInt8(c.quant) ? 3e-3 : 5e-6);
-  if (mpi) {  // the same outputs through plain MPI
+  if (mpi) {  // --compare mpi: the same outputs through plain MPI
     mpi->dispatch(in.x.data(), in.topkIdx.data(), in.topkWeights.data());
     ok &= mpi->numRecv == static_cast<std::size_t>(out.numRecvTokens);
     if (ep::isInt8(c.quant)) {
@@ -199,11 +190,11 @@ bool checkNormal(Ctx& c, int tokens, MpiEp* mpi) {
     mpi->combine(out.recvX.data());
     ok &= std::memcmp(mpi->combined.data(), back.combinedX.data(), mpi->combined.size() * 2) == 0;
   }
-  return allTrue(ok);
+  return trueOnEveryRank(c.comm, ok);
 }
 
 void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
-  const Options& o = c.o;
+  const EpOptions& o = c.o;
   const EpData in = makeEpData(1, c.rank, tokens, o.hidden, o.topk, o.experts, false);
   const ep::DispatchInputs d = dispatchInputs(c, in, tokens, /*dequantize=*/false);
   ep::DispatchOutputs out;
@@ -222,8 +213,8 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
   const ep::DispatchHandle handle = out.handle;
   ep::CombineInputs ci{expertOut.data(), o.hidden, &handle, nullptr, 0, false};
   const auto [td, tc] = timeIt(
-      o, [&] { c.buffer.dispatch(d, out); }, [] {}, [&] { c.buffer.combine(ci, back); });
-  const double recv = meanOver(static_cast<double>(out.numRecvTokens), c.ranks);
+      c, [&] { c.buffer.dispatch(d, out); }, [] {}, [&] { c.buffer.combine(ci, back); });
+  const double recv = meanOverRanks(c.comm, static_cast<double>(out.numRecvTokens));
   Record r{"epcomm",
            "normal",
            tokens,
@@ -235,8 +226,8 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
            out.bytesSent,
            c.buffer.footprintBytes(),
            std::nullopt};
-  std::unique_ptr<MpiEp> mpi;
-  if (o.compareMpi || o.check) {
+  std::unique_ptr<MpiEp> mpi;  // --compare mpi: the check compares its outputs too
+  if (o.compareMpi) {
     mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD,
                                   MpiShape{tokens, o.hidden, o.topk, o.experts, c.quant, 0});
   }
@@ -246,7 +237,7 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
     mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD,
                                   MpiShape{tokens, o.hidden, o.topk, o.experts, c.quant, 0});
     const auto [md, mc] = timeIt(
-        o, [&] { mpi->dispatch(in.x.data(), in.topkIdx.data(), in.topkWeights.data()); }, [] {},
+        c, [&] { mpi->dispatch(in.x.data(), in.topkIdx.data(), in.topkWeights.data()); }, [] {},
         [&] { mpi->combine(expertOut.data()); });
     Record m{"mpi",
              "normal",
@@ -279,7 +270,7 @@ void copyValidRows(const ep::LowLatencyDispatchOutputs& out, int hidden, const B
 }
 
 bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
-  const Options& o = c.o;
+  const EpOptions& o = c.o;
   const EpData in = makeEpData(98, c.rank, tokens, o.hidden, o.topk, o.experts, true);
   ep::LowLatencyDispatchInputs d{
       in.x.data(), tokens, o.hidden, in.topkIdx.data(), o.topk, o.experts, c.quant, true, false};
@@ -287,25 +278,31 @@ bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
   c.buffer.lowLatencyDispatch(d, out);
   const int local = o.experts / c.ranks;
   const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * c.ranks;
-  // Per-expert global counts (all-reduced) and per-source counts.
-  std::vector<std::int32_t> mine(static_cast<std::size_t>(o.experts) * c.ranks, 0),
-      all(mine.size());
-  for (std::size_t m = 0; m < in.topkIdx.size(); ++m) {
-    if (in.topkIdx[m] >= 0) ++mine[in.topkIdx[m] * c.ranks + c.rank];
+  // The reference, from every source's inputs regenerated here: per (local expert, source),
+  // the source's tokens naming the expert, in token order.
+  std::vector<std::vector<int>> sent(static_cast<std::size_t>(local) * c.ranks);
+  for (int s = 0; s < c.ranks; ++s) {
+    const EpData src = makeEpData(98, s, tokens, o.hidden, o.topk, o.experts, true);
+    for (std::size_t m = 0; m < src.topkIdx.size(); ++m) {
+      const std::int64_t g = src.topkIdx[m];
+      if (g >= 0 && g / local == c.rank) {
+        sent[(g % local) * c.ranks + s].push_back(static_cast<int>(m / o.topk));
+      }
+    }
   }
-  MPI_Allreduce(mine.data(), all.data(), static_cast<int>(all.size()), MPI_INT32_T, MPI_SUM,
-                MPI_COMM_WORLD);
   bool ok = true;
   std::vector<Bf16> want(o.hidden);
   for (int e = 0; e < local; ++e) {
     std::int64_t begin = 0;
     for (int s = 0; s < c.ranks; ++s) {
+      const std::vector<int>& rows = sent[e * c.ranks + s];
+      const auto count = static_cast<std::int64_t>(rows.size());
       const std::int64_t range = out.layoutRange[e * c.ranks + s];
-      const std::int64_t count = all[(c.rank * local + e) * c.ranks + s];
       ok &= (range >> 32) == begin && (range & 0xffffffff) == count;
       for (std::int64_t i = 0; i < count && ok; ++i) {
         const std::size_t row = e * rowsPerExpert + begin + i;
-        expectedRow(s, out.srcInfo[row], o.hidden, c.quant, want.data());
+        ok &= out.srcInfo[row] == rows[i];
+        expectedRow(s, rows[i], o.hidden, c.quant, want.data());
         ok &= std::memcmp(want.data(), out.recvX + row * o.hidden, o.hidden * sizeof(Bf16)) == 0;
       }
       begin += count;
@@ -329,7 +326,7 @@ bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
   }
   const double diff = calcDiff(in.x.data(), scale.data(), back.combinedX, tokens, o.hidden);
   ok &= diff < (ep::isInt8(c.quant) ? 3e-3 : 5e-6);
-  if (mpi) {
+  if (mpi) {  // --compare mpi: the same outputs through plain MPI
     mpi->llDispatch(in.x.data(), in.topkIdx.data());
     for (int e = 0; e < local; ++e) {
       ok &= mpi->llCount[e] == out.recvCount[e];
@@ -342,11 +339,11 @@ bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
     mpi->llCombine(x.data(), in.topkWeights.data());
     ok &= std::memcmp(mpi->combined.data(), back.combinedX, mpi->combined.size() * 2) == 0;
   }
-  return allTrue(ok);
+  return trueOnEveryRank(c.comm, ok);
 }
 
 void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
-  const Options& o = c.o;
+  const EpOptions& o = c.o;
   const EpData in = makeEpData(2, c.rank, tokens, o.hidden, o.topk, o.experts, false);
   ep::LowLatencyDispatchInputs d{
       in.x.data(), tokens, o.hidden, in.topkIdx.data(), o.topk, o.experts, c.quant, false, false};
@@ -385,7 +382,7 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
   ep::LowLatencyCombineOutputs back;
   std::vector<Bf16> combined(static_cast<std::size_t>(tokens) * o.hidden);
   const auto [td, tc] = timeIt(
-      o, [&] { c.buffer.lowLatencyDispatch(d, out); },
+      c, [&] { c.buffer.lowLatencyDispatch(d, out); },
       [&] {
         runExperts(out.recvX, out.recvXInt8,
                    o.zeroCopy ? c.buffer.lowLatencyCombineBuffer(out.handle) : combineIn.get());
@@ -400,7 +397,7 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
                                        false};
         c.buffer.lowLatencyCombine(ci, back);
       });
-  const double recv = meanOver(static_cast<double>(received), c.ranks);
+  const double recv = meanOverRanks(c.comm, static_cast<double>(received));
   Record r{"epcomm",
            "low_latency",
            tokens,
@@ -412,15 +409,15 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
            out.bytesSent,
            c.buffer.footprintBytes(),
            std::nullopt};
-  std::unique_ptr<MpiEp> mpi;
+  std::unique_ptr<MpiEp> mpi;  // --compare mpi: the check compares its outputs too
   const MpiShape shape{tokens, o.hidden, o.topk, o.experts, c.quant, out.maxTokens};
-  if (o.compareMpi || o.check) mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD, shape);
+  if (o.compareMpi) mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD, shape);
   if (o.check) r.pass = checkLowLatency(c, tokens, mpi.get());
   records.push_back(r);
   if (o.compareMpi) {
     mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD, shape);
     const auto [md, mc] = timeIt(
-        o, [&] { mpi->llDispatch(in.x.data(), in.topkIdx.data()); },
+        c, [&] { mpi->llDispatch(in.x.data(), in.topkIdx.data()); },
         [&] {
           runExperts(ep::isInt8(c.quant) ? nullptr : mpi->recvX.data(),
                      ep::isInt8(c.quant) ? mpi->recvXInt8.data() : nullptr, combineIn.get());
@@ -435,101 +432,21 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
 
 // ---- main ----
 
-std::optional<Options> parse(int argc, char** argv, bool print, int& code) {
-  Options o;
-  std::string compare = "none";
-  CLI::App app{
-      "ep-bench: DeepEP-style dispatch/combine benchmark of ep::Buffer, with a plain "
-      "MPI_Alltoall + MPI_Alltoallv implementation side by side.\nRun as: mpirun -np N "
-      "ep-bench ...",
-      "ep-bench"};
-  app.add_option("--mode", o.mode, "normal|low_latency|auto")
-      ->check(CLI::IsMember({"normal", "low_latency", "auto"}))
-      ->capture_default_str();
-  app.add_option("--tokens", o.tokens,
-                 "tokens per rank (default 4096 normal, 128 low-latency; auto: the prefill batch)")
-      ->check(CLI::Range(1, 1 << 24));
-  app.add_option("--hidden", o.hidden, "hidden size")
-      ->check(CLI::Range(2, 1 << 20))
-      ->capture_default_str();
-  app.add_option("--topk", o.topk, "experts per token")
-      ->check(CLI::Range(1, 64))
-      ->capture_default_str();
-  app.add_option("--experts", o.experts, "experts in total")
-      ->check(CLI::Range(1, 1 << 16))
-      ->capture_default_str();
-  bool int8 = false;
-  app.add_option("--quant", o.flags.quant,
-                 "bf16, int8 (one f32 scale per 128 channels) or int8-token (one per token); "
-                 "default: the library's (EPCOMM_EP_INT8 / DEEP_NORMAL_MODE_USE_INT8_QUANT)")
-      ->check(CLI::IsMember({"bf16", "int8", "int8-token"}));
-  app.add_flag("--int8", int8, "the same as --quant int8");
-  app.add_option("--ll-max-tokens", o.flags.llMaxTokens,
-                 "low-latency capacity T; default: EPCOMM_EP_LL_MAX_TOKENS / "
-                 "SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK")
-      ->check(CLI::Range(1, 1 << 20));
-  app.add_option("--rounds", o.flags.rounds,
-                 "most normal-mode rounds (0: no limit); default: EPCOMM_EP_ROUNDS / "
-                 "DEEPEP_NORMAL_LONG_SEQ_ROUND")
-      ->check(CLI::Range(0, 1 << 20));
-  app.add_option("--round-tokens", o.flags.roundTokens,
-                 "tokens per normal-mode round (0: one round); default: EPCOMM_EP_ROUND_TOKENS "
-                 "/ DEEPEP_NORMAL_LONG_SEQ_PER_ROUND_TOKENS")
-      ->check(CLI::Range(0, 1 << 30));
-  app.add_option("--transport", o.flags.transport,
-                 "auto, window or collective; default: EPCOMM_EP_TRANSPORT")
-      ->check(CLI::IsMember({"auto", "window", "collective"}));
-  app.add_flag("--check", o.check, "verify every output with DeepEP's oracles");
-  app.add_flag("--zero-copy", o.zeroCopy,
-               "low-latency combine: the experts write their outputs into the Buffer's "
-               "zero-copy combine buffer (DeepEP's zero_copy=True) instead of an array of "
-               "their own");
-  app.add_option("--compare", compare, "mpi|none")
-      ->check(CLI::IsMember({"mpi", "none"}))
-      ->capture_default_str();
-  app.add_option("--json", o.json, "write the records as a JSON list (rank 0)");
-  app.add_option("-n,--iters", o.iters, "timed iterations")
-      ->check(CLI::Range(1, 1 << 20))
-      ->capture_default_str();
-  app.add_option("-w,--warmup_iters", o.warmup, "warmup iterations")
-      ->check(CLI::Range(0, 1 << 20))
-      ->capture_default_str();
-  std::ostringstream out, err;
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    code = app.exit(e, out, err);
-    if (print) std::fputs((out.str() + err.str()).c_str(), code ? stderr : stdout);
-    return std::nullopt;
-  }
-  o.compareMpi = compare == "mpi";
-  if (int8) {
-    if (!o.flags.quant.empty() && o.flags.quant != "int8") {
-      if (print)
-        std::fprintf(stderr, "ep-bench: --int8 contradicts --quant %s\n", o.flags.quant.c_str());
-      code = 1;
-      return std::nullopt;
-    }
-    o.flags.quant = "int8";
-  }
-  return o;
-}
-
-int run(int argc, char** argv) {
-  int rank = 0, ranks = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+// `comm` is the caller's, so that a failure can abort it.
+int run(int argc, char** argv, std::unique_ptr<Communicator>& comm) {
+  const Config env = Config::fromEnvironment();
+  comm = Communicator::initFromEnvironment(env);
+  const int rank = comm->rank(), ranks = comm->size();
   int code = 0;
-  const std::optional<Options> parsed = parse(argc, argv, rank == 0, code);
+  const std::optional<EpOptions> parsed = parseEpOptions(argc, argv, rank == 0, code);
   if (!parsed) return code;
-  const Options& o = *parsed;
+  const EpOptions& o = *parsed;
   if (o.experts % ranks != 0 || o.topk > o.experts) {
     if (rank == 0)
       std::fprintf(stderr, "ep-bench: --experts must be a multiple of %d ranks and >= --topk\n",
                    ranks);
     return 1;
   }
-  const Config env = Config::fromEnvironment();
   EpEffectiveConfig eff = resolveEpConfig(o.flags, env);
   const bool normal = o.mode != "low_latency", lowLatency = o.mode != "normal";
   // auto: --tokens sizes the prefill batch; the decode batch is T.
@@ -544,7 +461,12 @@ int run(int argc, char** argv) {
     }
     return 1;
   }
-  auto comm = Communicator::initFromEnvironment(env);
+  if (o.compareMpi) {
+    if (const std::string problem = openMpiWorld(*comm); !problem.empty()) {
+      std::fprintf(stderr, "ep-bench: rank %d: %s\n", rank, problem.c_str());
+      return 1;
+    }
+  }
   ep::Buffer buffer(*comm, eff.buffer);
   // What ran: auto resolved by the library.
   eff.transport.source = fmt::format("{}: {}", eff.transport.value, eff.transport.source);
@@ -626,16 +548,17 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+  std::unique_ptr<Communicator> comm;
   int code = 1;
   try {
-    code = run(argc, argv);
+    code = run(argc, argv, comm);
   } catch (const std::exception& e) {
+    // A failure on one rank may leave the others inside a call: abort them all.
     std::fprintf(stderr, "ep-bench: %s\n", e.what());
     std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    abortRanks(comm.get());
   }
-  MPI_Finalize();
+  comm.reset();
+  closeMpiWorld();
   return code;
 }
