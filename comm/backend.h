@@ -112,6 +112,10 @@ typedef struct epcommBackendCreateArgs {
    * structSize stops before it has none: use the knobs' defaults.) */
   const char* (*knob)(void* ctx, const char* name);
   void* knobCtx;
+  /* The network interface the user selected (EPCOMM_SOCKET_IFNAME, EPCOMM_IF_IP or their
+   * HCCL / GLOO aliases, resolved by topology/), for a network backend to use; NULL when
+   * none was selected or the user configured the transport's own device choice. */
+  const char* netDevice;
 } epcommBackendCreateArgs;
 
 typedef struct epcommBackendV1 {

@@ -72,21 +72,35 @@ int bootstrapAllGather(void* ctx, const void* send, void* recv, size_t bytes) {
 }
 
 // Which plugin EPCOMM_BACKEND names; auto (collective over the bootstrap): shm when every
-// rank is on this host, else mpi when launched by mpirun. Across hosts without mpirun there
-// is no backend in this build (tcp is not part of it): that is an error saying so.
+// rank is on this host; across hosts ucx where its plugin is installed (whatever launched the
+// ranks, mpirun included), else mpi under mpirun, else an error saying what is missing.
 std::string resolveBackendName(const Config& config, Bootstrap& bootstrap, int rank, int size) {
   if (config.backend != "auto") return config.backend;
   const HostIdentity mine = thisHost();
   std::vector<HostIdentity> all(static_cast<std::size_t>(size));
   bootstrap.allGather(&mine, all.data(), sizeof mine);
-  // Every rank sees the same table, so every rank decides alike.
+  // Every rank sees the same table, so every rank decides alike (the plugin is installed
+  // alike on every host, or the ranks fail to agree on the backend's settings at init).
   bool oneHost = true;
   for (int r = 1; r < size && oneHost; ++r) oneHost = all[static_cast<std::size_t>(r)] == all[0];
   if (oneHost) return "shm";
-  if (launcherRanks().size > 0) return "mpi";
+  const bool mpirun = launcherRanks().size > 0;
+  if (backendPluginFound("ucx", config)) {
+    log().info("EPCOMM_BACKEND=auto: the ranks span several hosts: ucx{}",
+               mpirun ? " (preferred to mpi under mpirun; EPCOMM_BACKEND=mpi chooses mpi)" : "");
+    return "ucx";
+  }
+  if (mpirun) {
+    log().info(
+        "EPCOMM_BACKEND=auto: the ranks span several hosts: mpi (the ucx plugin is not "
+        "installed)");
+    return "mpi";
+  }
   throwError(ErrorCode::kInvalidUsage, rank, "init",
              "EPCOMM_BACKEND=auto: the ranks span several hosts and were not launched by "
-             "mpirun; this build has no tcp backend, so launch with mpirun (EPCOMM_BACKEND=mpi)");
+             "mpirun, and the ucx backend (libepcomm-backend-ucx.so) is not installed: install "
+             "it (set EPCOMM_PLUGIN_PATH to its folder) or launch with mpirun "
+             "(EPCOMM_BACKEND=mpi)");
 }
 
 // The values of a plugin's knobs, resolved and validated before create (a bad value is an
@@ -112,6 +126,8 @@ std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap*
                                              int rank, int size, const Config& config) {
   const LoadedPlugin plugin = loadBackendPlugin(name, config, rank);
   PluginKnobs knobs(*plugin.table, config);
+  // A network backend gets the interface the user selected (ucx: unless UCX's own settings).
+  const std::string netDevice = name == "ucx" ? ucxNetDevice(config, rank) : std::string();
   epcommBackendBootstrap shim{bootstrap, &bootstrapAllGather};
   epcommBackendCreateArgs args{};
   args.structSize = sizeof(args);
@@ -123,6 +139,7 @@ std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap*
   args.log = &logFromBackend;
   args.knob = &PluginKnobs::lookup;
   args.knobCtx = &knobs;
+  args.netDevice = netDevice.empty() ? nullptr : netDevice.c_str();
   return BackendHandle::create(plugin.table, args);
 }
 

@@ -53,10 +53,10 @@ const std::vector<CommKnob>& commKnobs() {
   static const std::vector<CommKnob> kKnobs = {
       {{.name = "EPCOMM_BACKEND",
         .defaultValue = "auto",
-        .meaning = "backend: auto, shm, mpi, or the name of a plugin "
-                   "libepcomm-backend-<name>.so. auto = shm when every rank is on this host, "
-                   "else mpi when launched by mpirun (across hosts without mpirun: an error, "
-                   "this build has no tcp backend)"},
+        .meaning = "backend: auto, shm, mpi, ucx, or the name of a plugin "
+                   "libepcomm-backend-<name>.so. auto = shm when every rank is on this host; "
+                   "across hosts ucx (any launcher, preferred to mpi under mpirun), or mpi "
+                   "under mpirun where the ucx plugin is not installed"},
        &Config::backend},
       {{.name = "EPCOMM_PLUGIN_PATH",
         .meaning = "':'-separated folders searched for backend plugins before the installed "

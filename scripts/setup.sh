@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   cmake g++ make pkg-config
   libopenmpi-dev openmpi-bin
+  libucx-dev
   libspdlog-dev libfmt-dev
   libboost-dev
   libcli11-dev nlohmann-json3-dev

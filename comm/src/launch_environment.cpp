@@ -82,4 +82,27 @@ void handInterfaceToOpenMpi(const Config& config, int rank) {
       nic.name, nic.address);
 }
 
+std::string ucxNetDevice(const Config& config, int rank) {
+  const std::optional<std::string> devices = environmentValue("UCX_NET_DEVICES");
+  const std::optional<std::string> tls = environmentValue("UCX_TLS");
+  if (config.socketIfname.empty() && config.ifIp.empty()) {
+    log().info(
+        "ucx: network devices as UCX chooses ({}); set EPCOMM_SOCKET_IFNAME or "
+        "EPCOMM_IF_IP to choose",
+        devices ? "UCX_NET_DEVICES=" + *devices : std::string("every usable device"));
+    return "";
+  }
+  const topology::InterfaceSelection nic = selectInterface(config, rank);
+  if (devices || tls) {
+    log().info(
+        "ucx: devices as UCX's own {}={} says (set by the user, so the selected "
+        "interface {} is not handed to it)",
+        devices ? "UCX_NET_DEVICES" : "UCX_TLS", devices ? *devices : *tls, nic.name);
+    return "";
+  }
+  log().info("ucx: data between hosts over interface {} ({}): UCX_NET_DEVICES={}", nic.name,
+             nic.address, nic.name);
+  return nic.name;
+}
+
 }  // namespace epcomm

@@ -26,4 +26,10 @@ std::string unreachableWorld(const Config& config);
 // (OMPI_MCA_btl_tcp_if_include) unless the user set Open MPI's own; logs which carries data.
 void handInterfaceToOpenMpi(const Config& config, int rank);
 
+// The network device the ucx backend should use: the interface the user selected
+// (EPCOMM_SOCKET_IFNAME / EPCOMM_IF_IP and aliases; validated, an error naming the knob when
+// it matches nothing), or "" when none was selected or the user set UCX's own
+// UCX_NET_DEVICES / UCX_TLS, which then win. Logs which.
+std::string ucxNetDevice(const Config& config, int rank);
+
 }  // namespace epcomm

@@ -148,8 +148,9 @@ void registerPluginKnobs(const epcommBackendV1& t) {
 }  // namespace
 
 void registerBackendKnobs(const Config& config) {
-  std::vector<std::string> names = {"shm", "mpi"};
-  if (config.backend != "auto" && config.backend != "shm" && config.backend != "mpi") {
+  std::vector<std::string> names = {"shm", "mpi", "ucx"};
+  if (config.backend != "auto" && config.backend != "shm" && config.backend != "mpi" &&
+      config.backend != "ucx") {
     names.push_back(config.backend);
   }
   for (const std::string& name : names) {
@@ -159,6 +160,15 @@ void registerBackendKnobs(const Config& config) {
       // Not built or not installed here: it has no rows to list.
     }
   }
+}
+
+bool backendPluginFound(const std::string& name, const Config& config) {
+  const std::string file = "libepcomm-backend-" + name + ".so";
+  for (const std::string& dir : pluginSearchPath(config)) {
+    std::error_code ec;
+    if (fs::exists(fs::path(dir) / file, ec)) return true;
+  }
+  return false;
 }
 
 LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, int rank) {

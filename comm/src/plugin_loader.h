@@ -23,7 +23,9 @@ EPCOMM_API std::vector<std::string> pluginSearchPath(const Config& config);
 // Loads the named backend; throws epcomm::Error (kInvalidArgument for a missing plugin,
 // kInvalidUsage for an ABI mismatch) saying where it looked and what it found.
 EPCOMM_API LoadedPlugin loadBackendPlugin(const std::string& name, const Config& config, int rank);
-// Loads the built-in backends (shm, mpi) and the one EPCOMM_BACKEND names, where they are
+// Whether libepcomm-backend-<name>.so lies in a searched folder (not whether it loads).
+bool backendPluginFound(const std::string& name, const Config& config);
+// Loads the built-in backends (shm, mpi, ucx) and the one EPCOMM_BACKEND names, where they are
 // found, so that their knob rows are registered (epcomm-topo --env, the documentation test).
 EPCOMM_API void registerBackendKnobs(const Config& config);
 

@@ -68,7 +68,7 @@ TEST(TopoCli, EnvListsEveryKnobWithItsSource) {
   ep::BufferConfig::fromConfig(Config::defaults());
   std::set<std::string> layers;
   for (const KnobInfo& knob : knobRegistry()) layers.insert(std::string(knob.layer));
-  EXPECT_EQ(layers, (std::set<std::string>{"comm", "topology", "ep", "shm", "mpi"}));
+  EXPECT_EQ(layers, (std::set<std::string>{"comm", "topology", "ep", "shm", "mpi", "ucx"}));
   ASSERT_EQ(env.size(), knobRegistry().size());
   std::size_t i = 0;
   for (const KnobInfo& knob : knobRegistry()) {
