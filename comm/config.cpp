@@ -104,7 +104,7 @@ const std::vector<CommKnob>& commKnobs() {
         .defaultValue = "1",
         .meaning = "1: before each collective the ranks agree on counts, dtype, op and root, "
                    "so a bad or mismatched argument on any rank is an error on every rank "
-                   "instead of a hang (shm and mpi fold it into the collective's first "
+                   "instead of a hang (shm, mpi and ucx fold it into the collective's first "
                    "message; other backends add one small all-reduce); 0: skip it",
         .type = KnobType::kBoolean,
         .agreed = true},

@@ -14,11 +14,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
-#include <vector>
 
-#include "comm/agreement_record.h"
 #include "comm/backend.h"
+#include "comm/call_check_message.h"
 
 namespace epcomm::mpi {
 
@@ -30,8 +28,8 @@ class CallCheck {
   CallCheck(const CallCheck&) = delete;
   CallCheck& operator=(const CallCheck&) = delete;
 
-  void arm(const epcommCallCheck* check);
-  bool armed() const { return armed_; }
+  void arm(const epcommCallCheck* check) { message_.arm(check); }
+  bool armed() const { return message_.armed(); }
 
   // Settles the armed record alone (no-op when none is armed). Throws on a bad verdict.
   void settle(const char* op);
@@ -42,26 +40,14 @@ class CallCheck {
                        int reduceOp, int size);
 
  private:
-  // This rank's record in message_ (no payload descriptor).
-  AgreementRecord fillRecord();
-  // Runs the fixed-size all-reduce over message_ and judges the record; disarms.
+  // Runs the fixed-size all-reduce over the message and judges it; disarms.
   void exchange(const char* op);
 
   MPI_Comm comm_;
   int rank_;
-  std::size_t payloadSlots_;
+  CallCheckMessage message_;
   MPI_Datatype type_ = MPI_DATATYPE_NULL;
   MPI_Op op_ = MPI_OP_NULL;
-  std::vector<std::int64_t> message_;
-  bool armed_ = false;
-  bool valid_ = true;
-  std::int64_t opId_ = 0;
-  int numShapes_ = 0;
-  std::int64_t shape_[3] = {};
-  // Names for messages only: valid until the collective returns (comm/backend.h), which is
-  // when they are used.
-  const char* opName_ = "collective";
-  const char* shapeName_[3] = {};
 };
 
 }  // namespace epcomm::mpi

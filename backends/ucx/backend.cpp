@@ -37,6 +37,7 @@ Tuning tuningFrom(const epcommBackendCreateArgs& args) {
   if (algo == "recursive_doubling") t.allReduce = Tuning::AllReduce::kRecursiveDoubling;
   if (algo == "ring") t.allReduce = Tuning::AllReduce::kRing;
   t.smallBytes = integerKnob(args, "EPCOMM_UCX_SMALL_BYTES", t.smallBytes);
+  t.foldBytes = integerKnob(args, "EPCOMM_UCX_CHECK_FOLD_BYTES", t.foldBytes);
   t.chunkBytes =
       std::max<std::size_t>(64, integerKnob(args, "EPCOMM_UCX_CHUNK_BYTES", t.chunkBytes));
   return t;
@@ -122,7 +123,8 @@ Backend::Backend(std::shared_ptr<Worker> worker, std::vector<int> members, int r
       size_(static_cast<int>(world_.size())),
       context_(context),
       tuning_(tuning),
-      isa_(kernels::detectedIsa()) {
+      isa_(kernels::detectedIsa()),
+      callCheck_(rank, tuning.foldBytes) {
   for (int r = 0; r < size_; ++r)
     worldToLocal_[static_cast<std::size_t>(world_[static_cast<std::size_t>(r)])] = r;
 }
@@ -140,6 +142,12 @@ void Backend::checkLive(const char* op) const {
     throwError(ErrorCode::kInvalidUsage, rank_, op,
                "the communicator was aborted; no call can run on it any more");
   }
+}
+
+void Backend::settle(const char* op) {
+  if (!callCheck_.armed()) return;
+  CallTransport t(*this, op);
+  callCheck_.settle(t, rank_, op);
 }
 
 void* Backend::scratch(std::size_t bytes, int slot) {
@@ -181,8 +189,15 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
 }
 
 void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, int op) {
-  CallTransport t(*this, "allReduce");
   const Reduction red{dt(dtype), static_cast<ReduceOp>(op), isa_};
+  if (callCheck_.armed()) {
+    CallTransport check(*this, "allReduce");
+    if (callCheck_.settleAllReduce(check, rank_, "allReduce", red, send, recv, count)) {
+      lastAlgorithm_ = "check-folded";
+      return;
+    }
+  }
+  CallTransport t(*this, "allReduce");
   const std::size_t bytes = count * red.elementSize();
   bool ring = bytes > tuning_.smallBytes && count >= static_cast<std::size_t>(size_);
   if (tuning_.allReduce == Tuning::AllReduce::kRecursiveDoubling) ring = false;
@@ -197,6 +212,7 @@ void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, i
 }
 
 void Backend::allGather(const void* send, void* recv, size_t sendCount, int dtype) {
+  settle("allGather");
   CallTransport t(*this, "allGather");
   const std::size_t bytes = sendCount * dtypeSize(dt(dtype));
   if (bytes * static_cast<std::size_t>(size_) <= tuning_.smallBytes) {
@@ -212,6 +228,7 @@ void Backend::allGather(const void* send, void* recv, size_t sendCount, int dtyp
 
 void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const size_t* recvCounts,
                          const size_t* recvDispls, int dtype) {
+  settle("allGatherV");
   CallTransport t(*this, "allGatherV");
   const std::size_t es = dtypeSize(dt(dtype));
   std::vector<std::size_t> sizes(static_cast<std::size_t>(size_)), displs(sizes.size());
@@ -224,6 +241,7 @@ void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const s
 }
 
 void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int dtype, int op) {
+  settle("reduceScatter");
   CallTransport t(*this, "reduceScatter");
   const Reduction red{dt(dtype), static_cast<ReduceOp>(op), isa_};
   lastAlgorithm_ = "ring";
@@ -231,6 +249,7 @@ void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int 
 }
 
 void Backend::broadcast(const void* send, void* recv, size_t count, int dtype, int root) {
+  settle("broadcast");
   CallTransport t(*this, "broadcast");
   const std::size_t bytes = count * dtypeSize(dt(dtype));
   if (rank_ == root && send != recv && bytes) std::memcpy(recv, send, bytes);
@@ -239,12 +258,14 @@ void Backend::broadcast(const void* send, void* recv, size_t count, int dtype, i
 }
 
 void Backend::barrier() {
+  settle("barrier");
   CallTransport t(*this, "barrier");
   lastAlgorithm_ = "dissemination";
   barrierDissemination(t);
 }
 
 void Backend::allToAll(const void* send, void* recv, size_t countPerRank, int dtype) {
+  settle("allToAll");
   CallTransport t(*this, "allToAll");
   const std::size_t bytes = countPerRank * dtypeSize(dt(dtype));
   std::vector<std::size_t> sizes(static_cast<std::size_t>(size_), bytes), displs(sizes.size());
@@ -256,6 +277,7 @@ void Backend::allToAll(const void* send, void* recv, size_t countPerRank, int dt
 
 void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t* sendDispls,
                         void* recv, const size_t* recvCounts, const size_t* recvDispls, int dtype) {
+  settle("allToAllV");
   CallTransport t(*this, "allToAllV");
   const std::size_t es = dtypeSize(dt(dtype));
   const auto n = static_cast<std::size_t>(size_);
@@ -270,14 +292,18 @@ void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t
   allToAllVPairwise(t, send, sb.data(), sd.data(), recv, rb.data(), rd.data(), kAllToAllWindow);
 }
 
-void Backend::send(const void* buf, size_t count, int dtype, int peer, int tag) {
-  const char* op = "send";
+void Backend::checkPointToPoint(int tag, const char* op) const {
   checkLive(op);
   if (tag < 0 || static_cast<std::uint64_t>(tag) > kTagPayloadMask) {
     throwError(
         ErrorCode::kInvalidArgument, rank_, op,
         fmt::format("tag {} is outside the ucx backend's range 0..{}", tag, kTagPayloadMask));
   }
+}
+
+void Backend::send(const void* buf, size_t count, int dtype, int peer, int tag) {
+  const char* op = "send";
+  checkPointToPoint(tag, op);
   const int world = world_[static_cast<std::size_t>(peer)];
   Op o = worker_->send(
       world,
@@ -289,12 +315,7 @@ void Backend::send(const void* buf, size_t count, int dtype, int peer, int tag) 
 
 void Backend::recv(void* buf, size_t count, int dtype, int peer, int tag) {
   const char* op = "recv";
-  checkLive(op);
-  if (tag < 0 || static_cast<std::uint64_t>(tag) > kTagPayloadMask) {
-    throwError(
-        ErrorCode::kInvalidArgument, rank_, op,
-        fmt::format("tag {} is outside the ucx backend's range 0..{}", tag, kTagPayloadMask));
-  }
+  checkPointToPoint(tag, op);
   const int world = world_[static_cast<std::size_t>(peer)];
   Op o = worker_->recv(
       world, makeTag(context_, TagClass::kPointToPoint, world, static_cast<std::uint64_t>(tag)),

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backends/ucx/call_check.h"
 #include "backends/ucx/transport.h"
 #include "backends/ucx/worker.h"
 #include "comm/backend_plugin.h"
@@ -32,6 +33,7 @@ struct Tuning {
   AllReduce allReduce = AllReduce::kAuto;
   std::size_t smallBytes = 64 << 10;   // EPCOMM_UCX_SMALL_BYTES: latency algorithms up to here
   std::size_t chunkBytes = 256 << 10;  // EPCOMM_UCX_CHUNK_BYTES: pipeline chunk
+  std::size_t foldBytes = 1024;        // EPCOMM_UCX_CHECK_FOLD_BYTES: all-reduce in the check
 };
 
 class Backend final : public epcomm::Backend {
@@ -43,7 +45,11 @@ class Backend final : public epcomm::Backend {
   int size() const override { return size_; }
   void abort() override { aborted_.store(true, std::memory_order_release); }
   std::unique_ptr<epcomm::Backend> split(int color, int key) override;
-  // "recursive_doubling", "ring", "bruck", "binomial", "pairwise", "dissemination".
+  // Settled by the next collective (call_check.h); all-reduces within
+  // EPCOMM_UCX_CHECK_FOLD_BYTES carry their data in the check's own exchange.
+  void setCallCheck(const epcommCallCheck* check) override { callCheck_.arm(check); }
+  // "check-folded", "recursive_doubling", "ring", "bruck", "binomial", "pairwise",
+  // "dissemination".
   const char* lastAlgorithm() const override { return lastAlgorithm_; }
 
   void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;
@@ -73,8 +79,12 @@ class Backend final : public epcomm::Backend {
   Backend(std::shared_ptr<Worker> worker, std::vector<int> members, int rank, std::uint16_t context,
           const Tuning& tuning);
   WaitScope scope(const char* op) const;
+  // Settles an armed call check before the collective touches its arguments.
+  void settle(const char* op);
   // Fails fast when this communicator was aborted.
   void checkLive(const char* op) const;
+  // checkLive, and a send/recv tag within the tag's payload bits.
+  void checkPointToPoint(int tag, const char* op) const;
   Window& window(void* handle, const char* op);
   void* scratch(std::size_t bytes, int slot);
 
@@ -87,6 +97,7 @@ class Backend final : public epcomm::Backend {
   std::uint32_t sequence_ = 0;  // collective calls so far (tags)
   Tuning tuning_;
   kernels::Isa isa_;
+  CallCheck callCheck_;
   std::atomic<bool> aborted_{false};
   const char* lastAlgorithm_ = "";
   std::vector<unsigned char> scratch_[2];

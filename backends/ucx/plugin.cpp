@@ -20,11 +20,18 @@ const epcommBackendKnob kUcxKnobs[] = {
      64, int64_t{1} << 30, nullptr,
      "the ucx backend's pipeline chunk: ring and broadcast messages are cut into pieces of at "
      "most this size, so one travels while the next is reduced or forwarded"},
+    {"EPCOMM_UCX_CHECK_FOLD_BYTES", nullptr, EPCOMM_KNOB_INTEGER | EPCOMM_KNOB_AGREED, "bytes",
+     "1024", 0, 65536, nullptr,
+     "with EPCOMM_CHECK_ARGS=1 the ucx backend settles each collective's call check in one "
+     "recursive-doubling exchange of 88 bytes plus this payload area; an all-reduce whose "
+     "data fits travels in that same exchange (lastAlgorithm: check-folded)"},
 };
 
 }  // namespace
 
 // Any placement (UCX picks shared memory or the network per peer); windows are UCX memory
-// registrations. The agreement is the communicator's (one extra all-reduce per checked call).
-EPCOMM_EXPORT_BACKEND_WITH_KNOBS("ucx", EPCOMM_BACKEND_CAP_MULTI_HOST | EPCOMM_BACKEND_CAP_WINDOWS,
+// registrations. The call check is folded into the collective (call_check.h).
+EPCOMM_EXPORT_BACKEND_WITH_KNOBS("ucx",
+                                 EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY |
+                                     EPCOMM_BACKEND_CAP_MULTI_HOST | EPCOMM_BACKEND_CAP_WINDOWS,
                                  0, epcomm::ucx::Backend, kUcxKnobs)

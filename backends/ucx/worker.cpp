@@ -222,12 +222,10 @@ void Worker::closeEndpoints() {
   }
 }
 
-Op Worker::send(int worldPeer, std::uint64_t tag, const void* buf, std::size_t bytes) {
-  Op op;
-  op.peer = worldPeer;
-  ucp_request_param_t p{};
-  ucs_status_ptr_t r =
-      ucp_tag_send_nbx(endpoints_[static_cast<std::size_t>(worldPeer)], buf, bytes, tag, &p);
+namespace {
+
+// An op from what a UCX post returned: done at once (nullptr), failed, or a request to wait.
+void track(Op& op, ucs_status_ptr_t r) {
   if (r == nullptr) {
     op.done = true;
   } else if (UCS_PTR_IS_ERR(r)) {
@@ -236,6 +234,15 @@ Op Worker::send(int worldPeer, std::uint64_t tag, const void* buf, std::size_t b
   } else {
     op.request = r;
   }
+}
+
+}  // namespace
+
+Op Worker::send(int worldPeer, std::uint64_t tag, const void* buf, std::size_t bytes) {
+  Op op;
+  op.peer = worldPeer;
+  ucp_request_param_t p{};
+  track(op, ucp_tag_send_nbx(endpoints_[static_cast<std::size_t>(worldPeer)], buf, bytes, tag, &p));
   return op;
 }
 
@@ -247,15 +254,7 @@ Op Worker::recv(int worldPeer, std::uint64_t tag, void* buf, std::size_t bytes) 
   ucp_request_param_t p{};
   // Always a request, so the received length is read from it (ucp_tag_recv_request_test).
   p.op_attr_mask = UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-  ucs_status_ptr_t r = ucp_tag_recv_nbx(worker_, buf, bytes, tag, kFullMask, &p);
-  if (r == nullptr) {
-    op.done = true;
-  } else if (UCS_PTR_IS_ERR(r)) {
-    op.done = true;
-    op.status = UCS_PTR_STATUS(r);
-  } else {
-    op.request = r;
-  }
+  track(op, ucp_tag_recv_nbx(worker_, buf, bytes, tag, kFullMask, &p));
   return op;
 }
 

@@ -47,6 +47,26 @@ TEST_F(Conformance, MpiFoldsSmallAllReducesIntoTheCheck) {
   }
 }
 
+// The ucx backend carries an all-reduce inside its call check's exchange when the data fits
+// EPCOMM_UCX_CHECK_FOLD_BYTES (and the check is on), else runs its own algorithm.
+TEST_F(Conformance, UcxFoldsSmallAllReducesIntoTheCheck) {
+  if (comm().backendName() != "ucx" || size() < 2) GTEST_SKIP() << "the ucx backend's fold";
+  const bool check = comm().config().checkArgs;
+  const std::int64_t fold = comm().config().integer("EPCOMM_UCX_CHECK_FOLD_BYTES");
+  for (std::size_t n : {std::size_t{2}, std::size_t{1} << 10}) {
+    std::vector<float> v(n, 1.f);
+    comm().allReduce(v.data(), v.data(), n, DataType::kF32, ReduceOp::kSum);
+    const bool folds = check && static_cast<std::int64_t>(n * sizeof(float)) <= fold;
+    const std::string ran = comm().lastAlgorithm();
+    if (folds) {
+      EXPECT_EQ(ran, "check-folded") << n;
+    } else {
+      EXPECT_TRUE(ran == "recursive_doubling" || ran == "ring") << n << " ran " << ran;
+    }
+    EXPECT_EQ(v[n - 1], static_cast<float>(size()));
+  }
+}
+
 TEST_F(Conformance, AllReduceAlgorithmIsReported) {
   if (comm().backendName() != "shm" || size() < 2) GTEST_SKIP() << "shm's algorithm table";
   const std::string forced = comm().config().text("EPCOMM_SHM_ALLREDUCE");
