@@ -365,10 +365,14 @@ void Worker::waitAll(Op* ops, std::size_t n, const WaitScope& scope) const {
       if (pending == 0) return;
       std::string waitingFor;
       if (idle.nearDeadline()) {
+        std::vector<int> peers;
         for (std::size_t i = 0; i < n; ++i) {
-          if (ops[i].done) continue;
-          waitingFor += waitingFor.empty() ? "rank " : ", rank ";
-          waitingFor += std::to_string(localName(worldToLocal, ops[i].peer));
+          if (!ops[i].done) peers.push_back(localName(worldToLocal, ops[i].peer));
+        }
+        std::sort(peers.begin(), peers.end());
+        peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+        for (const int p : peers) {
+          waitingFor += (waitingFor.empty() ? "rank " : ", rank ") + std::to_string(p);
         }
       }
       idle.step(waitingFor.empty() ? "its peers" : waitingFor.c_str());

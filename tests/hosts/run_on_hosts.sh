@@ -11,6 +11,7 @@
 #   --ranks    ranks on host 0 and host 1 (default "2 2"); rank numbers run host 0 first
 #   --timeout  seconds before every rank is killed (status 124; default 300)
 #   --kill     SIGKILL that rank after that many seconds (a peer dying mid-run)
+#   --drop-link S   take the veth link between the hosts down after S seconds
 #   --env      set for every rank (repeatable); EPCOMM_HOST / EPCOMM_TEST_HOSTS are set too
 #   --rank-env R:VAR=VALUE  set for rank R only, after --env (repeatable)
 #   --mpirun   start the ranks with Open MPI's mpirun instead (run in host 0, reaching host 1
@@ -27,6 +28,8 @@ ranks=(2 2)
 timeout_s=300
 kill_rank=-1
 kill_after=0
+drop_after=-1
+dropped=0
 envs=()
 rank_envs=()
 use_mpirun=0
@@ -38,6 +41,7 @@ while [[ $# -gt 0 ]]; do
     --ranks) read -ra ranks <<<"$2"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --kill) kill_rank="${2%%:*}"; kill_after="${2##*:}"; shift 2 ;;
+    --drop-link) drop_after="$2"; shift 2 ;;
     --env) envs+=("$2"); shift 2 ;;
     --rank-env) rank_envs+=("$2"); shift 2 ;;
     --mpirun) use_mpirun=1; shift ;;
@@ -184,6 +188,11 @@ while :; do
     kill -9 "${rank_pids[kill_rank]}" 2>/dev/null
     killed=$kill_rank
     echo "run_on_hosts.sh: killed rank $kill_rank after ${kill_after}s" >&2
+  fi
+  if [[ $drop_after -ge 0 && $dropped -eq 0 && $((SECONDS - start)) -ge $drop_after ]]; then
+    ip -n "${ns[1]}" link set "${tag}v1" down
+    dropped=1
+    echo "run_on_hosts.sh: took the link down after ${drop_after}s" >&2
   fi
   if [[ $((SECONDS - start)) -ge $timeout_s ]]; then
     echo "run_on_hosts.sh: timed out after ${timeout_s}s; killing every rank" >&2
