@@ -41,6 +41,8 @@ bool isPeerFailure(ucs_status_t status) {
 constexpr std::uint64_t kFullMask = ~std::uint64_t{0};
 // How long a failed wait keeps progressing to learn of other lost members (failLost).
 constexpr std::int64_t kLossGraceNs = 200'000'000;
+// How long closing the endpoints may wait for peers to acknowledge what this rank sent.
+constexpr std::int64_t kCloseLimitNs = 3'000'000'000;
 
 }  // namespace
 
@@ -82,15 +84,22 @@ Worker::Worker(const WorkerOptions& options, const epcommBackendBootstrap& boots
   try {
     connect(bootstrap);
   } catch (...) {
-    closeEndpoints();
-    ucp_worker_destroy(worker_);
-    ucp_cleanup(context_);
+    troubled_.store(true);
+    if (closeEndpoints()) {
+      ucp_worker_destroy(worker_);
+      ucp_cleanup(context_);
+    }
     throw;
   }
 }
 
 Worker::~Worker() {
-  closeEndpoints();
+  if (!closeEndpoints()) {
+    log(3,
+        "ucx: peers did not acknowledge closing within the limit; the UCX worker is left to "
+        "the process's exit");
+    return;
+  }
   if (worker_) ucp_worker_destroy(worker_);
   if (context_) ucp_cleanup(context_);
 }
@@ -192,34 +201,38 @@ void Worker::onPeerError(void* arg, ucp_ep_h, ucs_status_t status) {
       none, static_cast<int>(status) < 0 ? static_cast<int>(status) : -1);
 }
 
-void Worker::closeEndpoints() {
-  if (!worker_) return;
-  // Outgoing messages a peer may still need (the last step of the last collective) leave
-  // first, within a bounded time; then every endpoint closes without waiting for its peer.
-  const std::int64_t limitNs = nowNs() + 2'000'000'000;
-  ucp_request_param_t p{};
-  void* flush = ucp_worker_flush_nbx(worker_, &p);
-  if (UCS_PTR_IS_PTR(flush)) {
-    while (ucp_request_check_status(flush) == UCS_INPROGRESS && nowNs() < limitNs) {
-      ucp_worker_progress(worker_);
-    }
-    ucp_request_free(flush);
-  }
-  for (ucp_ep_h& ep : endpoints_) {
+bool Worker::closeEndpoints() {
+  if (!worker_) return true;
+  // Flush mode: what this rank sent (the last step of the last collective, which a peer may
+  // still be reading) reaches the peer before the connection goes; a forced close may reset
+  // it first. After a failure, or for a lost peer, the close is forced. All within a bound.
+  const bool force = troubled_.load();
+  const std::int64_t limitNs = nowNs() + kCloseLimitNs;
+  std::vector<void*> pending;
+  for (std::size_t r = 0; r < endpoints_.size(); ++r) {
+    ucp_ep_h& ep = endpoints_[r];
     if (!ep) continue;
     ucp_request_param_t cp{};
-    cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
-    void* req = ucp_ep_close_nbx(ep, &cp);
-    if (UCS_PTR_IS_PTR(req)) {
-      const std::int64_t until = nowNs() + 500'000'000;
-      while (ucp_request_check_status(req) == UCS_INPROGRESS && nowNs() < until) {
-        ucp_worker_progress(worker_);
-      }
-      ucp_request_free(req);
+    if (force || lost_[r].load() != 0) {
+      cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
     }
+    void* req = ucp_ep_close_nbx(ep, &cp);
+    if (UCS_PTR_IS_PTR(req)) pending.push_back(req);
     ep = nullptr;
   }
+  bool closed = true;
+  for (void* req : pending) {
+    while (ucp_request_check_status(req) == UCS_INPROGRESS && nowNs() < limitNs) {
+      if (ucp_worker_progress(worker_) == 0) sched_yield();
+    }
+    if (ucp_request_check_status(req) == UCS_INPROGRESS) {
+      closed = false;
+      continue;
+    }
+    ucp_request_free(req);
+  }
+  return closed;
 }
 
 namespace {
@@ -271,12 +284,14 @@ void Worker::Idle::step(const char* what) {
   ++idle_;
   if (idle_ < 64) return;
   if (scope_.aborted && scope_.aborted->load(std::memory_order_acquire)) {
+    worker_.troubled_.store(true);
     throwError(ErrorCode::kInvalidUsage, scope_.rank, scope_.op,
                "the communicator was aborted; no call can run on it any more");
   }
   const int lost = worker_.lostPeer(scope_.worldToLocal);
   if (lost >= 0) worker_.failLost(lost, UCS_ERR_CONNECTION_RESET, scope_);
   if ((idle_ & 63) == 0 && deadlineNs_ != 0 && nowNs() > deadlineNs_) {
+    worker_.troubled_.store(true);
     throwError(ErrorCode::kTimeout, scope_.rank, scope_.op,
                fmt::format("timed out after {} ms (EPCOMM_TIMEOUT_MS) waiting for {}",
                            worker_.timeoutMs_, what));
@@ -293,6 +308,7 @@ int Worker::lostPeer(const std::vector<int>* worldToLocal) const {
 }
 
 void Worker::failLost(int worldPeer, ucs_status_t status, const WaitScope& scope) const {
+  troubled_.store(true);
   // Members lost at about the same moment (a host that went down, or a rank that died and
   // the ranks that then stopped) are reported by UCX within moments: progress briefly so the
   // error names each of them, not only the first one seen.

@@ -141,7 +141,10 @@ class Worker {
   static void onPeerError(void* arg, ucp_ep_h ep, ucs_status_t status);
   void connect(const epcommBackendBootstrap& bootstrap);
   void logTransports();
-  void closeEndpoints();
+  // Closes every endpoint (flush mode while nothing went wrong, else force); false when a
+  // close did not finish in time (the worker is then left to the process's exit: UCX
+  // refuses to destroy a worker with endpoints still closing).
+  bool closeEndpoints();
 
   int rank_;
   int size_;
@@ -153,6 +156,9 @@ class Worker {
   std::vector<PeerErrorArg> errorArgs_;
   // Per world rank: 0, or the (negative) ucs_status_t UCX's error handler reported.
   std::unique_ptr<std::atomic<int>[]> lost_;
+  // A wait failed (timeout, abort, lost peer): peers may be unreachable, so endpoints close
+  // by force.
+  mutable std::atomic<bool> troubled_{false};
   std::uint16_t nextContext_ = 1;  // 0 is the world's
 };
 
