@@ -76,6 +76,7 @@ class Backend::CallTransport final : public Transport {
  public:
   CallTransport(Backend& backend, const char* op)
       : b_(backend), scope_(backend.scope(op)), sequence_(backend.sequence_++ & kSequenceMask) {
+    scope_.mismatchCode = ErrorCode::kInternal;
     backend.checkLive(op);
   }
   ~CallTransport() override {
@@ -166,7 +167,7 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   std::int64_t context = 0;
   for (int r = 0; r < size_; ++r)
     context = std::max(context, all[3 * static_cast<std::size_t>(r) + 2]);
-  if (context > 0xffff) {
+  if (context >= 0xffff) {
     throwError(ErrorCode::kInvalidUsage, rank_, op,
                "the ucx backend ran out of communicator ids (65535 splits of one world)");
   }

@@ -110,12 +110,11 @@ void Window::signal(int peer, int slot, std::uint64_t value, int op, const WaitS
   p.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE;
   p.datatype = ucp_dt_make_contig(sizeof(std::uint64_t));
   std::uint64_t operand = value;
-  std::uint64_t reply = 0;
   ucp_atomic_op_t aop = UCP_ATOMIC_OP_ADD;
   if (op == EPCOMM_SIGNAL_SET) {
     aop = UCP_ATOMIC_OP_SWAP;
     p.op_attr_mask |= UCP_OP_ATTR_FIELD_REPLY_BUFFER;
-    p.reply_buffer = &reply;
+    p.reply_buffer = &reply_;
   }
   void* req = ucp_atomic_op_nbx(
       worker_.endpoint(r.world), aop, &operand, 1,
@@ -135,7 +134,7 @@ void Window::waitSignal(int slot, std::uint64_t value, const WaitScope& scope) {
 void Window::flush(const WaitScope& scope) {
   ucp_request_param_t p{};
   void* req = ucp_worker_flush_nbx(worker_.handle(), &p);
-  worker_.waitRequest(req, worker_.rank(), scope);
+  worker_.waitRequest(req, -1, scope);
 }
 
 }  // namespace epcomm::ucx

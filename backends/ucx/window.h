@@ -1,8 +1,10 @@
 // A symmetric window of the ucx backend (contracts in comm/backend.h): this rank's memory,
 // registered with UCX (ucp_mem_map), and every peer's remote key. put = RMA put; signal = a
 // remote 64-bit atomic issued after a worker fence, so it lands after every earlier put of
-// this rank; waitSignal progresses the worker (which is what lands software-emulated RMA
-// over TCP) until the slot reaches the value or the deadline passes.
+// this rank (UCX 1.13's fence orders operations per transport interface: with several RMA
+// lanes to one peer, as multi-rail RDMA may use, a per-endpoint flush would be the safe
+// order; over TCP there is one lane); waitSignal progresses the worker (which is what lands
+// software-emulated RMA over TCP) until the slot reaches the value or the deadline passes.
 #pragma once
 
 #include <ucp/api/ucp.h>
@@ -55,6 +57,9 @@ class Window {
   std::uint64_t* signals_ = nullptr;
   ucp_mem_h memh_ = nullptr;
   std::vector<Remote> remotes_;
+  // A SET signal's swap reply: lives with the window, so a swap that completes after its
+  // wait failed still writes owned memory.
+  std::uint64_t reply_ = 0;
 };
 
 }  // namespace epcomm::ucx

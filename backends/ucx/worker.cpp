@@ -81,6 +81,13 @@ Worker::Worker(const WorkerOptions& options, const epcommBackendBootstrap& boots
     ucp_cleanup(context_);
     failUcx(rank_, "init", "ucp_worker_create", st);
   }
+  ucp_worker_attr_t attr{};
+  attr.field_mask = UCP_WORKER_ATTR_FIELD_THREAD_MODE;
+  if (ucp_worker_query(worker_, &attr) == UCS_OK && attr.thread_mode != UCS_THREAD_MODE_MULTI) {
+    log(3,
+        "ucx: this UCX gives no multi-thread worker: use a communicator and its splits "
+        "from one thread at a time");
+  }
   try {
     connect(bootstrap);
   } catch (...) {
@@ -277,26 +284,25 @@ Worker::Idle::Idle(const Worker& worker, const WaitScope& scope)
       deadlineNs_(worker.timeoutMs_ > 0 ? nowNs() + worker.timeoutMs_ * 1'000'000 : 0) {}
 
 void Worker::Idle::step(const char* what) {
-  if (ucp_worker_progress(worker_.worker_) != 0) {
-    idle_ = 0;
-    return;
+  idle_ = ucp_worker_progress(worker_.worker_) != 0 ? 0 : idle_ + 1;
+  // The checks run every 64 steps whether or not anything progressed: a worker shared with a
+  // busy communicator (another thread's traffic) must not keep this wait from its deadline.
+  if ((++steps_ & 63) == 0) {
+    if (scope_.aborted && scope_.aborted->load(std::memory_order_acquire)) {
+      worker_.troubled_.store(true);
+      throwError(ErrorCode::kInvalidUsage, scope_.rank, scope_.op,
+                 "the communicator was aborted; no call can run on it any more");
+    }
+    const int lost = worker_.lostPeer(scope_.worldToLocal);
+    if (lost >= 0) worker_.failLost(lost, UCS_ERR_CONNECTION_RESET, scope_);
+    if (deadlineNs_ != 0 && nowNs() > deadlineNs_) {
+      worker_.troubled_.store(true);
+      throwError(ErrorCode::kTimeout, scope_.rank, scope_.op,
+                 fmt::format("timed out after {} ms (EPCOMM_TIMEOUT_MS) waiting for {}",
+                             worker_.timeoutMs_, what));
+    }
   }
-  ++idle_;
-  if (idle_ < 64) return;
-  if (scope_.aborted && scope_.aborted->load(std::memory_order_acquire)) {
-    worker_.troubled_.store(true);
-    throwError(ErrorCode::kInvalidUsage, scope_.rank, scope_.op,
-               "the communicator was aborted; no call can run on it any more");
-  }
-  const int lost = worker_.lostPeer(scope_.worldToLocal);
-  if (lost >= 0) worker_.failLost(lost, UCS_ERR_CONNECTION_RESET, scope_);
-  if ((idle_ & 63) == 0 && deadlineNs_ != 0 && nowNs() > deadlineNs_) {
-    worker_.troubled_.store(true);
-    throwError(ErrorCode::kTimeout, scope_.rank, scope_.op,
-               fmt::format("timed out after {} ms (EPCOMM_TIMEOUT_MS) waiting for {}",
-                           worker_.timeoutMs_, what));
-  }
-  sched_yield();
+  if (idle_ >= 64) sched_yield();
 }
 
 int Worker::lostPeer(const std::vector<int>* worldToLocal) const {
@@ -309,6 +315,12 @@ int Worker::lostPeer(const std::vector<int>* worldToLocal) const {
 
 void Worker::failLost(int worldPeer, ucs_status_t status, const WaitScope& scope) const {
   troubled_.store(true);
+  // An operation of no single peer (a worker flush): the member UCX reported lost.
+  if (worldPeer < 0) worldPeer = lostPeer(scope.worldToLocal);
+  if (worldPeer < 0) {
+    throwError(ErrorCode::kPeerLost, scope.rank, scope.op,
+               fmt::format("a peer was lost ({})", ucs_status_string(status)));
+  }
   // Members lost at about the same moment (a host that went down, or a rank that died and
   // the ranks that then stopped) are reported by UCX within moments: progress briefly so the
   // error names each of them, not only the first one seen.
@@ -359,7 +371,7 @@ void Worker::waitAll(Op* ops, std::size_t n, const WaitScope& scope) const {
         const Op& o = ops[i];
         if (!o.done) continue;
         if (o.status == UCS_ERR_MESSAGE_TRUNCATED) {
-          throwError(ErrorCode::kInvalidArgument, rank, op,
+          throwError(scope.mismatchCode, rank, op,
                      fmt::format("rank {} sent more than the {} {} this rank expects; every "
                                  "rank must pass matching counts",
                                  localName(worldToLocal, o.peer), o.expectedBytes / o.elementSize,
@@ -370,7 +382,7 @@ void Worker::waitAll(Op* ops, std::size_t n, const WaitScope& scope) const {
           failUcx(rank, op, o.receive ? "a UCX receive" : "a UCX send", o.status);
         }
         if (o.receive && o.info.length != o.expectedBytes) {
-          throwError(ErrorCode::kInvalidArgument, rank, op,
+          throwError(scope.mismatchCode, rank, op,
                      fmt::format("rank {} sent {} {} where this rank expects {}; every rank "
                                  "must pass matching counts",
                                  localName(worldToLocal, o.peer), o.info.length / o.elementSize,
@@ -383,7 +395,9 @@ void Worker::waitAll(Op* ops, std::size_t n, const WaitScope& scope) const {
       if (idle.nearDeadline()) {
         std::vector<int> peers;
         for (std::size_t i = 0; i < n; ++i) {
-          if (!ops[i].done) peers.push_back(localName(worldToLocal, ops[i].peer));
+          if (!ops[i].done && ops[i].peer >= 0) {
+            peers.push_back(localName(worldToLocal, ops[i].peer));
+          }
         }
         std::sort(peers.begin(), peers.end());
         peers.erase(std::unique(peers.begin(), peers.end()), peers.end());

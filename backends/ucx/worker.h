@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "comm/backend.h"
+#include "comm/error.h"
 
 namespace epcomm::ucx {
 
@@ -63,6 +64,9 @@ struct WaitScope {
   const char* op = "";
   const std::vector<int>* worldToLocal = nullptr;
   const std::atomic<bool>* aborted = nullptr;
+  // A message of the wrong length: kInvalidArgument for send/recv (both sides completed);
+  // inside a collective (peers may still wait on this rank) an error that aborts it.
+  ErrorCode mismatchCode = ErrorCode::kInvalidArgument;
 };
 
 class Worker {
@@ -93,7 +97,8 @@ class Worker {
   // Cancels the ops still pending and releases every request (bounded in time).
   void cancel(Op* ops, std::size_t n) const;
 
-  // Waits on one request that is not a tagged message (RMA put, atomic, flush) to `peer`.
+  // Waits on one request that is not a tagged message (RMA put, atomic, flush) to `peer`
+  // (world rank; -1: no single peer, as a worker flush).
   void waitRequest(void* request, int peer, const WaitScope& scope) const;
 
   // Progresses until pred() is true or the deadline passes (kTimeout naming `what`).
@@ -112,8 +117,15 @@ class Worker {
   [[noreturn]] void failLost(int worldPeer, ucs_status_t status, const WaitScope& scope) const;
 
   // A fresh context id for a split, agreed by the caller (max over the parent's ranks).
-  std::uint16_t nextContext() const { return nextContext_; }
-  void reserveContext(std::uint16_t used) { nextContext_ = static_cast<std::uint16_t>(used + 1); }
+  // Splits of communicators that share processes must not run concurrently (each agrees on
+  // the largest next free id of its members).
+  std::uint16_t nextContext() const { return nextContext_.load(); }
+  void reserveContext(std::uint16_t used) {
+    std::uint16_t next = nextContext_.load();
+    const auto want = static_cast<std::uint16_t>(used + 1);
+    while (next < want && !nextContext_.compare_exchange_weak(next, want)) {
+    }
+  }
 
   void log(int level, const std::string& message) const;
 
@@ -124,13 +136,14 @@ class Worker {
     Idle(const Worker& worker, const WaitScope& scope);
     void step(const char* what);
     // Whether the next step may throw kTimeout (the caller then names what it waits for).
-    bool nearDeadline() const { return deadlineNs_ != 0 && idle_ >= 63; }
+    bool nearDeadline() const { return deadlineNs_ != 0 && (steps_ & 63) == 63; }
 
    private:
     const Worker& worker_;
     const WaitScope& scope_;
     std::int64_t deadlineNs_;
-    unsigned idle_ = 0;
+    unsigned idle_ = 0;   // steps in a row that progressed nothing (back-off)
+    unsigned steps_ = 0;  // steps so far (the checks' cadence)
   };
   friend class Idle;
 
@@ -159,7 +172,7 @@ class Worker {
   // A wait failed (timeout, abort, lost peer): peers may be unreachable, so endpoints close
   // by force.
   mutable std::atomic<bool> troubled_{false};
-  std::uint16_t nextContext_ = 1;  // 0 is the world's
+  std::atomic<std::uint16_t> nextContext_{1};  // 0 is the world's
 };
 
 }  // namespace epcomm::ucx
