@@ -131,6 +131,9 @@ Backend::Backend(std::shared_ptr<Worker> worker, std::vector<int> members, int r
 }
 
 Backend::~Backend() {
+  // Windows still live here were not destroyed collectively: a peer may still put into
+  // them (after an error, certainly), so their memory stays registered and allocated.
+  for (auto& [handle, w] : windows_) w->abandon();
   windows_.clear();
 }
 

@@ -54,6 +54,7 @@ Window::~Window() {
   for (Remote& r : remotes_) {
     if (r.rkey) ucp_rkey_destroy(r.rkey);
   }
+  if (abandoned_) return;
   if (memh_) ucp_mem_unmap(worker_.context(), memh_);
   std::free(memory_);
 }

@@ -40,6 +40,9 @@ class Window {
   std::uint64_t readSignal(int slot) const;
   // Completes every operation this rank issued on the worker at their targets.
   void flush(const WaitScope& scope);
+  // Keeps the memory registered and allocated past destruction (a window not destroyed
+  // collectively: peers may still write it).
+  void abandon() { abandoned_ = true; }
 
  private:
   struct Remote {
@@ -60,6 +63,7 @@ class Window {
   // A SET signal's swap reply: lives with the window, so a swap that completes after its
   // wait failed still writes owned memory.
   std::uint64_t reply_ = 0;
+  bool abandoned_ = false;
 };
 
 }  // namespace epcomm::ucx
