@@ -79,13 +79,22 @@ void Communicator::finishInit() {
   backend_->allGather(&mine, all.data(), sizeof mine, static_cast<int>(DataType::kU8));
   localRank_ = 0;
   localSize_ = 0;
+  numHosts_ = 0;
   for (int r = 0; r < size_; ++r) {
-    if (all[static_cast<std::size_t>(r)] != mine) continue;
+    const HostIdentity& id = all[static_cast<std::size_t>(r)];
+    // A host is numbered when its lowest rank is met.
+    bool seen = false;
+    for (int q = 0; q < r && !seen; ++q) seen = all[static_cast<std::size_t>(q)] == id;
+    if (!seen) {
+      if (id == mine) host_ = numHosts_;
+      ++numHosts_;
+    }
+    if (id != mine) continue;
     if (r < rank_) ++localRank_;
     ++localSize_;
   }
-  log().info("communicator up: rank {} of {} (local {} of {}), backend {}", rank_, size_,
-             localRank_, localSize_, backend_->name());
+  log().info("communicator up: rank {} of {} (local {} of {}, host {} of {}), backend {}", rank_,
+             size_, localRank_, localSize_, host_, numHosts_, backend_->name());
 }
 
 const std::string& Communicator::backendName() const {

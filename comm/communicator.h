@@ -53,6 +53,10 @@ class EPCOMM_API Communicator {
   int size() const { return size_; }
   int localRank() const { return localRank_; }  // rank among the ranks on this host
   int localSize() const { return localSize_; }  // ranks on this host
+  // This rank's host among the communicator's hosts (0 .. numHosts() - 1, numbered in the
+  // order of each host's lowest rank), and how many hosts the communicator spans.
+  int host() const { return host_; }
+  int numHosts() const { return numHosts_; }
   const std::string& backendName() const;
   // The backend's name for the algorithm this rank's last collective ran (shm: "lines",
   // "oneshot", "twoshot", ...; backends/shm/all_reduce_algorithms.h), "" where the backend
@@ -157,6 +161,8 @@ class EPCOMM_API Communicator {
   int size_ = 1;
   int localRank_ = 0;
   int localSize_ = 1;
+  int host_ = 0;
+  int numHosts_ = 1;
   std::atomic<bool> aborted_{false};
   // The check armed in the backend by agree() (kArmed), taken by the next run().
   const ArgumentCheck* armed_ = nullptr;

@@ -110,6 +110,16 @@ epcommResult_t epcommCommAbort(epcommComm_t comm);
 epcommResult_t epcommCommGetAsyncError(epcommComm_t comm, epcommResult_t* asyncError);
 epcommResult_t epcommCommCount(const epcommComm_t comm, int* count);
 epcommResult_t epcommCommUserRank(const epcommComm_t comm, int* rank);
+/* Where this rank runs: its rank among the ranks on its host and their number, and its
+ * host among the communicator's hosts (numbered in the order of each host's lowest rank)
+ * and their number. */
+typedef struct {
+  int localRank;
+  int localSize;
+  int host;
+  int numHosts;
+} epcommCommPlacement_t;
+epcommResult_t epcommCommPlacement(const epcommComm_t comm, epcommCommPlacement_t* placement);
 
 epcommResult_t epcommAllReduce(const void* sendbuff, void* recvbuff, size_t count,
                                epcommDataType_t datatype, epcommRedOp_t op, epcommComm_t comm);

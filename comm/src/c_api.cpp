@@ -287,6 +287,18 @@ epcommResult_t epcommCommUserRank(const epcommComm_t comm, int* rank) {
   return epcommSuccess;
 }
 
+epcommResult_t epcommCommPlacement(const epcommComm_t comm, epcommCommPlacement_t* placement) {
+  EPCOMM_REQUIRE_COMM(comm, "commPlacement");
+  if (!placement) {
+    return fail(comm, epcommInvalidArgument, "epcomm: commPlacement: placement is NULL");
+  }
+  placement->localRank = comm->impl->localRank();
+  placement->localSize = comm->impl->localSize();
+  placement->host = comm->impl->host();
+  placement->numHosts = comm->impl->numHosts();
+  return epcommSuccess;
+}
+
 #define EPCOMM_DT(d) static_cast<epcomm::DataType>(d)
 #define EPCOMM_OP(o) static_cast<epcomm::ReduceOp>(o)
 

@@ -1,4 +1,5 @@
 // Conformance: barrier, local ranks and split.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -29,6 +30,12 @@ TEST_F(Conformance, BarrierAndLocalRanks) {
     EXPECT_EQ(all[3 * r], before) << "rank " << r;
     EXPECT_EQ(all[3 * r + 1], same) << "rank " << r;
   }
+  // Hosts are numbered by their lowest rank; the harness starts host 0's ranks first, so
+  // that is EPCOMM_HOST.
+  int hosts = 0;
+  for (int r = 0; r < size(); ++r) hosts = std::max(hosts, all[3 * r + 2] + 1);
+  EXPECT_EQ(comm().host(), local[2]);
+  EXPECT_EQ(comm().numHosts(), hosts);
 }
 
 TEST_F(Conformance, Split) {

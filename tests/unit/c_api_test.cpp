@@ -69,6 +69,13 @@ TEST(CApi, OneRankThroughEveryInitPath) {
     EXPECT_EQ(epcommCommUserRank(comm, &r), epcommSuccess);
     EXPECT_EQ(n, 1);
     EXPECT_EQ(r, 0);
+    epcommCommPlacement_t where{-1, -1, -1, -1};
+    EXPECT_EQ(epcommCommPlacement(comm, &where), epcommSuccess);
+    EXPECT_EQ(where.localRank, 0);
+    EXPECT_EQ(where.localSize, 1);
+    EXPECT_EQ(where.host, 0);
+    EXPECT_EQ(where.numHosts, 1);
+    EXPECT_EQ(epcommCommPlacement(comm, nullptr), epcommInvalidArgument);
     float v[3] = {1.5f, 2.5f, -3.0f};
     EXPECT_EQ(epcommAllReduce(v, v, 3, epcommFloat32, epcommAvg, comm), epcommSuccess);
     EXPECT_EQ(v[2], -3.0f);
