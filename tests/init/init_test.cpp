@@ -96,8 +96,8 @@ TEST(Init, FromEnvironmentAddress) {
 }
 
 // EPCOMM_BACKEND=auto: shm when every rank is on one host (the ranks' hostname and IPC
-// namespace agree), else ucx (preferred to mpi under mpirun). EPCOMM_TEST_EXPECT_BACKEND says which this run
-// must get (ctest runs one rank in its own IPC namespace: a second "host").
+// namespace agree), else ucx (preferred to mpi under mpirun). EPCOMM_TEST_EXPECT_BACKEND says which
+// this run must get (ctest runs one rank in its own IPC namespace: a second "host").
 TEST(Init, UnderMpirunAutomatically) {
   const char* expected = std::getenv("EPCOMM_TEST_EXPECT_BACKEND");
   auto comm = Communicator::initFromEnvironment();
