@@ -154,6 +154,25 @@ void Backend::settle(const char* op) {
   callCheck_.settle(t, rank_, op);
 }
 
+std::size_t* Backend::layout(int slot) {
+  const auto n = static_cast<std::size_t>(size_);
+  if (layout_.size() < 4 * n) layout_.resize(4 * n);
+  return layout_.data() + static_cast<std::size_t>(slot) * n;
+}
+
+void Backend::uniformBlocks(std::size_t bytes, std::size_t* sizes, std::size_t* displs) const {
+  for (int r = 0; r < size_; ++r) {
+    sizes[r] = bytes;
+    displs[r] = static_cast<std::size_t>(r) * bytes;
+  }
+}
+
+std::size_t* Backend::inBytes(const std::size_t* counts, std::size_t elementSize,
+                              std::size_t* out) const {
+  for (int r = 0; r < size_; ++r) out[r] = counts[r] * elementSize;
+  return out;
+}
+
 void* Backend::scratch(std::size_t bytes, int slot) {
   std::vector<unsigned char>& s = scratch_[slot & 1];
   if (s.size() < bytes) s.resize(bytes);
@@ -225,9 +244,10 @@ void Backend::allGather(const void* send, void* recv, size_t sendCount, int dtyp
     return;
   }
   lastAlgorithm_ = "ring";
-  std::vector<std::size_t> sizes(static_cast<std::size_t>(size_), bytes), displs(sizes.size());
-  for (std::size_t r = 0; r < sizes.size(); ++r) displs[r] = r * bytes;
-  allGatherVRing(t, send, bytes, recv, sizes.data(), displs.data(), tuning_.chunkBytes);
+  std::size_t* sizes = layout(0);
+  std::size_t* displs = layout(1);
+  uniformBlocks(bytes, sizes, displs);
+  allGatherVRing(t, send, bytes, recv, sizes, displs, tuning_.chunkBytes);
 }
 
 void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const size_t* recvCounts,
@@ -235,13 +255,10 @@ void Backend::allGatherV(const void* send, size_t sendCount, void* recv, const s
   settle("allGatherV");
   CallTransport t(*this, "allGatherV");
   const std::size_t es = dtypeSize(dt(dtype));
-  std::vector<std::size_t> sizes(static_cast<std::size_t>(size_)), displs(sizes.size());
-  for (std::size_t r = 0; r < sizes.size(); ++r) {
-    sizes[r] = recvCounts[r] * es;
-    displs[r] = recvDispls[r] * es;
-  }
+  std::size_t* sizes = inBytes(recvCounts, es, layout(0));
+  std::size_t* displs = inBytes(recvDispls, es, layout(1));
   lastAlgorithm_ = "ring";
-  allGatherVRing(t, send, sendCount * es, recv, sizes.data(), displs.data(), tuning_.chunkBytes);
+  allGatherVRing(t, send, sendCount * es, recv, sizes, displs, tuning_.chunkBytes);
 }
 
 void Backend::reduceScatter(const void* send, void* recv, size_t recvCount, int dtype, int op) {
@@ -272,11 +289,11 @@ void Backend::allToAll(const void* send, void* recv, size_t countPerRank, int dt
   settle("allToAll");
   CallTransport t(*this, "allToAll");
   const std::size_t bytes = countPerRank * dtypeSize(dt(dtype));
-  std::vector<std::size_t> sizes(static_cast<std::size_t>(size_), bytes), displs(sizes.size());
-  for (std::size_t r = 0; r < sizes.size(); ++r) displs[r] = r * bytes;
+  std::size_t* sizes = layout(0);
+  std::size_t* displs = layout(1);
+  uniformBlocks(bytes, sizes, displs);
   lastAlgorithm_ = "pairwise";
-  allToAllVPairwise(t, send, sizes.data(), displs.data(), recv, sizes.data(), displs.data(),
-                    kAllToAllWindow);
+  allToAllVPairwise(t, send, sizes, displs, recv, sizes, displs, kAllToAllWindow);
 }
 
 void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t* sendDispls,
@@ -284,16 +301,10 @@ void Backend::allToAllV(const void* send, const size_t* sendCounts, const size_t
   settle("allToAllV");
   CallTransport t(*this, "allToAllV");
   const std::size_t es = dtypeSize(dt(dtype));
-  const auto n = static_cast<std::size_t>(size_);
-  std::vector<std::size_t> sb(n), sd(n), rb(n), rd(n);
-  for (std::size_t r = 0; r < n; ++r) {
-    sb[r] = sendCounts[r] * es;
-    sd[r] = sendDispls[r] * es;
-    rb[r] = recvCounts[r] * es;
-    rd[r] = recvDispls[r] * es;
-  }
   lastAlgorithm_ = "pairwise";
-  allToAllVPairwise(t, send, sb.data(), sd.data(), recv, rb.data(), rd.data(), kAllToAllWindow);
+  allToAllVPairwise(t, send, inBytes(sendCounts, es, layout(0)), inBytes(sendDispls, es, layout(1)),
+                    recv, inBytes(recvCounts, es, layout(2)), inBytes(recvDispls, es, layout(3)),
+                    kAllToAllWindow);
 }
 
 void Backend::checkPointToPoint(int tag, const char* op) const {

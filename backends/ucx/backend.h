@@ -87,6 +87,13 @@ class Backend final : public epcomm::Backend {
   void checkPointToPoint(int tag, const char* op) const;
   Window& window(void* handle, const char* op);
   void* scratch(std::size_t bytes, int slot);
+  // Per-rank byte layouts for the algorithms: four arrays of size() entries (slots 0-3),
+  // kept across calls so a collective allocates nothing for them.
+  std::size_t* layout(int slot);
+  // sizes[r] = bytes, displs[r] = r * bytes.
+  void uniformBlocks(std::size_t bytes, std::size_t* sizes, std::size_t* displs) const;
+  // out[r] = counts[r] * elementSize; returns out.
+  std::size_t* inBytes(const std::size_t* counts, std::size_t elementSize, std::size_t* out) const;
 
   std::shared_ptr<Worker> worker_;
   std::vector<int> world_;         // this communicator's rank -> world rank
@@ -101,6 +108,7 @@ class Backend final : public epcomm::Backend {
   std::atomic<bool> aborted_{false};
   const char* lastAlgorithm_ = "";
   std::vector<unsigned char> scratch_[2];
+  std::vector<std::size_t> layout_;
   std::unordered_map<void*, std::unique_ptr<Window>> windows_;
 };
 

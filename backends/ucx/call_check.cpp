@@ -11,19 +11,17 @@ void CallCheck::exchange(Transport& t, const Reduction* red) {
   const std::size_t slots = message_.slots();
   recursiveDoubling(
       t, message_.data(), message_.bytes(), [&](const void* lower, const void* upper, void* out) {
-        // CallCheckMessage::combine reduces `in` into `inout`, `in` first.
-        const auto* lo = static_cast<const std::int64_t*>(lower);
-        const auto* up = static_cast<const std::int64_t*>(upper);
+        // CallCheckMessage::combine reduces `in` into `inout`, `in` first: into
+        // upper when that is out, else into a copy of upper (kept across calls).
         auto* o = static_cast<std::int64_t*>(out);
-        std::vector<std::int64_t> copy;
-        if (o != up) {
-          copy.assign(up, up + slots);
-          up = copy.data();
+        std::int64_t* inout = o;
+        if (out != upper) {
+          const auto* up = static_cast<const std::int64_t*>(upper);
+          upper_.assign(up, up + slots);
+          inout = upper_.data();
         }
-        // o == up: combine lower into it directly; else into a copy of upper.
-        auto* inout = const_cast<std::int64_t*>(up);
         CallCheckMessage::combine(
-            lo, inout, slots,
+            static_cast<const std::int64_t*>(lower), inout, slots,
             [&](const std::int64_t* first, std::int64_t* second, std::size_t count, int, int) {
               if (red) red->combine(second, first, second, count);
             });

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <vector>
 
 #include "backends/ucx/transport.h"
 #include "comm/call_check_message.h"
@@ -32,6 +34,7 @@ class CallCheck {
   void exchange(Transport& t, const Reduction* red);
 
   CallCheckMessage message_;
+  std::vector<std::int64_t> upper_;  // a partner's partial being combined (exchange)
 };
 
 }  // namespace epcomm::ucx
