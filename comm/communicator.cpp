@@ -42,8 +42,14 @@ void Communicator::agreeOnSettings() {
   if (size_ == 1) return;
   std::vector<KnobInfo> agreed;
   for (const KnobInfo& knob : knobRegistry()) {
-    const bool ours = knob.layer == "comm" || knob.layer == "topology" ||
-                      knob.layer == std::string_view(backend_->name());
+    // A two-level backend ("shm+ucx") agrees on both levels' knobs.
+    bool ours = knob.layer == "comm" || knob.layer == "topology";
+    std::string_view names = backend_->name();
+    while (!ours && !names.empty()) {
+      const std::size_t plus = std::min(names.find('+'), names.size());
+      ours = knob.layer == names.substr(0, plus);
+      names.remove_prefix(std::min(plus + 1, names.size()));
+    }
     if (knob.agreed && ours) agreed.push_back(knob);
   }
   // An all-gather of each rank's value digests, not an all-reduce: the backend's all-reduce
@@ -77,19 +83,15 @@ void Communicator::finishInit() {
   const HostIdentity mine = thisHost();
   std::vector<HostIdentity> all(static_cast<std::size_t>(size_));
   backend_->allGather(&mine, all.data(), sizeof mine, static_cast<int>(DataType::kU8));
+  const std::vector<int> hostOf = numberHosts(all);
+  host_ = hostOf[static_cast<std::size_t>(rank_)];
   localRank_ = 0;
   localSize_ = 0;
   numHosts_ = 0;
   for (int r = 0; r < size_; ++r) {
-    const HostIdentity& id = all[static_cast<std::size_t>(r)];
-    // A host is numbered when its lowest rank is met.
-    bool seen = false;
-    for (int q = 0; q < r && !seen; ++q) seen = all[static_cast<std::size_t>(q)] == id;
-    if (!seen) {
-      if (id == mine) host_ = numHosts_;
-      ++numHosts_;
-    }
-    if (id != mine) continue;
+    const int h = hostOf[static_cast<std::size_t>(r)];
+    numHosts_ = std::max(numHosts_, h + 1);
+    if (h != host_) continue;
     if (r < rank_) ++localRank_;
     ++localSize_;
   }

@@ -16,6 +16,7 @@
 #include "comm/communicator.h"
 #include "comm/log.h"
 #include "comm/src/affinity.h"
+#include "comm/src/backend_factory.h"
 #include "comm/src/backend_handle.h"
 #include "comm/src/bootstrap.h"
 #include "comm/src/host_identity.h"
@@ -37,18 +38,6 @@ class OobBootstrap final : public Bootstrap {
   const OobAllGather& fn_;
 };
 
-// Bootstrap through a running backend (under mpirun: the mpi backend).
-class BackendBootstrap final : public Bootstrap {
- public:
-  explicit BackendBootstrap(BackendHandle& backend) : backend_(backend) {}
-  void allGather(const void* send, void* recv, std::size_t bytes) override {
-    backend_.allGather(send, recv, bytes, static_cast<int>(DataType::kU8));
-  }
-
- private:
-  BackendHandle& backend_;
-};
-
 // A single rank needs no exchange.
 class SelfBootstrap final : public Bootstrap {
  public:
@@ -56,92 +45,6 @@ class SelfBootstrap final : public Bootstrap {
     if (bytes) std::memcpy(recv, send, bytes);
   }
 };
-
-// The C shim handed to backends; exceptions stop here.
-int bootstrapAllGather(void* ctx, const void* send, void* recv, size_t bytes) {
-  try {
-    static_cast<Bootstrap*>(ctx)->allGather(send, recv, bytes);
-    return 0;
-  } catch (const Error& e) {
-    log().error("bootstrap all-gather failed: {}", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    log().error("bootstrap all-gather failed: {}", e.what());
-    return 1;
-  }
-}
-
-// Which plugin EPCOMM_BACKEND names; auto (collective over the bootstrap): shm when every
-// rank is on this host; across hosts ucx where its plugin is installed (whatever launched the
-// ranks, mpirun included), else mpi under mpirun, else an error saying what is missing.
-std::string resolveBackendName(const Config& config, Bootstrap& bootstrap, int rank, int size) {
-  if (config.backend != "auto") return config.backend;
-  const HostIdentity mine = thisHost();
-  std::vector<HostIdentity> all(static_cast<std::size_t>(size));
-  bootstrap.allGather(&mine, all.data(), sizeof mine);
-  // Every rank sees the same table, so every rank decides alike (the plugin is installed
-  // alike on every host, or the ranks fail to agree on the backend's settings at init).
-  bool oneHost = true;
-  for (int r = 1; r < size && oneHost; ++r) oneHost = all[static_cast<std::size_t>(r)] == all[0];
-  if (oneHost) return "shm";
-  const bool mpirun = launcherRanks().size > 0;
-  if (backendPluginFound("ucx", config)) {
-    log().info("EPCOMM_BACKEND=auto: the ranks span several hosts: ucx{}",
-               mpirun ? " (preferred to mpi under mpirun; EPCOMM_BACKEND=mpi chooses mpi)" : "");
-    return "ucx";
-  }
-  if (mpirun) {
-    log().info(
-        "EPCOMM_BACKEND=auto: the ranks span several hosts: mpi (the ucx plugin is not "
-        "installed)");
-    return "mpi";
-  }
-  throwError(ErrorCode::kInvalidUsage, rank, "init",
-             "EPCOMM_BACKEND=auto: the ranks span several hosts and were not launched by "
-             "mpirun, and the ucx backend (libepcomm-backend-ucx.so) is not installed: install "
-             "it (set EPCOMM_PLUGIN_PATH to its folder) or launch with mpirun "
-             "(EPCOMM_BACKEND=mpi)");
-}
-
-// The values of a plugin's knobs, resolved and validated before create (a bad value is an
-// error naming its variable, raised here, not inside the plugin), handed over args->knob.
-struct PluginKnobs {
-  std::map<std::string, std::string, std::less<>> values;
-
-  PluginKnobs(const epcommBackendV1& table, const Config& config) {
-    const std::size_t needed = offsetof(epcommBackendV1, numKnobs) + sizeof(table.numKnobs);
-    if (table.structSize < needed || !table.knobs) return;
-    for (std::size_t i = 0; i < table.numKnobs; ++i) {
-      if (table.knobs[i].name) values[table.knobs[i].name] = config.text(table.knobs[i].name);
-    }
-  }
-  static const char* lookup(void* ctx, const char* name) {
-    const auto& values = static_cast<const PluginKnobs*>(ctx)->values;
-    const auto it = values.find(std::string_view(name ? name : ""));
-    return it == values.end() ? nullptr : it->second.c_str();
-  }
-};
-
-std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap* bootstrap,
-                                             int rank, int size, const Config& config) {
-  const LoadedPlugin plugin = loadBackendPlugin(name, config, rank);
-  PluginKnobs knobs(*plugin.table, config);
-  // A network backend gets the interface the user selected (ucx: unless UCX's own settings).
-  const std::string netDevice = name == "ucx" ? ucxNetDevice(config, rank) : std::string();
-  epcommBackendBootstrap shim{bootstrap, &bootstrapAllGather};
-  epcommBackendCreateArgs args{};
-  args.structSize = sizeof(args);
-  args.rank = rank;
-  args.size = size;
-  args.bootstrap = bootstrap ? &shim : nullptr;
-  args.timeoutMs = config.timeoutMs;
-  args.bufferBytes = config.bufferBytes;
-  args.log = &logFromBackend;
-  args.knob = &PluginKnobs::lookup;
-  args.knobCtx = &knobs;
-  args.netDevice = netDevice.empty() ? nullptr : netDevice.c_str();
-  return BackendHandle::create(plugin.table, args);
-}
 
 void checkRankSize(int rank, int size, const char* op) {
   if (size <= 0) {
@@ -158,8 +61,8 @@ void checkRankSize(int rank, int size, const char* op) {
 // (auto: decided over the bootstrap), created over that bootstrap.
 std::unique_ptr<BackendHandle> createWorldBackend(Bootstrap& bootstrap, int rank, int size,
                                                   const Config& config) {
-  const std::string name = resolveBackendName(config, bootstrap, rank, size);
-  return createBackend(name, &bootstrap, rank, size, config);
+  return createChosenBackend(chooseBackend(config, bootstrap, rank, size), bootstrap, rank, size,
+                             config);
 }
 
 }  // namespace
@@ -236,9 +139,10 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
     handInterfaceToOpenMpi(config, launcher.rank);
     auto mpi = createBackend("mpi", nullptr, launcher.rank, launcher.size, config);
     BackendBootstrap bootstrap(*mpi);
-    const std::string name = resolveBackendName(config, bootstrap, launcher.rank, launcher.size);
-    if (name == "mpi") return assemble(std::move(mpi), config);
-    return assemble(createBackend(name, &bootstrap, launcher.rank, launcher.size, config), config);
+    const BackendChoice choice = chooseBackend(config, bootstrap, launcher.rank, launcher.size);
+    return assemble(createChosenBackend(choice, bootstrap, launcher.rank, launcher.size, config,
+                                        std::move(mpi)),
+                    config);
   }
   if (const std::string why = unreachableWorld(config); !why.empty()) {
     throwError(ErrorCode::kInvalidUsage, config.initRank >= 0 ? config.initRank : 0,

@@ -109,6 +109,18 @@ const std::vector<CommKnob>& commKnobs() {
         .type = KnobType::kBoolean,
         .agreed = true},
        &Config::checkArgs},
+      {{.name = "EPCOMM_TWO_LEVEL_SMALL_BYTES",
+        .defaultValue = "65536",
+        .meaning = "two levels (ranks on several hosts): all-reduces up to this many bytes run "
+                   "in two steps (in-host all-reduce, then every rail all-reduces the host "
+                   "sums); larger ones split the work (in-host reduce-scatter, one share per "
+                   "local rank across hosts, in-host all-gather)",
+        .type = KnobType::kInteger,
+        .unit = "bytes",
+        .min = 0,
+        .max = std::int64_t{1} << 40,
+        .agreed = true},
+       &Config::twoLevelSmallBytes},
       {{.name = "EPCOMM_INIT_ADDR",
         .meaning = "host:port of rank 0's rendezvous for Communicator::initFromEnvironment "
                    "(torch style)"},

@@ -80,20 +80,21 @@ class EPCOMM_API Config {
   static Config defaults();
 
   // comm's knobs, bound to fields (the rows in config.cpp say which).
-  std::string backend = "auto";      // EPCOMM_BACKEND
-  std::string pluginPath;            // EPCOMM_PLUGIN_PATH, ':'-separated
-  std::string logLevel = "warn";     // EPCOMM_LOG_LEVEL
-  std::int64_t timeoutMs = 0;        // EPCOMM_TIMEOUT_MS; 0: no deadline
-  std::int64_t connectTimeoutS = 0;  // EPCOMM_CONNECT_TIMEOUT
-  std::size_t bufferBytes = 0;       // EPCOMM_BUFFSIZE (MiB in the environment)
-  bool checkArgs = true;             // EPCOMM_CHECK_ARGS
-  std::string initAddr;              // EPCOMM_INIT_ADDR host:port
-  int initRank = -1;                 // EPCOMM_RANK
-  int initSize = -1;                 // EPCOMM_SIZE
-  std::string initSecret;            // EPCOMM_INIT_SECRET
-  std::string socketIfname;          // EPCOMM_SOCKET_IFNAME, NCCL syntax
-  std::string ifIp;                  // EPCOMM_IF_IP
-  bool cpuAffinity = false;          // EPCOMM_CPU_AFFINITY
+  std::string backend = "auto";        // EPCOMM_BACKEND
+  std::string pluginPath;              // EPCOMM_PLUGIN_PATH, ':'-separated
+  std::string logLevel = "warn";       // EPCOMM_LOG_LEVEL
+  std::int64_t timeoutMs = 0;          // EPCOMM_TIMEOUT_MS; 0: no deadline
+  std::int64_t connectTimeoutS = 0;    // EPCOMM_CONNECT_TIMEOUT
+  std::size_t bufferBytes = 0;         // EPCOMM_BUFFSIZE (MiB in the environment)
+  bool checkArgs = true;               // EPCOMM_CHECK_ARGS
+  std::size_t twoLevelSmallBytes = 0;  // EPCOMM_TWO_LEVEL_SMALL_BYTES
+  std::string initAddr;                // EPCOMM_INIT_ADDR host:port
+  int initRank = -1;                   // EPCOMM_RANK
+  int initSize = -1;                   // EPCOMM_SIZE
+  std::string initSecret;              // EPCOMM_INIT_SECRET
+  std::string socketIfname;            // EPCOMM_SOCKET_IFNAME, NCCL syntax
+  std::string ifIp;                    // EPCOMM_IF_IP
+  bool cpuAffinity = false;            // EPCOMM_CPU_AFFINITY
 
   // Every knob registered when this Config was made, with its effective value and source.
   std::vector<KnobValue> values;

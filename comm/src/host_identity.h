@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstddef>
+#include <vector>
 
 namespace epcomm {
 
@@ -27,6 +29,20 @@ inline HostIdentity thisHost() {
     id.ipcNamespace[0] = '\0';
   }
   return id;
+}
+
+// Each rank's host index, given every rank's identity in rank order: hosts are numbered
+// 0 .. H-1 in the order of their lowest rank (Communicator::host()).
+inline std::vector<int> numberHosts(const std::vector<HostIdentity>& all) {
+  std::vector<int> host(all.size(), -1);
+  int next = 0;
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    for (std::size_t q = 0; q < r && host[r] < 0; ++q) {
+      if (all[q] == all[r]) host[r] = host[q];
+    }
+    if (host[r] < 0) host[r] = next++;
+  }
+  return host;
 }
 
 }  // namespace epcomm

@@ -1,0 +1,40 @@
+// Small all-reduce over two levels in two steps on uniform hosts. Every rank of a host holds
+// the host's sum after the in-host all-reduce, so each rail (local index l < the fewest ranks
+// on a host) all-reduces the same host sums: every rail computes the same bits (the same
+// inputs, the same algorithm), and no step follows. Uneven hosts: the ranks beyond the
+// shortest host take local rank 0's result. avg: sums, divided once at the end.
+#include <cstring>
+
+#include "comm/kernels/isa.h"
+#include "comm/kernels/reduce.h"
+#include "comm/two_level/algorithms.h"
+#include "comm/types.h"
+
+namespace epcomm::two_level {
+
+void allReduceRedundant(const Levels& lv, Steps& steps, Scratch& scratch, const void* send,
+                        void* recv, std::size_t count, int dtype, int op) {
+  const auto type = static_cast<DataType>(dtype);
+  const bool avg = static_cast<ReduceOp>(op) == ReduceOp::kAvg;
+  const int stepOp = avg ? static_cast<int>(ReduceOp::kSum) : op;
+  const std::size_t n = steps.ok() ? count : 0;
+  unsigned char* sums = scratch.get(0, n * dtypeSize(type));
+  // The user's buffers are written only once every step passed (a problem found on the
+  // rails leaves them untouched).
+  steps.run(Level::kInHost, [&] { lv.inHost->allReduce(send, sums, n, dtype, stepOp); });
+  if (lv.onFullRail()) {
+    steps.run(Level::kRail, [&] { lv.rail->allReduce(sums, sums, n, dtype, stepOp); });
+  }
+  if (!lv.layout.uniform()) {
+    steps.run(Level::kInHost, [&] { lv.inHost->broadcast(sums, sums, n, dtype, 0); });
+  }
+  steps.finish();
+  if (avg) {
+    const void* src = sums;
+    kernels::reduce(kernels::detectedIsa(), recv, &src, 1, n, type, ReduceOp::kAvg, lv.size);
+  } else if (n) {
+    std::memcpy(recv, sums, n * dtypeSize(type));
+  }
+}
+
+}  // namespace epcomm::two_level
