@@ -156,9 +156,11 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
       ->check(CLI::Range(0, INT_MAX))
       ->capture_default_str();
   app.add_option("--compare", compareText,
-                 "also run the MPI library's own collective on the same buffers (mpi|none); "
-                 "mpi needs the ranks launched by mpirun")
-      ->check(CLI::IsMember({"mpi", "none"}))
+                 "also run the MPI library's own collective on the same buffers (mpi), and/or "
+                 "the same collective on a second, flat communicator over the network backend "
+                 "alone (flat: ranks on several hosts), or none; mpi needs the ranks launched "
+                 "by mpirun")
+      ->check(CLI::IsMember({"mpi", "flat", "mpi,flat", "flat,mpi", "none"}))
       ->capture_default_str();
   app.add_option("--json", o.jsonPath, "write the results as a JSON list (rank 0)");
   app.add_flag("--registered", o.registered,
@@ -196,7 +198,8 @@ std::optional<Options> parseOptions(int argc, char** argv, bool printMessages, i
   o.dtype = *parseDataType(lower(dtypeText));
   o.redop = *parseReduceOp(lower(redopText));
   o.check = check > 0;
-  o.compareMpi = compareText == "mpi";
+  o.compareMpi = compareText.find("mpi") != std::string::npos;
+  o.compareFlat = compareText.find("flat") != std::string::npos;
   exitCode = 0;
   return o;
 }

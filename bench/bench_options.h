@@ -38,6 +38,7 @@ struct Options {
   int warmupIters = 5;
   bool check = true;
   bool compareMpi = false;
+  bool compareFlat = false;  // --compare flat: the network backend alone, across hosts
   std::string jsonPath;
   bool registered = false;
 

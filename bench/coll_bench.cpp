@@ -21,6 +21,12 @@
 // avg on MPI divides inside the timed loop. In-place reducescatter on MPI is MPI_IN_PLACE
 // (result at the start of the buffer); on epcomm it is NCCL's recv == send + rank * count.
 //
+// --compare flat (ranks on several hosts, where epcomm runs two levels: shm in each host, the
+// network backend among them): the same collective on a second communicator over the
+// network backend alone (flat, as EPCOMM_BACKEND=ucx makes it), same buffers, rows "flat".
+// Every row's network_bytes (JSON) / "net" column: the bytes the hosts' network interfaces
+// sent per call during the timed loop, summed over the hosts (bench/network_bytes.h).
+//
 // After the sizes, a memcpy reference from the same run: rank 0's single-thread memcpy GB/s
 // at the largest size, and the largest size's out-of-place busbw as a fraction of it.
 // --registered: epcomm's send and recv come from Communicator::allocate (registered memory,
@@ -47,6 +53,7 @@
 #include "bench/bench_options.h"
 #include "bench/bench_ranks.h"
 #include "bench/coll_bench_mpi.h"
+#include "bench/network_bytes.h"
 #include "comm/communicator.h"
 
 namespace {
@@ -104,7 +111,7 @@ void runEpcomm(Communicator& comm, const RunShape& s, void* send, void* recv) {
 
 // ---- measurement ----
 
-enum class Impl { kEpcomm, kMpi };
+enum class Impl { kEpcomm, kMpi, kFlat };
 
 struct Measurement {
   double timeUs = 0;
@@ -112,6 +119,7 @@ struct Measurement {
   double busbw = 0;
   std::optional<long long> wrong;  // nullopt: not checked (-c 0, or not checkable: N/A)
   std::string algorithm;           // epcomm: the backend's algorithm (Communicator::lastAlgorithm)
+  double networkBytes = 0;         // per call, summed over the hosts (network_bytes.h)
 };
 
 // Where one implementation's calls read and write.
@@ -124,6 +132,7 @@ struct Bench {
   const Options& options;
   Communicator& comm;
   MpiPeer* mpi;        // null without --compare mpi
+  Communicator* flat;  // null without --compare flat
   Buffers epcomm;      // from Communicator::allocate with --registered, else as mpi's
   Buffers mpiBuffers;  // ordinary (heap) memory, always
 };
@@ -133,17 +142,18 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
   const std::size_t block = static_cast<std::size_t>(s.rank) * s.count * es;
   // Where the call reads and writes, where the input goes and where the result is read.
   const Buffers& buffers = impl == Impl::kEpcomm ? b.epcomm : b.mpiBuffers;
+  Communicator* comm = impl == Impl::kFlat ? b.flat : &b.comm;
   std::byte* send = inPlace ? buffers.recv : buffers.send;
   std::byte* recv = buffers.recv;
   if (inPlace && s.collective == Collective::kAllGather) send = buffers.recv + block;
-  if (inPlace && s.collective == Collective::kReduceScatter && impl == Impl::kEpcomm) recv += block;
+  if (inPlace && s.collective == Collective::kReduceScatter && impl != Impl::kMpi) recv += block;
   std::byte* input = send;
   std::byte* result = recv;
   const auto call = [&] {
-    if (impl == Impl::kEpcomm)
-      runEpcomm(b.comm, s, send, recv);
-    else
+    if (impl == Impl::kMpi)
       b.mpi->run(s, send, recv, inPlace);
+    else
+      runEpcomm(*comm, s, send, recv);
   };
   const auto prepare = [&] {
     poison(s.dtype, buffers.recv, std::max(inputCount(s), resultCount(s)));
@@ -153,15 +163,18 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
   prepare();
   for (int i = 0; i < b.options.warmupIters; ++i) call();
   b.comm.barrier();
+  const std::uint64_t sentBefore = hostSentBytes();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < b.options.iters; ++i) call();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
                    b.options.iters;
-  const std::string algorithm = impl == Impl::kEpcomm ? b.comm.lastAlgorithm() : std::string();
+  const std::uint64_t sentAfter = hostSentBytes();
+  const std::string algorithm = impl == Impl::kMpi ? std::string() : comm->lastAlgorithm();
   seconds = maxOverRanks(b.comm, seconds);
 
   Measurement m;
   m.algorithm = algorithm;
+  m.networkBytes = networkBytesPerCall(b.comm, sentBefore, sentAfter, b.options.iters);
   m.timeUs = seconds * 1e6;
   m.algbw = static_cast<double>(operationBytes(s)) / 1e9 / seconds;
   m.busbw = m.algbw * busFactor(s.collective, s.ranks);
@@ -200,7 +213,11 @@ void printHeader(const Options& o, Communicator& comm) {
               std::string(toString(o.collective)).c_str(), comm.backendName().c_str(), comm.size(),
               std::string(toString(o.dtype)).c_str(),
               usesReduceOp(o.collective) ? std::string(toString(o.redop)).c_str() : "none",
-              usesRoot(o.collective) ? o.root : -1, o.compareMpi ? " compare: mpi" : "");
+              usesRoot(o.collective) ? o.root : -1,
+              o.compareMpi && o.compareFlat ? " compare: mpi, flat"
+              : o.compareMpi                ? " compare: mpi"
+              : o.compareFlat               ? " compare: flat"
+                                            : "");
   std::printf(
       "# minBytes %zu maxBytes %zu step: %s warmup iters: %d iters: %d validation: %d "
       "registered: %d\n",
@@ -239,7 +256,7 @@ void printRow(const RunShape& s, const char* impl, const Measurement& outOfPlace
     std::printf("  %7s  %6.2f  %6.2f  %5s", formatTime(m->timeUs).c_str(), m->algbw, m->busbw,
                 wrongText(*m).c_str());
   }
-  std::printf("  %6s  %s\n", impl,
+  std::printf("  %6s  net %.0f B  %s\n", impl, outOfPlace.networkBytes,
               outOfPlace.algorithm.empty() ? "" : ("algo " + outOfPlace.algorithm).c_str());
   std::fflush(stdout);
 }
@@ -259,6 +276,7 @@ nlohmann::json record(const RunShape& s, const std::string& backend, const char*
           {"busbw", m.busbw},
           {"wrong", m.wrong ? nlohmann::json(*m.wrong) : nlohmann::json(nullptr)},
           {"in_place", inPlace},
+          {"network_bytes", m.networkBytes},
           {"algorithm", m.algorithm}};
 }
 
@@ -347,18 +365,37 @@ int runBenchmark(int argc, char** argv) {
     }
     std::optional<MpiPeer> mpi;
     if (o.compareMpi) mpi.emplace();
+    std::unique_ptr<Communicator> flat;
+    if (o.compareFlat) {
+      const std::string name = comm->backendName();
+      const std::size_t plus = name.find('+');
+      if (plus == std::string::npos) {
+        return fail(rank == 0, "--compare flat: the backend " + name +
+                                   " is one level (flat needs ranks on several hosts, where "
+                                   "epcomm runs two levels)");
+      }
+      Config flatConfig = comm->config();
+      flatConfig.backend = name.substr(plus + 1);
+      Communicator& world = *comm;
+      flat = Communicator::init(
+          [&world](const void* in, void* out, std::size_t bytes) {
+            world.allGather(in, out, bytes, DataType::kU8);
+          },
+          rank, comm->size(), flatConfig);
+    }
     AlignedBuffer send(o.maxBytes), recv(o.maxBytes);
     const Buffers heap{send.data(), recv.data()};
     const Buffers epcommBuffers = o.registered ? Buffers{static_cast<std::byte*>(regSend->data()),
                                                          static_cast<std::byte*>(regRecv->data())}
                                                : heap;
-    Bench bench{o, *comm, mpi ? &*mpi : nullptr, epcommBuffers, heap};
+    Bench bench{o, *comm, mpi ? &*mpi : nullptr, flat.get(), epcommBuffers, heap};
     printHeader(o, *comm);
     exitCode = runSizes(bench, json);
     // Collective, before the communicator (comm/window.h).
     regSend.reset();
     regRecv.reset();
     mpi.reset();
+    flat.reset();
     comm.reset();
     return exitCode;
   } catch (const std::exception& e) {
@@ -379,19 +416,21 @@ int runSizes(Bench& b, std::ofstream& json) {
   const bool root = b.comm.rank() == 0;
   nlohmann::json records = nlohmann::json::array();
   long long failedTests = 0;
-  double busbwSum[2] = {0, 0};
-  int busbwCount[2] = {0, 0};
+  double busbwSum[3] = {0, 0, 0};
+  int busbwCount[3] = {0, 0, 0};
   std::size_t largestBytes = 0;
-  double largestBusbw[2] = {0, 0};  // out of place, per impl
+  double largestBusbw[3] = {0, 0, 0};  // out of place, per impl
   for (std::size_t bytes = o.minBytes; bytes <= o.maxBytes; bytes = o.nextSize(bytes)) {
     RunShape s{o.collective, o.dtype, o.redop, o.root, b.comm.rank(), b.comm.size(), 0};
     s.count = callCount(o.collective, bytes, o.dtype, s.ranks);
     if (s.count > 0) {
-      for (Impl impl : {Impl::kEpcomm, Impl::kMpi}) {
-        if (impl == Impl::kMpi && !b.mpi) continue;
+      for (Impl impl : {Impl::kEpcomm, Impl::kFlat, Impl::kMpi}) {
+        if ((impl == Impl::kMpi && !b.mpi) || (impl == Impl::kFlat && !b.flat)) continue;
         // Registered results are labelled as such, in the table and in the JSON.
-        const char* name =
-            impl == Impl::kMpi ? "mpi" : (o.registered ? "epcomm-registered" : "epcomm");
+        const char* name = impl == Impl::kMpi    ? "mpi"
+                           : impl == Impl::kFlat ? "flat"
+                           : o.registered        ? "epcomm-registered"
+                                                 : "epcomm";
         const Measurement oop = measure(b, impl, false, s);
         const Measurement ip = measure(b, impl, true, s);
         for (const Measurement* m : {&oop, &ip}) {
@@ -403,8 +442,10 @@ int runSizes(Bench& b, std::ofstream& json) {
         largestBusbw[static_cast<int>(impl)] = oop.busbw;
         if (root) {
           printRow(s, name, oop, ip);
-          records.push_back(record(s, b.comm.backendName(), name, oop, false));
-          records.push_back(record(s, b.comm.backendName(), name, ip, true));
+          const std::string backend =
+              impl == Impl::kFlat ? b.flat->backendName() : b.comm.backendName();
+          records.push_back(record(s, backend, name, oop, false));
+          records.push_back(record(s, backend, name, ip, true));
         }
       }
     }
