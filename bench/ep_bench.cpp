@@ -47,6 +47,7 @@
 #include "bench/ep_bench_data.h"
 #include "bench/ep_bench_mpi.h"
 #include "bench/ep_bench_options.h"
+#include "bench/network_bytes.h"
 #include "comm/communicator.h"
 #include "ep/buffer.h"
 
@@ -63,6 +64,8 @@ struct Record {
   double dispatchUs = 0, combineUs = 0, dispatchGBps = 0, combineGBps = 0;
   std::size_t dispatchBytes = 0, bufferBytes = 0;
   std::optional<bool> pass;
+  // Bytes the hosts' network interfaces sent per call, summed over the hosts (network_bytes.h).
+  double netDispatch = 0, netCombine = 0;
 };
 
 struct Ctx {
@@ -71,6 +74,8 @@ struct Ctx {
   ep::Buffer& buffer;
   int rank, ranks;
   ep::Quant quant;
+  // The last timeIt's network bytes per dispatch and per combine.
+  double netDispatch = 0, netCombine = 0;
 };
 
 double seconds(Clock::time_point a, Clock::time_point b) {
@@ -84,13 +89,21 @@ template <typename D, typename E, typename C>
 std::pair<double, double> timeIt(Ctx& ctx, D&& dispatch, E&& experts, C&& combine) {
   const EpOptions& o = ctx.o;
   double d = 0, c = 0;
+  // The host's sent bytes, read after each barrier: dispatch's count from the barrier before
+  // it to the one after it, combine's from there to the next (one small barrier each).
+  std::uint64_t netD = 0, netC = 0;
+  std::uint64_t mark = 0;
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     ctx.comm.barrier();
+    const std::uint64_t beforeDispatch = hostSentBytes();
+    if (i > o.warmup) netC += beforeDispatch - mark;
     const auto t0 = Clock::now();
     dispatch();
     const auto t1 = Clock::now();
     experts();
     ctx.comm.barrier();
+    mark = hostSentBytes();
+    if (i >= o.warmup) netD += mark - beforeDispatch;
     const auto t2 = Clock::now();
     combine();
     const auto t3 = Clock::now();
@@ -99,6 +112,10 @@ std::pair<double, double> timeIt(Ctx& ctx, D&& dispatch, E&& experts, C&& combin
       c += seconds(t2, t3);
     }
   }
+  ctx.comm.barrier();
+  netC += hostSentBytes() - mark;
+  ctx.netDispatch = networkBytesPerCall(ctx.comm, 0, netD, o.iters);
+  ctx.netCombine = networkBytesPerCall(ctx.comm, 0, netC, o.iters);
   return {maxOverRanks(ctx.comm, d / o.iters), maxOverRanks(ctx.comm, c / o.iters)};
 }
 
@@ -226,6 +243,8 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
            out.bytesSent,
            c.buffer.footprintBytes(),
            std::nullopt};
+  r.netDispatch = c.netDispatch;
+  r.netCombine = c.netCombine;
   std::unique_ptr<MpiEp> mpi;  // --compare mpi: the check compares its outputs too
   if (o.compareMpi) {
     mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD,
@@ -250,6 +269,8 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
              0,
              mpi->footprintBytes(),
              r.pass};
+    m.netDispatch = c.netDispatch;
+    m.netCombine = c.netCombine;
     mpi->dispatch(in.x.data(), in.topkIdx.data(), in.topkWeights.data());
     m.dispatchBytes = mpi->bytesSent;
     records.push_back(m);
@@ -409,6 +430,8 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
            out.bytesSent,
            c.buffer.footprintBytes(),
            std::nullopt};
+  r.netDispatch = c.netDispatch;
+  r.netCombine = c.netCombine;
   std::unique_ptr<MpiEp> mpi;  // --compare mpi: the check compares its outputs too
   const MpiShape shape{tokens, o.hidden, o.topk, o.experts, c.quant, out.maxTokens};
   if (o.compareMpi) mpi = std::make_unique<MpiEp>(MPI_COMM_WORLD, shape);
@@ -427,6 +450,8 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
     records.push_back({"mpi", "low_latency", tokens, 1, md * 1e6, mc * 1e6,
                        recv * wireRow(c.quant, o.hidden) / md / 1e9, recv * 2 * o.hidden / mc / 1e9,
                        mpi->bytesSent, mpi->footprintBytes(), r.pass});
+    records.back().netDispatch = c.netDispatch;
+    records.back().netCombine = c.netCombine;
   }
 }
 
@@ -488,19 +513,20 @@ int run(int argc, char** argv, std::unique_ptr<Communicator>& comm) {
         eff.quantText.value.c_str(), o.mode.c_str(), o.iters, o.warmup,
         o.zeroCopy ? " zero-copy" : "");
     std::printf("# config: %s\n", describe(eff).c_str());
-    std::printf("# %-6s %-11s %6s %6s %12s %12s %10s %10s %14s %14s %6s\n", "impl", "mode",
-                "tokens", "rounds", "dispatch_us", "combine_us", "disp_GB/s", "comb_GB/s",
-                "dispatch_bytes", "buffer_bytes", "check");
+    std::printf("# %-6s %-11s %6s %6s %12s %12s %10s %10s %14s %14s %6s %12s %12s\n", "impl",
+                "mode", "tokens", "rounds", "dispatch_us", "combine_us", "disp_GB/s", "comb_GB/s",
+                "dispatch_bytes", "buffer_bytes", "check", "net_disp_B", "net_comb_B");
   }
   for (const Record& r : records) {
     failed |= r.pass.has_value() && !*r.pass;
     if (rank != 0) continue;
-    std::printf("  %-6s %-11s %6d %6d %12.1f %12.1f %10.2f %10.2f %14zu %14zu %6s\n",
+    std::printf("  %-6s %-11s %6d %6d %12.1f %12.1f %10.2f %10.2f %14zu %14zu %6s %12.0f %12.0f\n",
                 r.impl.c_str(), r.mode.c_str(), r.tokens, r.rounds, r.dispatchUs, r.combineUs,
                 r.dispatchGBps, r.combineGBps, r.dispatchBytes, r.bufferBytes,
                 !r.pass   ? "-"
                 : *r.pass ? "pass"
-                          : "fail");
+                          : "fail",
+                r.netDispatch, r.netCombine);
     list.push_back(
         {{"impl", r.impl},
          {"backend", comm->backendName()},
@@ -529,6 +555,7 @@ int run(int argc, char** argv, std::unique_ptr<Communicator>& comm) {
          {"dispatch_GBps", r.dispatchGBps},
          {"combine_GBps", r.combineGBps},
          {"dispatch_bytes", r.dispatchBytes},
+         {"network_bytes", {{"dispatch", r.netDispatch}, {"combine", r.netCombine}}},
          {"buffer_bytes", r.bufferBytes},
          {"zero_copy", o.zeroCopy && r.impl == "epcomm" && r.mode == "low_latency"},
          {"check", !r.pass ? nlohmann::json(nullptr) : nlohmann::json(*r.pass ? "pass" : "fail")}});

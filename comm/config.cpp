@@ -53,10 +53,12 @@ const std::vector<CommKnob>& commKnobs() {
   static const std::vector<CommKnob> kKnobs = {
       {{.name = "EPCOMM_BACKEND",
         .defaultValue = "auto",
-        .meaning = "backend: auto, shm, mpi, ucx, or the name of a plugin "
-                   "libepcomm-backend-<name>.so. auto = shm when every rank is on this host; "
-                   "across hosts ucx (any launcher, preferred to mpi under mpirun), or mpi "
-                   "under mpirun where the ucx plugin is not installed"},
+        .meaning = "backend: auto, shm, mpi, ucx, the name of a plugin "
+                   "libepcomm-backend-<name>.so, or two levels <in-host>+<network> (shm+ucx, "
+                   "shm+mpi). auto = shm when every rank is on this host; across hosts two "
+                   "levels: shm in each host, and among hosts ucx (any launcher, preferred to "
+                   "mpi under mpirun) or mpi under mpirun where the ucx plugin is not "
+                   "installed. A plain network name (ucx, mpi) runs it flat over every rank"},
        &Config::backend},
       {{.name = "EPCOMM_PLUGIN_PATH",
         .meaning = "':'-separated folders searched for backend plugins before the installed "
@@ -121,6 +123,16 @@ const std::vector<CommKnob>& commKnobs() {
         .max = std::int64_t{1} << 40,
         .agreed = true},
        &Config::twoLevelSmallBytes},
+      {{.name = "EPCOMM_TWO_LEVEL_RAILS",
+        .defaultValue = "0",
+        .meaning = "two levels: how many local ranks of each host carry a large all-reduce "
+                   "across hosts, each its share (0: every local rank, up to the fewest ranks "
+                   "on a host; 1: one leader per host, the others wait)",
+        .type = KnobType::kInteger,
+        .min = 0,
+        .max = 4096,
+        .agreed = true},
+       &Config::twoLevelRails},
       {{.name = "EPCOMM_INIT_ADDR",
         .meaning = "host:port of rank 0's rendezvous for Communicator::initFromEnvironment "
                    "(torch style)"},

@@ -88,6 +88,7 @@ class EPCOMM_API Config {
   std::size_t bufferBytes = 0;         // EPCOMM_BUFFSIZE (MiB in the environment)
   bool checkArgs = true;               // EPCOMM_CHECK_ARGS
   std::size_t twoLevelSmallBytes = 0;  // EPCOMM_TWO_LEVEL_SMALL_BYTES
+  int twoLevelRails = 0;               // EPCOMM_TWO_LEVEL_RAILS
   std::string initAddr;                // EPCOMM_INIT_ADDR host:port
   int initRank = -1;                   // EPCOMM_RANK
   int initSize = -1;                   // EPCOMM_SIZE

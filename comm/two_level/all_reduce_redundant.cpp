@@ -22,6 +22,7 @@ void allReduceRedundant(const Levels& lv, Steps& steps, Scratch& scratch, const 
   // The user's buffers are written only once every step passed (a problem found on the
   // rails leaves them untouched).
   steps.run(Level::kInHost, [&] { lv.inHost->allReduce(send, sums, n, dtype, stepOp); });
+  steps.everyRankOnRails(lv.layout.uniform());
   if (lv.onFullRail()) {
     steps.run(Level::kRail, [&] { lv.rail->allReduce(sums, sums, n, dtype, stepOp); });
   }

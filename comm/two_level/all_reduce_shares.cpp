@@ -19,8 +19,10 @@ void allReduceShares(const Levels& lv, Steps& steps, Scratch& scratch, const voi
   const int stepOp = avg ? static_cast<int>(ReduceOp::kSum) : op;
   const std::size_t n = steps.ok() ? count : 0;
   const int localSize = lv.localSize();
-  const int parts = lv.layout.minLocalSize();
-  const bool blocks = lv.layout.uniform() && n % static_cast<std::size_t>(localSize) == 0;
+  const int parts = lv.shareRails;
+  const bool blocks =
+      lv.layout.uniform() && parts == localSize && n % static_cast<std::size_t>(localSize) == 0;
+  steps.everyRankOnRails(parts == localSize);
 
   Share mine;
   unsigned char* share = nullptr;
@@ -35,11 +37,9 @@ void allReduceShares(const Levels& lv, Steps& steps, Scratch& scratch, const voi
     steps.run(Level::kInHost, [&] { lv.inHost->allReduce(send, sums, n, dtype, stepOp); });
     share = sums + mine.first * es;
   }
-  if (lv.onFullRail()) {
+  if (lv.local < parts) {
     steps.run(Level::kRail, [&] { lv.rail->allReduce(share, share, mine.count, dtype, stepOp); });
   }
-  // Uniform hosts: every rank took part in a rail, so every rank knows of any problem.
-  if (!steps.ok() && lv.layout.uniform()) steps.finish();
   if (avg && steps.ok()) {
     const void* src = share;
     kernels::reduce(kernels::detectedIsa(), share, &src, 1, mine.count, type, ReduceOp::kAvg,

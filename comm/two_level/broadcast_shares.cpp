@@ -25,6 +25,7 @@ void broadcastShares(const Levels& lv, Steps& steps, Scratch& scratch, const voi
     steps.run(Level::kInHost, [&] { lv.inHost->barrier(); });
   }
   const int parts = lv.layout.minLocalSize();
+  steps.everyRankOnRails(parts == localSize);
   const Share mine = shareOf(n, parts, lv.local);
   void* share = static_cast<unsigned char*>(recv) + mine.first * es;
   // Rails 0 .. parts-1 hold every host, in host order: the root's host is rail rank rootHost.

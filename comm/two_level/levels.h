@@ -38,6 +38,9 @@ struct Levels {
   BackendHandle* inHost = nullptr;  // the ranks of this host, by local index
   BackendHandle* rail = nullptr;    // the ranks with this local index, by host
   BackendHandle* world = nullptr;   // the network backend over every rank
+  // How many local ranks of each host carry a large all-reduce's shares across hosts
+  // (EPCOMM_TWO_LEVEL_RAILS; at most the fewest ranks on a host).
+  int shareRails = 1;
 
   int localSize() const { return layout.localSize(host); }
   int numHosts() const { return layout.numHosts(); }
@@ -68,6 +71,9 @@ class Steps {
   bool ok() const { return valid_ && !failure_; }
   // The communicator armed a check for this call.
   bool armed() const { return check_.has_value(); }
+  // Whether every rank takes this call's rail steps (default: yes). Only then does a failed
+  // call on uniform hosts stop after its first rail step; otherwise every step runs.
+  void everyRankOnRails(bool all) { everyRankOnRails_ = all; }
 
   // Runs fn (one call on `level`'s backend) with the check armed there. An error that is
   // not kInvalidArgument is rethrown, its level's rank numbers turned into the
@@ -81,7 +87,9 @@ class Steps {
       failed(level, e);
     }
     // In host, then rails: on uniform hosts every rank has heard of any problem.
-    if (level == Level::kRail && failure_ && levels_.layout.uniform()) finish();
+    if (level == Level::kRail && failure_ && everyRankOnRails_ && levels_.layout.uniform()) {
+      finish();
+    }
   }
   // When a step reported a problem: settles it over the network level and throws
   // kInvalidArgument naming it, as a one-level backend would. Collective over every rank
@@ -99,6 +107,7 @@ class Steps {
   const char* op_;
   const std::optional<epcommCallCheck>& check_;
   bool valid_ = true;
+  bool everyRankOnRails_ = true;
   std::optional<Error> failure_;
 };
 

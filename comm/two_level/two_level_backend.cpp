@@ -61,7 +61,8 @@ std::unique_ptr<BackendHandle> createTwoLevelBackend(std::unique_ptr<BackendHand
              layout.numHosts(), local, layout.localSize(host), inHost->name(), world->name());
   return TwoLevelBackend::wrap(
       std::make_unique<TwoLevelBackend>(std::move(world), std::move(inHost), std::move(rail),
-                                        std::move(layout), config.twoLevelSmallBytes),
+                                        std::move(layout), config.twoLevelSmallBytes,
+                                        static_cast<int>(config.twoLevelRails)),
       name);
 }
 
@@ -73,11 +74,12 @@ TwoLevelBackend::TwoLevelBackend(const epcommBackendCreateArgs& args) {
 TwoLevelBackend::TwoLevelBackend(std::unique_ptr<BackendHandle> world,
                                  std::unique_ptr<BackendHandle> inHost,
                                  std::unique_ptr<BackendHandle> rail, HostLayout layout,
-                                 std::size_t smallBytes)
+                                 std::size_t smallBytes, int shareRails)
     : world_(std::move(world)),
       inHost_(std::move(inHost)),
       rail_(std::move(rail)),
-      smallBytes_(smallBytes) {
+      smallBytes_(smallBytes),
+      shareRailsKnob_(shareRails) {
   levels_.rank = world_->rank();
   levels_.size = world_->size();
   levels_.layout = std::move(layout);
@@ -86,6 +88,8 @@ TwoLevelBackend::TwoLevelBackend(std::unique_ptr<BackendHandle> world,
   levels_.inHost = inHost_.get();
   levels_.rail = rail_.get();
   levels_.world = world_.get();
+  const int fewest = levels_.layout.minLocalSize();
+  levels_.shareRails = shareRails > 0 ? std::min(shareRails, fewest) : fewest;
 }
 
 std::unique_ptr<BackendHandle> TwoLevelBackend::wrap(std::unique_ptr<TwoLevelBackend> backend,
@@ -167,7 +171,7 @@ std::unique_ptr<Backend> TwoLevelBackend::split(int color, int key) {
   onLevel(Level::kWorld, world.get(),
           [&] { rail = world->split(layout.localOf(newRank), layout.hostOf(newRank)); });
   return std::make_unique<TwoLevelBackend>(std::move(world), std::move(inHost), std::move(rail),
-                                           std::move(layout), smallBytes_);
+                                           std::move(layout), smallBytes_, shareRailsKnob_);
 }
 
 void TwoLevelBackend::setCallCheck(const epcommCallCheck* check) {

@@ -47,7 +47,8 @@ class TwoLevelBackend final : public Backend {
   // Only createTwoLevelBackend and split build one: this form (the plugin table's) throws.
   explicit TwoLevelBackend(const epcommBackendCreateArgs& args);
   TwoLevelBackend(std::unique_ptr<BackendHandle> world, std::unique_ptr<BackendHandle> inHost,
-                  std::unique_ptr<BackendHandle> rail, HostLayout layout, std::size_t smallBytes);
+                  std::unique_ptr<BackendHandle> rail, HostLayout layout, std::size_t smallBytes,
+                  int shareRails);
 
   int rank() const override { return levels_.rank; }
   int size() const override { return levels_.size; }
@@ -122,6 +123,7 @@ class TwoLevelBackend final : public Backend {
   Levels levels_;
   Scratch scratch_;
   std::size_t smallBytes_ = 0;
+  int shareRailsKnob_ = 0;  // EPCOMM_TWO_LEVEL_RAILS (0: every local rank)
   std::optional<epcommCallCheck> check_;
   const char* algorithm_ = "";
   mutable std::string algorithmText_;
