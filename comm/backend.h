@@ -203,7 +203,17 @@ typedef struct epcommBackendV1 {
   /* Optional (structSize covers it, non-NULL): the name of the algorithm this rank's last
    * collective ran (e.g. "twoshot"), for benchmarks and logs; "" when unknown. */
   const char* (*lastAlgorithm)(void* state);
+
+  /* Optional (structSize covers it, non-NULL): abort as `abort` does, telling the peers why
+   * (`reason`: this rank's error message, NUL-terminated; a backend may truncate it). A
+   * peer's wait that then fails because this rank aborted ends its message with
+   * EPCOMM_ABORT_REASON_MARK followed by the reason, so every rank can name the first
+   * cause (a dead rank, say), not only the rank that gave up after it. */
+  int (*abortWithReason)(void* state, const char* reason);
 } epcommBackendV1;
+
+/* Separates a "rank R aborted" message from the reason R gave (abortWithReason). */
+#define EPCOMM_ABORT_REASON_MARK "; it reported: "
 
 /* The members every v1 table has; the window members after them are optional. */
 #define EPCOMM_BACKEND_V1_CORE_SIZE offsetof(epcommBackendV1, windowCreate)

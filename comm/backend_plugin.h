@@ -29,6 +29,12 @@ class Backend {
   virtual int size() const = 0;
 
   virtual void abort() = 0;
+  // abort(), telling the peers why (comm/backend.h: abortWithReason). Backends that cannot
+  // carry a reason keep this, which aborts without one.
+  virtual void abortWithReason(const char* reason) {
+    (void)reason;
+    abort();
+  }
   // Returns nullptr for a negative color.
   virtual std::unique_ptr<Backend> split(int color, int key) = 0;
 
@@ -160,6 +166,9 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
   t.destroy = [](void* s) { delete static_cast<State*>(s); };
   t.lastError = [](void* s) -> const char* { return err(s).c_str(); };
   t.abort = [](void* s) -> int { return guarded(err(s), [&] { impl(s).abort(); }); };
+  t.abortWithReason = [](void* s, const char* reason) -> int {
+    return guarded(err(s), [&] { impl(s).abortWithReason(reason ? reason : ""); });
+  };
   t.split = [](void* s, int color, int key, void** newState, int* newRank, int* newSize) {
     return guarded(err(s), [&] {
       *newState = nullptr;

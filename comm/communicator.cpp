@@ -121,7 +121,7 @@ void Communicator::runErased(const char* op, void* fn, void (*call)(void*)) {
   } catch (const Error& e) {
     // A failure inside the backend leaves the ranks at different points: abort. A bad
     // argument the backend found (comm/backend.h) left no peer waiting: stay usable.
-    if (e.code() != ErrorCode::kInvalidArgument) abort();
+    if (e.code() != ErrorCode::kInvalidArgument) abortBecause(e.what());
     // This rank's own problem names the bad argument; the backend's names only the rank.
     if (armed && !armed->ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, armed->problem());
     throw;
@@ -183,9 +183,13 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
 }
 
 void Communicator::abort() {
+  abortBecause(nullptr);
+}
+
+void Communicator::abortBecause(const char* reason) {
   if (aborted_.exchange(true)) return;
   try {
-    backend_->abort();
+    backend_->abort(reason);
   } catch (const Error& e) {
     log().warn("abort: {}", e.what());
   }

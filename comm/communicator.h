@@ -152,6 +152,8 @@ class EPCOMM_API Communicator {
     runErased(op, &fn, [](void* f) { (*static_cast<std::remove_reference_t<Fn>*>(f))(); });
   }
   void runErased(const char* op, void* fn, void (*call)(void*));
+  // abort(), telling the peers why where the backend can (the error that caused it).
+  void abortBecause(const char* reason);
 
   friend class Window;
 

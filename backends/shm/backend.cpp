@@ -120,6 +120,10 @@ void Backend::abort() {
   waiter_->abort();
 }
 
+void Backend::abortWithReason(const char* reason) {
+  waiter_->abort(reason);
+}
+
 std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   const char* op = "split";
   waiter_->checkAborted(op);

@@ -33,6 +33,7 @@ class Backend final : public epcomm::Backend {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void abort() override;
+  void abortWithReason(const char* reason) override;
   std::unique_ptr<epcomm::Backend> split(int color, int key) override;
 
   void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;

@@ -4,7 +4,7 @@
 // Layout (every offset 64-byte aligned, data slots page aligned; computed identically on
 // every rank from (size, bufferBytes of the leader)):
 //   Header                      magic, size, total bytes
-//   RankInfo[size]              each rank's pid (liveness) and abort flag
+//   RankInfo[size]              each rank's pid (liveness), abort flag and abort reason
 //   StepLine[size][2]           per rank, per parity: the last step of the collective stream
 //                               it posted (all kinds share one stream), with the call check
 //                               and inline data it carries
@@ -78,8 +78,11 @@ struct alignas(kLine) Header {
 // that is not yet satisfied fails; waits on ranks that still run go on (they fail in turn
 // if they needed the aborted rank, and abort themselves).
 struct RankInfo {
+  static constexpr std::size_t kReasonBytes = 504;
   std::atomic<std::int32_t> pid;
   std::atomic<std::uint32_t> aborted;
+  // Why the rank aborted (NUL-terminated, possibly empty), written before `aborted`.
+  char abortReason[kReasonBytes];
 };
 
 // Per-slot side data an algorithm may use (all-to-all-v: the steps it needs).

@@ -8,11 +8,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
+#include "comm/backend.h"
 #include "comm/error.h"
 
 static_assert(std::endian::native == std::endian::little, "the futex word is the low half");
@@ -49,9 +52,25 @@ bool processGone(pid_t pid) {
 Waiter::Waiter(Segment& segment, int rank, std::int64_t timeoutMs)
     : segment_(segment), rank_(rank), timeoutMs_(timeoutMs) {}
 
-void Waiter::abort() {
-  selfAborted_.store(true);
-  segment_.rankInfo(rank_).aborted.store(1);
+void Waiter::abort(const char* reason) {
+  RankInfo& mine = segment_.rankInfo(rank_);
+  if (!selfAborted_.exchange(true) && reason) {
+    const std::size_t n = std::min(std::strlen(reason), RankInfo::kReasonBytes - 1);
+    std::memcpy(mine.abortReason, reason, n);
+    mine.abortReason[n] = '\0';
+  }
+  mine.aborted.store(1);  // after the reason: a peer that sees the flag reads it whole
+}
+
+std::string Waiter::abortedBy(int peer) const {
+  const RankInfo& info = segment_.rankInfo(peer);
+  const std::size_t n = strnlen(info.abortReason, RankInfo::kReasonBytes - 1);
+  std::string text = fmt::format("communicator was aborted by rank {}", peer);
+  if (n > 0) {
+    text += EPCOMM_ABORT_REASON_MARK;
+    text.append(info.abortReason, n);
+  }
+  return text;
 }
 
 void Waiter::checkAborted(const char* op) const {
@@ -81,8 +100,7 @@ void Waiter::checkPeerAborted(std::atomic<std::uint64_t>& seq, std::uint64_t tar
     if (r == rank_ && peer == kAnyPeer) continue;
     if (segment_.rankInfo(r).aborted.load(std::memory_order_acquire) != 0) {
       if (seq.load(std::memory_order_acquire) >= target) return;
-      throwError(ErrorCode::kPeerLost, rank_, clock.op,
-                 fmt::format("communicator was aborted by rank {}", r));
+      throwError(ErrorCode::kPeerLost, rank_, clock.op, abortedBy(r));
     }
   }
 }
@@ -159,8 +177,7 @@ void Waiter::waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
     }
     checkAborted(clock.op);
     if (segment_.rankInfo(peer).aborted.load(std::memory_order_acquire) != 0 && !ready()) {
-      throwError(ErrorCode::kPeerLost, rank_, clock.op,
-                 fmt::format("communicator was aborted by rank {}", peer));
+      throwError(ErrorCode::kPeerLost, rank_, clock.op, abortedBy(peer));
     }
     const auto now = std::chrono::steady_clock::now();
     checkPeer(peer, clock, since, now);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 #include "backends/shm/segment.h"
 
@@ -69,7 +70,10 @@ class Waiter {
   // Throws kInvalidUsage when this rank aborted the communicator.
   void checkAborted(const char* op) const;
   // Marks the communicator aborted by this rank, for itself and its peers; any thread.
-  void abort();
+  // `reason` (may be null): why, for the peers' messages (comm/backend.h: abortWithReason).
+  void abort(const char* reason = nullptr);
+  // "communicator was aborted by rank <peer>", with the reason it gave (if any).
+  std::string abortedBy(int peer) const;
   // Publishes value (release) and wakes sleepers, if any (no syscall when none sleeps).
   static void post(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t>& sleepers,
                    std::uint64_t value) {

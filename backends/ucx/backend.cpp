@@ -138,7 +138,14 @@ Backend::~Backend() {
 }
 
 WaitScope Backend::scope(const char* op) const {
-  return WaitScope{rank_, op, &worldToLocal_, &aborted_};
+  WaitScope s{rank_, op, &worldToLocal_, &aborted_};
+  s.context = context_;
+  return s;
+}
+
+void Backend::abortWithReason(const char* reason) {
+  if (aborted_.exchange(true, std::memory_order_acq_rel)) return;
+  worker_->notifyAbort(context_, world_, reason);
 }
 
 void Backend::checkLive(const char* op) const {

@@ -44,6 +44,9 @@ class Backend final : public epcomm::Backend {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void abort() override { aborted_.store(true, std::memory_order_release); }
+  // Also tells every other member why (worker.h: notifyAbort), so their waits fail naming
+  // this rank and the reason instead of waiting for it.
+  void abortWithReason(const char* reason) override;
   std::unique_ptr<epcomm::Backend> split(int color, int key) override;
   // Settled by the next collective (call_check.h); all-reduces within
   // EPCOMM_UCX_CHECK_FOLD_BYTES carry their data in the check's own exchange.

@@ -293,6 +293,7 @@ void Worker::Idle::step(const char* what) {
       throwError(ErrorCode::kInvalidUsage, scope_.rank, scope_.op,
                  "the communicator was aborted; no call can run on it any more");
     }
+    worker_.checkAbortNotice(scope_);
     const int lost = worker_.lostPeer(scope_.worldToLocal);
     if (lost >= 0) worker_.failLost(lost, UCS_ERR_CONNECTION_RESET, scope_);
     if (deadlineNs_ != 0 && nowNs() > deadlineNs_) {
@@ -411,6 +412,64 @@ void Worker::waitAll(Op* ops, std::size_t n, const WaitScope& scope) const {
     cancel(ops, n);
     throw;
   }
+}
+
+namespace {
+
+// Abort notices: control messages with payload kAbortNotice under the communicator's context.
+constexpr std::uint64_t kAbortNotice = 1;
+constexpr std::size_t kReasonBytes = 512;
+constexpr std::uint64_t kSourceMask = std::uint64_t{0xffff} << 30;
+
+}  // namespace
+
+void Worker::notifyAbort(std::uint16_t context, const std::vector<int>& members,
+                         const char* reason) {
+  std::string text = reason ? std::string(reason).substr(0, kReasonBytes) : std::string();
+  sentReasons_.push_back(std::make_unique<std::string>(std::move(text)));
+  const std::string& kept = *sentReasons_.back();
+  const std::uint64_t tag = makeTag(context, TagClass::kControl, rank_, kAbortNotice);
+  std::vector<void*> pending;
+  for (const int m : members) {
+    if (m == rank_ || lost_[static_cast<std::size_t>(m)].load() != 0) continue;
+    ucp_request_param_t p{};
+    const ucs_status_ptr_t r = ucp_tag_send_nbx(endpoints_[static_cast<std::size_t>(m)],
+                                                kept.data(), kept.size(), tag, &p);
+    if (UCS_PTR_IS_PTR(r)) pending.push_back(r);
+  }
+  // Small messages leave at once; give the rest a moment, then let UCX finish them.
+  const std::int64_t until = nowNs() + 100'000'000;
+  for (void* r : pending) {
+    while (ucp_request_check_status(r) == UCS_INPROGRESS && nowNs() < until) {
+      if (ucp_worker_progress(worker_) == 0) sched_yield();
+    }
+    ucp_request_free(r);
+  }
+}
+
+void Worker::checkAbortNotice(const WaitScope& scope) const {
+  ucp_tag_recv_info_t info{};
+  const std::uint64_t tag = makeTag(scope.context, TagClass::kControl, 0, kAbortNotice);
+  ucp_tag_message_h message = ucp_tag_probe_nb(worker_, tag, ~kSourceMask, 1, &info);
+  if (message == nullptr) return;
+  const auto source = static_cast<int>((info.sender_tag & kSourceMask) >> 30);
+  std::string reason(std::min<std::size_t>(info.length, kReasonBytes), '\0');
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+  void* r = ucp_tag_msg_recv_nbx(worker_, reason.data(), reason.size(), message, &p);
+  if (UCS_PTR_IS_PTR(r)) {
+    const std::int64_t until = nowNs() + 100'000'000;
+    while (ucp_request_check_status(r) == UCS_INPROGRESS && nowNs() < until) {
+      ucp_worker_progress(worker_);
+    }
+    if (ucp_request_check_status(r) != UCS_OK) reason.clear();
+    ucp_request_free(r);
+  }
+  troubled_.store(true);
+  std::string text =
+      fmt::format("communicator was aborted by rank {}", localName(scope.worldToLocal, source));
+  if (!reason.empty()) text += EPCOMM_ABORT_REASON_MARK + reason;
+  throwError(ErrorCode::kPeerLost, scope.rank, scope.op, text);
 }
 
 void Worker::cancel(Op* ops, std::size_t n) const {

@@ -67,6 +67,9 @@ struct WaitScope {
   // A message of the wrong length: kInvalidArgument for send/recv (both sides completed);
   // inside a collective (peers may still wait on this rank) an error that aborts it.
   ErrorCode mismatchCode = ErrorCode::kInvalidArgument;
+  // The communicator's context id: a member's abort notice (Worker::notifyAbort) under it
+  // fails the wait, with the member's reason.
+  std::uint16_t context = 0;
 };
 
 class Worker {
@@ -115,6 +118,14 @@ class Worker {
   int lostPeer(const std::vector<int>* worldToLocal) const;
   // Throws kPeerLost naming worldPeer (in the communicator's numbering).
   [[noreturn]] void failLost(int worldPeer, ucs_status_t status, const WaitScope& scope) const;
+
+  // Tells every other member (world ranks) of the communicator with `context` that this rank
+  // aborted it, and why (a control message each; bounded in time, failures ignored: a lost
+  // peer needs no notice).
+  void notifyAbort(std::uint16_t context, const std::vector<int>& members, const char* reason);
+  // Throws kPeerLost "communicator was aborted by rank R" + EPCOMM_ABORT_REASON_MARK + its
+  // reason when a member's abort notice for scope.context has arrived.
+  void checkAbortNotice(const WaitScope& scope) const;
 
   // A fresh context id for a split, agreed by the caller (max over the parent's ranks).
   // Splits of communicators that share processes must not run concurrently (each agrees on
@@ -173,6 +184,8 @@ class Worker {
   // by force.
   mutable std::atomic<bool> troubled_{false};
   std::atomic<std::uint16_t> nextContext_{1};  // 0 is the world's
+  // Reasons sent by notifyAbort: their sends may complete after it returned.
+  std::vector<std::unique_ptr<std::string>> sentReasons_;
 };
 
 }  // namespace epcomm::ucx

@@ -34,7 +34,13 @@ void BackendHandle::check(int result, const char* op) const {
   throwError(errorCodeFromResult(result), rank_, op, "backend " + name_ + ": " + what);
 }
 
-void BackendHandle::abort() {
+void BackendHandle::abort(const char* reason) {
+  constexpr std::size_t kNeeded =
+      offsetof(epcommBackendV1, abortWithReason) + sizeof(table_->abortWithReason);
+  if (reason && table_->structSize >= kNeeded && table_->abortWithReason) {
+    check(table_->abortWithReason(state_, reason), "abort");
+    return;
+  }
   check(table_->abort(state_), "abort");
 }
 

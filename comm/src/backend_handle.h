@@ -33,7 +33,8 @@ class BackendHandle {
   }
 
   // Each throws epcomm::Error naming `op` on a non-success result.
-  void abort();
+  // Aborts; with a reason (this rank's error) where the plugin can tell its peers.
+  void abort(const char* reason = nullptr);
   std::unique_ptr<BackendHandle> split(int color, int key);
   void allReduce(const void* send, void* recv, std::size_t count, int dtype, int op);
   void allGather(const void* send, void* recv, std::size_t sendCount, int dtype);

@@ -34,9 +34,12 @@ unsigned char* Scratch::get(int which, std::size_t bytes) {
   return b.data();
 }
 
-std::string translateRanks(const std::string& message, const std::vector<int>& members) {
+std::string translateRanks(const std::string& full, const std::vector<int>& members) {
+  // A peer's abort reason (after the mark) already names the communicator's ranks.
+  const std::size_t mark = full.find(EPCOMM_ABORT_REASON_MARK);
+  const std::string message = full.substr(0, mark);
   std::string out;
-  out.reserve(message.size() + 16);
+  out.reserve(full.size() + 16);
   std::size_t i = 0;
   const auto isDigit = [&](std::size_t k) {
     return k < message.size() && std::isdigit(static_cast<unsigned char>(message[k]));
@@ -78,6 +81,7 @@ std::string translateRanks(const std::string& message, const std::vector<int>& m
     }
     i = k;
   }
+  if (mark != std::string::npos) out += full.substr(mark);
   return out;
 }
 

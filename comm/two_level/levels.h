@@ -112,7 +112,8 @@ class Steps {
 };
 
 // `message`, raised by a level whose rank i is communicator rank members[i], with every
-// "rank N" / "ranks N, M" (also "ranks: N") naming communicator ranks instead.
+// "rank N" / "ranks N, M" (also "ranks: N") naming communicator ranks instead; a peer's
+// abort reason (after EPCOMM_ABORT_REASON_MARK) is kept as it is.
 std::string translateRanks(const std::string& message, const std::vector<int>& members);
 
 // An error from one level, as the communicator's: ranks translated, the level named.

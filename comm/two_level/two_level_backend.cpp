@@ -143,10 +143,10 @@ const char* TwoLevelBackend::lastAlgorithm() const {
   return algorithmText_.c_str();
 }
 
-void TwoLevelBackend::abort() {
+void TwoLevelBackend::abortWithReason(const char* reason) {
   for (BackendHandle* b : {inHost_.get(), rail_.get(), world_.get()}) {
     try {
-      b->abort();
+      b->abort(reason);
     } catch (const Error& e) {
       log().warn("abort: {}", e.what());
     }

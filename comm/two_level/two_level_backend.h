@@ -52,7 +52,9 @@ class TwoLevelBackend final : public Backend {
 
   int rank() const override { return levels_.rank; }
   int size() const override { return levels_.size; }
-  void abort() override;
+  void abort() override { abortWithReason(nullptr); }
+  // Aborts every level, passing the reason on (comm/backend.h: abortWithReason).
+  void abortWithReason(const char* reason) override;
   std::unique_ptr<Backend> split(int color, int key) override;
 
   void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;

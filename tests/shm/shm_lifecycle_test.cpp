@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/backend.h"
 #include "comm/communicator.h"
 #include "comm/unique_id.h"
 #include "tests/common/fork_launcher.h"
@@ -182,6 +183,41 @@ int waitForAbsentPeer(int rank, const UniqueId& id) {
 
 TEST(ShmLifecycle, AbsentPeerTimesOut) {
   const std::vector<RankExit> children = runRanks(&waitForAbsentPeer, std::chrono::seconds(60));
+  expectEveryRankOk(children);
+}
+
+// A rank that aborts after an error tells its peers why: rank 1 times out receiving from
+// rank 2 (which never sends); rank 0, waiting in a barrier for rank 1, learns that rank 1
+// aborted and rank 1's own error (comm/backend.h: EPCOMM_ABORT_REASON_MARK).
+int abortCarriesTheReason(int rank, const UniqueId& id) {
+  try {
+    auto comm = Communicator::init(id, rank, kRanks, shmConfig(kShortTimeoutMs));
+    if (rank >= 2) {
+      sleep(3);
+      return kOk;
+    }
+    if (rank == 1) {
+      int v = 0;
+      comm->recv(&v, 1, DataType::kI32, 2);
+      return kNoError;
+    }
+    usleep(300 * 1000);
+    comm->barrier();
+    return kNoError;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
+    const std::string what = e.what();
+    if (rank == 1) return e.code() == ErrorCode::kTimeout ? kOk : kWrongError;
+    const bool reason =
+        what.find("aborted by rank 1" EPCOMM_ABORT_REASON_MARK) != std::string::npos &&
+        what.find("epcomm rank 1: recv: ") != std::string::npos &&
+        what.find("EPCOMM_TIMEOUT_MS") != std::string::npos;
+    return e.code() == ErrorCode::kPeerLost && reason ? kOk : kWrongError;
+  }
+}
+
+TEST(ShmLifecycle, AbortCarriesTheReason) {
+  const std::vector<RankExit> children = runRanks(&abortCarriesTheReason, std::chrono::seconds(60));
   expectEveryRankOk(children);
 }
 
