@@ -125,9 +125,10 @@ const std::vector<CommKnob>& commKnobs() {
        &Config::twoLevelSmallBytes},
       {{.name = "EPCOMM_TWO_LEVEL_RAILS",
         .defaultValue = "0",
-        .meaning = "two levels: how many local ranks of each host carry a large all-reduce "
-                   "across hosts, each its share (0: every local rank, up to the fewest ranks "
-                   "on a host; 1: one leader per host, the others wait)",
+        .meaning = "two levels: how many local ranks of each host carry an all-reduce across "
+                   "hosts (large ones: each its share; small ones: each the whole host sum) "
+                   "(0: every local rank, up to the fewest ranks on a host; 1: one leader per "
+                   "host, the others wait)",
         .type = KnobType::kInteger,
         .min = 0,
         .max = 4096,

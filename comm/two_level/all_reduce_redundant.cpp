@@ -1,8 +1,9 @@
 // Small all-reduce over two levels in two steps on uniform hosts. Every rank of a host holds
 // the host's sum after the in-host all-reduce, so each rail (local index l < the fewest ranks
-// on a host) all-reduces the same host sums: every rail computes the same bits (the same
-// inputs, the same algorithm), and no step follows. Uneven hosts: the ranks beyond the
-// shortest host take local rank 0's result. avg: sums, divided once at the end.
+// on a host, at most EPCOMM_TWO_LEVEL_RAILS) all-reduces the same host sums: every rail
+// computes the same bits (the same inputs, the same algorithm), and no step follows where
+// every local rank is on such a rail. Otherwise (uneven hosts, fewer rails) the other ranks
+// take local rank 0's result in a third step. avg: sums, divided once at the end.
 #include <cstring>
 
 #include "comm/kernels/isa.h"
@@ -22,11 +23,12 @@ void allReduceRedundant(const Levels& lv, Steps& steps, Scratch& scratch, const 
   // The user's buffers are written only once every step passed (a problem found on the
   // rails leaves them untouched).
   steps.run(Level::kInHost, [&] { lv.inHost->allReduce(send, sums, n, dtype, stepOp); });
-  steps.everyRankOnRails(lv.layout.uniform());
-  if (lv.onFullRail()) {
+  // The rail ranks all-reduce the host sums across hosts; the others, if any, take local
+  // rank 0's result.
+  if (lv.onRail()) {
     steps.run(Level::kRail, [&] { lv.rail->allReduce(sums, sums, n, dtype, stepOp); });
   }
-  if (!lv.layout.uniform()) {
+  if (!lv.allOnRails()) {
     steps.run(Level::kInHost, [&] { lv.inHost->broadcast(sums, sums, n, dtype, 0); });
   }
   steps.finish();

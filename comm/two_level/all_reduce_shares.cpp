@@ -19,10 +19,8 @@ void allReduceShares(const Levels& lv, Steps& steps, Scratch& scratch, const voi
   const int stepOp = avg ? static_cast<int>(ReduceOp::kSum) : op;
   const std::size_t n = steps.ok() ? count : 0;
   const int localSize = lv.localSize();
-  const int parts = lv.shareRails;
-  const bool blocks =
-      lv.layout.uniform() && parts == localSize && n % static_cast<std::size_t>(localSize) == 0;
-  steps.everyRankOnRails(parts == localSize);
+  const int parts = lv.rails;
+  const bool blocks = lv.allOnRails() && n % static_cast<std::size_t>(localSize) == 0;
 
   Share mine;
   unsigned char* share = nullptr;
@@ -37,7 +35,7 @@ void allReduceShares(const Levels& lv, Steps& steps, Scratch& scratch, const voi
     steps.run(Level::kInHost, [&] { lv.inHost->allReduce(send, sums, n, dtype, stepOp); });
     share = sums + mine.first * es;
   }
-  if (lv.local < parts) {
+  if (lv.onRail()) {
     steps.run(Level::kRail, [&] { lv.rail->allReduce(share, share, mine.count, dtype, stepOp); });
   }
   if (avg && steps.ok()) {

@@ -6,10 +6,9 @@
 namespace epcomm::two_level {
 
 void barrierLevels(const Levels& lv, Steps& steps) {
-  steps.everyRankOnRails(lv.layout.uniform());
   steps.run(Level::kInHost, [&] { lv.inHost->barrier(); });
-  if (lv.onFullRail()) steps.run(Level::kRail, [&] { lv.rail->barrier(); });
-  if (!lv.layout.uniform()) steps.run(Level::kInHost, [&] { lv.inHost->barrier(); });
+  if (lv.onRail()) steps.run(Level::kRail, [&] { lv.rail->barrier(); });
+  if (!lv.allOnRails()) steps.run(Level::kInHost, [&] { lv.inHost->barrier(); });
   steps.finish();
 }
 

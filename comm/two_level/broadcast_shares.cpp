@@ -24,12 +24,11 @@ void broadcastShares(const Levels& lv, Steps& steps, Scratch& scratch, const voi
   } else if (armed) {
     steps.run(Level::kInHost, [&] { lv.inHost->barrier(); });
   }
-  const int parts = lv.layout.minLocalSize();
-  steps.everyRankOnRails(parts == localSize);
+  const int parts = lv.rails;
   const Share mine = shareOf(n, parts, lv.local);
   void* share = static_cast<unsigned char*>(recv) + mine.first * es;
   // Rails 0 .. parts-1 hold every host, in host order: the root's host is rail rank rootHost.
-  if (lv.onFullRail()) {
+  if (lv.onRail()) {
     steps.run(Level::kRail, [&] { lv.rail->broadcast(share, share, mine.count, dtype, rootHost); });
   }
   if (!onRootHost) {

@@ -12,9 +12,10 @@
 // reports what a one-level backend would (the culprit's rank, the disagreeing shape).
 //
 // Every armed two-level call has one shape, so ranks that called different collectives
-// still meet in the same steps: in host, then the full rails (local index below the
-// fewest ranks on a host), then, on uneven hosts, in host again. After the first two steps
-// on uniform hosts every rank knows of any problem, so a failed call stops there.
+// still meet in the same steps: in host, then the rails (Levels::onRail: the same local
+// ranks in every algorithm), then, unless every rank is on a rail, in host again. Where
+// every rank is on a rail, every rank knows of any problem after the first two steps, so a
+// failed call stops there.
 #pragma once
 
 #include <cstddef>
@@ -38,14 +39,16 @@ struct Levels {
   BackendHandle* inHost = nullptr;  // the ranks of this host, by local index
   BackendHandle* rail = nullptr;    // the ranks with this local index, by host
   BackendHandle* world = nullptr;   // the network backend over every rank
-  // How many local ranks of each host carry a large all-reduce's shares across hosts
-  // (EPCOMM_TWO_LEVEL_RAILS; at most the fewest ranks on a host).
-  int shareRails = 1;
+  // How many local ranks of each host take the rail steps (EPCOMM_TWO_LEVEL_RAILS; at most
+  // the fewest ranks on a host): local ranks 0 .. rails-1, the same in every algorithm.
+  int rails = 1;
 
   int localSize() const { return layout.localSize(host); }
   int numHosts() const { return layout.numHosts(); }
-  // This rank belongs to a rail that spans every host.
-  bool onFullRail() const { return local < layout.minLocalSize(); }
+  // This rank takes the rail steps (its rail spans every host).
+  bool onRail() const { return local < rails; }
+  // Every rank of every host takes the rail steps (uniform hosts, every local rank a rail).
+  bool allOnRails() const { return layout.uniform() && rails == layout.minLocalSize(); }
 };
 
 // Scratch memory kept between calls (grows, never shrinks): no allocation per call once
@@ -71,9 +74,6 @@ class Steps {
   bool ok() const { return valid_ && !failure_; }
   // The communicator armed a check for this call.
   bool armed() const { return check_.has_value(); }
-  // Whether every rank takes this call's rail steps (default: yes). Only then does a failed
-  // call on uniform hosts stop after its first rail step; otherwise every step runs.
-  void everyRankOnRails(bool all) { everyRankOnRails_ = all; }
 
   // Runs fn (one call on `level`'s backend) with the check armed there. An error that is
   // not kInvalidArgument is rethrown, its level's rank numbers turned into the
@@ -87,7 +87,7 @@ class Steps {
       failed(level, e);
     }
     // In host, then rails: on uniform hosts every rank has heard of any problem.
-    if (level == Level::kRail && failure_ && everyRankOnRails_ && levels_.layout.uniform()) {
+    if (level == Level::kRail && failure_ && levels_.allOnRails()) {
       finish();
     }
   }
@@ -107,7 +107,6 @@ class Steps {
   const char* op_;
   const std::optional<epcommCallCheck>& check_;
   bool valid_ = true;
-  bool everyRankOnRails_ = true;
   std::optional<Error> failure_;
 };
 

@@ -89,7 +89,7 @@ TwoLevelBackend::TwoLevelBackend(std::unique_ptr<BackendHandle> world,
   levels_.rail = rail_.get();
   levels_.world = world_.get();
   const int fewest = levels_.layout.minLocalSize();
-  levels_.shareRails = shareRails > 0 ? std::min(shareRails, fewest) : fewest;
+  levels_.rails = shareRails > 0 ? std::min(shareRails, fewest) : fewest;
 }
 
 std::unique_ptr<BackendHandle> TwoLevelBackend::wrap(std::unique_ptr<TwoLevelBackend> backend,
@@ -199,7 +199,7 @@ void TwoLevelBackend::allReduce(const void* send, void* recv, size_t count, int 
 }
 
 void TwoLevelBackend::allGather(const void* send, void* recv, size_t sendCount, int dtype) {
-  if (oneLevel() || !levels_.layout.uniform()) {
+  if (oneLevel() || !levels_.allOnRails()) {
     return checkedFlat("allGather", [&] { activeFlat()->allGather(send, recv, sendCount, dtype); });
   }
   const std::optional<epcommCallCheck> check = std::exchange(check_, std::nullopt);
@@ -218,7 +218,7 @@ void TwoLevelBackend::allGatherV(const void* send, size_t sendCount, void* recv,
 
 void TwoLevelBackend::reduceScatter(const void* send, void* recv, size_t recvCount, int dtype,
                                     int op) {
-  if (oneLevel() || !levels_.layout.uniform()) {
+  if (oneLevel() || !levels_.allOnRails()) {
     return checkedFlat("reduceScatter",
                        [&] { activeFlat()->reduceScatter(send, recv, recvCount, dtype, op); });
   }
