@@ -54,6 +54,9 @@ struct EPCOMM_API BufferConfig {
   int quantGroup = kQuantGroup;  // EPCOMM_EP_QUANT_GROUP: 128, or 0 for one scale per token
   int llMaxTokens = 128;         // EPCOMM_EP_LL_MAX_TOKENS: low-latency capacity T
   Transport transport = Transport::kAuto;  // EPCOMM_EP_TRANSPORT: auto, window, collective
+  // EPCOMM_EP_HOST_RELAY: across hosts, normal mode sends a token to each remote host once
+  // and forwards it inside that host (ep/src/host_relay.h); false: one copy per remote rank.
+  bool hostRelay = true;
   // The wire format of a normal dispatch asking for `requested`: kDefault is int8 (one scale
   // per quantGroup channels, or per token when it is 0) where int8 is set, else bf16.
   Quant normalQuant(Quant requested) const {

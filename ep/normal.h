@@ -45,6 +45,11 @@ struct DispatchHandle {
   std::vector<std::int64_t> recvCounts;     // [numRounds, numRanks]: rows received per round
   std::vector<std::int64_t> rankPrefix;     // [numRanks + 1]: first recv row of each source
   std::vector<std::int32_t> recvSrcIdx;     // [numRecvTokens]: token index at its source
+  // Across hosts (EPCOMM_EP_HOST_RELAY, ep/src/host_relay.h): the tokens this rank forwarded
+  // inside its host, per source host h relayCounts[h] records [token index at its source,
+  // mask of the local ranks it went to], host by host. Empty where the flat path ran.
+  std::vector<std::int64_t> relayCounts;   // [numHosts]
+  std::vector<std::int32_t> relayRecords;  // [sum of relayCounts, 2]
   bool valid() const { return numRanks > 0; }
 };
 

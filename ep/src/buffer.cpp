@@ -58,16 +58,19 @@ Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
   agreement.same("roundTokens (EPCOMM_EP_ROUND_TOKENS)", config.roundTokens);
   agreement.same("combineRounds (EPCOMM_EP_COMBINE_ROUNDS)", config.combineRounds);
   agreement.same("normalBytes (EPCOMM_EP_BUFFSIZE)", static_cast<std::int64_t>(config.normalBytes));
+  agreement.same("hostRelay (EPCOMM_EP_HOST_RELAY)", config.hostRelay ? 1 : 0);
   comm.agree(agreement);
   state_ = std::make_unique<BufferState>(comm, config);
+  if (config.hostRelay) state_->relay = HostRelay::create(comm);
   state_->llTransport =
       resolved == Transport::kWindow ? LlTransportKind::kWindow : LlTransportKind::kCollective;
   if (comm.rank() == 0) {
     log().info(
         "ep::Buffer: {} transport (EPCOMM_EP_TRANSPORT={}, backend {} {} windows, {} of {} "
-        "ranks on this host)",
+        "ranks on this host){}",
         transportName(resolved), transportName(config.transport), comm.backendName(),
-        windows ? "has" : "has no", comm.localSize(), comm.size());
+        windows ? "has" : "has no", comm.localSize(), comm.size(),
+        state_->relay ? "; normal mode relays through each host (EPCOMM_EP_HOST_RELAY)" : "");
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include "comm/communicator.h"
 #include "ep/buffer.h"
+#include "ep/src/host_relay.h"
 #include "ep/src/ll_transport.h"
 #include "ep/src/mapped_arena.h"
 #include "ep/src/normal_window.h"
@@ -31,6 +32,8 @@ class BufferState {
   std::uint64_t lowLatencySequence = 0;  // dispatches so far (handles carry theirs)
   std::uint64_t combineSequence = 0;     // low-latency combines so far
   LlTransportKind llTransport = LlTransportKind::kCollective;  // decided at construction
+  // Normal mode across hosts (EPCOMM_EP_HOST_RELAY); null on one host or when off.
+  std::unique_ptr<HostRelay> relay;
 };
 
 }  // namespace epcomm::ep

@@ -73,6 +73,15 @@ const std::vector<KnobInfo>& epKnobs() {
        .type = KnobType::kChoice,
        .choices = {"auto", "window", "collective"},
        .layer = "ep"},
+      {.name = "EPCOMM_EP_HOST_RELAY",
+       .defaultValue = "1",
+       .meaning = "1 (or true): across hosts (the same number of ranks on each), normal-mode "
+                  "dispatch sends each token to each remote host once, to the rank with the "
+                  "sender's local index there, which forwards it inside its host; combine sums "
+                  "inside that host first (DeepEP's internode way); calls in one round with "
+                  "the collective transport. 0: one copy per remote rank",
+       .type = KnobType::kBoolean,
+       .layer = "ep"},
   };
   return kRows;
 }
@@ -92,6 +101,7 @@ BufferConfig BufferConfig::fromConfig(const Config& config) {
   c.int8 = config.boolean("EPCOMM_EP_INT8");
   c.quantGroup = static_cast<int>(config.integer("EPCOMM_EP_QUANT_GROUP"));
   c.llMaxTokens = static_cast<int>(config.integer("EPCOMM_EP_LL_MAX_TOKENS"));
+  c.hostRelay = config.boolean("EPCOMM_EP_HOST_RELAY");
   const std::string transport = config.text("EPCOMM_EP_TRANSPORT");
   c.transport = transport == "window"       ? Transport::kWindow
                 : transport == "collective" ? Transport::kCollective

@@ -128,6 +128,12 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
     window->begin(comm, rowBytes, weightBytes, capacity);
   }
 
+  if (s.relay && !window && h.numRounds == 1 &&
+      h.relayCounts.size() == static_cast<std::size_t>(comm.numHosts())) {
+    // The dispatch relayed through each host: combine retraces it (ep/src/host_relay.h).
+    s.relay->combine(in, out, numTopk);
+    return;
+  }
   for (const Group& g : groups) {
     std::size_t rowsIn = 0;
     for (int r = 0; r < R; ++r) {

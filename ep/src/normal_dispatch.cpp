@@ -15,6 +15,8 @@
 #include "comm/agreement.h"
 #include "ep/buffer.h"
 #include "ep/src/buffer_state.h"
+#include "ep/src/host_relay.h"
+#include "ep/src/normal_meta.h"
 #include "ep/src/normal_plan.h"
 #include "ep/src/normal_window.h"
 
@@ -22,42 +24,6 @@ namespace epcomm::ep {
 namespace {
 
 constexpr const char* kOp = "ep::dispatch";
-
-// Writes the metadata record of token t for destination rank `dest` (see NormalPlan).
-void writeMeta(std::int32_t* rec, const DispatchInputs& in, int t, int dest, int numLocal,
-               int numTopk, const float* scales, int numScales) {
-  if (numTopk > 0) {
-    rec[0] = t;
-    const std::int64_t* idx = in.topkIdx + static_cast<std::size_t>(t) * numTopk;
-    const float* w =
-        in.topkWeights ? in.topkWeights + static_cast<std::size_t>(t) * numTopk : nullptr;
-    const std::int64_t lo = static_cast<std::int64_t>(dest) * numLocal;
-    for (int k = 0; k < numTopk; ++k) {
-      const bool local = idx[k] >= lo && idx[k] < lo + numLocal;
-      rec[1 + k] = local ? static_cast<std::int32_t>(idx[k] - lo) : -1;
-      const float weight = local && w ? w[k] : 0.f;
-      std::memcpy(&rec[1 + numTopk + k], &weight, sizeof weight);
-    }
-    rec += 1 + 2 * numTopk;
-  }
-  if (numScales > 0) std::memcpy(rec, scales, sizeof(float) * numScales);
-}
-
-// Copies one received metadata record into the outputs at recv row `row`.
-void readMeta(const std::int32_t* rec, DispatchOutputs& out, std::size_t row, int numTopk,
-              int numScales) {
-  if (numTopk > 0) {
-    out.handle.recvSrcIdx[row] = rec[0];
-    std::int64_t* idx = out.recvTopkIdx.data() + row * numTopk;
-    for (int k = 0; k < numTopk; ++k) idx[k] = rec[1 + k];
-    std::memcpy(out.recvTopkWeights.data() + row * numTopk, rec + 1 + numTopk,
-                sizeof(float) * numTopk);
-    rec += 1 + 2 * numTopk;
-  }
-  if (numScales > 0) {
-    std::memcpy(out.recvScales.data() + row * numScales, rec, sizeof(float) * numScales);
-  }
-}
 
 std::string worstProblem(std::int64_t received, int numWorstTokens) {
   return fmt::format(
@@ -249,131 +215,139 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
     }
   }
 
-  // Rounds.
-  const std::size_t rowBytes = plan.rowBytes, metaWords = plan.metaWords;
-  std::vector<std::size_t> sendRows(numRanks), sendDispls(numRanks), recvRows(numRanks),
-      recvDispls(numRanks), recvBase(numRanks, 0), pos(numRanks);
-  std::vector<std::size_t> sendMeta(numRanks), sendMetaDispls(numRanks), recvMeta(numRanks),
-      recvMetaDispls(numRanks);
-  std::vector<std::int8_t> qRow(isInt8(quant) ? hidden : 0);
-  std::vector<float> qScales(numScales);
-  std::vector<std::int32_t> selfMeta(metaWords);
-  std::byte* const arena = s.normal.data();
-  std::size_t selfRow = static_cast<std::size_t>(h.rankPrefix[me]);
-  const bool bf16 = !isInt8(quant);
-  void* const recvData = bf16 ? static_cast<void*>(out.recvX.data()) : out.recvXInt8.data();
-  const DataType rowType = bf16 ? DataType::kBf16 : DataType::kI8;
+  out.handle.relayCounts.clear();
+  out.handle.relayRecords.clear();
+  if (s.relay && !window && plan.numRounds == 1) {
+    // Across hosts: each token once per remote host, forwarded there (ep/src/host_relay.h).
+    s.relay->dispatch(in, out, plan, quant, group);
+  } else {
+    // Rounds.
+    const std::size_t rowBytes = plan.rowBytes, metaWords = plan.metaWords;
+    std::vector<std::size_t> sendRows(numRanks), sendDispls(numRanks), recvRows(numRanks),
+        recvDispls(numRanks), recvBase(numRanks, 0), pos(numRanks);
+    std::vector<std::size_t> sendMeta(numRanks), sendMetaDispls(numRanks), recvMeta(numRanks),
+        recvMetaDispls(numRanks);
+    std::vector<std::int8_t> qRow(isInt8(quant) ? hidden : 0);
+    std::vector<float> qScales(numScales);
+    std::vector<std::int32_t> selfMeta(metaWords);
+    std::byte* const arena = s.normal.data();
+    std::size_t selfRow = static_cast<std::size_t>(h.rankPrefix[me]);
+    const bool bf16 = !isInt8(quant);
+    void* const recvData = bf16 ? static_cast<void*>(out.recvX.data()) : out.recvXInt8.data();
+    const DataType rowType = bf16 ? DataType::kBf16 : DataType::kI8;
 
-  for (int j = 0; j < plan.numRounds; ++j) {
-    // Staging: [rows to each peer][metadata to each peer][metadata from each peer].
-    std::size_t rowsOut = 0, rowsIn = 0;
-    for (int r = 0; r < numRanks; ++r) {
-      const std::size_t send =
-          r == me ? 0 : static_cast<std::size_t>(h.sendCounts[j * numRanks + r]);
-      const std::size_t recv =
-          r == me ? 0 : static_cast<std::size_t>(h.recvCounts[j * numRanks + r]);
-      sendRows[r] = send * hidden;
-      sendDispls[r] = rowsOut * hidden;
-      sendMeta[r] = send * metaWords;
-      sendMetaDispls[r] = rowsOut * metaWords;
-      recvRows[r] = recv * hidden;
-      recvDispls[r] = (static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r]) * hidden;
-      recvMeta[r] = recv * metaWords;
-      recvMetaDispls[r] = rowsIn * metaWords;
-      pos[r] = rowsOut;
-      rowsOut += send;
-      rowsIn += recv;
-    }
-    std::byte* const xStage = arena;
-    auto* const metaStage = reinterpret_cast<std::int32_t*>(arena + plan.metaOffset(rowsOut));
-    auto* const metaIn = reinterpret_cast<std::int32_t*>(arena + plan.metaInOffset(rowsOut));
-
-    const int begin = std::min(numTokens, j * plan.roundTokens);
-    const int end = std::min(numTokens, begin + plan.roundTokens);
-    std::size_t stageRows = 0;  // window + int8: tokens quantised into the unused row staging
-    for (int t = begin; t < end; ++t) {
-      const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * numRanks;
-      const Bf16* xt = preQuantised ? nullptr : in.x + static_cast<std::size_t>(t) * hidden;
-      bool toPeer = false;
-      for (int r = 0; r < numRanks; ++r) toPeer = toPeer || (r != me && inRank[r]);
-      if (!toPeer && !inRank[me]) continue;
-      const void* row = xt;
-      if (preQuantised) {
-        // The caller's rows and scales: nothing to quantise, and the rows outlive the call.
-        row = in.xInt8 + static_cast<std::size_t>(t) * hidden;
-        for (int g = 0; g < numScales; ++g) {
-          qScales[static_cast<std::size_t>(g)] =
-              in.xScales[t * in.scalesTokenStride + g * in.scalesGroupStride];
-        }
-      } else if (!bf16) {
-        // Quantised once per token. With the window its rows are put from where they were
-        // quantised, so that place must outlive the loop: this rank's own output row when
-        // the token stays here too (no self copy), else a row of the staging.
-        std::int8_t* q = qRow.data();
-        if (window && inRank[me]) {
-          q = out.recvXInt8.data() + selfRow * hidden;
-        } else if (window) {
-          q = reinterpret_cast<std::int8_t*>(xStage) + stageRows++ * hidden;
-        }
-        quantizeInt8(xt, hidden, group, q, qScales.data());
-        row = q;
-      }
+    for (int j = 0; j < plan.numRounds; ++j) {
+      // Staging: [rows to each peer][metadata to each peer][metadata from each peer].
+      std::size_t rowsOut = 0, rowsIn = 0;
       for (int r = 0; r < numRanks; ++r) {
-        if (!inRank[r]) continue;
-        if (r == me) {
-          const std::size_t at = selfRow++;
-          std::byte* dst = static_cast<std::byte*>(recvData) + at * rowBytes;
-          if (dst != row) std::memcpy(dst, row, rowBytes);
-          if (metaWords > 0) {
-            writeMeta(selfMeta.data(), in, t, r, numLocal, numTopk, qScales.data(), numScales);
-            readMeta(selfMeta.data(), out, at, numTopk, numScales);
+        const std::size_t send =
+            r == me ? 0 : static_cast<std::size_t>(h.sendCounts[j * numRanks + r]);
+        const std::size_t recv =
+            r == me ? 0 : static_cast<std::size_t>(h.recvCounts[j * numRanks + r]);
+        sendRows[r] = send * hidden;
+        sendDispls[r] = rowsOut * hidden;
+        sendMeta[r] = send * metaWords;
+        sendMetaDispls[r] = rowsOut * metaWords;
+        recvRows[r] = recv * hidden;
+        recvDispls[r] = (static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r]) * hidden;
+        recvMeta[r] = recv * metaWords;
+        recvMetaDispls[r] = rowsIn * metaWords;
+        pos[r] = rowsOut;
+        rowsOut += send;
+        rowsIn += recv;
+      }
+      std::byte* const xStage = arena;
+      auto* const metaStage = reinterpret_cast<std::int32_t*>(arena + plan.metaOffset(rowsOut));
+      auto* const metaIn = reinterpret_cast<std::int32_t*>(arena + plan.metaInOffset(rowsOut));
+
+      const int begin = std::min(numTokens, j * plan.roundTokens);
+      const int end = std::min(numTokens, begin + plan.roundTokens);
+      std::size_t stageRows = 0;  // window + int8: tokens quantised into the unused row staging
+      for (int t = begin; t < end; ++t) {
+        const std::uint8_t* inRank =
+            h.isTokenInRank.data() + static_cast<std::size_t>(t) * numRanks;
+        const Bf16* xt = preQuantised ? nullptr : in.x + static_cast<std::size_t>(t) * hidden;
+        bool toPeer = false;
+        for (int r = 0; r < numRanks; ++r) toPeer = toPeer || (r != me && inRank[r]);
+        if (!toPeer && !inRank[me]) continue;
+        const void* row = xt;
+        if (preQuantised) {
+          // The caller's rows and scales: nothing to quantise, and the rows outlive the call.
+          row = in.xInt8 + static_cast<std::size_t>(t) * hidden;
+          for (int g = 0; g < numScales; ++g) {
+            qScales[static_cast<std::size_t>(g)] =
+                in.xScales[t * in.scalesTokenStride + g * in.scalesGroupStride];
           }
-          continue;
+        } else if (!bf16) {
+          // Quantised once per token. With the window its rows are put from where they were
+          // quantised, so that place must outlive the loop: this rank's own output row when
+          // the token stays here too (no self copy), else a row of the staging.
+          std::int8_t* q = qRow.data();
+          if (window && inRank[me]) {
+            q = out.recvXInt8.data() + selfRow * hidden;
+          } else if (window) {
+            q = reinterpret_cast<std::int8_t*>(xStage) + stageRows++ * hidden;
+          }
+          quantizeInt8(xt, hidden, group, q, qScales.data());
+          row = q;
         }
-        const std::size_t p = pos[r]++;
-        if (window) {
-          window->putRow(r, p - sendDispls[r] / hidden, row);
-        } else {
-          std::memcpy(xStage + p * rowBytes, row, rowBytes);
+        for (int r = 0; r < numRanks; ++r) {
+          if (!inRank[r]) continue;
+          if (r == me) {
+            const std::size_t at = selfRow++;
+            std::byte* dst = static_cast<std::byte*>(recvData) + at * rowBytes;
+            if (dst != row) std::memcpy(dst, row, rowBytes);
+            if (metaWords > 0) {
+              writeMeta(selfMeta.data(), in, t, r, numLocal, numTopk, qScales.data(), numScales);
+              readMeta(selfMeta.data(), out, at, numTopk, numScales);
+            }
+            continue;
+          }
+          const std::size_t p = pos[r]++;
+          if (window) {
+            window->putRow(r, p - sendDispls[r] / hidden, row);
+          } else {
+            std::memcpy(xStage + p * rowBytes, row, rowBytes);
+          }
+          if (metaWords > 0) {
+            writeMeta(metaStage + p * metaWords, in, t, r, numLocal, numTopk, qScales.data(),
+                      numScales);
+          }
         }
+      }
+      if (window) {
+        for (int r = 0; r < numRanks; ++r) {
+          if (r != me) window->putMeta(r, metaStage + sendMetaDispls[r], sendRows[r] / hidden);
+        }
+        window->flushAndSignal(NormalWindow::kDispatchSignals);
+        window->waitAll(NormalWindow::kDispatchSignals);
+      } else {
+        comm.allToAllV(xStage, sendRows.data(), sendDispls.data(), recvData, recvRows.data(),
+                       recvDispls.data(), rowType);
         if (metaWords > 0) {
-          writeMeta(metaStage + p * metaWords, in, t, r, numLocal, numTopk, qScales.data(),
-                    numScales);
+          comm.allToAllV(metaStage, sendMeta.data(), sendMetaDispls.data(), metaIn, recvMeta.data(),
+                         recvMetaDispls.data(), DataType::kI32);
         }
       }
-    }
-    if (window) {
       for (int r = 0; r < numRanks; ++r) {
-        if (r != me) window->putMeta(r, metaStage + sendMetaDispls[r], sendRows[r] / hidden);
+        if (r == me) continue;
+        const std::size_t rows = recvRows[r] / hidden;
+        const std::size_t first = static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r];
+        if (window && rows > 0) {  // an empty output's data() may be null
+          std::memcpy(static_cast<std::byte*>(recvData) + first * rowBytes, window->rows(r),
+                      rows * rowBytes);
+        }
+        if (metaWords == 0) continue;
+        const std::int32_t* rec = window ? reinterpret_cast<const std::int32_t*>(window->meta(r))
+                                         : metaIn + recvMetaDispls[r];
+        for (std::size_t i = 0; i < rows; ++i) {
+          readMeta(rec + i * metaWords, out, first + i, numTopk, numScales);
+        }
       }
-      window->flushAndSignal(NormalWindow::kDispatchSignals);
-      window->waitAll(NormalWindow::kDispatchSignals);
-    } else {
-      comm.allToAllV(xStage, sendRows.data(), sendDispls.data(), recvData, recvRows.data(),
-                     recvDispls.data(), rowType);
-      if (metaWords > 0) {
-        comm.allToAllV(metaStage, sendMeta.data(), sendMetaDispls.data(), metaIn, recvMeta.data(),
-                       recvMetaDispls.data(), DataType::kI32);
+      for (int r = 0; r < numRanks; ++r) {
+        if (r != me) recvBase[r] += recvRows[r] / hidden;
+        out.bytesSent += sendRows[r] * (rowBytes / hidden) + sendMeta[r] * sizeof(std::int32_t);
       }
-    }
-    for (int r = 0; r < numRanks; ++r) {
-      if (r == me) continue;
-      const std::size_t rows = recvRows[r] / hidden;
-      const std::size_t first = static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r];
-      if (window && rows > 0) {  // an empty output's data() may be null
-        std::memcpy(static_cast<std::byte*>(recvData) + first * rowBytes, window->rows(r),
-                    rows * rowBytes);
-      }
-      if (metaWords == 0) continue;
-      const std::int32_t* rec = window ? reinterpret_cast<const std::int32_t*>(window->meta(r))
-                                       : metaIn + recvMetaDispls[r];
-      for (std::size_t i = 0; i < rows; ++i) {
-        readMeta(rec + i * metaWords, out, first + i, numTopk, numScales);
-      }
-    }
-    for (int r = 0; r < numRanks; ++r) {
-      if (r != me) recvBase[r] += recvRows[r] / hidden;
-      out.bytesSent += sendRows[r] * (rowBytes / hidden) + sendMeta[r] * sizeof(std::int32_t);
     }
   }
 
