@@ -355,8 +355,8 @@ void HostRelay::combine(const CombineInputs& in, CombineOutputs& out, int numTop
   float* partWOut = grow(railWOut_, railOut * K);
   // This rank's own tokens: partial row and weights of this host's other ranks.
   const auto ownCount = static_cast<std::size_t>(h.relayCounts[myHost_]);
-  std::vector<Bf16> ownRows(ownCount * hid);
-  std::vector<float> ownW(ownCount * K);
+  Bf16* const ownRows = grow(ownRows_, ownCount * hid);
+  float* const ownW = grow(ownW_, ownCount * K);
   std::vector<const Bf16*> rows(static_cast<std::size_t>(L + H + 1));
   std::vector<float> scale(static_cast<std::size_t>(L + H + 1));
   std::size_t record = 0;
@@ -364,8 +364,8 @@ void HostRelay::combine(const CombineInputs& in, CombineOutputs& out, int numTop
     const auto count = static_cast<std::size_t>(h.relayCounts[hs]);
     for (std::size_t i = 0; i < count; ++i, ++record) {
       const std::int32_t mask = h.relayRecords[2 * record + 1];
-      Bf16* dst = hs == myHost_ ? ownRows.data() + i * hid : partOut + railDispls[hs] + i * hid;
-      float* dstW = hs == myHost_ ? ownW.data() + i * K : partWOut + railWDispls[hs] + i * K;
+      Bf16* dst = hs == myHost_ ? ownRows + i * hid : partOut + railDispls[hs] + i * hid;
+      float* dstW = hs == myHost_ ? ownW + i * K : partWOut + railWDispls[hs] + i * K;
       std::fill(dstW, dstW + K, 0.f);
       int n = 0;
       for (int l = 0; l < L; ++l) {
@@ -447,8 +447,8 @@ void HostRelay::combine(const CombineInputs& in, CombineOutputs& out, int numTop
       }
       if (!any) continue;
       if (hh == myHost_) {
-        rows[n] = ownRows.data() + own * hid;
-        if (K > 0) addWeights(ownW.data() + own * K);
+        rows[n] = ownRows + own * hid;
+        if (K > 0) addWeights(ownW + own * K);
         ++own;
       } else {
         rows[n] = nextPart[hh];

@@ -63,6 +63,8 @@ class HostRelay {
   std::vector<std::byte> railRowsOut_, railRowsIn_, hostRowsOut_, hostRowsIn_;
   std::vector<std::int32_t> railRecOut_, railRecIn_, hostMetaOut_, hostMetaIn_;
   std::vector<float> railWOut_, railWIn_, hostWOut_, hostWIn_;
+  std::vector<Bf16> ownRows_;  // combine: this host's partial of each of this rank's tokens
+  std::vector<float> ownW_;
 };
 
 }  // namespace epcomm::ep
