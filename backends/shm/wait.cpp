@@ -53,13 +53,16 @@ Waiter::Waiter(Segment& segment, int rank, std::int64_t timeoutMs)
     : segment_(segment), rank_(rank), timeoutMs_(timeoutMs) {}
 
 void Waiter::abort(const char* reason) {
+  // The first call publishes: its reason, then the flag (a peer that sees the flag reads
+  // the reason whole). A later or concurrent call changes nothing.
+  if (selfAborted_.exchange(true)) return;
   RankInfo& mine = segment_.rankInfo(rank_);
-  if (!selfAborted_.exchange(true) && reason) {
+  if (reason) {
     const std::size_t n = std::min(std::strlen(reason), RankInfo::kReasonBytes - 1);
     std::memcpy(mine.abortReason, reason, n);
     mine.abortReason[n] = '\0';
   }
-  mine.aborted.store(1);  // after the reason: a peer that sees the flag reads it whole
+  mine.aborted.store(1);
 }
 
 std::string Waiter::abortedBy(int peer) const {

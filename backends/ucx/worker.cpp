@@ -426,8 +426,13 @@ constexpr std::uint64_t kSourceMask = std::uint64_t{0xffff} << 30;
 void Worker::notifyAbort(std::uint16_t context, const std::vector<int>& members,
                          const char* reason) {
   std::string text = reason ? std::string(reason).substr(0, kReasonBytes) : std::string();
-  sentReasons_.push_back(std::make_unique<std::string>(std::move(text)));
-  const std::string& kept = *sentReasons_.back();
+  const std::string* keptText = nullptr;
+  {
+    const std::lock_guard<std::mutex> lock(reasonsMutex_);
+    reasons_.push_back(std::make_unique<std::string>(std::move(text)));
+    keptText = reasons_.back().get();
+  }
+  const std::string& kept = *keptText;
   const std::uint64_t tag = makeTag(context, TagClass::kControl, rank_, kAbortNotice);
   std::vector<void*> pending;
   for (const int m : members) {
@@ -453,16 +458,25 @@ void Worker::checkAbortNotice(const WaitScope& scope) const {
   ucp_tag_message_h message = ucp_tag_probe_nb(worker_, tag, ~kSourceMask, 1, &info);
   if (message == nullptr) return;
   const auto source = static_cast<int>((info.sender_tag & kSourceMask) >> 30);
-  std::string reason(std::min<std::size_t>(info.length, kReasonBytes), '\0');
+  // Received into storage the worker keeps: a receive still running when this gives up
+  // may complete later.
+  std::string* buffer = nullptr;
+  {
+    const std::lock_guard<std::mutex> lock(reasonsMutex_);
+    reasons_.push_back(
+        std::make_unique<std::string>(std::min<std::size_t>(info.length, kReasonBytes), '\0'));
+    buffer = reasons_.back().get();
+  }
+  std::string reason;
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-  void* r = ucp_tag_msg_recv_nbx(worker_, reason.data(), reason.size(), message, &p);
+  void* r = ucp_tag_msg_recv_nbx(worker_, buffer->data(), buffer->size(), message, &p);
   if (UCS_PTR_IS_PTR(r)) {
     const std::int64_t until = nowNs() + 100'000'000;
     while (ucp_request_check_status(r) == UCS_INPROGRESS && nowNs() < until) {
       ucp_worker_progress(worker_);
     }
-    if (ucp_request_check_status(r) != UCS_OK) reason.clear();
+    if (ucp_request_check_status(r) == UCS_OK) reason = *buffer;
     ucp_request_free(r);
   }
   troubled_.store(true);

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -184,8 +185,10 @@ class Worker {
   // by force.
   mutable std::atomic<bool> troubled_{false};
   std::atomic<std::uint16_t> nextContext_{1};  // 0 is the world's
-  // Reasons sent by notifyAbort: their sends may complete after it returned.
-  std::vector<std::unique_ptr<std::string>> sentReasons_;
+  // Abort reasons sent (notifyAbort) and received (checkAbortNotice): their transfers may
+  // complete after the call returned, so the worker keeps them. Any thread may abort.
+  mutable std::mutex reasonsMutex_;
+  mutable std::vector<std::unique_ptr<std::string>> reasons_;
 };
 
 }  // namespace epcomm::ucx

@@ -46,6 +46,23 @@ std::unique_ptr<BackendHandle> createTwoLevelBackend(std::unique_ptr<BackendHand
                                                      const Config& config) {
   HostLayout layout(std::move(hostOfRank));
   const int rank = world->rank();
+  // The knobs that shape the algorithms, compared before any two-level collective runs (the
+  // communicator's own check of agreed knobs comes after the first ones): ranks that differ
+  // would take different steps.
+  const std::int64_t mine[2] = {static_cast<std::int64_t>(config.twoLevelSmallBytes),
+                                config.twoLevelRails};
+  std::vector<std::int64_t> all(2 * static_cast<std::size_t>(world->size()));
+  world->allGather(mine, all.data(), 2, static_cast<int>(DataType::kI64));
+  for (int r = 0; r < world->size(); ++r) {
+    for (int k = 0; k < 2; ++k) {
+      if (all[2 * static_cast<std::size_t>(r) + k] == mine[k]) continue;
+      throwError(ErrorCode::kInvalidArgument, rank, "init",
+                 fmt::format("ranks disagree on {} (this rank has {}, rank {} has {}); every rank "
+                             "must set the same",
+                             k == 0 ? "EPCOMM_TWO_LEVEL_SMALL_BYTES" : "EPCOMM_TWO_LEVEL_RAILS",
+                             mine[k], r, all[2 * static_cast<std::size_t>(r) + k]));
+    }
+  }
   const int host = layout.hostOf(rank);
   const int local = layout.localOf(rank);
   std::unique_ptr<BackendHandle> inHost;

@@ -6,8 +6,10 @@
 // Built by the Buffer when the communicator spans several hosts with the same number of
 // ranks on each: `hostComm` holds the ranks of this host (by local index), `railComm` the
 // ranks with this local index (one per host, by host). Used for dispatches and combines in
-// one round with the collective transport; the outputs (layout, order, handle) are those
-// of the flat path, so callers cannot tell which ran, except by the bytes on the network.
+// one round with the collective transport. Dispatch's outputs (layout, order, handle) are
+// exactly the flat path's; combine rounds each host's partial sum to bf16 once before it
+// crosses (as DeepEP's internode combine), so combinedX may differ from the flat path's in
+// the last bf16 bit (and combinedTopkWeights in f32 summation order).
 //
 // One dispatch: the rows of each remote host (with a record per token: its index, which
 // local ranks there need it, its topk ids, weights and int8 scales) go over the rail in one
