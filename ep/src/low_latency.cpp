@@ -63,7 +63,9 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& in,
         "SGLANG_DEEPEP_NUM_MAX_DISPATCH_TOKENS_PER_RANK)",
         N, T));
   }
-  if (N < 0 || H <= 0 || K <= 0) agreement.fail("numTokens, hidden and numTopk must be valid");
+  if (N < 0) agreement.fail(fmt::format("numTokens {} must be >= 0", N));
+  if (H <= 0) agreement.fail(fmt::format("hidden {} must be >= 1", H));
+  if (K <= 0) agreement.fail(fmt::format("numTopk {} must be >= 1", K));
   if (E <= 0 || E % R != 0) {
     agreement.fail(fmt::format("numExperts {} must be a positive multiple of {} ranks", E, R));
   }

@@ -71,7 +71,12 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   if (cached && in.numWorstTokens > 0 && in.handle->numRecvTokens > in.numWorstTokens) {
     agreement.fail(worstProblem(in.handle->numRecvTokens, in.numWorstTokens));
   }
-  if (quant != Quant::kNone && !isInt8(quant)) agreement.fail("unknown quant mode");
+  if (quant != Quant::kNone && !isInt8(quant)) {
+    agreement.fail(
+        fmt::format("unknown quant mode {} (0 none, 1 int8 per 128 channels, 2 int8 per "
+                    "token, -1 the Buffer's)",
+                    static_cast<int>(quant)));
+  }
   if (isInt8(quant) && hidden > 0 && (group <= 0 || hidden % group != 0)) {
     agreement.fail(fmt::format(
         "hidden {} is not a multiple of the int8 quantisation group {} (EPCOMM_EP_QUANT_GROUP; 0 = "
