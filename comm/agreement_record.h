@@ -12,7 +12,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
+#include <string_view>
+
+#include "types.h"
 
 namespace epcomm {
 
@@ -64,9 +68,20 @@ class AgreementRecord {
   }
   static std::string disagreeMessage(const std::string& name, const std::string& mine,
                                      std::int64_t smallest, std::int64_t largest) {
-    return "ranks disagree on " + name + ": " + name + " differs across ranks (this rank " + mine +
-           ", smallest " + std::to_string(smallest) + ", largest " + std::to_string(largest) +
+    return "ranks disagree on " + name + ": " + name + " differs across ranks (this rank " +
+           valueText(name, mine) + ", smallest " + valueText(name, std::to_string(smallest)) +
+           ", largest " + valueText(name, std::to_string(largest)) +
            "); every rank must pass the same; no data was moved";
+  }
+  // A shape's value for messages: data types and reduce ops by name ("f32 (7)").
+  static std::string valueText(const std::string& name, const std::string& value) {
+    if (name != "dtype" && name != "op") return value;
+    char* end = nullptr;
+    const long long v = std::strtoll(value.c_str(), &end, 10);
+    if (end == value.c_str() || *end != '\0') return value;
+    const std::string_view text =
+        name == "dtype" ? toString(static_cast<DataType>(v)) : toString(static_cast<ReduceOp>(v));
+    return std::string(text) + " (" + value + ")";
   }
 
  private:

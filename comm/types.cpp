@@ -21,30 +21,6 @@ bool isFloatingPoint(DataType dtype) {
   return dtype == DataType::kF32 || dtype == DataType::kF16 || dtype == DataType::kBf16;
 }
 
-std::string_view toString(DataType dtype) {
-  switch (dtype) {
-    case DataType::kI8: return "i8";
-    case DataType::kU8: return "u8";
-    case DataType::kI32: return "i32";
-    case DataType::kI64: return "i64";
-    case DataType::kF16: return "f16";
-    case DataType::kF32: return "f32";
-    case DataType::kBf16: return "bf16";
-  }
-  return "invalid-dtype";
-}
-
-std::string_view toString(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum: return "sum";
-    case ReduceOp::kProd: return "prod";
-    case ReduceOp::kMax: return "max";
-    case ReduceOp::kMin: return "min";
-    case ReduceOp::kAvg: return "avg";
-  }
-  return "invalid-op";
-}
-
 std::optional<DataType> parseDataType(std::string_view name) {
   for (DataType d : kAllDataTypes) {
     if (toString(d) == name) return d;

@@ -53,9 +53,32 @@ constexpr std::size_t dtypeSize(DataType dtype) {
   return 0;
 }
 EPCOMM_API bool isFloatingPoint(DataType dtype);
-// Short names used by programs and messages: f32 bf16 f16 i32 i64 i8 u8; sum prod max min avg.
-EPCOMM_API std::string_view toString(DataType dtype);
-EPCOMM_API std::string_view toString(ReduceOp op);
+// Short names used by programs and messages: f32 bf16 f16 i32 i64 i8 u8; sum prod max min avg
+// ("invalid-dtype" / "invalid-op" for other values). Inline: plugins use them too.
+constexpr std::string_view toString(DataType dtype) {
+  switch (dtype) {
+    case DataType::kI8: return "i8";
+    case DataType::kU8: return "u8";
+    case DataType::kI32: return "i32";
+    case DataType::kI64: return "i64";
+    case DataType::kF16: return "f16";
+    case DataType::kF32: return "f32";
+    case DataType::kBf16: return "bf16";
+  }
+  return "invalid-dtype";
+}
+
+constexpr std::string_view toString(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kProd: return "prod";
+    case ReduceOp::kMax: return "max";
+    case ReduceOp::kMin: return "min";
+    case ReduceOp::kAvg: return "avg";
+  }
+  return "invalid-op";
+}
+
 EPCOMM_API std::optional<DataType> parseDataType(std::string_view name);
 EPCOMM_API std::optional<ReduceOp> parseReduceOp(std::string_view name);
 

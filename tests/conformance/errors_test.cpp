@@ -163,7 +163,8 @@ TEST_F(Errors, CountMismatchAcrossRanks) {
         comm().allReduce(data.data(), data.data(), 8, rank() == 0 ? DataType::kF32 : DataType::kI32,
                          ReduceOp::kSum);
       },
-      ErrorCode::kInvalidArgument, {"allReduce", "disagree"});
+      // Data types by name, on every rank.
+      ErrorCode::kInvalidArgument, {"allReduce", "disagree", "i32 (2)", "f32 (7)"});
   expectError(
       [&] { comm().broadcast(data.data(), data.data(), 8, DataType::kF32, rank() == 0 ? 1 : 0); },
       ErrorCode::kInvalidArgument, {"broadcast", "disagree"});
