@@ -13,8 +13,6 @@ namespace {
 
 // Local ranks a token goes to on one host, as bits (hosts of at most 31 ranks).
 constexpr int kMaxLocal = 31;
-// Hosts a dispatch keeps per-token masks for on its stack.
-constexpr int kMaxHosts = 64;
 
 template <typename T>
 T* grow(std::vector<T>& v, std::size_t n) {
@@ -23,16 +21,19 @@ T* grow(std::vector<T>& v, std::size_t n) {
 }
 
 // Exclusive prefix sums of `counts` scaled by `unit`, as all-to-all-v counts / displacements.
-void layoutOf(const std::vector<std::int64_t>& counts, std::size_t unit,
-              std::vector<std::size_t>& sizes, std::vector<std::size_t>& displs) {
+// Returns the sum of `counts`.
+std::size_t layoutOf(const std::vector<std::int64_t>& counts, std::size_t unit,
+                     std::vector<std::size_t>& sizes, std::vector<std::size_t>& displs) {
   sizes.resize(counts.size());
   displs.resize(counts.size());
-  std::size_t at = 0;
+  std::size_t at = 0, total = 0;
   for (std::size_t i = 0; i < counts.size(); ++i) {
     sizes[i] = static_cast<std::size_t>(counts[i]) * unit;
     displs[i] = at;
     at += sizes[i];
+    total += static_cast<std::size_t>(counts[i]);
   }
+  return total;
 }
 
 }  // namespace
@@ -44,7 +45,6 @@ std::unique_ptr<HostRelay> HostRelay::create(Communicator& comm) {
   std::vector<std::int32_t> all(2 * static_cast<std::size_t>(comm.size()));
   comm.allGather(mine, all.data(), 2, DataType::kI32);
   const int hosts = comm.numHosts();
-  if (hosts > kMaxHosts) return nullptr;
   std::vector<int> perHost(static_cast<std::size_t>(hosts), 0);
   for (int r = 0; r < comm.size(); ++r) ++perHost[static_cast<std::size_t>(all[2 * r])];
   const int local = perHost[0];
@@ -70,6 +70,44 @@ HostRelay::HostRelay(Communicator& comm, std::vector<int> members, int hosts, in
   railComm_ = comm.split(myLocal_, myHost_);
 }
 
+std::vector<std::int64_t> HostRelay::maskTokens(const DispatchHandle& h) {
+  const int R = comm_.size(), me = comm_.rank();
+  const auto H = static_cast<std::size_t>(hosts_);
+  masks_.assign(static_cast<std::size_t>(h.numTokens) * H, 0);
+  std::vector<std::int64_t> perHost(H, 0);
+  for (int t = 0; t < h.numTokens; ++t) {
+    const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * R;
+    std::int32_t* mask = masks_.data() + static_cast<std::size_t>(t) * H;
+    for (int hh = 0; hh < hosts_; ++hh) {
+      for (int l = 0; l < local_; ++l) {
+        const int r = member(hh, l);
+        if (r != me && inRank[r]) mask[hh] |= std::int32_t{1} << l;
+      }
+      perHost[hh] += mask[hh] != 0 ? 1 : 0;
+    }
+  }
+  return perHost;
+}
+
+std::vector<std::int64_t> HostRelay::rowsBySourceIndex(const DispatchHandle& h) const {
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(local_), 0);
+  for (int l = 0; l < local_; ++l) {
+    for (int hs = 0; hs < hosts_; ++hs) {
+      const int src = member(hs, l);
+      if (src != comm_.rank()) rows[l] += h.recvCounts[src];
+    }
+  }
+  return rows;
+}
+
+std::vector<std::int64_t> HostRelay::recordsPerLocal(const DispatchHandle& h) const {
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(local_), 0);
+  for (std::size_t i = 1; i < h.relayRecords.size(); i += 2) {
+    for (int l = 0; l < local_; ++l) rows[l] += (h.relayRecords[i] >> l) & 1;
+  }
+  return rows;
+}
+
 void HostRelay::dispatch(const DispatchInputs& in, DispatchOutputs& out, const NormalPlan& plan,
                          Quant quant, int group) {
   DispatchHandle& h = out.handle;
@@ -85,26 +123,11 @@ void HostRelay::dispatch(const DispatchInputs& in, DispatchOutputs& out, const N
   const std::size_t recWords = 2 + 2 * static_cast<std::size_t>(numTopk) + numScales;
   std::byte* const recvData = bf16 ? reinterpret_cast<std::byte*>(out.recvX.data())
                                    : reinterpret_cast<std::byte*>(out.recvXInt8.data());
-  const auto maskOn = [&](const std::uint8_t* inRank, int host) {
-    std::int32_t mask = 0;
-    for (int l = 0; l < L; ++l) {
-      const int r = member(host, l);
-      if (r != me && inRank[r]) mask |= std::int32_t{1} << l;
-    }
-    return mask;
-  };
-
   // Tokens per host (this host's: the ones this rank forwards itself), then the staging.
-  std::vector<std::int64_t> perHost(static_cast<std::size_t>(H), 0);
-  for (int t = 0; t < numTokens; ++t) {
-    const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * R;
-    for (int hh = 0; hh < H; ++hh) perHost[hh] += maskOn(inRank, hh) != 0 ? 1 : 0;
-  }
+  const std::vector<std::int64_t> perHost = maskTokens(h);
   std::vector<std::size_t> rowSizes, rowDispls, recSizes, recDispls;
-  layoutOf(perHost, rowBytes, rowSizes, rowDispls);
+  const std::size_t total = layoutOf(perHost, rowBytes, rowSizes, rowDispls);
   layoutOf(perHost, recWords, recSizes, recDispls);
-  std::size_t total = 0;
-  for (const std::int64_t n : perHost) total += static_cast<std::size_t>(n);
   std::byte* rowsOut = grow(railRowsOut_, total * rowBytes);
   std::int32_t* recOut = grow(railRecOut_, total * recWords);
 
@@ -116,12 +139,9 @@ void HostRelay::dispatch(const DispatchInputs& in, DispatchOutputs& out, const N
   std::size_t selfRow = static_cast<std::size_t>(h.rankPrefix[me]);
   for (int t = 0; t < numTokens; ++t) {
     const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * R;
-    std::int32_t masks[kMaxHosts];
+    const std::int32_t* masks = masks_.data() + static_cast<std::size_t>(t) * H;
     bool any = inRank[me] != 0;
-    for (int hh = 0; hh < H; ++hh) {
-      masks[hh] = maskOn(inRank, hh);
-      any = any || masks[hh] != 0;
-    }
+    for (int hh = 0; hh < H && !any; ++hh) any = masks[hh] != 0;
     if (!any) continue;
     const void* row = nullptr;
     if (in.xInt8) {
@@ -166,13 +186,11 @@ void HostRelay::dispatch(const DispatchInputs& in, DispatchOutputs& out, const N
   railSend[myHost_] = 0;
   railComm_->allToAll(railSend.data(), railRecv.data(), 1, DataType::kI64);
   std::vector<std::size_t> inRowSizes, inRowDispls, inRecSizes, inRecDispls;
-  layoutOf(railRecv, rowBytes, inRowSizes, inRowDispls);
+  const std::size_t totalIn = layoutOf(railRecv, rowBytes, inRowSizes, inRowDispls);
   layoutOf(railRecv, recWords, inRecSizes, inRecDispls);
   std::vector<std::size_t> sendRowSizes = rowSizes, sendRecSizes = recSizes;
   sendRowSizes[myHost_] = 0;
   sendRecSizes[myHost_] = 0;
-  std::size_t totalIn = 0;
-  for (const std::int64_t n : railRecv) totalIn += static_cast<std::size_t>(n);
   std::byte* rowsIn = grow(railRowsIn_, totalIn * rowBytes);
   std::int32_t* recIn = grow(railRecIn_, totalIn * recWords);
   railComm_->allToAllV(rowsOut, sendRowSizes.data(), rowDispls.data(), rowsIn, inRowSizes.data(),
@@ -193,24 +211,21 @@ void HostRelay::dispatch(const DispatchInputs& in, DispatchOutputs& out, const N
   };
   h.relayCounts.assign(static_cast<std::size_t>(H), 0);
   h.relayRecords.clear();
-  std::vector<std::int64_t> toLocal(static_cast<std::size_t>(L), 0);
+  h.relayRecords.reserve(2 * (perHost[myHost_] + totalIn));
   for (int hs = 0; hs < H; ++hs) {
     const std::int32_t* recs = sourceRecs(hs);
     h.relayCounts[hs] = static_cast<std::int64_t>(sourceCount(hs));
     for (std::size_t i = 0; i < sourceCount(hs); ++i) {
-      const std::int32_t* rec = recs + i * recWords;
-      h.relayRecords.push_back(rec[0]);
-      h.relayRecords.push_back(rec[1]);
-      for (int l = 0; l < L; ++l) toLocal[l] += (rec[1] >> l) & 1;
+      h.relayRecords.push_back(recs[i * recWords]);
+      h.relayRecords.push_back(recs[i * recWords + 1]);
     }
   }
 
   // In host: to each local rank, its rows by source host, each source's in token order.
+  const std::vector<std::int64_t> toLocal = recordsPerLocal(h);
   std::vector<std::size_t> hRowSizes, hRowDispls, hMetaSizes, hMetaDispls;
-  layoutOf(toLocal, rowBytes, hRowSizes, hRowDispls);
+  const std::size_t fwdTotal = layoutOf(toLocal, rowBytes, hRowSizes, hRowDispls);
   layoutOf(toLocal, metaWords, hMetaSizes, hMetaDispls);
-  std::size_t fwdTotal = 0;
-  for (const std::int64_t n : toLocal) fwdTotal += static_cast<std::size_t>(n);
   std::vector<float> scales(static_cast<std::size_t>(numScales));
   std::byte* fwdRows = grow(hostRowsOut_, fwdTotal * rowBytes);
   std::int32_t* fwdMeta = grow(hostMetaOut_, fwdTotal * metaWords);
@@ -235,18 +250,10 @@ void HostRelay::dispatch(const DispatchInputs& in, DispatchOutputs& out, const N
   }
   // What arrives from local rank l: the rows of the sources with local index l (each host's,
   // in host order), this rank's own rows excepted (they were copied above).
-  std::vector<std::int64_t> fromLocal(static_cast<std::size_t>(L), 0);
-  for (int l = 0; l < L; ++l) {
-    for (int hs = 0; hs < H; ++hs) {
-      const int src = member(hs, l);
-      if (src != me) fromLocal[l] += h.recvCounts[src];
-    }
-  }
+  const std::vector<std::int64_t> fromLocal = rowsBySourceIndex(h);
   std::vector<std::size_t> iRowSizes, iRowDispls, iMetaSizes, iMetaDispls;
-  layoutOf(fromLocal, rowBytes, iRowSizes, iRowDispls);
+  const std::size_t hostIn = layoutOf(fromLocal, rowBytes, iRowSizes, iRowDispls);
   layoutOf(fromLocal, metaWords, iMetaSizes, iMetaDispls);
-  std::size_t hostIn = 0;
-  for (const std::int64_t n : fromLocal) hostIn += static_cast<std::size_t>(n);
   std::byte* hRowsIn = grow(hostRowsIn_, hostIn * rowBytes);
   std::int32_t* hMetaIn = grow(hostMetaIn_, hostIn * metaWords);
   hostComm_->allToAllV(fwdRows, hRowSizes.data(), hRowDispls.data(), hRowsIn, iRowSizes.data(),
@@ -286,18 +293,10 @@ void HostRelay::combine(const CombineInputs& in, CombineOutputs& out, int numTop
 
   // Rows back to the rank that forwarded them: for local rank l, the rows of the sources
   // with local index l, host by host (dispatch's in-host order reversed).
-  std::vector<std::int64_t> toLocal(static_cast<std::size_t>(L), 0);
-  for (int l = 0; l < L; ++l) {
-    for (int hs = 0; hs < H; ++hs) {
-      const int src = member(hs, l);
-      if (src != me) toLocal[l] += h.recvCounts[src];
-    }
-  }
+  const std::vector<std::int64_t> toLocal = rowsBySourceIndex(h);
   std::vector<std::size_t> rowSizes, rowDispls, wSizes, wDispls;
-  layoutOf(toLocal, hid, rowSizes, rowDispls);
+  const std::size_t back = layoutOf(toLocal, hid, rowSizes, rowDispls);
   layoutOf(toLocal, K, wSizes, wDispls);
-  std::size_t back = 0;
-  for (const std::int64_t n : toLocal) back += static_cast<std::size_t>(n);
   auto* rowsOut = reinterpret_cast<Bf16*>(grow(hostRowsOut_, back * hid * sizeof(Bf16)));
   float* wOut = grow(hostWOut_, back * K);
   for (int l = 0; l < L; ++l) {
@@ -313,16 +312,10 @@ void HostRelay::combine(const CombineInputs& in, CombineOutputs& out, int numTop
     }
   }
   // What comes back from local rank l: one row per forwarded record naming l.
-  std::vector<std::int64_t> fromLocal(static_cast<std::size_t>(L), 0);
-  const std::size_t numRecords = h.relayRecords.size() / 2;
-  for (std::size_t i = 0; i < numRecords; ++i) {
-    for (int l = 0; l < L; ++l) fromLocal[l] += (h.relayRecords[2 * i + 1] >> l) & 1;
-  }
+  const std::vector<std::int64_t> fromLocal = recordsPerLocal(h);
   std::vector<std::size_t> iRowSizes, iRowDispls, iWSizes, iWDispls;
-  layoutOf(fromLocal, hid, iRowSizes, iRowDispls);
+  const std::size_t hostIn = layoutOf(fromLocal, hid, iRowSizes, iRowDispls);
   layoutOf(fromLocal, K, iWSizes, iWDispls);
-  std::size_t hostIn = 0;
-  for (const std::int64_t n : fromLocal) hostIn += static_cast<std::size_t>(n);
   auto* rowsIn = reinterpret_cast<Bf16*>(grow(hostRowsIn_, hostIn * hid * sizeof(Bf16)));
   float* wIn = grow(hostWIn_, hostIn * K);
   hostComm_->allToAllV(rowsOut, rowSizes.data(), rowDispls.data(), rowsIn, iRowSizes.data(),
@@ -347,10 +340,8 @@ void HostRelay::combine(const CombineInputs& in, CombineOutputs& out, int numTop
   std::vector<std::size_t> railSizes, railDispls, railWSizes, railWDispls;
   std::vector<std::int64_t> railSend = h.relayCounts;
   railSend[myHost_] = 0;
-  layoutOf(railSend, hid, railSizes, railDispls);
+  const std::size_t railOut = layoutOf(railSend, hid, railSizes, railDispls);
   layoutOf(railSend, K, railWSizes, railWDispls);
-  std::size_t railOut = 0;
-  for (const std::int64_t n : railSend) railOut += static_cast<std::size_t>(n);
   auto* partOut = reinterpret_cast<Bf16*>(grow(railRowsOut_, railOut * hid * sizeof(Bf16)));
   float* partWOut = grow(railWOut_, railOut * K);
   // This rank's own tokens: partial row and weights of this host's other ranks.
@@ -385,22 +376,12 @@ void HostRelay::combine(const CombineInputs& in, CombineOutputs& out, int numTop
     }
   }
 
-  // Over the rail: one row per token and host back to the source.
-  std::vector<std::int64_t> perHost(static_cast<std::size_t>(H), 0);
-  for (int t = 0; t < numTokens; ++t) {
-    const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * R;
-    for (int hh = 0; hh < H; ++hh) {
-      if (hh == myHost_) continue;
-      bool any = false;
-      for (int l = 0; l < L && !any; ++l) any = inRank[member(hh, l)] != 0;
-      perHost[hh] += any ? 1 : 0;
-    }
-  }
+  // Over the rail: one row per token and host back to the source (none from its own host).
+  std::vector<std::int64_t> perHost = maskTokens(h);
+  perHost[myHost_] = 0;
   std::vector<std::size_t> inSizes, inDispls, inWSizes, inWDispls;
-  layoutOf(perHost, hid, inSizes, inDispls);
+  const std::size_t railIn = layoutOf(perHost, hid, inSizes, inDispls);
   layoutOf(perHost, K, inWSizes, inWDispls);
-  std::size_t railIn = 0;
-  for (const std::int64_t n : perHost) railIn += static_cast<std::size_t>(n);
   auto* partIn = reinterpret_cast<Bf16*>(grow(railRowsIn_, railIn * hid * sizeof(Bf16)));
   float* partWIn = grow(railWIn_, railIn * K);
   railComm_->allToAllV(partOut, railSizes.data(), railDispls.data(), partIn, inSizes.data(),
@@ -439,13 +420,9 @@ void HostRelay::combine(const CombineInputs& in, CombineOutputs& out, int numTop
       self += hid;
       if (selfW) selfW += K;
     }
+    const std::int32_t* masks = masks_.data() + static_cast<std::size_t>(t) * H;
     for (int hh = 0; hh < H; ++hh) {
-      bool any = false;
-      for (int l = 0; l < L && !any; ++l) {
-        const int r = member(hh, l);
-        any = r != me && inRank[r] != 0;
-      }
-      if (!any) continue;
+      if (masks[hh] == 0) continue;
       if (hh == myHost_) {
         rows[n] = ownRows + own * hid;
         if (K > 0) addWeights(ownW + own * K);

@@ -50,6 +50,15 @@ class HostRelay {
  private:
   HostRelay(Communicator& comm, std::vector<int> members, int hosts, int local);
 
+  // Fills masks_ (per token and host, the local ranks there it goes to, this rank excepted)
+  // and returns per host how many tokens go there.
+  std::vector<std::int64_t> maskTokens(const DispatchHandle& h);
+  // Per local index l: the rows this rank received from the sources with local index l (its
+  // own excepted), which travel through local rank l.
+  std::vector<std::int64_t> rowsBySourceIndex(const DispatchHandle& h) const;
+  // Per local rank l: the forwarded records (h.relayRecords) whose mask names l.
+  std::vector<std::int64_t> recordsPerLocal(const DispatchHandle& h) const;
+
   // The rank with local index l on host h.
   int member(int h, int l) const { return members_[static_cast<std::size_t>(h * local_ + l)]; }
 
@@ -67,6 +76,7 @@ class HostRelay {
   std::vector<float> railWOut_, railWIn_, hostWOut_, hostWIn_;
   std::vector<Bf16> ownRows_;  // combine: this host's partial of each of this rank's tokens
   std::vector<float> ownW_;
+  std::vector<std::int32_t> masks_;  // [numTokens, hosts] (maskTokens)
 };
 
 }  // namespace epcomm::ep
