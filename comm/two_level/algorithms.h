@@ -5,8 +5,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 
+#include "comm/kernels/isa.h"
+#include "comm/kernels/reduce.h"
 #include "comm/two_level/levels.h"
+#include "comm/types.h"
 
 namespace epcomm::two_level {
 
@@ -31,6 +35,21 @@ void broadcastShares(const Levels& lv, Steps& steps, Scratch& scratch, const voi
                      std::size_t count, int dtype, int root);
 // In host, then the full rails, then (uneven hosts) in host again.
 void barrierLevels(const Levels& lv, Steps& steps);
+
+// The op each step of a reduction runs: avg as sum, divided once at the end (finishOp).
+inline int stepOpOf(int op) {
+  return static_cast<ReduceOp>(op) == ReduceOp::kAvg ? static_cast<int>(ReduceOp::kSum) : op;
+}
+// The last touch of a reduction's n elements: dst = src / the communicator's size for avg,
+// else a copy (nothing where dst == src).
+inline void finishOp(const Levels& lv, int op, const void* src, void* dst, std::size_t n,
+                     DataType type) {
+  if (static_cast<ReduceOp>(op) == ReduceOp::kAvg) {
+    kernels::reduce(kernels::detectedIsa(), dst, &src, 1, n, type, ReduceOp::kAvg, lv.size);
+  } else if (dst != src && n > 0) {
+    std::memcpy(dst, src, n * dtypeSize(type));
+  }
+}
 
 // The share of `count` elements local rank l of `parts` takes: [first, first + count).
 struct Share {

@@ -4,10 +4,6 @@
 // computes the same bits (the same inputs, the same algorithm), and no step follows where
 // every local rank is on such a rail. Otherwise (uneven hosts, fewer rails) the other ranks
 // take local rank 0's result in a third step. avg: sums, divided once at the end.
-#include <cstring>
-
-#include "comm/kernels/isa.h"
-#include "comm/kernels/reduce.h"
 #include "comm/two_level/algorithms.h"
 #include "comm/types.h"
 
@@ -16,8 +12,7 @@ namespace epcomm::two_level {
 void allReduceRedundant(const Levels& lv, Steps& steps, Scratch& scratch, const void* send,
                         void* recv, std::size_t count, int dtype, int op) {
   const auto type = static_cast<DataType>(dtype);
-  const bool avg = static_cast<ReduceOp>(op) == ReduceOp::kAvg;
-  const int stepOp = avg ? static_cast<int>(ReduceOp::kSum) : op;
+  const int stepOp = stepOpOf(op);
   const std::size_t n = steps.ok() ? count : 0;
   unsigned char* sums = scratch.get(0, n * dtypeSize(type));
   // The user's buffers are written only once every step passed (a problem found on the
@@ -32,12 +27,7 @@ void allReduceRedundant(const Levels& lv, Steps& steps, Scratch& scratch, const 
     steps.run(Level::kInHost, [&] { lv.inHost->broadcast(sums, sums, n, dtype, 0); });
   }
   steps.finish();
-  if (avg) {
-    const void* src = sums;
-    kernels::reduce(kernels::detectedIsa(), recv, &src, 1, n, type, ReduceOp::kAvg, lv.size);
-  } else if (n) {
-    std::memcpy(recv, sums, n * dtypeSize(type));
-  }
+  finishOp(lv, op, sums, recv, n, type);
 }
 
 }  // namespace epcomm::two_level

@@ -4,8 +4,6 @@
 // its blocks (uniform hosts, count a multiple of the ranks per host), else an all-reduce of
 // which each rank of a full rail takes its share. Bitwise equal on every rank: each share
 // is reduced once, by one rail, and copied to the others. avg: sums, divided per share.
-#include "comm/kernels/isa.h"
-#include "comm/kernels/reduce.h"
 #include "comm/two_level/algorithms.h"
 #include "comm/types.h"
 
@@ -15,8 +13,7 @@ void allReduceShares(const Levels& lv, Steps& steps, Scratch& scratch, const voi
                      std::size_t count, int dtype, int op) {
   const auto type = static_cast<DataType>(dtype);
   const std::size_t es = dtypeSize(type);
-  const bool avg = static_cast<ReduceOp>(op) == ReduceOp::kAvg;
-  const int stepOp = avg ? static_cast<int>(ReduceOp::kSum) : op;
+  const int stepOp = stepOpOf(op);
   const std::size_t n = steps.ok() ? count : 0;
   const int localSize = lv.localSize();
   const int parts = lv.rails;
@@ -38,11 +35,7 @@ void allReduceShares(const Levels& lv, Steps& steps, Scratch& scratch, const voi
   if (lv.onRail()) {
     steps.run(Level::kRail, [&] { lv.rail->allReduce(share, share, mine.count, dtype, stepOp); });
   }
-  if (avg && steps.ok()) {
-    const void* src = share;
-    kernels::reduce(kernels::detectedIsa(), share, &src, 1, mine.count, type, ReduceOp::kAvg,
-                    lv.size);
-  }
+  if (steps.ok()) finishOp(lv, op, share, share, mine.count, type);
   // Each local rank's share, where it lies in recv.
   auto* counts = reinterpret_cast<std::size_t*>(
       scratch.get(1, 2 * static_cast<std::size_t>(localSize) * sizeof(std::size_t)));

@@ -5,8 +5,6 @@
 // host once. avg: sums, divided at the end.
 #include <cstring>
 
-#include "comm/kernels/isa.h"
-#include "comm/kernels/reduce.h"
 #include "comm/two_level/algorithms.h"
 #include "comm/types.h"
 
@@ -16,8 +14,7 @@ void reduceScatterRails(const Levels& lv, Steps& steps, Scratch& scratch, const 
                         void* recv, std::size_t recvCount, int dtype, int op) {
   const auto type = static_cast<DataType>(dtype);
   const std::size_t es = dtypeSize(type);
-  const bool avg = static_cast<ReduceOp>(op) == ReduceOp::kAvg;
-  const int stepOp = avg ? static_cast<int>(ReduceOp::kSum) : op;
+  const int stepOp = stepOpOf(op);
   const std::size_t c = steps.ok() ? recvCount : 0;
   const int hosts = lv.numHosts();
   const int localSize = lv.localSize();
@@ -39,10 +36,7 @@ void reduceScatterRails(const Levels& lv, Steps& steps, Scratch& scratch, const 
             [&] { lv.inHost->reduceScatter(byRail, hostSums, railCount, dtype, stepOp); });
   steps.run(Level::kRail, [&] { lv.rail->reduceScatter(hostSums, recv, c, dtype, stepOp); });
   steps.finish();
-  if (avg) {
-    const void* src = recv;
-    kernels::reduce(kernels::detectedIsa(), recv, &src, 1, c, type, ReduceOp::kAvg, lv.size);
-  }
+  finishOp(lv, op, recv, recv, c, type);
 }
 
 }  // namespace epcomm::two_level
