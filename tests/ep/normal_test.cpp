@@ -21,6 +21,7 @@ class Normal : public OnSuiteComm<> {
   static BufferConfig config() {
     BufferConfig c;
     c.normalBytes = std::size_t{64} << 20;
+    c.hostRelay = BufferConfig::fromEnvironment().hostRelay;  // EPCOMM_EP_HOST_RELAY=0 runs flat
     return c;
   }
 };
@@ -408,6 +409,68 @@ TEST_F(Normal, WindowAndCollectiveTransportsAgree) {
     b.combine(c, backB);
     EXPECT_TRUE(same(backA.combinedX, backB.combinedX)) << tokens;
     EXPECT_TRUE(same(backA.combinedTopkWeights, backB.combinedTopkWeights)) << tokens;
+  }
+}
+
+// Across hosts with equal ranks per host: the relay through each host (ep/src/host_relay.h)
+// gives dispatch outputs bitwise equal to the flat path's, and a combine equal up to the
+// rounding of each host's partial sum (DeepEP's metric), for bf16 and int8.
+TEST_F(Normal, HostRelayAndFlatPathAgree) {
+  if (comm().numHosts() < 2 || comm().size() != comm().numHosts() * comm().localSize()) {
+    GTEST_SKIP() << "needs ranks on several hosts, the same number on each";
+  }
+  BufferConfig relayed = config(), flat = config();
+  relayed.transport = flat.transport = Transport::kCollective;
+  relayed.hostRelay = true;
+  flat.hostRelay = false;
+  Buffer a(comm(), relayed), b(comm(), flat);
+  const int E = expertsFor(size());
+  for (const auto& [tokens, int8] :
+       {std::pair{20, false}, std::pair{90, true}, std::pair{7, true}}) {
+    const EpInputs in = makeInputs(31 + tokens, rank(), tokensFor(rank(), tokens), kHidden, kTopk,
+                                   E, Fill::kRandom);
+    ep::DispatchInputs d = dispatchInputsOf(in);
+    d.quant = int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
+    d.dequantize = int8;
+    ep::DispatchOutputs outA, outB;
+    a.dispatch(d, outA);
+    b.dispatch(d, outB);
+    EXPECT_EQ(outA.handle.relayCounts.size(), static_cast<std::size_t>(comm().numHosts()));
+    EXPECT_TRUE(outB.handle.relayCounts.empty());
+    ASSERT_EQ(outA.numRecvTokens, outB.numRecvTokens);
+    auto same = [](const auto& x, const auto& y) {
+      return x.size() == y.size() &&
+             (x.size() == 0 || std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0);
+    };
+    EXPECT_TRUE(same(outA.recvX, outB.recvX)) << tokens << " int8 " << int8;
+    EXPECT_TRUE(same(outA.recvXInt8, outB.recvXInt8)) << tokens;
+    EXPECT_TRUE(same(outA.recvScales, outB.recvScales)) << tokens;
+    EXPECT_TRUE(same(outA.recvTopkIdx, outB.recvTopkIdx)) << tokens;
+    EXPECT_TRUE(same(outA.recvTopkWeights, outB.recvTopkWeights)) << tokens;
+    EXPECT_TRUE(same(outA.handle.recvSrcIdx, outB.handle.recvSrcIdx)) << tokens;
+    EXPECT_EQ(outA.numRecvTokensPerExpert, outB.numRecvTokensPerExpert);
+    ep::CombineInputs c;
+    c.x = outA.recvX.data();
+    c.hidden = kHidden;
+    c.topkWeights = outA.recvTopkWeights.data();
+    c.numTopk = kTopk;
+    c.weighted = int8;
+    ep::CombineOutputs backA, backB;
+    c.handle = &outA.handle;
+    a.combine(c, backA);
+    c.handle = &outB.handle;
+    b.combine(c, backB);
+    ASSERT_EQ(backA.combinedX.size(), backB.combinedX.size());
+    std::vector<double> xa(backA.combinedX.size()), xb(backB.combinedX.size());
+    for (std::size_t i = 0; i < xa.size(); ++i) {
+      xa[i] = toFloat(backA.combinedX.data()[i]);
+      xb[i] = toFloat(backB.combinedX.data()[i]);
+    }
+    if (!xa.empty()) EXPECT_LT(calcDiff(xa, xb), 5e-6) << tokens << " int8 " << int8;
+    ASSERT_EQ(backA.combinedTopkWeights.size(), backB.combinedTopkWeights.size());
+    for (std::size_t i = 0; i < backA.combinedTopkWeights.size(); ++i) {
+      EXPECT_NEAR(backA.combinedTopkWeights.data()[i], backB.combinedTopkWeights.data()[i], 1e-5);
+    }
   }
 }
 
