@@ -1,7 +1,7 @@
 """The cost of epcomm.deep_ep's Python layer: DeepEP's calls from Python beside the same
 ep::Buffer calls made in a C++ loop in the same processes, on the same tensors (the C++ loop
-reuses its outputs as ep-bench does), alternated `--reps` times; medians of the slowest
-rank. Cases: normal-mode dispatch of `--tokens` tokens, and low-latency dispatch + combine of
+reuses its outputs as ep-bench does), alternated `--reps` times (each side first in turn); the slowest rank's times,
+and the median of the paired (adjacent) Python / C++ ratios. Cases: normal-mode dispatch of `--tokens` tokens, and low-latency dispatch + combine of
 `--ll-tokens` tokens (capacity EPCOMM_EP_LL_MAX_TOKENS).
 
   python3 bench/python/deep_ep_bench.py --spawn 2 [--json out.json]
@@ -59,21 +59,31 @@ def bench(rank, size, args):
         py_fn()
         cpp_fn(1)
         t_py, t_cpp = [], []
-        for _ in range(args.reps):
+        for rep in range(args.reps):
+            # Which side goes first alternates, so neither always follows the other.
+            if rep % 2:
+                t_cpp.append(cpp_fn(iters))
+                dist.barrier()
             t_py.append(launch.time_per_call(py_fn, iters))
-            dist.barrier()
-            t_cpp.append(cpp_fn(iters))
-        med = torch.tensor([statistics.median(t_py), statistics.median(t_cpp)],
-                           dtype=torch.float32)
-        dist.all_reduce(med, op=dist.ReduceOp.MAX)
+            if rep % 2 == 0:
+                dist.barrier()
+                t_cpp.append(cpp_fn(iters))
+        # The slowest rank's time per repetition; each Python repetition is paired with the
+        # C++ one that ran right after it, so the machine's drift between minutes cancels in
+        # the paired ratio (reported as `ratio`, the median of the pairs).
+        times = torch.tensor([t_py, t_cpp], dtype=torch.float32)
+        dist.all_reduce(times, op=dist.ReduceOp.MAX)
+        t_py, t_cpp = times[0].tolist(), times[1].tolist()
+        paired = statistics.median(p / c for p, c in zip(t_py, t_cpp))
         row = {"case": name, "tokens": tokens, "hidden": args.hidden, "experts": num_experts,
                "topk": args.topk, "ranks": size, "iterations": iters, "reps": args.reps,
-               "python_us": med[0].item() * 1e6, "cpp_us": med[1].item() * 1e6,
-               "ratio": med[0].item() / med[1].item()}
+               "python_us": statistics.median(t_py) * 1e6,
+               "cpp_us": statistics.median(t_cpp) * 1e6, "ratio": paired}
         rows.append(row)
         if rank == 0:
             print(f"{name:30s} {tokens:5d} tokens  python {row['python_us']:10.1f} us  "
-                  f"C++ {row['cpp_us']:10.1f} us  python/C++ {row['ratio']:.3f}", flush=True)
+                  f"C++ {row['cpp_us']:10.1f} us  python/C++ {row['ratio']:.3f} "
+                  f"(median of {len(t_py)} pairs)", flush=True)
     if rank == 0 and args.json:
         with open(args.json, "w") as f:
             json.dump({"benchmark": "deep_ep_python_overhead", "results": rows}, f, indent=1)
