@@ -33,6 +33,11 @@ void reduceScatterRails(const Levels& lv, Steps& steps, Scratch& scratch, const 
 // rail, in-host all-gather of the shares on the other hosts.
 void broadcastShares(const Levels& lv, Steps& steps, Scratch& scratch, const void* send, void* recv,
                      std::size_t count, int dtype, int root);
+// The blocks between ranks of one host in host, the others over the network backend
+// (any hosts; the check, when armed, settled before).
+void allToAllVSplit(const Levels& lv, Steps& steps, const void* send, const std::size_t* sendCounts,
+                    const std::size_t* sendDispls, void* recv, const std::size_t* recvCounts,
+                    const std::size_t* recvDispls, int dtype);
 // In host, then the full rails, then (uneven hosts) in host again.
 void barrierLevels(const Levels& lv, Steps& steps);
 

@@ -79,7 +79,7 @@ std::unique_ptr<BackendHandle> createTwoLevelBackend(std::unique_ptr<BackendHand
   return TwoLevelBackend::wrap(
       std::make_unique<TwoLevelBackend>(std::move(world), std::move(inHost), std::move(rail),
                                         std::move(layout), config.twoLevelSmallBytes,
-                                        static_cast<int>(config.twoLevelRails)),
+                                        static_cast<int>(config.twoLevelRails), config.timeoutMs),
       name);
 }
 
@@ -91,12 +91,13 @@ TwoLevelBackend::TwoLevelBackend(const epcommBackendCreateArgs& args) {
 TwoLevelBackend::TwoLevelBackend(std::unique_ptr<BackendHandle> world,
                                  std::unique_ptr<BackendHandle> inHost,
                                  std::unique_ptr<BackendHandle> rail, HostLayout layout,
-                                 std::size_t smallBytes, int shareRails)
+                                 std::size_t smallBytes, int shareRails, std::int64_t timeoutMs)
     : world_(std::move(world)),
       inHost_(std::move(inHost)),
       rail_(std::move(rail)),
       smallBytes_(smallBytes),
-      shareRailsKnob_(shareRails) {
+      shareRailsKnob_(shareRails),
+      timeoutMs_(timeoutMs) {
   levels_.rank = world_->rank();
   levels_.size = world_->size();
   levels_.layout = std::move(layout);
@@ -118,7 +119,7 @@ std::unique_ptr<BackendHandle> TwoLevelBackend::wrap(std::unique_ptr<TwoLevelBac
       inHost.hasCapability(EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY)) {
     caps |= EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY;
   }
-  if (backend->windowLevel()->hasWindows()) caps |= EPCOMM_BACKEND_CAP_WINDOWS;
+  if (backend->hasWindows()) caps |= EPCOMM_BACKEND_CAP_WINDOWS;
   // The levels see up to size times a call's count (all-gather's rail blocks).
   const std::size_t levelMax = std::min(world.maxCountPerCall(), inHost.maxCountPerCall());
   const std::uint64_t maxCount =
@@ -139,10 +140,6 @@ BackendHandle* TwoLevelBackend::oneLevel() const {
 BackendHandle* TwoLevelBackend::activeFlat() const {
   BackendHandle* one = oneLevel();
   return one ? one : world_.get();
-}
-
-BackendHandle* TwoLevelBackend::windowLevel() const {
-  return levels_.numHosts() == 1 ? inHost_.get() : world_.get();
 }
 
 Level TwoLevelBackend::levelOf(const BackendHandle* backend) const {
@@ -188,7 +185,8 @@ std::unique_ptr<Backend> TwoLevelBackend::split(int color, int key) {
   onLevel(Level::kWorld, world.get(),
           [&] { rail = world->split(layout.localOf(newRank), layout.hostOf(newRank)); });
   return std::make_unique<TwoLevelBackend>(std::move(world), std::move(inHost), std::move(rail),
-                                           std::move(layout), smallBytes_, shareRailsKnob_);
+                                           std::move(layout), smallBytes_, shareRailsKnob_,
+                                           timeoutMs_);
 }
 
 void TwoLevelBackend::setCallCheck(const epcommCallCheck* check) {
@@ -267,15 +265,39 @@ void TwoLevelBackend::barrier() {
 }
 
 void TwoLevelBackend::allToAll(const void* send, void* recv, size_t countPerRank, int dtype) {
-  checkedFlat("allToAll", [&] { activeFlat()->allToAll(send, recv, countPerRank, dtype); });
+  if (oneLevel()) {
+    return checkedFlat("allToAll", [&] { activeFlat()->allToAll(send, recv, countPerRank, dtype); });
+  }
+  const auto n = static_cast<std::size_t>(size());
+  std::vector<std::size_t> counts(n, countPerRank), displs(n);
+  for (std::size_t r = 0; r < n; ++r) displs[r] = r * countPerRank;
+  splitAllToAll("allToAll", send, counts.data(), displs.data(), recv, counts.data(), displs.data(),
+                dtype);
 }
 
 void TwoLevelBackend::allToAllV(const void* send, const size_t* sendCounts,
                                 const size_t* sendDispls, void* recv, const size_t* recvCounts,
                                 const size_t* recvDispls, int dtype) {
-  checkedFlat("allToAllV", [&] {
-    activeFlat()->allToAllV(send, sendCounts, sendDispls, recv, recvCounts, recvDispls, dtype);
-  });
+  if (oneLevel()) {
+    return checkedFlat("allToAllV", [&] {
+      activeFlat()->allToAllV(send, sendCounts, sendDispls, recv, recvCounts, recvDispls, dtype);
+    });
+  }
+  splitAllToAll("allToAllV", send, sendCounts, sendDispls, recv, recvCounts, recvDispls, dtype);
+}
+
+void TwoLevelBackend::splitAllToAll(const char* op, const void* send, const size_t* sendCounts,
+                                    const size_t* sendDispls, void* recv, const size_t* recvCounts,
+                                    const size_t* recvDispls, int dtype) {
+  named("two-level split");
+  const std::optional<epcommCallCheck> check = std::exchange(check_, std::nullopt);
+  if (check) {
+    Steps settle(levels_, op, check);
+    barrierLevels(levels_, settle);
+  }
+  const std::optional<epcommCallCheck> none;
+  Steps steps(levels_, op, none);
+  allToAllVSplit(levels_, steps, send, sendCounts, sendDispls, recv, recvCounts, recvDispls, dtype);
 }
 
 void TwoLevelBackend::send(const void* buf, size_t count, int dtype, int peer, int tag) {
@@ -292,44 +314,6 @@ void TwoLevelBackend::recv(void* buf, size_t count, int dtype, int peer, int tag
                    [&] { inHost_->recv(buf, count, dtype, levels_.layout.localOf(peer), tag); });
   }
   onLevel(Level::kWorld, world_.get(), [&] { world_->recv(buf, count, dtype, peer, tag); });
-}
-
-// Windows live on one level: shared memory on one host, else the network backend over
-// every rank (puts inside a host then take the network backend's own path).
-void* TwoLevelBackend::windowCreate(std::size_t bytes, int numSignals, void** localBase) {
-  BackendHandle* w = windowLevel();
-  void* window = nullptr;
-  onLevel(levelOf(w), w, [&] { window = w->windowCreate(bytes, numSignals, localBase); });
-  return window;
-}
-void TwoLevelBackend::windowDestroy(void* window) {
-  BackendHandle* w = windowLevel();
-  onLevel(levelOf(w), w, [&] { w->windowDestroy(window); });
-}
-void TwoLevelBackend::windowPut(void* window, int peer, std::size_t offset, const void* src,
-                                std::size_t bytes) {
-  BackendHandle* w = windowLevel();
-  onLevel(levelOf(w), w, [&] { w->windowPut(window, peer, offset, src, bytes); });
-}
-void TwoLevelBackend::windowSignal(void* window, int peer, int slot, std::uint64_t value, int op) {
-  BackendHandle* w = windowLevel();
-  onLevel(levelOf(w), w, [&] { w->windowSignal(window, peer, slot, value, op); });
-}
-void TwoLevelBackend::windowWaitSignal(void* window, int slot, std::uint64_t value) {
-  BackendHandle* w = windowLevel();
-  onLevel(levelOf(w), w, [&] { w->windowWaitSignal(window, slot, value); });
-}
-std::uint64_t TwoLevelBackend::windowReadSignal(void* window, int slot) {
-  BackendHandle* w = windowLevel();
-  std::uint64_t value = 0;
-  onLevel(levelOf(w), w, [&] { value = w->windowReadSignal(window, slot); });
-  return value;
-}
-void* TwoLevelBackend::windowPeerBase(void* window, int peer) {
-  BackendHandle* w = windowLevel();
-  void* base = nullptr;
-  onLevel(levelOf(w), w, [&] { base = w->windowPeerBase(window, peer); });
-  return base;
 }
 
 }  // namespace epcomm::two_level

@@ -466,7 +466,9 @@ TEST_F(Normal, HostRelayAndFlatPathAgree) {
       xa[i] = toFloat(backA.combinedX.data()[i]);
       xb[i] = toFloat(backB.combinedX.data()[i]);
     }
-    if (!xa.empty()) EXPECT_LT(calcDiff(xa, xb), 5e-6) << tokens << " int8 " << int8;
+    if (!xa.empty()) {
+      EXPECT_LT(calcDiff(xa, xb), 5e-6) << tokens << " int8 " << int8;
+    }
     ASSERT_EQ(backA.combinedTopkWeights.size(), backB.combinedTopkWeights.size());
     for (std::size_t i = 0; i < backA.combinedTopkWeights.size(); ++i) {
       EXPECT_NEAR(backA.combinedTopkWeights.data()[i], backB.combinedTopkWeights.data()[i], 1e-5);
