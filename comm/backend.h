@@ -55,8 +55,6 @@ enum {
 #define EPCOMM_BACKEND_CAP_MULTI_HOST (1ull << 1) /* ranks may span hosts */
 /* The window entry points (windowCreate ... windowReadSignal) are implemented. */
 #define EPCOMM_BACKEND_CAP_WINDOWS (1ull << 2)
-/* windowCreateOver is implemented: windows over memory the caller hands in. */
-#define EPCOMM_BACKEND_CAP_WINDOWS_OVER_MEMORY (1ull << 3)
 
 /* What one rank passes to one collective, for the cross-rank check (see
  * EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY). opId, valid and shape are compared across ranks;
@@ -212,19 +210,6 @@ typedef struct epcommBackendV1 {
    * EPCOMM_ABORT_REASON_MARK followed by the reason, so every rank can name the first
    * cause (a dead rank, say), not only the rank that gave up after it. */
   int (*abortWithReason)(void* state, const char* reason);
-
-  /* Optional (EPCOMM_BACKEND_CAP_WINDOWS_OVER_MEMORY, structSize covers it): windowCreate
-   * whose data is the caller's memory [base, base + bytes) instead of the backend's: 64-byte
-   * aligned, the same bytes on every rank, mapped and kept by the caller until windowDestroy
-   * returns, its contents left as they are (not zeroed). Signals are the backend's, zero.
-   * Collective as windowCreate. Two levels use it to open the in-host window's shared
-   * memory to the network backend, so one window takes puts over both. */
-  int (*windowCreateOver)(void* state, void* base, size_t bytes, int numSignals, void** window);
-  /* Optional (structSize covers it, non-NULL): windowWaitSignal where the caller knows the one
-   * rank (`peer`) that signals this slot. Same contract; a backend whose ranks are reached
-   * over several paths (two levels) waits on that peer's path alone. Without the entry the
-   * communicator calls windowWaitSignal. */
-  int (*windowWaitSignalFrom)(void* state, void* window, int slot, uint64_t value, int peer);
 } epcommBackendV1;
 
 /* Separates a "rank R aborted" message from the reason R gave (abortWithReason). */

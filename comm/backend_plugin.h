@@ -65,14 +65,6 @@ class Backend {
   virtual void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op);
   virtual void windowWaitSignal(void* window, int slot, std::uint64_t value);
   virtual std::uint64_t windowReadSignal(void* window, int slot);
-  // EPCOMM_BACKEND_CAP_WINDOWS_OVER_MEMORY: a window over the caller's memory (comm/backend.h:
-  // windowCreateOver). Backends without the capability keep this, which throws.
-  virtual void* windowCreateOver(void* base, std::size_t bytes, int numSignals);
-  // windowWaitSignal where only `peer` signals the slot (the default ignores the hint).
-  virtual void windowWaitSignalFrom(void* window, int slot, std::uint64_t value, int peer) {
-    (void)peer;
-    windowWaitSignal(window, slot, value);
-  }
   // Peer's window data mapped in this process, or nullptr (the default: none mapped).
   virtual void* windowPeerBase(void* window, int peer) {
     (void)window;
@@ -105,10 +97,6 @@ inline void Backend::windowWaitSignal(void*, int, std::uint64_t) {
 }
 inline std::uint64_t Backend::windowReadSignal(void*, int) {
   noWindows("windowReadSignal");
-}
-inline void* Backend::windowCreateOver(void*, std::size_t, int) {
-  throwError(ErrorCode::kInvalidUsage, rank(), "windowCreateOver",
-             "this backend cannot create a window over the caller's memory");
 }
 
 static_assert(epcommBackendSystemError == toResultCode(ErrorCode::kSystemError) &&
@@ -248,12 +236,6 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
     return guarded(err(s), [&] { *base = impl(s).windowPeerBase(w, peer); });
   };
   t.lastAlgorithm = [](void* s) -> const char* { return impl(s).lastAlgorithm(); };
-  t.windowCreateOver = [](void* s, void* base, size_t bytes, int numSignals, void** window) {
-    return guarded(err(s), [&] { *window = impl(s).windowCreateOver(base, bytes, numSignals); });
-  };
-  t.windowWaitSignalFrom = [](void* s, void* w, int slot, uint64_t value, int peer) {
-    return guarded(err(s), [&] { impl(s).windowWaitSignalFrom(w, slot, value, peer); });
-  };
   return t;
 }
 

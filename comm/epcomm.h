@@ -157,9 +157,7 @@ epcommResult_t epcommBarrier(epcommComm_t comm);
  *    later signal from this rank to that peer: a rank whose wait returned sees every put
  *    the signaller made to it before signalling.
  *  - WaitSignal waits until this rank's slot >= value (unsigned), failing with
- *    epcommTimeout past EPCOMM_TIMEOUT_MS (which aborts comm). Across hosts with several
- *    ranks per host a slot reads as the sum of what arrived through shared memory and over
- *    the network: signal-add from anyone is exact, signal-set where one rank sets the slot.
+ *    epcommTimeout past EPCOMM_TIMEOUT_MS (which aborts comm).
  *  - Put / signal / wait / read are not collective; one thread per communicator at a time,
  *    between collectives. */
 typedef struct epcommWindow* epcommWindow_t;
@@ -182,10 +180,6 @@ epcommResult_t epcommWindowPut(epcommWindow_t win, int peer, size_t offset, cons
 epcommResult_t epcommWindowSignal(epcommWindow_t win, int peer, int slot, uint64_t value,
                                   epcommSignalOp_t op);
 epcommResult_t epcommWindowWaitSignal(epcommWindow_t win, int slot, uint64_t value);
-/* WaitSignal where only rank `from` signals the slot (one slot per signalling rank): across
- * hosts the wait then runs on the path to `from` alone and reports its loss as
- * epcommRemoteError (a plain WaitSignal there polls both paths until the timeout). */
-epcommResult_t epcommWindowWaitSignalFrom(epcommWindow_t win, int slot, uint64_t value, int from);
 /* This rank's slot now, without waiting. */
 epcommResult_t epcommWindowReadSignal(epcommWindow_t win, int slot, uint64_t* value);
 /* *base = peer's window memory as mapped in this process, for direct loads (as

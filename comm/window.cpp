@@ -110,19 +110,6 @@ void Window::signal(int peer, int slot, std::uint64_t value, SignalOp op) {
 }
 
 void Window::waitSignal(int slot, std::uint64_t value) {
-  waitSignalFrom(slot, value, -1);
-}
-
-void Window::waitSignal(int slot, std::uint64_t value, int from) {
-  if (from < 0) {
-    Communicator& c = comm("waitSignal");
-    throwError(ErrorCode::kInvalidArgument, c.rank_, "waitSignal",
-               fmt::format("the signalling rank {} is outside 0..{}", from, c.size() - 1));
-  }
-  waitSignalFrom(slot, value, from);
-}
-
-void Window::waitSignalFrom(int slot, std::uint64_t value, int from) {
   constexpr const char* kOp = "waitSignal";
   Communicator& c = comm(kOp);
   c.checkUsable(kOp);
@@ -130,17 +117,7 @@ void Window::waitSignalFrom(int slot, std::uint64_t value, int from) {
     throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
                fmt::format("slot {} is outside 0..{}", slot, numSignals_ - 1));
   }
-  if (from >= c.size()) {
-    throwError(ErrorCode::kInvalidArgument, c.rank_, kOp,
-               fmt::format("the signalling rank {} is outside 0..{}", from, c.size() - 1));
-  }
-  c.run(kOp, [&] {
-    if (from < 0) {
-      c.backend_->windowWaitSignal(handle_, slot, value);
-    } else {
-      c.backend_->windowWaitSignalFrom(handle_, slot, value, from);
-    }
-  });
+  c.run(kOp, [&] { c.backend_->windowWaitSignal(handle_, slot, value); });
 }
 
 void* Window::peerData(int peer) const {

@@ -17,9 +17,7 @@
 //    every put the signaller made to it before signalling.
 //  - Signal slots are unsigned 64-bit, zero at creation. waitSignal(slot, v) waits until
 //    this rank's slot >= v, up to EPCOMM_TIMEOUT_MS, and fails with kPeerLost when a peer
-//    died or aborted. On a communicator across hosts with several ranks per host, a slot
-//    reads as the sum of what arrived through shared memory and over the network: kAdd
-//    from anyone is exact, kSet is exact where one rank sets the slot.
+//    died or aborted.
 //  - put/signal/wait are not collective; one thread per communicator at a time, between
 //    collectives.
 #pragma once
@@ -54,10 +52,6 @@ class EPCOMM_API Window {
   void signal(int peer, int slot, std::uint64_t value, SignalOp op = SignalOp::kSet);
   // Waits until this rank's slot >= value.
   void waitSignal(int slot, std::uint64_t value);
-  // The same where only rank `from` signals this slot (as one slot per signalling rank):
-  // on two levels the wait then runs on the path to `from` alone, which also notices its
-  // loss, instead of polling both paths until the timeout.
-  void waitSignal(int slot, std::uint64_t value, int from);
   // This rank's slot, now.
   std::uint64_t readSignal(int slot) const;
   // Peer's data() as mapped in this process, for direct loads (nvshmem_ptr), or nullptr
@@ -70,8 +64,6 @@ class EPCOMM_API Window {
   friend class Communicator;
   Window(Communicator& comm, void* handle, void* data, std::size_t bytes, int numSignals)
       : comm_(&comm), handle_(handle), data_(data), bytes_(bytes), numSignals_(numSignals) {}
-  // Both waitSignals (from < 0: any rank may signal).
-  void waitSignalFrom(int slot, std::uint64_t value, int from);
   // The communicator, or a kInvalidUsage error naming `op` once it was destroyed.
   Communicator& comm(const char* op) const;
 

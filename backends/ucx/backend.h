@@ -69,7 +69,6 @@ class Backend final : public epcomm::Backend {
   void recv(void* buf, size_t count, int dtype, int peer, int tag) override;
 
   void* windowCreate(size_t bytes, int numSignals, void** localBase) override;
-  void* windowCreateOver(void* base, std::size_t bytes, int numSignals) override;
   void windowDestroy(void* window) override;
   void windowPut(void* window, int peer, size_t offset, const void* src, size_t bytes) override;
   void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op) override;
@@ -90,8 +89,6 @@ class Backend final : public epcomm::Backend {
   // checkLive, and a send/recv tag within the tag's payload bits.
   void checkPointToPoint(int tag, const char* op) const;
   Window& window(void* handle, const char* op);
-  // Exchanges a new window's keys with every rank (collective) and keeps it: its handle.
-  void* connectWindow(std::unique_ptr<Window> w);
   void* scratch(std::size_t bytes, int slot);
   // Per-rank byte layouts for the algorithms: four arrays of size() entries (slots 0-3),
   // kept across calls so a collective allocates nothing for them.

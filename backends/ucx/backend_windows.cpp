@@ -24,22 +24,7 @@ Window& Backend::window(void* handle, const char* op) {
 
 void* Backend::windowCreate(size_t bytes, int numSignals, void** localBase) {
   checkLive("windowCreate");
-  void* handle = connectWindow(
-      std::make_unique<Window>(*worker_, bytes, numSignals, rank_, nullptr));
-  *localBase = windows_.at(handle)->base();
-  return handle;
-}
-
-void* Backend::windowCreateOver(void* base, std::size_t bytes, int numSignals) {
-  checkLive("windowCreate");
-  if (base == nullptr && bytes > 0) {
-    throwError(ErrorCode::kInvalidArgument, rank_, "windowCreate",
-               fmt::format("a window over the caller's memory of {} bytes at a null address", bytes));
-  }
-  return connectWindow(std::make_unique<Window>(*worker_, bytes, numSignals, rank_, base));
-}
-
-void* Backend::connectWindow(std::unique_ptr<Window> w) {
+  auto w = std::make_unique<Window>(*worker_, bytes, numSignals, rank_);
   const std::vector<unsigned char> key = w->packedKey();
   const auto n = static_cast<std::size_t>(size_);
   const std::int64_t mine = static_cast<std::int64_t>(key.size());
@@ -61,6 +46,7 @@ void* Backend::connectWindow(std::unique_ptr<Window> w) {
                    all.begin() + static_cast<std::ptrdiff_t>(displs[r] + counts[r]));
   }
   w->connect(keys, world_, rank_);
+  *localBase = w->base();
   void* handle = w.get();
   windows_.emplace(handle, std::move(w));
   return handle;

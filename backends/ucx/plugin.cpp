@@ -33,6 +33,5 @@ const epcommBackendKnob kUcxKnobs[] = {
 // registrations. The call check is folded into the collective (call_check.h).
 EPCOMM_EXPORT_BACKEND_WITH_KNOBS("ucx",
                                  EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY |
-                                     EPCOMM_BACKEND_CAP_MULTI_HOST | EPCOMM_BACKEND_CAP_WINDOWS |
-                                         EPCOMM_BACKEND_CAP_WINDOWS_OVER_MEMORY,
+                                     EPCOMM_BACKEND_CAP_MULTI_HOST | EPCOMM_BACKEND_CAP_WINDOWS,
                                  0, epcomm::ucx::Backend, kUcxKnobs)

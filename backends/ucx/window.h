@@ -1,6 +1,5 @@
-// A symmetric window of the ucx backend (contracts in comm/backend.h): this rank's data
-// (its own allocation, or the caller's memory: windowCreateOver) and signal slots, each
-// registered with UCX (ucp_mem_map), and every peer's remote keys. put = RMA put; signal = a
+// A symmetric window of the ucx backend (contracts in comm/backend.h): this rank's memory,
+// registered with UCX (ucp_mem_map), and every peer's remote key. put = RMA put; signal = a
 // remote 64-bit atomic issued after a worker fence, so it lands after every earlier put of
 // this rank (UCX 1.13's fence orders operations per transport interface: with several RMA
 // lanes to one peer, as multi-rail RDMA may use, a per-endpoint flush would be the safe
@@ -20,10 +19,8 @@ namespace epcomm::ucx {
 
 class Window {
  public:
-  // Registers bytes of data and numSignals slots (zeroed, 64-byte aligned): the data is
-  // `over` when given (the caller's, kept by the caller past destruction), else allocated
-  // and zeroed here.
-  Window(Worker& worker, std::size_t bytes, int numSignals, int rank, void* over = nullptr);
+  // Allocates and registers bytes + numSignals slots (zeroed, 64-byte aligned).
+  Window(Worker& worker, std::size_t bytes, int numSignals, int rank);
   ~Window();
   Window(const Window&) = delete;
   Window& operator=(const Window&) = delete;
@@ -51,19 +48,17 @@ class Window {
   struct Remote {
     std::uint64_t data = 0;
     std::uint64_t signals = 0;
-    ucp_rkey_h dataKey = nullptr;
-    ucp_rkey_h signalKey = nullptr;
+    ucp_rkey_h rkey = nullptr;
     int world = -1;
   };
 
   Worker& worker_;
   std::size_t bytes_;
   int numSignals_;
-  unsigned char* ownData_ = nullptr;  // null when the data is the caller's
+  unsigned char* memory_ = nullptr;
   void* base_ = nullptr;
   std::uint64_t* signals_ = nullptr;
-  ucp_mem_h dataMemh_ = nullptr;
-  ucp_mem_h signalMemh_ = nullptr;
+  ucp_mem_h memh_ = nullptr;
   std::vector<Remote> remotes_;
   // A SET signal's swap reply: lives with the window, so a swap that completes after its
   // wait failed still writes owned memory.

@@ -115,25 +115,6 @@ void BackendHandle::windowSignal(void* w, int peer, int slot, std::uint64_t valu
 void BackendHandle::windowWaitSignal(void* w, int slot, std::uint64_t value) {
   check(table_->windowWaitSignal(state_, w, slot, value), "waitSignal");
 }
-void BackendHandle::windowWaitSignalFrom(void* w, int slot, std::uint64_t value, int peer) {
-  constexpr std::size_t kNeeded =
-      offsetof(epcommBackendV1, windowWaitSignalFrom) + sizeof(table_->windowWaitSignalFrom);
-  if (table_->structSize < kNeeded || !table_->windowWaitSignalFrom) {
-    return windowWaitSignal(w, slot, value);
-  }
-  check(table_->windowWaitSignalFrom(state_, w, slot, value, peer), "waitSignal");
-}
-bool BackendHandle::hasWindowsOverMemory() const {
-  constexpr std::size_t kNeeded =
-      offsetof(epcommBackendV1, windowCreateOver) + sizeof(table_->windowCreateOver);
-  return hasWindows() && hasCapability(EPCOMM_BACKEND_CAP_WINDOWS_OVER_MEMORY) &&
-         table_->structSize >= kNeeded && table_->windowCreateOver;
-}
-void* BackendHandle::windowCreateOver(void* base, std::size_t bytes, int numSignals) {
-  void* window = nullptr;
-  check(table_->windowCreateOver(state_, base, bytes, numSignals, &window), "windowCreate");
-  return window;
-}
 std::uint64_t BackendHandle::windowReadSignal(void* w, int slot) {
   std::uint64_t value = 0;
   check(table_->windowReadSignal(state_, w, slot, &value), "readSignal");

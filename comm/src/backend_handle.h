@@ -61,12 +61,6 @@ class BackendHandle {
   void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op);
   void windowWaitSignal(void* window, int slot, std::uint64_t value);
   std::uint64_t windowReadSignal(void* window, int slot);
-  // windowWaitSignal where only `peer` signals the slot (windowWaitSignal for plugins
-  // without the entry).
-  void windowWaitSignalFrom(void* window, int slot, std::uint64_t value, int peer);
-  // Windows over the caller's memory (EPCOMM_BACKEND_CAP_WINDOWS_OVER_MEMORY).
-  bool hasWindowsOverMemory() const;
-  void* windowCreateOver(void* base, std::size_t bytes, int numSignals);
   // Peer's window data mapped here, or nullptr (also for plugins without the entry).
   void* windowPeerBase(void* window, int peer);
   // The plugin's name for the algorithm its last collective ran; "" when it does not say.

@@ -413,11 +413,6 @@ epcommResult_t epcommWindowWaitSignal(epcommWindow_t win, int slot, uint64_t val
   return call(win->comm, "windowWaitSignal", [&] { win->impl->waitSignal(slot, value); });
 }
 
-epcommResult_t epcommWindowWaitSignalFrom(epcommWindow_t win, int slot, uint64_t value, int from) {
-  EPCOMM_REQUIRE_WINDOW(win, "windowWaitSignal");
-  return call(win->comm, "windowWaitSignal", [&] { win->impl->waitSignal(slot, value, from); });
-}
-
 epcommResult_t epcommWindowReadSignal(epcommWindow_t win, int slot, uint64_t* value) {
   EPCOMM_REQUIRE_WINDOW(win, "windowReadSignal");
   if (!value)

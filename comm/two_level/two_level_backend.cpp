@@ -79,7 +79,7 @@ std::unique_ptr<BackendHandle> createTwoLevelBackend(std::unique_ptr<BackendHand
   return TwoLevelBackend::wrap(
       std::make_unique<TwoLevelBackend>(std::move(world), std::move(inHost), std::move(rail),
                                         std::move(layout), config.twoLevelSmallBytes,
-                                        static_cast<int>(config.twoLevelRails), config.timeoutMs),
+                                        static_cast<int>(config.twoLevelRails)),
       name);
 }
 
@@ -91,13 +91,12 @@ TwoLevelBackend::TwoLevelBackend(const epcommBackendCreateArgs& args) {
 TwoLevelBackend::TwoLevelBackend(std::unique_ptr<BackendHandle> world,
                                  std::unique_ptr<BackendHandle> inHost,
                                  std::unique_ptr<BackendHandle> rail, HostLayout layout,
-                                 std::size_t smallBytes, int shareRails, std::int64_t timeoutMs)
+                                 std::size_t smallBytes, int shareRails)
     : world_(std::move(world)),
       inHost_(std::move(inHost)),
       rail_(std::move(rail)),
       smallBytes_(smallBytes),
-      shareRailsKnob_(shareRails),
-      timeoutMs_(timeoutMs) {
+      shareRailsKnob_(shareRails) {
   levels_.rank = world_->rank();
   levels_.size = world_->size();
   levels_.layout = std::move(layout);
@@ -119,7 +118,7 @@ std::unique_ptr<BackendHandle> TwoLevelBackend::wrap(std::unique_ptr<TwoLevelBac
       inHost.hasCapability(EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY)) {
     caps |= EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY;
   }
-  if (backend->hasWindows()) caps |= EPCOMM_BACKEND_CAP_WINDOWS;
+  if (backend->windowLevel()->hasWindows()) caps |= EPCOMM_BACKEND_CAP_WINDOWS;
   // The levels see up to size times a call's count (all-gather's rail blocks).
   const std::size_t levelMax = std::min(world.maxCountPerCall(), inHost.maxCountPerCall());
   const std::uint64_t maxCount =
@@ -185,8 +184,7 @@ std::unique_ptr<Backend> TwoLevelBackend::split(int color, int key) {
   onLevel(Level::kWorld, world.get(),
           [&] { rail = world->split(layout.localOf(newRank), layout.hostOf(newRank)); });
   return std::make_unique<TwoLevelBackend>(std::move(world), std::move(inHost), std::move(rail),
-                                           std::move(layout), smallBytes_, shareRailsKnob_,
-                                           timeoutMs_);
+                                           std::move(layout), smallBytes_, shareRailsKnob_);
 }
 
 void TwoLevelBackend::setCallCheck(const epcommCallCheck* check) {

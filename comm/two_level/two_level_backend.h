@@ -4,19 +4,19 @@
 //
 // It holds three backends: `inHost` over the ranks of this host (by local index), `rail`
 // over the ranks with this rank's local index (one per host, by host), and `world`, the
-// network backend over every rank. All-reduce, all-gather, reduce-scatter, broadcast and
-// barrier run the two-level algorithms (algorithms.h); all-to-all(v), all-gather-v (and on
-// uneven hosts all-gather and reduce-scatter) run on `world` after the check settled over the
-// levels; point to point between hosts uses `world`, inside a host `inHost`; windows are
-// shared memory from `inHost` that `world` opens to the other hosts (two_level_windows.cpp). A
-// communicator on one host, or with one rank per host, runs everything on the one level that spans
-// it. Errors name the communicator's ranks (levels.h: translateRanks) and the level that failed.
+// network backend over every rank. All-reduce, all-gather, reduce-scatter, broadcast,
+// barrier and all-to-all(v) run the two-level algorithms (algorithms.h; all-to-all(v): the
+// blocks inside a host through `inHost`, the rest over `world`); all-gather-v (and on uneven
+// hosts all-gather and reduce-scatter) run on `world` after the check settled over the
+// levels; windows live on `world` (two_level_windows.cpp); point to point between hosts uses
+// `world`, inside a host `inHost`. A communicator on one host, or with one rank per host,
+// runs everything on the one level that spans it. Errors name the communicator's ranks
+// (levels.h: translateRanks) and the level that failed.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,8 +50,7 @@ class TwoLevelBackend final : public Backend {
   explicit TwoLevelBackend(const epcommBackendCreateArgs& args);
   TwoLevelBackend(std::unique_ptr<BackendHandle> world, std::unique_ptr<BackendHandle> inHost,
                   std::unique_ptr<BackendHandle> rail, HostLayout layout, std::size_t smallBytes,
-                  int shareRails, std::int64_t timeoutMs);
-  ~TwoLevelBackend() override;
+                  int shareRails);
 
   int rank() const override { return levels_.rank; }
   int size() const override { return levels_.size; }
@@ -80,7 +79,6 @@ class TwoLevelBackend final : public Backend {
                  std::size_t bytes) override;
   void windowSignal(void* window, int peer, int slot, std::uint64_t value, int op) override;
   void windowWaitSignal(void* window, int slot, std::uint64_t value) override;
-  void windowWaitSignalFrom(void* window, int slot, std::uint64_t value, int peer) override;
   std::uint64_t windowReadSignal(void* window, int slot) override;
   void* windowPeerBase(void* window, int peer) override;
   const char* lastAlgorithm() const override;
@@ -95,16 +93,8 @@ class TwoLevelBackend final : public Backend {
   BackendHandle* oneLevel() const;
   // The backend a flat collective runs on: oneLevel(), else world.
   BackendHandle* activeFlat() const;
-  // Whether windows can be created (the levels they need have them).
-  bool hasWindows() const;
-  // A window's handle on each level it lives on (two_level_windows.cpp).
-  struct LevelWindow {
-    void* inHost = nullptr;  // on inHost_ (null: the window is world's alone)
-    void* world = nullptr;   // on world_ (null: inHost's alone, one host)
-  };
-  struct Route;
-  LevelWindow& levelWindow(void* window, const char* op);
-  Route route(const LevelWindow& w, int peer) const;
+  // The backend that holds windows: inHost on one host, else world (two_level_windows.cpp).
+  BackendHandle* windowLevel() const;
   // Runs fn on one level with the call's check (if armed) passed on; errors translated.
   template <typename Fn>
   void onLevel(Level level, BackendHandle* backend, Fn&& fn) {
@@ -143,8 +133,6 @@ class TwoLevelBackend final : public Backend {
   Scratch scratch_;
   std::size_t smallBytes_ = 0;
   int shareRailsKnob_ = 0;  // EPCOMM_TWO_LEVEL_RAILS (0: every local rank)
-  std::int64_t timeoutMs_ = 0;  // EPCOMM_TIMEOUT_MS, for waits that poll both levels
-  std::map<void*, std::unique_ptr<LevelWindow>> windows_;
   std::optional<epcommCallCheck> check_;
   const char* algorithm_ = "";
   mutable std::string algorithmText_;

@@ -131,7 +131,7 @@ class WindowLlTransport final : public LlTransport {
   void combineReceive(int index, LlSlot& slot, const float* weights) override {
     const int me = w_.me, R = w_.R;
     for (int s = 0; s < R; ++s) {
-      if (s != me) w_.window->waitSignal(w_.combineSignal(index, s), slot.combineSequence, s);
+      if (s != me) w_.window->waitSignal(w_.combineSignal(index, s), slot.combineSequence);
     }
     const std::size_t H = w_.shape.hidden;
     const LlWindowRegion& reg = w_.regions[index];
@@ -146,7 +146,7 @@ class WindowLlTransport final : public LlTransport {
         if (s != me) w_.window->signal(s, w_.readSignal(index, me), slot.combineSequence);
       }
       for (int s = 0; s < R; ++s) {
-        if (s != me) w_.window->waitSignal(w_.readSignal(index, s), slot.combineSequence, s);
+        if (s != me) w_.window->waitSignal(w_.readSignal(index, s), slot.combineSequence);
       }
       slot.combinePull = false;
       return;

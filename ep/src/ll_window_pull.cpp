@@ -60,7 +60,7 @@ std::size_t pullDispatchSend(LlWindow& w, int index, LlSlot& slot,
 
 void pullDispatchReceive(LlWindow& w, int index, LlSlot& slot) {
   for (int s = 0; s < w.R; ++s) {
-    if (s != w.me) w.window->waitSignal(w.dispatchSignal(index, s), slot.sequence, s);
+    if (s != w.me) w.window->waitSignal(w.dispatchSignal(index, s), slot.sequence);
   }
   const LlShape& sh = w.shape;
   const int local = sh.numLocal(), H = sh.hidden, K = slot.numTopk, E = sh.numExperts, R = w.R;

@@ -43,7 +43,7 @@ std::size_t pushDispatchSend(LlWindow& w, int index, LlSlot& slot,
                   cells * sizeof(std::int32_t));
     w.window->signal(d, w.countsSignal(index, w.me), slot.sequence, SignalOp::kSet);
   }
-  for (int s = 0; s < w.me; ++s) w.window->waitSignal(w.countsSignal(index, s), slot.sequence, s);
+  for (int s = 0; s < w.me; ++s) w.window->waitSignal(w.countsSignal(index, s), slot.sequence);
   slot.counts = counts;
   const bool int8 = isInt8(in.quant);
   const int group = quantGroupSize(in.quant, H), numSc = int8 ? H / group : 0;
@@ -112,7 +112,7 @@ std::size_t pushDispatchSend(LlWindow& w, int index, LlSlot& slot,
 
 void pushDispatchReceive(LlWindow& w, int index, LlSlot& slot) {
   for (int s = 0; s < w.R; ++s) {
-    if (s != w.me) w.window->waitSignal(w.dispatchSignal(index, s), slot.sequence, s);
+    if (s != w.me) w.window->waitSignal(w.dispatchSignal(index, s), slot.sequence);
   }
   const LlShape& sh = w.shape;
   const LlWindowRegion& reg = w.regions[index];

@@ -73,7 +73,7 @@ void NormalWindow::waitAll(int base) {
   const int R = comm_->size(), me = comm_->rank();
   for (int i = 1; i < R; ++i) {
     const int src = (me + R - i) % R;
-    window_->waitSignal(base + src, calls_, src);
+    window_->waitSignal(base + src, calls_);
   }
 }
 
