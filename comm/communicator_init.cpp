@@ -2,7 +2,9 @@
 // EPCOMM_INIT_ADDR, mpirun, one rank). Each brings up a bootstrap, then shares one tail:
 // the backend over that bootstrap (createWorldBackend), the communicator, its binding
 // (assemble).
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 
 #include <cstddef>
 #include <cstdlib>
@@ -25,6 +27,17 @@
 
 namespace epcomm {
 namespace {
+
+// A numeric IPv4 or IPv6 address of this machine's loopback (127.0.0.0/8, ::1, and IPv4 in
+// IPv6 for 127/8): only processes of this host can reach it.
+bool isLoopback(const std::string& address) {
+  in_addr v4{};
+  if (inet_pton(AF_INET, address.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, address.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
 
 // Bootstrap through the caller's all-gather.
 class OobBootstrap final : public Bootstrap {
@@ -124,6 +137,15 @@ std::unique_ptr<Communicator> Communicator::initFromEnvironment(const Config& co
       info.host = info.host.substr(1, info.host.size() - 2);
     }
     info.host = resolveHost(info.host, config.initRank);  // torch style: a name is fine
+    if (config.initSecret.empty() && !config.initInsecure && !isLoopback(info.host)) {
+      throwError(
+          ErrorCode::kInvalidUsage, config.initRank, op,
+          fmt::format("EPCOMM_INIT_ADDR={} is not a loopback address and EPCOMM_INIT_SECRET is "
+                      "empty: anyone who reaches the port could join as a rank. Set "
+                      "EPCOMM_INIT_SECRET to the same string (up to {} bytes, e.g. `openssl rand "
+                      "-hex 16`) on every rank, or EPCOMM_INIT_INSECURE=1 to accept anyone",
+                      config.initAddr, kSecretBytes));
+    }
     info.port = static_cast<std::uint16_t>(port);
     std::memcpy(info.secret, config.initSecret.data(), config.initSecret.size());
     if (config.initRank == 0) startRendezvousServer(info, config.connectTimeoutS);

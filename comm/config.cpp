@@ -154,8 +154,16 @@ const std::vector<CommKnob>& commKnobs() {
        &Config::initSize},
       {{.name = "EPCOMM_INIT_SECRET",
         .meaning = "shared secret (any string) every rank presents at an EPCOMM_INIT_ADDR "
-                   "rendezvous; empty: none"},
+                   "rendezvous (at most 32 bytes). Required when EPCOMM_INIT_ADDR is not a "
+                   "loopback address, unless EPCOMM_INIT_INSECURE=1"},
        &Config::initSecret},
+      {{.name = "EPCOMM_INIT_INSECURE",
+        .defaultValue = "0",
+        .meaning = "1: let an EPCOMM_INIT_ADDR rendezvous on a non-loopback address run without "
+                   "EPCOMM_INIT_SECRET, so that anyone who reaches the port can join as a rank "
+                   "(README, \"Who can join\"); 0: refuse that",
+        .type = KnobType::kBoolean},
+       &Config::initInsecure},
       // topology/'s knobs: the interface and the binding it plans (comm reads them for it).
       {{.name = "EPCOMM_SOCKET_IFNAME",
         .aliases = {{"HCCL_SOCKET_IFNAME", 1}, {"GLOO_SOCKET_IFNAME", 1}},

@@ -93,6 +93,7 @@ class EPCOMM_API Config {
   int initRank = -1;                   // EPCOMM_RANK
   int initSize = -1;                   // EPCOMM_SIZE
   std::string initSecret;              // EPCOMM_INIT_SECRET
+  bool initInsecure = false;           // EPCOMM_INIT_INSECURE
   std::string socketIfname;            // EPCOMM_SOCKET_IFNAME, NCCL syntax
   std::string ifIp;                    // EPCOMM_IF_IP
   bool cpuAffinity = false;            // EPCOMM_CPU_AFFINITY

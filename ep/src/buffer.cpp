@@ -45,6 +45,19 @@ Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
                       "(EPCOMM_BACKEND=mpi or shm)",
                       comm.backendName()));
     }
+    // Two levels across hosts (backend "inHost+network"): the windows are the network
+    // backend's, whose puts over TCP complete only while their target progresses it, and a
+    // rank waiting inside its host (a receive hook's caller in the next call's first step)
+    // does not: the window transport could stall there until the timeout.
+    const bool twoLevels = comm.numHosts() > 1 && comm.numHosts() < comm.size() &&
+                           comm.backendName().find('+') != std::string::npos;
+    if (windows && twoLevels) {
+      agreement.fail(fmt::format(
+          "EPCOMM_EP_TRANSPORT=window is not available across hosts on backend {} (its network "
+          "windows can stall while a rank waits inside its host); use auto or collective, or "
+          "EPCOMM_BACKEND=ucx",
+          comm.backendName()));
+    }
     resolved = Transport::kWindow;
   } else if (config.transport == Transport::kAuto && windows && comm.localSize() == comm.size()) {
     resolved = Transport::kWindow;

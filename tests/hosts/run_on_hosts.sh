@@ -152,6 +152,8 @@ AGENT
   size=1
   kill_rank=-1
 fi
+# The rendezvous is on a veth address, which needs a secret (--env / --rank-env override it).
+secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 r=0
 for i in 0 1; do
   [[ $use_mpirun -eq 1 ]] && break
@@ -159,8 +161,9 @@ for i in 0 1; do
     mine=()
     for e in "${rank_envs[@]}"; do [[ "${e%%:*}" == "$r" ]] && mine+=("${e#*:}"); done
     nsenter -t "${inner[i]}" --net --uts --ipc --mount \
-      env EPCOMM_INIT_ADDR="${addr[0]}:$port" EPCOMM_RANK="$r" EPCOMM_SIZE="$size" \
-      EPCOMM_HOST="$i" EPCOMM_TEST_HOSTS=2 "${envs[@]}" "${mine[@]}" "$prog" "$@" \
+      env EPCOMM_INIT_ADDR="${addr[0]}:$port" EPCOMM_INIT_SECRET="$secret" EPCOMM_RANK="$r" \
+      EPCOMM_SIZE="$size" EPCOMM_HOST="$i" EPCOMM_TEST_HOSTS=2 "${envs[@]}" "${mine[@]}" \
+      "$prog" "$@" \
       > >(sed -u "s/^/[h$i r$r] /" | tee -a "$out") 2>&1 &
     rank_pids+=($!)
     r=$((r + 1))
