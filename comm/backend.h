@@ -116,6 +116,10 @@ typedef struct epcommBackendCreateArgs {
    * HCCL / GLOO aliases, resolved by topology/), for a network backend to use; NULL when
    * none was selected or the user configured the transport's own device choice. */
   const char* netDevice;
+  /* EPCOMM_WAIT_REPORT_S in ms: a wait (for a peer, a message, a signal) that lasts longer
+   * logs a warning through `log` naming the call, the rank it waits for and how long, then
+   * again every this often; 0: never. (A caller whose structSize stops before it: 0.) */
+  int64_t waitReportMs;
 } epcommBackendCreateArgs;
 
 typedef struct epcommBackendV1 {

@@ -116,6 +116,12 @@ inline std::string knobValue(const epcommBackendCreateArgs& args, const char* na
   return v ? std::string(v) : std::string(fallback);
 }
 
+// args.waitReportMs, or 0 where the caller hands none (an older libepcomm).
+inline std::int64_t waitReportMs(const epcommBackendCreateArgs& args) {
+  const size_t needed = offsetof(epcommBackendCreateArgs, waitReportMs) + sizeof(args.waitReportMs);
+  return args.structSize >= needed ? args.waitReportMs : 0;
+}
+
 namespace plugin_detail {
 
 struct State {

@@ -82,6 +82,16 @@ const std::vector<CommKnob>& commKnobs() {
         .min = 0,
         .max = kMaxTimeoutMs},
        &Config::timeoutMs},
+      {{.name = "EPCOMM_WAIT_REPORT_S",
+        .defaultValue = "60",
+        .meaning = "a call that has waited this long for a peer logs a warning naming the call, "
+                   "the rank it waits for and how long, then again every this often, until it "
+                   "completes or EPCOMM_TIMEOUT_MS ends it (shm and ucx backends); 0: never",
+        .type = KnobType::kInteger,
+        .unit = "s",
+        .min = 0,
+        .max = kMaxTimeoutMs / 1000},
+       &Config::waitReportS},
       {{.name = "EPCOMM_CONNECT_TIMEOUT",
         .aliases = {{"HCCL_CONNECT_TIMEOUT", 1}},
         .defaultValue = "120",

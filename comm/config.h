@@ -84,6 +84,7 @@ class EPCOMM_API Config {
   std::string pluginPath;              // EPCOMM_PLUGIN_PATH, ':'-separated
   std::string logLevel = "warn";       // EPCOMM_LOG_LEVEL
   std::int64_t timeoutMs = 0;          // EPCOMM_TIMEOUT_MS; 0: no deadline
+  std::int64_t waitReportS = 60;       // EPCOMM_WAIT_REPORT_S; 0: no report
   std::int64_t connectTimeoutS = 0;    // EPCOMM_CONNECT_TIMEOUT
   std::size_t bufferBytes = 0;         // EPCOMM_BUFFSIZE (MiB in the environment)
   bool checkArgs = true;               // EPCOMM_CHECK_ARGS

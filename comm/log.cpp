@@ -58,12 +58,30 @@ void setLogRank(int rank) {
   applyPattern(*instance(), rank);
 }
 
+namespace {
+thread_local BackendLogRewrite::Fn tRewrite = nullptr;
+thread_local const void* tRewriteCtx = nullptr;
+}  // namespace
+
+BackendLogRewrite::BackendLogRewrite(Fn fn, const void* ctx)
+    : previousFn_(tRewrite), previousCtx_(tRewriteCtx) {
+  tRewrite = fn;
+  tRewriteCtx = ctx;
+}
+
+BackendLogRewrite::~BackendLogRewrite() {
+  tRewrite = previousFn_;
+  tRewriteCtx = previousCtx_;
+}
+
 void logFromBackend(int level, const char* message) {
   static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::trace,
                                                           spdlog::level::debug, spdlog::level::info,
                                                           spdlog::level::warn, spdlog::level::err};
   const int index = level < 0 ? 0 : (level > 4 ? 4 : level);
-  log().log(kLevels[index], "{}", message ? message : "");
+  if (!log().should_log(kLevels[index])) return;
+  const std::string text = message ? message : "";
+  log().log(kLevels[index], "{}", tRewrite ? tRewrite(text, tRewriteCtx) : text);
 }
 
 }  // namespace epcomm

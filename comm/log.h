@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <string>
 #include <string_view>
 
 #include "comm/export.h"
@@ -18,5 +19,20 @@ void setLogLevel(std::string_view level);
 void setLogRank(int rank);
 // The sink lent to backends through epcommBackendCreateArgs::log (level 0 trace ... 4 error).
 void logFromBackend(int level, const char* message);
+
+// While alive, backend log lines on this thread are rewritten by fn(message, ctx) (two levels:
+// a level's rank numbers into the communicator's, and the level named). Nests.
+class BackendLogRewrite {
+ public:
+  using Fn = std::string (*)(const std::string& message, const void* ctx);
+  BackendLogRewrite(Fn fn, const void* ctx);
+  ~BackendLogRewrite();
+  BackendLogRewrite(const BackendLogRewrite&) = delete;
+  BackendLogRewrite& operator=(const BackendLogRewrite&) = delete;
+
+ private:
+  Fn previousFn_;
+  const void* previousCtx_;
+};
 
 }  // namespace epcomm

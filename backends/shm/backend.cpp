@@ -89,7 +89,9 @@ Backend::Backend(const epcommBackendCreateArgs& args)
                                                        : kOneShotMaxBytes;
   segment_ = Segment::establish(gather, rank_, size_, 0, rank_, size_, bufferBytes_, op);
   log_ = args.log;
+  reportMs_ = waitReportMs(args);
   setUp();
+  waiter_->setReport(reportMs_, log_);
 }
 
 Backend::Backend(std::unique_ptr<Segment> segment, int rank, int size, std::int64_t timeoutMs,
@@ -156,6 +158,8 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
       std::unique_ptr<Backend>(new Backend(std::move(child), childRank, childSize, timeoutMs_,
                                            bufferBytes_, oversubscribed_, allReduceTuning_));
   backend->log_ = log_;
+  backend->reportMs_ = reportMs_;
+  backend->waiter_->setReport(reportMs_, log_);
   return backend;
 }
 

@@ -90,6 +90,7 @@ class Backend final : public epcomm::Backend {
   int rank_ = 0;
   int size_ = 1;
   std::int64_t timeoutMs_ = 0;
+  std::int64_t reportMs_ = 0;  // EPCOMM_WAIT_REPORT_S in ms (0: no report)
   std::size_t bufferBytes_ = 0;
   // More ranks than the fewest online CPUs any rank saw at init (agreed, so every rank picks
   // the same algorithms): steps are expensive, algorithms with fewer steps win longer.

@@ -94,6 +94,23 @@ void Waiter::checkPeer(int peer, const OpClock& clock, std::chrono::steady_clock
   }
 }
 
+void Waiter::report(int peer, const OpClock& clock, std::chrono::steady_clock::time_point since,
+                    std::chrono::steady_clock::time_point now,
+                    std::chrono::steady_clock::time_point* next) const {
+  if (reportMs_ <= 0 || !log_ || now < *next) return;
+  *next = now + std::chrono::milliseconds(reportMs_);
+  const double waited = std::chrono::duration<double>(now - since).count();
+  const std::string whom =
+      peer == kAnyPeer ? "a signal from any rank" : fmt::format("rank {}", peer);
+  const std::string limit =
+      timeoutMs_ > 0 ? fmt::format("it fails at EPCOMM_TIMEOUT_MS={}", timeoutMs_)
+                     : std::string("EPCOMM_TIMEOUT_MS=0: no deadline");
+  const std::string message = fmt::format(
+      "rank {}: {} has waited {:.1f} s for {} ({}; reported every EPCOMM_WAIT_REPORT_S={} s)",
+      rank_, clock.op, waited, whom, limit, reportMs_ / 1000.0);
+  log_(3, message.c_str());  // warning
+}
+
 void Waiter::checkPeerAborted(std::atomic<std::uint64_t>& seq, std::uint64_t target, int peer,
                               const OpClock& clock) const {
   // The peer may have posted and then aborted or died: its flag is read first, then the
@@ -134,6 +151,7 @@ void Waiter::waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t
   }
   const auto since = std::chrono::steady_clock::now();
   auto lastLiveness = since;
+  auto nextReport = since + std::chrono::milliseconds(reportMs_);
   for (int iter = 0;; ++iter) {
     const std::uint64_t v = seq.load(std::memory_order_acquire);
     if (v >= target) return;
@@ -154,6 +172,7 @@ void Waiter::waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t
     checkPeerAborted(seq, target, peer, clock);
     const auto now = std::chrono::steady_clock::now();
     checkPeer(peer, clock, since, now);
+    report(peer, clock, since, now, &nextReport);
     if (now - lastLiveness >= kLivenessPeriod) {
       lastLiveness = now;
       checkPeerAlive(seq, target, peer, clock);
@@ -170,6 +189,7 @@ void Waiter::waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
   }
   const auto since = std::chrono::steady_clock::now();
   auto lastLiveness = since;
+  auto nextReport = since + std::chrono::milliseconds(reportMs_);
   for (int iter = 0;; ++iter) {
     if (ready()) return;
     if (iter < kYields) {
@@ -184,6 +204,7 @@ void Waiter::waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
     }
     const auto now = std::chrono::steady_clock::now();
     checkPeer(peer, clock, since, now);
+    report(peer, clock, since, now, &nextReport);
     if (now - lastLiveness >= kLivenessPeriod) {
       lastLiveness = now;
       if (processGone(segment_.pid(peer)) && !ready()) {

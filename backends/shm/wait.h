@@ -67,6 +67,12 @@ class Waiter {
   // abort, deadline and liveness checks and errors as waitAtLeast.
   void waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
                 const OpClock& clock) const;
+  // While a wait lasts longer than reportMs (0: never), it logs a warning every reportMs
+  // naming the call, the rank it waits for and how long (EPCOMM_WAIT_REPORT_S), through log.
+  void setReport(std::int64_t reportMs, void (*log)(int level, const char* message)) {
+    reportMs_ = reportMs;
+    log_ = log;
+  }
   // Throws kInvalidUsage when this rank aborted the communicator.
   void checkAborted(const char* op) const;
   // Marks the communicator aborted by this rank, for itself and its peers; any thread.
@@ -96,9 +102,16 @@ class Waiter {
   void checkPeerAlive(std::atomic<std::uint64_t>& seq, std::uint64_t target, int peer,
                       const OpClock& clock) const;
 
+  // The warning setReport asks for, once `now` is past *next (then moves *next on).
+  void report(int peer, const OpClock& clock, std::chrono::steady_clock::time_point since,
+              std::chrono::steady_clock::time_point now,
+              std::chrono::steady_clock::time_point* next) const;
+
   Segment& segment_;
   int rank_;
   std::int64_t timeoutMs_;
+  std::int64_t reportMs_ = 0;
+  void (*log_)(int level, const char* message) = nullptr;
   std::atomic<bool> selfAborted_{false};
 };
 

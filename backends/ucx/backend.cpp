@@ -48,6 +48,7 @@ WorkerOptions workerOptions(const epcommBackendCreateArgs& args) {
   o.rank = args.rank;
   o.size = args.size;
   o.timeoutMs = args.timeoutMs;
+  o.reportMs = waitReportMs(args);
   o.log = args.log;
   const std::size_t needed = offsetof(epcommBackendCreateArgs, netDevice) + sizeof(args.netDevice);
   if (args.structSize >= needed && args.netDevice) o.netDevice = args.netDevice;

@@ -50,6 +50,7 @@ Worker::Worker(const WorkerOptions& options, const epcommBackendBootstrap& boots
     : rank_(options.rank),
       size_(options.size),
       timeoutMs_(options.timeoutMs),
+      reportMs_(options.reportMs),
       log_(options.log),
       lost_(new std::atomic<int>[static_cast<std::size_t>(options.size)]) {
   for (int r = 0; r < size_; ++r) lost_[static_cast<std::size_t>(r)].store(0);
@@ -281,7 +282,9 @@ Op Worker::recv(int worldPeer, std::uint64_t tag, void* buf, std::size_t bytes) 
 Worker::Idle::Idle(const Worker& worker, const WaitScope& scope)
     : worker_(worker),
       scope_(scope),
-      deadlineNs_(worker.timeoutMs_ > 0 ? nowNs() + worker.timeoutMs_ * 1'000'000 : 0) {}
+      startNs_(nowNs()),
+      deadlineNs_(worker.timeoutMs_ > 0 ? startNs_ + worker.timeoutMs_ * 1'000'000 : 0),
+      nextReportNs_(worker.reportMs_ > 0 ? startNs_ + worker.reportMs_ * 1'000'000 : 0) {}
 
 void Worker::Idle::step(const char* what) {
   idle_ = ucp_worker_progress(worker_.worker_) != 0 ? 0 : idle_ + 1;
@@ -296,7 +299,20 @@ void Worker::Idle::step(const char* what) {
     worker_.checkAbortNotice(scope_);
     const int lost = worker_.lostPeer(scope_.worldToLocal);
     if (lost >= 0) worker_.failLost(lost, UCS_ERR_CONNECTION_RESET, scope_);
-    if (deadlineNs_ != 0 && nowNs() > deadlineNs_) {
+    const std::int64_t now = nowNs();
+    if (nextReportNs_ != 0 && now >= nextReportNs_) {
+      // A wait this long is worth a line in the log (EPCOMM_WAIT_REPORT_S), until it ends.
+      nextReportNs_ = now + worker_.reportMs_ * 1'000'000;
+      worker_.log(3, fmt::format("rank {}: {} has waited {:.1f} s for {} ({}; reported every "
+                                     "EPCOMM_WAIT_REPORT_S={} s)",
+                                     scope_.rank, scope_.op, (now - startNs_) / 1e9, what,
+                                     worker_.timeoutMs_ > 0
+                                         ? fmt::format("it fails at EPCOMM_TIMEOUT_MS={}",
+                                                       worker_.timeoutMs_)
+                                         : std::string("EPCOMM_TIMEOUT_MS=0: no deadline"),
+                                     worker_.reportMs_ / 1000.0));
+    }
+    if (deadlineNs_ != 0 && now > deadlineNs_) {
       worker_.troubled_.store(true);
       throwError(ErrorCode::kTimeout, scope_.rank, scope_.op,
                  fmt::format("timed out after {} ms (EPCOMM_TIMEOUT_MS) waiting for {}",

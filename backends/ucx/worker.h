@@ -40,6 +40,7 @@ struct WorkerOptions {
   int rank = 0;  // in the world of this worker
   int size = 1;
   std::int64_t timeoutMs = 0;  // 0: no deadline
+  std::int64_t reportMs = 0;   // EPCOMM_WAIT_REPORT_S in ms; 0: no report
   void (*log)(int level, const char* message) = nullptr;
   // The interface topology/ selected ("" none): UCX's NET_DEVICES, unless empty.
   std::string netDevice;
@@ -153,7 +154,9 @@ class Worker {
    private:
     const Worker& worker_;
     const WaitScope& scope_;
+    std::int64_t startNs_;
     std::int64_t deadlineNs_;
+    std::int64_t nextReportNs_;  // 0: no report
     unsigned idle_ = 0;   // steps in a row that progressed nothing (back-off)
     unsigned steps_ = 0;  // steps so far (the checks' cadence)
   };
@@ -174,6 +177,7 @@ class Worker {
   int rank_;
   int size_;
   std::int64_t timeoutMs_;
+  std::int64_t reportMs_;
   void (*log_)(int, const char*);
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;

@@ -125,6 +125,7 @@ std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap*
   args.size = size;
   args.bootstrap = bootstrap ? &shim : nullptr;
   args.timeoutMs = config.timeoutMs;
+  args.waitReportMs = config.waitReportS * 1000;
   args.bufferBytes = config.bufferBytes;
   args.log = &logFromBackend;
   args.knob = &PluginKnobs::lookup;

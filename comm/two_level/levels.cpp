@@ -85,15 +85,24 @@ std::string translateRanks(const std::string& full, const std::vector<int>& memb
   return out;
 }
 
-Error levelError(const Levels& levels, Level level, const Error& e) {
+std::string levelText(const Levels& levels, Level level, const std::string& message) {
   const std::vector<int>& members = level == Level::kInHost ? levels.layout.members(levels.host)
                                     : level == Level::kRail ? levels.layout.rail(levels.local)
                                                             : identity(levels.size);
-  std::string what = translateRanks(e.what(), members);
+  std::string what = translateRanks(message, members);
   what += " [";
   what += levelName(level);
   what += "]";
-  return Error(e.code(), what);
+  return what;
+}
+
+Error levelError(const Levels& levels, Level level, const Error& e) {
+  return Error(e.code(), levelText(levels, level, e.what()));
+}
+
+std::string LevelLog::rewrite(const std::string& message, const void* self) {
+  const auto* log = static_cast<const LevelLog*>(self);
+  return levelText(log->levels_, log->level_, message);
 }
 
 Steps::Steps(const Levels& levels, const char* op, const std::optional<epcommCallCheck>& check)

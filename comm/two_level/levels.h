@@ -18,6 +18,8 @@
 // failed call stops there.
 #pragma once
 
+#include "comm/log.h"
+
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -63,6 +65,24 @@ class Scratch {
 
 enum class Level { kInHost, kRail, kWorld };
 
+// `message` from one level as the communicator's: ranks translated, the level named.
+std::string levelText(const Levels& levels, Level level, const std::string& message);
+
+// While alive, the backends' log lines on this thread read as the communicator's (levelText),
+// as their errors do (levelError).
+class LevelLog {
+ public:
+  LevelLog(const Levels& levels, Level level)
+      : levels_(levels), level_(level), rewrite_(&LevelLog::rewrite, this) {}
+
+ private:
+  static std::string rewrite(const std::string& message, const void* self);
+  const Levels& levels_;
+  Level level_;
+  BackendLogRewrite rewrite_;
+};
+
+
 class Steps {
  public:
   // `check`: the record the communicator armed for this call, or nullopt.
@@ -82,6 +102,7 @@ class Steps {
   void run(Level level, Fn&& fn) {
     if (!arm(level)) return;
     try {
+      const LevelLog logAs(levels_, level);
       fn();
     } catch (const Error& e) {
       failed(level, e);

@@ -101,6 +101,7 @@ class TwoLevelBackend final : public Backend {
     if (check_) backend->setCallCheck(*check_);
     check_.reset();
     try {
+      const LevelLog logAs(levels_, level);
       fn();
     } catch (const Error& e) {
       throw levelError(levels_, level, e);

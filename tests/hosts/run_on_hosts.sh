@@ -11,6 +11,8 @@
 #   --ranks    ranks on host 0 and host 1 (default "2 2"); rank numbers run host 0 first
 #   --timeout  seconds before every rank is killed (status 124; default 300)
 #   --kill     SIGKILL that rank after that many seconds (a peer dying mid-run)
+#   --stop     SIGSTOP that rank after that many seconds (a hung peer); it is SIGKILLed once
+#              the others ended, and its status is not checked
 #   --drop-link S   take the veth link between the hosts down after S seconds
 #   --env      set for every rank (repeatable); EPCOMM_HOST / EPCOMM_TEST_HOSTS are set too
 #   --rank-env R:VAR=VALUE  set for rank R only, after --env (repeatable)
@@ -28,6 +30,8 @@ ranks=(2 2)
 timeout_s=300
 kill_rank=-1
 kill_after=0
+stop_rank=-1
+stop_after=0
 drop_after=-1
 dropped=0
 envs=()
@@ -41,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     --ranks) read -ra ranks <<<"$2"; shift 2 ;;
     --timeout) timeout_s="$2"; shift 2 ;;
     --kill) kill_rank="${2%%:*}"; kill_after="${2##*:}"; shift 2 ;;
+    --stop) stop_rank="${2%%:*}"; stop_after="${2##*:}"; shift 2 ;;
     --drop-link) drop_after="$2"; shift 2 ;;
     --env) envs+=("$2"); shift 2 ;;
     --rank-env) rank_envs+=("$2"); shift 2 ;;
@@ -172,6 +177,7 @@ done
 
 start=$SECONDS
 killed=-1
+stopped=-1
 status=()
 for ((r = 0; r < size; r++)); do status+=(-1); done
 while :; do
@@ -179,7 +185,7 @@ while :; do
   for ((r = 0; r < size; r++)); do
     [[ ${status[r]} -ge 0 ]] && continue
     if kill -0 "${rank_pids[r]}" 2>/dev/null; then
-      running=1
+      [[ $r -ne $stopped ]] && running=1
     else
       wait "${rank_pids[r]}"
       status[r]=$?
@@ -191,6 +197,11 @@ while :; do
     kill -9 "${rank_pids[kill_rank]}" 2>/dev/null
     killed=$kill_rank
     echo "run_on_hosts.sh: killed rank $kill_rank after ${kill_after}s" >&2
+  fi
+  if [[ $stop_rank -ge 0 && $stopped -lt 0 && $((SECONDS - start)) -ge $stop_after ]]; then
+    kill -STOP "${rank_pids[stop_rank]}" 2>/dev/null
+    stopped=$stop_rank
+    echo "run_on_hosts.sh: stopped rank $stop_rank after ${stop_after}s" >&2
   fi
   if [[ $drop_after -ge 0 && $dropped -eq 0 && $((SECONDS - start)) -ge $drop_after ]]; then
     ip -n "${ns[1]}" link set "${tag}v1" down
@@ -207,9 +218,13 @@ while :; do
   sleep 0.1
 done
 
+if [[ $stopped -ge 0 && ${status[stopped]} -lt 0 ]]; then
+  kill -9 "${rank_pids[stopped]}" 2>/dev/null
+  wait "${rank_pids[stopped]}" 2>/dev/null
+fi
 rc=0
 for ((r = 0; r < size; r++)); do
-  [[ $r -eq $killed ]] && continue
+  [[ $r -eq $killed || $r -eq $stopped ]] && continue
   if [[ $expect_fail -eq 1 ]]; then
     if [[ ${status[r]} -eq 0 || ${status[r]} -eq 124 ]]; then rc=1; fi
   elif [[ ${status[r]} -ne 0 && $rc -eq 0 ]]; then

@@ -221,6 +221,66 @@ TEST(ShmLifecycle, AbortCarriesTheReason) {
   expectEveryRankOk(children);
 }
 
+// A hung rank (SIGSTOP) is reported while the others wait: with EPCOMM_WAIT_REPORT_S=1 rank 0
+// logs, about every second, which call waits for which rank and how long, until
+// EPCOMM_TIMEOUT_MS ends the wait; then it kills the stopped rank.
+int stoppedPeerIsReported(int rank, const UniqueId& id) {
+  char path[] = "/tmp/epcomm-wait-report-XXXXXX";
+  if (rank == 0) {
+    const int fd = mkstemp(path);
+    if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) return kInitFailed;
+    close(fd);
+  }
+  std::vector<int> pids(kRanks);
+  try {
+    Config c = shmConfig(3500);
+    c.waitReportS = 1;
+    auto comm = Communicator::init(id, rank, kRanks, c);
+    const int pid = getpid();
+    comm->allGather(&pid, pids.data(), 1, DataType::kI32);
+    if (rank == kRanks - 1) raise(SIGSTOP);  // killed there by rank 0
+    std::vector<float> v(16, 1.f);
+    comm->allReduce(v.data(), v.data(), v.size(), DataType::kF32, ReduceOp::kSum);
+    return kNoError;
+  } catch (const Error& e) {
+    if (rank != 0) return kOk;  // its own timeout, or rank 0's abort
+    std::fflush(stderr);
+    kill(pids[kRanks - 1], SIGKILL);
+    std::FILE* f = std::fopen(path, "r");
+    std::string log;
+    for (int ch; f && (ch = std::fgetc(f)) != EOF;) log += static_cast<char>(ch);
+    if (f) std::fclose(f);
+    std::remove(path);
+    const std::string stopped = "for rank " + std::to_string(kRanks - 1);
+    std::size_t reports = 0;
+    for (std::size_t at = 0; (at = log.find("rank 0: allReduce has waited", at)) != std::string::npos;
+         ++at) {
+      const std::size_t end = log.find('\n', at);
+      const std::string line = log.substr(at, end - at);
+      if (line.find(stopped) != std::string::npos &&
+          line.find("EPCOMM_TIMEOUT_MS=3500") != std::string::npos &&
+          line.find("EPCOMM_WAIT_REPORT_S=1") != std::string::npos) {
+        ++reports;
+      }
+    }
+    std::printf("rank 0: %zu reports; error: %s\n--- log ---\n%s", reports, e.what(), log.c_str());
+    // 3.5 s of waiting at one report a second: 3 (2 on a slow start), never a flood.
+    return e.code() == ErrorCode::kTimeout && reports >= 2 && reports <= 4 ? kOk : kWrongError;
+  }
+}
+
+TEST(ShmLifecycle, StoppedPeerIsReportedWhileOthersWait) {
+  const std::vector<RankExit> children = runRanks(&stoppedPeerIsReported, std::chrono::seconds(60));
+  ASSERT_EQ(children.size(), static_cast<std::size_t>(kRanks));
+  for (int r = 0; r + 1 < kRanks; ++r) {
+    EXPECT_TRUE(WIFEXITED(children[r].status) && WEXITSTATUS(children[r].status) == kOk)
+        << "rank " << r << " status " << children[r].status;
+  }
+  EXPECT_TRUE(WIFSIGNALED(children[kRanks - 1].status) &&
+              WTERMSIG(children[kRanks - 1].status) == SIGKILL)
+      << "the stopped rank's status " << children[kRanks - 1].status;
+}
+
 // ---- symmetric windows: one shared-memory file each, with the segment's guarantees ----
 
 // Waits on slot 0 of `w` for a signal that never comes. Returns how long the wait took and
