@@ -121,6 +121,19 @@ void Communicator::runErased(const char* op, void* fn, void (*call)(void*)) {
   } catch (const Error& e) {
     // A failure inside the backend leaves the ranks at different points: abort. A bad
     // argument the backend found (comm/backend.h) left no peer waiting: stay usable.
+    if (e.code() != ErrorCode::kInvalidArgument && userCall_) {
+      // "epcomm rank R: <step>: <what>" as the caller's call: "... <call> (in its <step>): <what>".
+      const std::string prefix = "epcomm rank " + std::to_string(rank_) + ": ";
+      const std::string what = e.what();
+      const std::size_t stepEnd = what.find(": ", prefix.size());
+      if (what.rfind(prefix, 0) == 0 && stepEnd != std::string::npos) {
+        const Error named(e.code(), prefix + userCall_ + " (in its " +
+                                        what.substr(prefix.size(), stepEnd - prefix.size()) +
+                                        "): " + what.substr(stepEnd + 2));
+        abortBecause(named.what());
+        throw named;
+      }
+    }
     if (e.code() != ErrorCode::kInvalidArgument) abortBecause(e.what());
     // This rank's own problem names the bad argument; the backend's names only the rank.
     if (armed && !armed->ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, armed->problem());

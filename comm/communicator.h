@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "agreement.h"
@@ -111,6 +112,23 @@ class EPCOMM_API Communicator {
   void abort();
   bool aborted() const { return aborted_.load(); }
 
+  // While alive, a failure of one of this communicator's steps (a peer lost in an all-reduce)
+  // names the caller's own call it happened in: "epcomm rank 0: ep::dispatch (in its
+  // allReduce): rank 2 (pid 123) died", for this rank and, through the abort reason, its
+  // peers. Layers above the communicator (ep::Buffer) open one per call. Nests.
+  class CallScope {
+   public:
+    CallScope(Communicator& comm, const char* call)
+        : comm_(comm), previous_(std::exchange(comm.userCall_, call)) {}
+    ~CallScope() { comm_.userCall_ = previous_; }
+    CallScope(const CallScope&) = delete;
+    CallScope& operator=(const CallScope&) = delete;
+
+   private:
+    Communicator& comm_;
+    const char* previous_;
+  };
+
  private:
   Communicator(std::unique_ptr<BackendHandle> backend, Config config);
   // The end of every init path: the communicator over `backend`, bound if asked.
@@ -168,6 +186,7 @@ class EPCOMM_API Communicator {
   std::atomic<bool> aborted_{false};
   // The check armed in the backend by agree() (kArmed), taken by the next run().
   const ArgumentCheck* armed_ = nullptr;
+  const char* userCall_ = nullptr;  // CallScope's call, or null
   // Windows alive on this communicator; the destructor detaches those still alive.
   std::vector<Window*> windows_;
 };

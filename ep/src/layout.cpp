@@ -50,6 +50,7 @@ bool computeDispatchLayout(const LayoutInputs& in, int numRanks, LayoutOutputs& 
 
 void Buffer::getDispatchLayout(const LayoutInputs& in, LayoutOutputs& out) {
   Communicator& comm = state_->comm;
+  const Communicator::CallScope call(comm, "ep::getDispatchLayout");
   CallAgreement agreement("ep::getDispatchLayout");
   std::string problem;
   if (!computeDispatchLayout(in, comm.size(), out, &problem)) agreement.fail(problem);

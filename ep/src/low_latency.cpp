@@ -56,6 +56,7 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& in,
   Communicator& comm = s.comm;
   const int R = comm.size(), T = s.config.llMaxTokens;
   const int N = in.numTokens, H = in.hidden, K = in.numTopk, E = in.numExperts;
+  const Communicator::CallScope call(comm, kDispatchOp);
   CallAgreement agreement(kDispatchOp);
   if (N > T) {
     agreement.fail(fmt::format(
@@ -155,6 +156,7 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& in,
 void Buffer::lowLatencyCombine(const LowLatencyCombineInputs& in, LowLatencyCombineOutputs& out) {
   BufferState& s = *state_;
   Communicator& comm = s.comm;
+  const Communicator::CallScope call(comm, kCombineOp);
   CallAgreement agreement(kCombineOp);
   LowLatencyState* ll = s.lowLatency.get();
   const LowLatencyHandle& h = in.handle;

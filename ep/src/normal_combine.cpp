@@ -35,6 +35,7 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
   BufferState& s = *state_;
   Communicator& comm = s.comm;
   const int R = comm.size(), me = comm.rank();
+  const Communicator::CallScope call(comm, kOp);
   CallAgreement agreement(kOp);
   const DispatchHandle* hp = in.handle;
   // numTopk > 0 says topk weights are given (DeepEP: topk_weights=recv_topk_weights); the

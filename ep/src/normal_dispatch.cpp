@@ -45,6 +45,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
   const int numExperts = cached ? in.handle->numExperts : in.numExperts;
   const int group = quantGroupSize(quant, hidden);
 
+  const Communicator::CallScope call(comm, kOp);
   CallAgreement agreement(kOp);
   if (hidden <= 0) agreement.fail(fmt::format("hidden {} must be >= 1", hidden));
   if (numTokens < 0) agreement.fail(fmt::format("numTokens {} < 0", numTokens));

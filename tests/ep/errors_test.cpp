@@ -132,6 +132,26 @@ TEST_F(Errors, BufferTooSmallGivesSizeAndKnob) {
   EXPECT_EQ(back.numTokens, in.numTokens);
 }
 
+// One rank's own mistake reaches every rank in that rank's words (not as a shape mismatch
+// it caused on the others): null inputs, and a negative token count.
+TEST_F(Errors, OneRanksBadCallIsReportedInItsOwnWords) {
+  Buffer buffer(comm(), BufferConfig{});
+  const int E = expertsFor(size());
+  const EpInputs in = makeInputs(16, rank(), 10, kHidden, kTopk, E, Fill::kRandom);
+  const std::string who = "rank " + std::to_string(culprit()) + ": ";
+  ep::DispatchOutputs out;
+  ep::DispatchInputs d = dispatchInputsOf(in);
+  if (rank() == culprit()) d.x = nullptr;
+  expectErrorEverywhere([&] { buffer.dispatch(d, out); }, {"dispatch", who, "x is null"});
+  d = dispatchInputsOf(in);
+  if (rank() == culprit()) d.topkIdx = nullptr;
+  expectErrorEverywhere([&] { buffer.dispatch(d, out); }, {"dispatch", who, "topkIdx is null"});
+  d = dispatchInputsOf(in);
+  if (rank() == culprit()) d.numTokens = -5;
+  expectErrorEverywhere([&] { buffer.dispatch(d, out); }, {"dispatch", who, "numTokens -5"});
+  expectUsable(buffer);
+}
+
 TEST_F(Errors, ShapesDifferingAcrossRanks) {
   Buffer buffer(comm(), BufferConfig{});
   const int E = expertsFor(size());
