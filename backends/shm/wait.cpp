@@ -102,9 +102,9 @@ void Waiter::report(int peer, const OpClock& clock, std::chrono::steady_clock::t
   const double waited = std::chrono::duration<double>(now - since).count();
   const std::string whom =
       peer == kAnyPeer ? "a signal from any rank" : fmt::format("rank {}", peer);
-  const std::string limit =
-      timeoutMs_ > 0 ? fmt::format("it fails at EPCOMM_TIMEOUT_MS={}", timeoutMs_)
-                     : std::string("EPCOMM_TIMEOUT_MS=0: no deadline");
+  const std::string limit = timeoutMs_ > 0
+                                ? fmt::format("it fails at EPCOMM_TIMEOUT_MS={}", timeoutMs_)
+                                : std::string("EPCOMM_TIMEOUT_MS=0: no deadline");
   const std::string message = fmt::format(
       "rank {}: {} has waited {:.1f} s for {} ({}; reported every EPCOMM_WAIT_REPORT_S={} s)",
       rank_, clock.op, waited, whom, limit, reportMs_ / 1000.0);

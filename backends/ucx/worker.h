@@ -157,8 +157,8 @@ class Worker {
     std::int64_t startNs_;
     std::int64_t deadlineNs_;
     std::int64_t nextReportNs_;  // 0: no report
-    unsigned idle_ = 0;   // steps in a row that progressed nothing (back-off)
-    unsigned steps_ = 0;  // steps so far (the checks' cadence)
+    unsigned idle_ = 0;          // steps in a row that progressed nothing (back-off)
+    unsigned steps_ = 0;         // steps so far (the checks' cadence)
   };
   friend class Idle;
 

@@ -82,7 +82,6 @@ class LevelLog {
   BackendLogRewrite rewrite_;
 };
 
-
 class Steps {
  public:
   // `check`: the record the communicator armed for this call, or nullopt.

@@ -264,7 +264,8 @@ void TwoLevelBackend::barrier() {
 
 void TwoLevelBackend::allToAll(const void* send, void* recv, size_t countPerRank, int dtype) {
   if (oneLevel()) {
-    return checkedFlat("allToAll", [&] { activeFlat()->allToAll(send, recv, countPerRank, dtype); });
+    return checkedFlat("allToAll",
+                       [&] { activeFlat()->allToAll(send, recv, countPerRank, dtype); });
   }
   const auto n = static_cast<std::size_t>(size());
   std::vector<std::size_t> counts(n, countPerRank), displs(n);

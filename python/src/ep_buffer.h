@@ -92,8 +92,8 @@ class EpBuffer {
   at::Tensor lowLatencyCombineBuffer(const ep::LowLatencyHandle& handle, int maxTokens);
 
   // The same calls as above made `iters` times in a C++ loop on the same inputs (outputs
-  // kept from call to call, as ep-bench and the pools above do): seconds per iteration, for measuring the Python layer's cost
-  // (bench/python/deep_ep_bench.py). Collective.
+  // kept from call to call, as ep-bench and the pools above do): seconds per iteration, for
+  // measuring the Python layer's cost (bench/python/deep_ep_bench.py). Collective.
   double timeNormalDispatch(const at::Tensor& x, const at::Tensor& topkIdx,
                             const at::Tensor& topkWeights, int numExperts, int iters);
   double timeLowLatency(const at::Tensor& x, const at::Tensor& topkIdx,

@@ -253,8 +253,8 @@ int stoppedPeerIsReported(int rank, const UniqueId& id) {
     std::remove(path);
     const std::string stopped = "for rank " + std::to_string(kRanks - 1);
     std::size_t reports = 0;
-    for (std::size_t at = 0; (at = log.find("rank 0: allReduce has waited", at)) != std::string::npos;
-         ++at) {
+    for (std::size_t at = 0;
+         (at = log.find("rank 0: allReduce has waited", at)) != std::string::npos; ++at) {
       const std::size_t end = log.find('\n', at);
       const std::string line = log.substr(at, end - at);
       if (line.find(stopped) != std::string::npos &&
