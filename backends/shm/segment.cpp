@@ -232,6 +232,13 @@ std::unique_ptr<Segment> Segment::establish(const GatherFn& gather, int gatherRa
     // Every member has mapped (or failed): the name is no longer needed.
     unlinkName();
     if (leader < 0) return nullptr;
+    if (theirs->created.error == EMFILE || theirs->created.error == ENFILE) {
+      throwError(ErrorCode::kSystemError, memberRank, op,
+                 fmt::format("shm backend: the leader could not open the shared-memory segment: "
+                             "{} (the process's descriptors, `ulimit -n`, or the system's are "
+                             "used up; space in /dev/shm is not the problem)",
+                             std::strerror(theirs->created.error)));
+    }
     if (theirs->created.error != 0) {
       char step[sizeof(theirs->created.step) + 1] = {};
       std::memcpy(step, theirs->created.step, sizeof(theirs->created.step));

@@ -53,8 +53,21 @@ RendezvousClient::RendezvousClient(const RendezvousInfo& info, int rank, int siz
   }
   const Clock::time_point start = Clock::now();
   firstDeadline_ = start + timeout_ + kReplyGrace;
-  connect(start + timeout_);
-  hello(firstDeadline_);
+  // A rendezvous under a flood may shed this connection before reading its hello: connect
+  // again until the connect deadline.
+  auto backoff = std::chrono::duration_cast<Clock::duration>(kMinBackoff);
+  for (int attempt = 1;; ++attempt) {
+    connect(start + timeout_);
+    if (hello(firstDeadline_)) break;
+    if (Clock::now() + backoff >= start + timeout_) {
+      fail(ErrorCode::kPeerLost,
+           fmt::format("the rendezvous at {} closed the connection without answering, {} times "
+                       "within {} s; it has finished or is not an epcomm rendezvous",
+                       where_, attempt, timeout_.count()));
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min<Clock::duration>(backoff * 2, kMaxBackoff);
+  }
   log().debug("bootstrap: rank {} of {} joined the rendezvous {}", rank_, size_, where_);
 }
 
@@ -128,7 +141,7 @@ void RendezvousClient::connect(Clock::time_point deadline) {
   socket_.set_option(tcp::no_delay(true), ignored);
 }
 
-void RendezvousClient::hello(Clock::time_point deadline) {
+bool RendezvousClient::hello(Clock::time_point deadline) {
   Hello h;
   std::copy(std::begin(info_.secret), std::end(info_.secret), h.secret);
   h.rank = rank_;
@@ -138,19 +151,13 @@ void RendezvousClient::hello(Clock::time_point deadline) {
       [&](auto handler) { asio::async_write(socket_, asio::buffer(out), handler); }, deadline);
   if (ec == asio::error::timed_out)
     fail(ErrorCode::kTimeout, "timed out greeting the rendezvous at " + where_);
-  if (ec)
-    fail(ErrorCode::kPeerLost, fmt::format("lost the rendezvous at {}: {}", where_, ec.message()));
+  if (ec) return false;  // closed before the hello went out (shed, or finished)
   std::array<unsigned char, kReplyHeaderBytes> in{};
   ec = await([&](auto handler) { asio::async_read(socket_, asio::buffer(in), handler); }, deadline);
   if (ec == asio::error::timed_out) {
     fail(ErrorCode::kTimeout, fmt::format("the rendezvous at {} did not answer the hello", where_));
   }
-  if (ec) {
-    fail(ErrorCode::kPeerLost,
-         fmt::format("the rendezvous at {} closed the connection without answering ({}); it has "
-                     "finished or is not an epcomm rendezvous",
-                     where_, ec.message()));
-  }
+  if (ec) return false;
   const ReplyHeader reply = decodeReplyHeader(in.data());
   if (reply.magic != kReplyMagic) {
     fail(ErrorCode::kPeerLost, where_ + " is not an epcomm rendezvous (unexpected answer)");
@@ -158,6 +165,7 @@ void RendezvousClient::hello(Clock::time_point deadline) {
   if (reply.status != static_cast<std::uint32_t>(ReplyStatus::kOk))
     throwReplyError(reply, deadline);
   if (reply.bytes != 0) fail(ErrorCode::kPeerLost, "malformed hello answer from " + where_);
+  return true;
 }
 
 void RendezvousClient::throwReplyError(const ReplyHeader& reply, Clock::time_point deadline) {

@@ -37,7 +37,9 @@ class RendezvousClient final : public Bootstrap {
   using AsioError = boost::system::error_code;
 
   void connect(Clock::time_point deadline);
-  void hello(Clock::time_point deadline);
+  // Greets the rendezvous; false when it closed the connection without answering (a server
+  // shedding connections under a flood, or one that has finished): the caller may retry.
+  bool hello(Clock::time_point deadline);
   // Runs one asynchronous operation until it completes or `deadline` passes; on the deadline
   // the socket is closed and boost::asio::error::timed_out returned.
   template <class Start>

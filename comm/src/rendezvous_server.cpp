@@ -1,4 +1,5 @@
 #include "comm/src/rendezvous_server.h"
+
 #include "comm/src/asio.h"
 
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 
 #include "comm/error.h"
 #include "comm/log.h"
+#include "comm/src/rendezvous_admission.h"
 #include "topology/topology.h"
 
 namespace epcomm::rendezvous {
@@ -59,6 +61,7 @@ struct Connection {
   bool writing = false;
   bool closed = false;
   int rank = -1;           // >= 0 once the hello was accepted
+  std::uint64_t id = 0;    // for Admission
   bool announced = false;  // sent the header of the current round
 };
 using ConnectionPtr = std::shared_ptr<Connection>;
@@ -105,6 +108,11 @@ class RendezvousServer::Impl {
   void closeConnection(const ConnectionPtr& c);
   void maybeFinish();
   std::vector<int> missingRanks() const;
+  // A warning about a pending connection, at most once a second (LogLimiter).
+  void warnPending(const std::string& line);
+  // Accepts and closes one connection when out of descriptors, with the one kept in reserve,
+  // so the backlog drains instead of holding the legit ranks back.
+  void shedOneAtDescriptorLimit();
 
   asio::io_context io_;
   tcp::acceptor acceptor_;
@@ -117,7 +125,11 @@ class RendezvousServer::Impl {
   std::atomic<bool> done_{false};
 
   std::unordered_set<ConnectionPtr> connections_;  // every open connection
-  std::vector<ConnectionPtr> members_;             // by rank; sized by the first hello
+  Admission admission_;                            // what is pending before a hello
+  LogLimiter pendingLog_;
+  std::uint64_t nextId_ = 1;
+  int spareFd_ = -1;                    // a descriptor kept in reserve (shedOneAtDescriptorLimit)
+  std::vector<ConnectionPtr> members_;  // by rank; sized by the first hello
   int size_ = 0;
   int arrived_ = 0;
   int liveMembers_ = 0;
@@ -177,9 +189,11 @@ RendezvousServer::Impl::~Impl() {
   AsioError ignored;
   acceptor_.close(ignored);
   for (const ConnectionPtr& c : connections_) c->socket.close(ignored);
+  if (spareFd_ >= 0) ::close(spareFd_);
 }
 
 void RendezvousServer::Impl::start() {
+  spareFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   groupTimer_.expires_after(connectTimeout_);
   groupTimer_.async_wait([this](const AsioError& ec) { onGroupDeadline(ec); });
   accept();
@@ -206,8 +220,15 @@ void RendezvousServer::Impl::accept() {
 
 void RendezvousServer::Impl::onAccept(const AsioError& ec, tcp::socket socket) {
   if (finishing_ || ec == asio::error::operation_aborted) return;
+  if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+    warnPending(
+        fmt::format("bootstrap: rendezvous {}: out of descriptors ({}): shedding the "
+                    "oldest waiting connection",
+                    where_, ec.message()));
+    shedOneAtDescriptorLimit();
+  }
   if (ec) {  // e.g. out of file descriptors: try again shortly, do not spin
-    log().warn("bootstrap: rendezvous {}: accept failed: {}", where_, ec.message());
+    warnPending(fmt::format("bootstrap: rendezvous {}: accept failed: {}", where_, ec.message()));
     acceptRetryTimer_.expires_after(kAcceptRetryDelay);
     acceptRetryTimer_.async_wait([this](const AsioError& e) {
       if (!e && !finishing_) accept();
@@ -220,12 +241,26 @@ void RendezvousServer::Impl::onAccept(const AsioError& ec, tcp::socket socket) {
   c->socket.set_option(tcp::no_delay(true), ignored);
   const tcp::endpoint remote = c->socket.remote_endpoint(ignored);
   c->peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
+  c->id = nextId_++;
   connections_.insert(c);
+  if (const std::uint64_t shed = admission_.admit(c->id, remote.address().to_string())) {
+    for (const ConnectionPtr& found : connections_) {
+      if (found->id != shed) continue;
+      const ConnectionPtr other = found;  // closeConnection erases the set's own copy
+      warnPending(fmt::format(
+          "bootstrap: rendezvous {}: closing a connection from {} that sent "
+          "no hello yet: {} are waiting (at most {}, {} per address)",
+          where_, other->peer, admission_.pending(), kMaxPending, kMaxPendingPerSource));
+      closeConnection(other);
+      break;
+    }
+  }
   c->timer.expires_after(handshakeTimeout_);
   c->timer.async_wait([this, c](const AsioError& e) {
     if (e || c->closed || c->rank >= 0) return;
-    log().warn("bootstrap: rendezvous {}: closing connection from {}: no valid hello within {} s",
-               where_, c->peer, handshakeTimeout_.count());
+    warnPending(fmt::format(
+        "bootstrap: rendezvous {}: closing connection from {}: no valid hello within {} s", where_,
+        c->peer, handshakeTimeout_.count()));
     closeConnection(c);
   });
   asio::async_read(c->socket, asio::buffer(c->hello),
@@ -235,6 +270,7 @@ void RendezvousServer::Impl::onAccept(const AsioError& ec, tcp::socket socket) {
 
 void RendezvousServer::Impl::onHello(const ConnectionPtr& c, const AsioError& ec) {
   if (c->closed) return;
+  admission_.leave(c->id);  // no longer waiting for its hello
   if (ec) {
     log().debug("bootstrap: rendezvous {}: {} left before its hello: {}", where_, c->peer,
                 ec.message());
@@ -243,10 +279,9 @@ void RendezvousServer::Impl::onHello(const ConnectionPtr& c, const AsioError& ec
   }
   const Hello h = decodeHello(c->hello.data());
   if (h.magic != kHelloMagic) {
-    log().warn(
-        "bootstrap: rendezvous {}: closing connection from {}: not an epcomm rendezvous "
-        "hello",
-        where_, c->peer);
+    warnPending(fmt::format(
+        "bootstrap: rendezvous {}: closing connection from {}: not an epcomm rendezvous hello",
+        where_, c->peer));
     closeConnection(c);
     return;
   }
@@ -296,7 +331,7 @@ void RendezvousServer::Impl::onHello(const ConnectionPtr& c, const AsioError& ec
 }
 
 void RendezvousServer::Impl::refuse(const ConnectionPtr& c, const std::string& why) {
-  log().warn("bootstrap: rendezvous {}: refusing {}: {}", where_, c->peer, why);
+  warnPending(fmt::format("bootstrap: rendezvous {}: refusing {}: {}", where_, c->peer, why));
   sendErrorAndClose(c, ReplyStatus::kRefused, fmt::format("rendezvous {} refused {}", where_, why));
 }
 
@@ -471,9 +506,23 @@ void RendezvousServer::Impl::sendErrorAndClose(const ConnectionPtr& c, ReplyStat
   });
 }
 
+void RendezvousServer::Impl::warnPending(const std::string& line) {
+  const std::string out = pendingLog_.next(line, std::chrono::steady_clock::now());
+  if (!out.empty()) log().warn("{}", out);
+}
+
+void RendezvousServer::Impl::shedOneAtDescriptorLimit() {
+  if (spareFd_ < 0) return;
+  ::close(spareFd_);
+  const int fd = ::accept(acceptor_.native_handle(), nullptr, nullptr);
+  if (fd >= 0) ::close(fd);
+  spareFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 void RendezvousServer::Impl::closeConnection(const ConnectionPtr& c) {
   if (c->closed) return;
   c->closed = true;
+  admission_.leave(c->id);
   AsioError ignored;
   c->socket.shutdown(tcp::socket::shutdown_both, ignored);
   c->socket.close(ignored);

@@ -43,7 +43,7 @@ inline constexpr std::size_t kMaxReplyMessageBytes = 4096;
 inline constexpr int kMaxGroupSize = 1 << 16;
 // A connection that has not sent a valid hello within this many seconds (or the connect
 // timeout, if shorter) is closed.
-inline constexpr std::int64_t kHandshakeTimeoutS = 10;
+inline constexpr std::int64_t kHandshakeTimeoutS = 3;
 
 enum class ReplyStatus : std::uint32_t {
   kOk = 0,
