@@ -1,13 +1,17 @@
 #include "comm/src/backend_factory.h"
 
+#include <fmt/format.h>
+
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "comm/error.h"
 #include "comm/log.h"
 #include "comm/src/host_identity.h"
 #include "comm/src/launch_environment.h"
@@ -18,13 +22,26 @@
 namespace epcomm {
 namespace {
 
-// The C shim handed to backends; exceptions stop here.
+// The C shim handed to backends; exceptions stop here, and the first one is kept, so that a
+// backend that could not start because the bootstrap failed (a rank that never came) reports
+// the bootstrap's own error (its code, the missing ranks), not only its own words for it.
+struct BootstrapShim {
+  Bootstrap* bootstrap;
+  std::optional<Error> failure;
+};
+
 int bootstrapAllGather(void* ctx, const void* send, void* recv, size_t bytes) {
+  auto* shim = static_cast<BootstrapShim*>(ctx);
   try {
-    static_cast<Bootstrap*>(ctx)->allGather(send, recv, bytes);
+    shim->bootstrap->allGather(send, recv, bytes);
     return 0;
+  } catch (const Error& e) {
+    log().debug("bootstrap all-gather failed: {}", e.what());
+    if (!shim->failure) shim->failure = e;
+    return 1;
   } catch (const std::exception& e) {
-    log().error("bootstrap all-gather failed: {}", e.what());
+    log().debug("bootstrap all-gather failed: {}", e.what());
+    if (!shim->failure) shim->failure = Error(ErrorCode::kSystemError, e.what());
     return 1;
   }
 }
@@ -118,7 +135,8 @@ std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap*
   PluginKnobs knobs(*plugin.table, config);
   // A network backend gets the interface the user selected (ucx: unless UCX's own settings).
   const std::string netDevice = name == "ucx" ? ucxNetDevice(config, rank) : std::string();
-  epcommBackendBootstrap shim{bootstrap, &bootstrapAllGather};
+  BootstrapShim shimCtx{bootstrap, std::nullopt};
+  epcommBackendBootstrap shim{&shimCtx, &bootstrapAllGather};
   epcommBackendCreateArgs args{};
   args.structSize = sizeof(args);
   args.rank = rank;
@@ -131,7 +149,14 @@ std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap*
   args.knob = &PluginKnobs::lookup;
   args.knobCtx = &knobs;
   args.netDevice = netDevice.empty() ? nullptr : netDevice.c_str();
-  return BackendHandle::create(plugin.table, args);
+  try {
+    return BackendHandle::create(plugin.table, args);
+  } catch (const Error& e) {
+    if (!shimCtx.failure) throw;
+    (void)e;  // its own words for the same failure
+    throw Error(shimCtx.failure->code(),
+                fmt::format("{} (backend {} could not start)", shimCtx.failure->what(), name));
+  }
 }
 
 std::unique_ptr<BackendHandle> createChosenBackend(const BackendChoice& choice,
