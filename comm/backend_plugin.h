@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <memory>
 #include <new>
@@ -120,6 +121,21 @@ inline std::string knobValue(const epcommBackendCreateArgs& args, const char* na
 inline std::int64_t waitReportMs(const epcommBackendCreateArgs& args) {
   const size_t needed = offsetof(epcommBackendCreateArgs, waitReportMs) + sizeof(args.waitReportMs);
   return args.structSize >= needed ? args.waitReportMs : 0;
+}
+
+// The warning a wait logs every args.waitReportMs, worded alike on every backend: "rank 2:
+// allReduce has waited 60.0 s for rank 3 (it fails at EPCOMM_TIMEOUT_MS=300000; ...)".
+inline std::string waitReportText(int rank, const char* op, double waitedS, const std::string& whom,
+                                  std::int64_t timeoutMs, std::int64_t reportMs) {
+  char waited[32];
+  std::snprintf(waited, sizeof waited, "%.1f", waitedS);
+  char every[32];
+  std::snprintf(every, sizeof every, "%g", static_cast<double>(reportMs) / 1000.0);
+  const std::string limit = timeoutMs > 0
+                                ? "it fails at EPCOMM_TIMEOUT_MS=" + std::to_string(timeoutMs)
+                                : std::string("EPCOMM_TIMEOUT_MS=0: no deadline");
+  return "rank " + std::to_string(rank) + ": " + op + " has waited " + waited + " s for " + whom +
+         " (" + limit + "; reported every EPCOMM_WAIT_REPORT_S=" + every + " s)";
 }
 
 namespace plugin_detail {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,21 @@
 #include "comm/src/host_identity.h"
 
 namespace epcomm {
+namespace {
+
+// "epcomm rank R: <step>: <what>" as a failure of the caller's `call`: "epcomm rank R: <call>
+// (in its <step>): <what>"; nullopt for a message of another shape.
+std::optional<Error> inCall(const Error& e, int rank, const char* call) {
+  const std::string prefix = "epcomm rank " + std::to_string(rank) + ": ";
+  const std::string what = e.what();
+  const std::size_t stepEnd = what.find(": ", prefix.size());
+  if (what.rfind(prefix, 0) != 0 || stepEnd == std::string::npos) return std::nullopt;
+  return Error(e.code(), fmt::format("{}{} (in its {}): {}", prefix, call,
+                                     what.substr(prefix.size(), stepEnd - prefix.size()),
+                                     what.substr(stepEnd + 2)));
+}
+
+}  // namespace
 
 Communicator::Communicator(std::unique_ptr<BackendHandle> backend, Config config)
     : backend_(std::move(backend)), config_(std::move(config)) {
@@ -121,22 +137,14 @@ void Communicator::runErased(const char* op, void* fn, void (*call)(void*)) {
   } catch (const Error& e) {
     // A failure inside the backend leaves the ranks at different points: abort. A bad
     // argument the backend found (comm/backend.h) left no peer waiting: stay usable.
-    if (e.code() != ErrorCode::kInvalidArgument && userCall_) {
-      // "epcomm rank R: <step>: <what>" as the caller's call: "... <call> (in its <step>): <what>".
-      const std::string prefix = "epcomm rank " + std::to_string(rank_) + ": ";
-      const std::string what = e.what();
-      const std::size_t stepEnd = what.find(": ", prefix.size());
-      if (what.rfind(prefix, 0) == 0 && stepEnd != std::string::npos) {
-        const Error named(e.code(), prefix + userCall_ + " (in its " +
-                                        what.substr(prefix.size(), stepEnd - prefix.size()) +
-                                        "): " + what.substr(stepEnd + 2));
-        abortBecause(named.what());
-        throw named;
-      }
-    }
-    if (e.code() != ErrorCode::kInvalidArgument) abortBecause(e.what());
+    const bool fatal = e.code() != ErrorCode::kInvalidArgument;
+    // Inside a caller's call (CallScope) the step's failure is that call's, for the peers too.
+    const std::optional<Error> named =
+        fatal && userCall_ ? inCall(e, rank_, userCall_) : std::nullopt;
+    if (fatal) abortBecause(named ? named->what() : e.what());
     // This rank's own problem names the bad argument; the backend's names only the rank.
     if (armed && !armed->ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, armed->problem());
+    if (named) throw *named;
     throw;
   }
   if (armed && !armed->ok()) {

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "comm/backend.h"
+#include "comm/backend_plugin.h"
 #include "comm/error.h"
 
 static_assert(std::endian::native == std::endian::little, "the futex word is the low half");
@@ -99,15 +100,11 @@ void Waiter::report(int peer, const OpClock& clock, std::chrono::steady_clock::t
                     std::chrono::steady_clock::time_point* next) const {
   if (reportMs_ <= 0 || !log_ || now < *next) return;
   *next = now + std::chrono::milliseconds(reportMs_);
-  const double waited = std::chrono::duration<double>(now - since).count();
   const std::string whom =
       peer == kAnyPeer ? "a signal from any rank" : fmt::format("rank {}", peer);
-  const std::string limit = timeoutMs_ > 0
-                                ? fmt::format("it fails at EPCOMM_TIMEOUT_MS={}", timeoutMs_)
-                                : std::string("EPCOMM_TIMEOUT_MS=0: no deadline");
-  const std::string message = fmt::format(
-      "rank {}: {} has waited {:.1f} s for {} ({}; reported every EPCOMM_WAIT_REPORT_S={} s)",
-      rank_, clock.op, waited, whom, limit, reportMs_ / 1000.0);
+  const std::string message =
+      waitReportText(rank_, clock.op, std::chrono::duration<double>(now - since).count(), whom,
+                     timeoutMs_, reportMs_);
   log_(3, message.c_str());  // warning
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/backend_plugin.h"
 #include "comm/error.h"
 
 namespace epcomm::ucx {
@@ -303,14 +304,8 @@ void Worker::Idle::step(const char* what) {
     if (nextReportNs_ != 0 && now >= nextReportNs_) {
       // A wait this long is worth a line in the log (EPCOMM_WAIT_REPORT_S), until it ends.
       nextReportNs_ = now + worker_.reportMs_ * 1'000'000;
-      worker_.log(
-          3, fmt::format("rank {}: {} has waited {:.1f} s for {} ({}; reported every "
-                         "EPCOMM_WAIT_REPORT_S={} s)",
-                         scope_.rank, scope_.op, (now - startNs_) / 1e9, what,
-                         worker_.timeoutMs_ > 0
-                             ? fmt::format("it fails at EPCOMM_TIMEOUT_MS={}", worker_.timeoutMs_)
-                             : std::string("EPCOMM_TIMEOUT_MS=0: no deadline"),
-                         worker_.reportMs_ / 1000.0));
+      worker_.log(3, waitReportText(scope_.rank, scope_.op, (now - startNs_) / 1e9, what,
+                                    worker_.timeoutMs_, worker_.reportMs_));
     }
     if (deadlineNs_ != 0 && now > deadlineNs_) {
       worker_.troubled_.store(true);

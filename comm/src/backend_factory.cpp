@@ -151,9 +151,8 @@ std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap*
   args.netDevice = netDevice.empty() ? nullptr : netDevice.c_str();
   try {
     return BackendHandle::create(plugin.table, args);
-  } catch (const Error& e) {
-    if (!shimCtx.failure) throw;
-    (void)e;  // its own words for the same failure
+  } catch (const Error&) {
+    if (!shimCtx.failure) throw;  // else the backend's own words for the same failure
     throw Error(shimCtx.failure->code(),
                 fmt::format("{} (backend {} could not start)", shimCtx.failure->what(), name));
   }

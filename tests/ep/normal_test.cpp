@@ -361,6 +361,42 @@ TEST_F(Normal, RoundsGiveTheSameResult) {
   }
 }
 
+// Two arrays of the same size and bytes.
+template <typename A, typename B>
+bool sameBits(const A& x, const B& y) {
+  return x.size() == y.size() &&
+         (x.size() == 0 || std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0);
+}
+
+// Two paths' dispatch outputs of the same call, bitwise.
+void expectSameDispatch(const ep::DispatchOutputs& outA, const ep::DispatchOutputs& outB,
+                        int tokens, bool int8) {
+  EXPECT_TRUE(sameBits(outA.recvX, outB.recvX)) << tokens << " int8 " << int8;
+  EXPECT_TRUE(sameBits(outA.recvXInt8, outB.recvXInt8)) << tokens;
+  EXPECT_TRUE(sameBits(outA.recvScales, outB.recvScales)) << tokens;
+  EXPECT_TRUE(sameBits(outA.recvTopkIdx, outB.recvTopkIdx)) << tokens;
+  EXPECT_TRUE(sameBits(outA.recvTopkWeights, outB.recvTopkWeights)) << tokens;
+  EXPECT_TRUE(sameBits(outA.handle.recvSrcIdx, outB.handle.recvSrcIdx)) << tokens;
+  EXPECT_EQ(outA.numRecvTokensPerExpert, outB.numRecvTokensPerExpert);
+}
+
+// Combines path A's received rows on both Buffers, each through its own handle (weighted
+// with int8, as the callers' cases pick).
+void combineBoth(Buffer& a, const ep::DispatchOutputs& outA, Buffer& b,
+                 const ep::DispatchOutputs& outB, bool int8, ep::CombineOutputs& backA,
+                 ep::CombineOutputs& backB) {
+  ep::CombineInputs c;
+  c.x = outA.recvX.data();
+  c.hidden = kHidden;
+  c.topkWeights = outA.recvTopkWeights.data();
+  c.numTopk = kTopk;
+  c.weighted = int8;
+  c.handle = &outA.handle;
+  a.combine(c, backA);
+  c.handle = &outB.handle;
+  b.combine(c, backB);
+}
+
 // The window transport (auto: shm, or mpi on one host) and the collective one give bitwise
 // the same outputs, over growing and shrinking shapes, bf16 and int8, on one Buffer each
 // (the window regrows). Where the backend has no windows both are collective.
@@ -384,31 +420,12 @@ TEST_F(Normal, WindowAndCollectiveTransportsAgree) {
     a.dispatch(d, outA);
     b.dispatch(d, outB);
     ASSERT_EQ(outA.numRecvTokens, outB.numRecvTokens);
-    auto same = [](const auto& x, const auto& y) {
-      return x.size() == y.size() &&
-             (x.size() == 0 || std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0);
-    };
-    EXPECT_TRUE(same(outA.recvX, outB.recvX)) << tokens << " int8 " << int8;
-    EXPECT_TRUE(same(outA.recvXInt8, outB.recvXInt8)) << tokens;
-    EXPECT_TRUE(same(outA.recvScales, outB.recvScales)) << tokens;
-    EXPECT_TRUE(same(outA.recvTopkIdx, outB.recvTopkIdx)) << tokens;
-    EXPECT_TRUE(same(outA.recvTopkWeights, outB.recvTopkWeights)) << tokens;
-    EXPECT_TRUE(same(outA.handle.recvSrcIdx, outB.handle.recvSrcIdx)) << tokens;
-    EXPECT_EQ(outA.numRecvTokensPerExpert, outB.numRecvTokensPerExpert);
+    expectSameDispatch(outA, outB, tokens, int8);
     EXPECT_EQ(outA.bytesSent, outB.bytesSent);
-    ep::CombineInputs c;
-    c.x = outA.recvX.data();
-    c.hidden = kHidden;
-    c.topkWeights = outA.recvTopkWeights.data();
-    c.numTopk = kTopk;
-    c.weighted = int8;
     ep::CombineOutputs backA, backB;
-    c.handle = &outA.handle;
-    a.combine(c, backA);
-    c.handle = &outB.handle;
-    b.combine(c, backB);
-    EXPECT_TRUE(same(backA.combinedX, backB.combinedX)) << tokens;
-    EXPECT_TRUE(same(backA.combinedTopkWeights, backB.combinedTopkWeights)) << tokens;
+    combineBoth(a, outA, b, outB, int8, backA, backB);
+    EXPECT_TRUE(sameBits(backA.combinedX, backB.combinedX)) << tokens;
+    EXPECT_TRUE(sameBits(backA.combinedTopkWeights, backB.combinedTopkWeights)) << tokens;
   }
 }
 
@@ -438,28 +455,9 @@ TEST_F(Normal, HostRelayAndFlatPathAgree) {
     EXPECT_EQ(outA.handle.relayCounts.size(), static_cast<std::size_t>(comm().numHosts()));
     EXPECT_TRUE(outB.handle.relayCounts.empty());
     ASSERT_EQ(outA.numRecvTokens, outB.numRecvTokens);
-    auto same = [](const auto& x, const auto& y) {
-      return x.size() == y.size() &&
-             (x.size() == 0 || std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])) == 0);
-    };
-    EXPECT_TRUE(same(outA.recvX, outB.recvX)) << tokens << " int8 " << int8;
-    EXPECT_TRUE(same(outA.recvXInt8, outB.recvXInt8)) << tokens;
-    EXPECT_TRUE(same(outA.recvScales, outB.recvScales)) << tokens;
-    EXPECT_TRUE(same(outA.recvTopkIdx, outB.recvTopkIdx)) << tokens;
-    EXPECT_TRUE(same(outA.recvTopkWeights, outB.recvTopkWeights)) << tokens;
-    EXPECT_TRUE(same(outA.handle.recvSrcIdx, outB.handle.recvSrcIdx)) << tokens;
-    EXPECT_EQ(outA.numRecvTokensPerExpert, outB.numRecvTokensPerExpert);
-    ep::CombineInputs c;
-    c.x = outA.recvX.data();
-    c.hidden = kHidden;
-    c.topkWeights = outA.recvTopkWeights.data();
-    c.numTopk = kTopk;
-    c.weighted = int8;
+    expectSameDispatch(outA, outB, tokens, int8);
     ep::CombineOutputs backA, backB;
-    c.handle = &outA.handle;
-    a.combine(c, backA);
-    c.handle = &outB.handle;
-    b.combine(c, backB);
+    combineBoth(a, outA, b, outB, int8, backA, backB);
     ASSERT_EQ(backA.combinedX.size(), backB.combinedX.size());
     std::vector<double> xa(backA.combinedX.size()), xb(backB.combinedX.size());
     for (std::size_t i = 0; i < xa.size(); ++i) {
