@@ -55,6 +55,8 @@ enum {
 #define EPCOMM_BACKEND_CAP_MULTI_HOST (1ull << 1) /* ranks may span hosts */
 /* The window entry points (windowCreate ... windowReadSignal) are implemented. */
 #define EPCOMM_BACKEND_CAP_WINDOWS (1ull << 2)
+/* The table's shrink works (the survivors of a lost rank form a new communicator). */
+#define EPCOMM_BACKEND_CAP_SHRINK (1ull << 3)
 
 /* What one rank passes to one collective, for the cross-rank check (see
  * EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY). opId, valid and shape are compared across ranks;
@@ -214,6 +216,15 @@ typedef struct epcommBackendV1 {
    * EPCOMM_ABORT_REASON_MARK followed by the reason, so every rank can name the first
    * cause (a dead rank, say), not only the rank that gave up after it. */
   int (*abortWithReason)(void* state, const char* reason);
+
+  /* Optional (EPCOMM_BACKEND_CAP_SHRINK, structSize covers it): after ranks died, the ranks
+   * still alive form a new communicator without them, in the old order (ULFM's
+   * MPI_Comm_shrink). Collective among the survivors, and callable after abort: every rank
+   * still alive calls it; a rank that is alive but has not called it within the timeout
+   * fails it on the others with epcommBackendTimeout, naming it; a member that dies during
+   * it fails it with epcommBackendRemoteError (the survivors may call it again).
+   * keptRanks (the old size entries) receives, for each new rank, its rank here. */
+  int (*shrink)(void* state, void** newState, int* newRank, int* newSize, int* keptRanks);
 } epcommBackendV1;
 
 /* Separates a "rank R aborted" message from the reason R gave (abortWithReason). */

@@ -38,6 +38,12 @@ class Backend {
   }
   // Returns nullptr for a negative color.
   virtual std::unique_ptr<Backend> split(int color, int key) = 0;
+  // EPCOMM_BACKEND_CAP_SHRINK (contract in comm/backend.h): the survivors' communicator;
+  // keptRanks[i] = new rank i's rank here. Backends without the capability keep this.
+  virtual std::unique_ptr<Backend> shrink(int* keptRanks) {
+    (void)keptRanks;
+    throwError(ErrorCode::kInvalidUsage, rank(), "shrink", "this backend cannot shrink");
+  }
 
   virtual void allReduce(const void* send, void* recv, size_t count, int dtype, int op) = 0;
   virtual void allGather(const void* send, void* recv, size_t sendCount, int dtype) = 0;
@@ -196,6 +202,17 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
       *newState = nullptr;
       std::unique_ptr<Backend> child = impl(s).split(color, key);
       if (!child) return;
+      *newRank = child->rank();
+      *newSize = child->size();
+      auto state = std::make_unique<State>();
+      state->impl = std::move(child);
+      *newState = state.release();
+    });
+  };
+  t.shrink = [](void* s, void** newState, int* newRank, int* newSize, int* keptRanks) {
+    return guarded(err(s), [&] {
+      *newState = nullptr;
+      std::unique_ptr<Backend> child = impl(s).shrink(keptRanks);
       *newRank = child->rank();
       *newSize = child->size();
       auto state = std::make_unique<State>();

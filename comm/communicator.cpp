@@ -126,7 +126,8 @@ std::string Communicator::lastAlgorithm() const {
 void Communicator::checkUsable(const char* op) const {
   if (aborted_) {
     throwError(ErrorCode::kInvalidUsage, rank_, op,
-               "the communicator was aborted (after an error or abort()); create a new one");
+               "the communicator was aborted (after an error or abort()); create a new one (after "
+               "a lost rank the survivors can shrink() it)");
   }
 }
 
@@ -200,6 +201,21 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
   std::unique_ptr<BackendHandle> child;
   run(kOp, [&] { child = backend_->split(color, key); });
   if (!child) return nullptr;
+  return std::unique_ptr<Communicator>(new Communicator(std::move(child), config_));
+}
+
+std::unique_ptr<Communicator> Communicator::shrink(std::vector<int>* keptRanks) {
+  constexpr const char* kOp = "shrink";
+  if (!backend_->canShrink()) {
+    throwError(ErrorCode::kInvalidUsage, rank_, kOp,
+               fmt::format("backend {} cannot shrink a communicator; EPCOMM_BACKEND=shm can (one "
+                           "host). Under mpirun the launcher ends the job when a rank dies",
+                           backend_->name()));
+  }
+  abortBecause("shrinking: the survivors form a new communicator (Communicator::shrink)");
+  std::vector<int> kept;
+  std::unique_ptr<BackendHandle> child = backend_->shrink(kept);
+  if (keptRanks) *keptRanks = std::move(kept);
   return std::unique_ptr<Communicator>(new Communicator(std::move(child), config_));
 }
 

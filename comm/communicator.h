@@ -72,6 +72,17 @@ class EPCOMM_API Communicator {
   // negative color takes part but gets nullptr. Collective.
   std::unique_ptr<Communicator> split(int color, int key);
 
+  // After a rank died (a call failed with kPeerLost), the ranks still alive form a new
+  // communicator without the dead ones, in their old order (ULFM's MPI_Comm_shrink, NCCL's
+  // ncclCommShrink). Collective among the survivors: every rank still alive calls it. This
+  // communicator is aborted first (a survivor still waiting in one of its calls then fails
+  // and can join), so it works after abort. A rank that is alive but has not called it
+  // within EPCOMM_TIMEOUT_MS fails it on the others with kTimeout naming that rank; a member
+  // that dies during it fails it with kPeerLost (call it again). keptRanks, if given,
+  // receives each new rank's rank here. kInvalidUsage on a backend that cannot shrink
+  // (EPCOMM_BACKEND=shm can; under mpirun the launcher ends the job when a rank dies).
+  std::unique_ptr<Communicator> shrink(std::vector<int>* keptRanks = nullptr);
+
   // In place when send == recv (allGather: when send == recv + rank * sendCount).
   void allReduce(const void* send, void* recv, std::size_t count, DataType dtype, ReduceOp op);
   // recv holds size * sendCount elements, rank r's block at r * sendCount.

@@ -101,6 +101,16 @@ epcommResult_t epcommCommInitFromEnv(epcommComm_t* comm, const epcommConfig_t* c
  * parent's backend and settings; config (may be NULL) is only validated. */
 epcommResult_t epcommCommSplit(epcommComm_t comm, int color, int key, epcommComm_t* newcomm,
                                const epcommConfig_t* config);
+/* After a rank died (a call returned epcommRemoteError), the ranks still alive form newcomm
+ * without the dead ones, in their old order (ULFM's MPI_Comm_shrink, NCCL's ncclCommShrink).
+ * Collective among the survivors: every rank still alive calls it; comm is aborted first (a
+ * survivor still inside one of its calls then fails and can join), so it works on an aborted
+ * comm, which the caller still destroys. A rank that is alive but has not called it within
+ * EPCOMM_TIMEOUT_MS fails it with epcommTimeout, named; a member dying during it fails it
+ * with epcommRemoteError (call it again). keptRanks (may be NULL, else room for comm's size)
+ * receives, for each rank of newcomm, its rank in comm. EPCOMM_BACKEND=shm can shrink;
+ * others return epcommInvalidUsage (under mpirun the launcher ends the job). */
+epcommResult_t epcommCommShrink(epcommComm_t comm, epcommComm_t* newcomm, int* keptRanks);
 /* Destroy waits for calls on comm in other threads to return. Abort first makes every call
  * on comm fail (one blocked inside the backend returns when it completes or times out
  * after EPCOMM_TIMEOUT_MS), then destroys it; safe from a watchdog thread. */

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "../comm/communicator.h"
 #include "../comm/export.h"
@@ -45,6 +46,20 @@ inline Mode resolveMode(Mode configured, BatchKind batch) {
 // is on this host, else kCollective.
 enum class Transport : int { kAuto = 0, kWindow = 1, kCollective = 2 };
 
+// Experts masked after Communicator::shrink (DeepEP's low-latency mask buffer, for every
+// mode): the caller keeps numbering experts over the ranks they were laid out on
+// (originalRanks: the communicator's size before the shrink, numExperts / originalRanks
+// experts each, numExperts counting them all), communicator rank r holds the experts of
+// original rank keptRanks[r] (as shrink returned them), and the experts of the ranks not kept
+// are masked: nothing is sent for them and combine adds nothing for them, so a token routed
+// only to masked experts gets zeros. Outputs that are per local expert are unchanged; the
+// layout's numTokensPerExpert stays in the caller's numbering (zeros where masked).
+// Empty keptRanks: no mask.
+struct ExpertMask {
+  int originalRanks = 0;
+  std::vector<int> keptRanks;  // [communicator size]
+};
+
 struct EPCOMM_API BufferConfig {
   std::size_t normalBytes = std::size_t{1024} << 20;  // EPCOMM_EP_BUFFSIZE (MiB)
   int rounds = 0;                // EPCOMM_EP_ROUNDS: at most this many rounds (0: no limit)
@@ -57,6 +72,7 @@ struct EPCOMM_API BufferConfig {
   // EPCOMM_EP_HOST_RELAY: across hosts, normal mode sends a token to each remote host once
   // and forwards it inside that host (ep/src/host_relay.h); false: one copy per remote rank.
   bool hostRelay = true;
+  ExpertMask mask;  // after a shrink; no mask by default
   // The wire format of a normal dispatch asking for `requested`: kDefault is int8 (one scale
   // per quantGroup channels, or per token when it is 0) where int8 is set, else bf16.
   Quant normalQuant(Quant requested) const {

@@ -85,11 +85,18 @@ typedef struct {
   int int8;                /* EPCOMM_EP_INT8: int8 normal dispatch by default (0/1) */
   int quantGroup;          /* EPCOMM_EP_QUANT_GROUP: 128, or 0 for one scale per token */
   int reserved;            /* 0 */
+  /* After epcommCommShrink (ep::ExpertMask in ep/buffer.h): the ranks the experts were laid
+   * out over (the communicator's size before the shrink) and, for each rank of comm, the
+   * rank whose experts it holds (the shrink's keptRanks, comm's size entries, copied); the
+   * experts of the ranks not kept are masked: combine gives zeros for them. 0 / NULL: no
+   * mask. */
+  int maskOriginalRanks;
+  const int* maskKeptRanks;
 } epcommEpConfig_t;
 #define EPCOMM_EP_CONFIG_INITIALIZER                                                            \
   {                                                                                             \
     sizeof(epcommEpConfig_t), EPCOMM_EP_CONFIG_MAGIC, EPCOMM_EP_CONFIG_VERSION, -1, -1, -1, -1, \
-        -1, -1, -1, 0                                                                           \
+        -1, -1, -1, 0, 0, NULL                                                                  \
   }
 
 /* ---- Buffer ---- */

@@ -154,9 +154,13 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   std::unique_ptr<Segment> child =
       Segment::establish(gather, rank_, size_, leader, childRank, childSize, bufferBytes_, op);
   if (!child) return nullptr;
-  auto backend =
-      std::unique_ptr<Backend>(new Backend(std::move(child), childRank, childSize, timeoutMs_,
-                                           bufferBytes_, oversubscribed_, allReduceTuning_));
+  return this->child(std::move(child), childRank, childSize);
+}
+
+std::unique_ptr<Backend> Backend::child(std::unique_ptr<Segment> segment, int rank,
+                                        int size) const {
+  auto backend = std::unique_ptr<Backend>(new Backend(
+      std::move(segment), rank, size, timeoutMs_, bufferBytes_, oversubscribed_, allReduceTuning_));
   backend->log_ = log_;
   backend->reportMs_ = reportMs_;
   backend->waiter_->setReport(reportMs_, log_);

@@ -35,6 +35,9 @@ class Backend final : public epcomm::Backend {
   void abort() override;
   void abortWithReason(const char* reason) override;
   std::unique_ptr<epcomm::Backend> split(int color, int key) override;
+  // The survivors' communicator (shrink.cpp): the ranks that joined, found through this
+  // segment (which every survivor still maps) and the pids of those that did not.
+  std::unique_ptr<epcomm::Backend> shrink(int* keptRanks) override;
 
   void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;
   void allGather(const void* send, void* recv, size_t sendCount, int dtype) override;
@@ -74,6 +77,8 @@ class Backend final : public epcomm::Backend {
   Backend(std::unique_ptr<Segment> segment, int rank, int size, std::int64_t timeoutMs,
           std::size_t bufferBytes, bool oversubscribed, const AllReduceTuning& allReduceTuning);
   void setUp();
+  // A backend over a new segment of this one's members (split, shrink), with its settings.
+  std::unique_ptr<Backend> child(std::unique_ptr<Segment> segment, int rank, int size) const;
   Channel& channel(int kind) { return *channels_[static_cast<std::size_t>(kind)]; }
   // Whether a collective moving `bytes` (as registered_algorithms.h counts them) takes the
   // registration handshake: the same answer on every rank (registry.h).
@@ -98,6 +103,7 @@ class Backend final : public epcomm::Backend {
   // How allReduce picks its algorithm (EPCOMM_SHM_ALLREDUCE and thresholds, agreed at init).
   AllReduceTuning allReduceTuning_;
   const char* lastAlgorithm_ = "";
+  std::uint64_t shrinkRounds_ = 0;  // shrink calls made on this communicator
   void (*log_)(int level, const char* message) = nullptr;
   std::vector<const char*> notedPaths_;  // notes already logged (string literals)
   std::unique_ptr<Waiter> waiter_;

@@ -28,7 +28,8 @@ const epcommBackendKnob kShmKnobs[] = {
 }  // namespace
 
 // The call check rides on each collective's first step (channel.h); symmetric windows and
-// registered buffers (window.h, registry.h).
+// registered buffers (window.h, registry.h); shrink (shrink.cpp).
 EPCOMM_EXPORT_BACKEND_WITH_KNOBS("shm",
-                                 EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY | EPCOMM_BACKEND_CAP_WINDOWS,
+                                 EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY |
+                                     EPCOMM_BACKEND_CAP_WINDOWS | EPCOMM_BACKEND_CAP_SHRINK,
                                  0, epcomm::shm::Backend, kShmKnobs)

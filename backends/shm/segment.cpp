@@ -134,6 +134,8 @@ Layout Layout::compute(int size, std::size_t bufferBytes) {
   std::size_t off = alignUp(sizeof(Header), kLine);
   l.pidsOff = off;
   off = alignUp(off + p * sizeof(RankInfo), kLine);
+  l.shrinkOff = off;
+  off += p * sizeof(ShrinkLine);
   l.stepLinesOff = off;
   off += p * 2 * kLine;
   l.mailCountersOff = off;

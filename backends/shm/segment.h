@@ -5,6 +5,7 @@
 // every rank from (size, bufferBytes of the leader)):
 //   Header                      magic, size, total bytes
 //   RankInfo[size]              each rank's pid (liveness), abort flag and abort reason
+//   ShrinkLine[size]            each rank's part in a shrink (shrink.cpp)
 //   StepLine[size][2]           per rank, per parity: the last step of the collective stream
 //                               it posted (all kinds share one stream), with the call check
 //                               and inline data it carries
@@ -85,6 +86,17 @@ struct RankInfo {
   char abortReason[kReasonBytes];
 };
 
+// One rank's part in shrinking the communicator (shrink.cpp), written by its rank only: the
+// shrink round it joined, and the steps it posted of the survivors' small all-gather, whose
+// data alternates between two buffers (a rank posts step s + 1 only after every member
+// posted step s, so nobody still reads the buffer it overwrites).
+struct alignas(kLine) ShrinkLine {
+  static constexpr std::size_t kDataBytes = 192;
+  std::atomic<std::uint64_t> round;   // shrink rounds joined (only grows)
+  std::atomic<std::uint64_t> posted;  // (round << 32) | all-gather step, posted after data
+  char data[2][kDataBytes];
+};
+
 // Per-slot side data an algorithm may use (all-to-all-v: the steps it needs).
 struct alignas(kLine) SlotHeader {
   std::uint64_t words[8];
@@ -102,8 +114,8 @@ struct Layout {
   std::size_t bufferBytes = 0;
   std::size_t slotBytes = 0;  // data bytes of one collective slot
   std::size_t mailBytes = 0;  // data bytes of one send/recv chunk
-  std::size_t pidsOff = 0, stepLinesOff = 0, mailCountersOff = 0, slotHeadersOff = 0, slotsOff = 0,
-              mailOff = 0, mailStride = 0, total = 0;
+  std::size_t pidsOff = 0, shrinkOff = 0, stepLinesOff = 0, mailCountersOff = 0, slotHeadersOff = 0,
+              slotsOff = 0, mailOff = 0, mailStride = 0, total = 0;
 
   static Layout compute(int size, std::size_t bufferBytes);
   std::size_t stepLineOff(int rank, int parity) const;
@@ -167,6 +179,9 @@ class Segment {
   pid_t pid(int rank) const { return rankInfo(rank).pid.load(); }
   RankInfo& rankInfo(int rank) const {
     return reinterpret_cast<RankInfo*>(base_ + layout_.pidsOff)[rank];
+  }
+  ShrinkLine& shrinkLine(int rank) const {
+    return reinterpret_cast<ShrinkLine*>(base_ + layout_.shrinkOff)[rank];
   }
 
  private:

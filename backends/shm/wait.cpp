@@ -29,7 +29,8 @@ constexpr int kYields = 64;         // sched_yield iterations before sleeping
 constexpr long kSleepNs = 1000000;  // futex sleep: 1 ms, so a lost wake costs little
 constexpr auto kLivenessPeriod = std::chrono::milliseconds(5);
 
-// A pid that no longer names a running process (gone, or a zombie nobody reaped yet).
+}  // namespace
+
 bool processGone(pid_t pid) {
   if (pid <= 0) return false;
   if (kill(pid, 0) == -1 && errno == ESRCH) return true;
@@ -47,8 +48,6 @@ bool processGone(pid_t pid) {
   const char state = s[close + 2];
   return state == 'Z' || state == 'X';
 }
-
-}  // namespace
 
 Waiter::Waiter(Segment& segment, int rank, std::int64_t timeoutMs)
     : segment_(segment), rank_(rank), timeoutMs_(timeoutMs) {}

@@ -35,6 +35,9 @@ inline void prefetchForWrite(const void* p) {
 #endif
 }
 
+// A pid that no longer names a running process (gone, or a zombie nobody reaped yet).
+bool processGone(pid_t pid);
+
 struct OpClock {
   const char* op;
   explicit OpClock(const char* name) : op(name) {}

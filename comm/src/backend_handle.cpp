@@ -53,6 +53,22 @@ std::unique_ptr<BackendHandle> BackendHandle::split(int color, int key) {
   return std::make_unique<BackendHandle>(table_, child, name_, newRank, newSize);
 }
 
+bool BackendHandle::canShrink() const {
+  constexpr std::size_t kNeeded = offsetof(epcommBackendV1, shrink) + sizeof(table_->shrink);
+  return hasCapability(EPCOMM_BACKEND_CAP_SHRINK) && table_->structSize >= kNeeded &&
+         table_->shrink;
+}
+
+std::unique_ptr<BackendHandle> BackendHandle::shrink(std::vector<int>& keptRanks) {
+  void* child = nullptr;
+  int newRank = -1;
+  int newSize = 0;
+  keptRanks.assign(static_cast<std::size_t>(size_), -1);
+  check(table_->shrink(state_, &child, &newRank, &newSize, keptRanks.data()), "shrink");
+  keptRanks.resize(static_cast<std::size_t>(newSize));
+  return std::make_unique<BackendHandle>(table_, child, name_, newRank, newSize);
+}
+
 void BackendHandle::allReduce(const void* s, void* r, std::size_t n, int dtype, int op) {
   check(table_->allReduce(state_, s, r, n, dtype, op), "allReduce");
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "comm/backend.h"
 #include "comm/error.h"
@@ -36,6 +37,10 @@ class BackendHandle {
   // Aborts; with a reason (this rank's error) where the plugin can tell its peers.
   void abort(const char* reason = nullptr);
   std::unique_ptr<BackendHandle> split(int color, int key);
+  // Whether the plugin has EPCOMM_BACKEND_CAP_SHRINK and a table long enough for it.
+  bool canShrink() const;
+  // The survivors' backend (comm/backend.h: shrink); keptRanks gets each new rank's rank here.
+  std::unique_ptr<BackendHandle> shrink(std::vector<int>& keptRanks);
   void allReduce(const void* send, void* recv, std::size_t count, int dtype, int op);
   void allGather(const void* send, void* recv, std::size_t sendCount, int dtype);
   void allGatherV(const void* send, std::size_t sendCount, void* recv, const std::size_t* counts,

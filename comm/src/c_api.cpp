@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <algorithm>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -249,6 +250,18 @@ epcommResult_t epcommCommSplit(epcommComm_t comm, int color, int key, epcommComm
     impl = comm->impl->split(color, key);
   });
   if (rc != epcommSuccess || !impl) return rc;
+  return publish(newcomm, std::move(impl));
+}
+
+epcommResult_t epcommCommShrink(epcommComm_t comm, epcommComm_t* newcomm, int* keptRanks) {
+  EPCOMM_REQUIRE_COMM(comm, "commShrink");
+  if (!newcomm) return fail(comm, epcommInvalidArgument, "epcomm: commShrink: newcomm is NULL");
+  *newcomm = nullptr;
+  std::unique_ptr<epcomm::Communicator> impl;
+  std::vector<int> kept;
+  const epcommResult_t rc = call(comm, "commShrink", [&] { impl = comm->impl->shrink(&kept); });
+  if (rc != epcommSuccess) return rc;
+  if (keptRanks) std::copy(kept.begin(), kept.end(), keptRanks);
   return publish(newcomm, std::move(impl));
 }
 

@@ -1,6 +1,7 @@
 #include "ep/buffer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <string>
 #include <string_view>
@@ -65,16 +66,22 @@ Buffer::Buffer(Communicator& comm, const BufferConfig& config) {
     agreement.fail("BufferConfig::transport must be kAuto, kWindow or kCollective");
   }
   agreement.same("transport (EPCOMM_EP_TRANSPORT)", static_cast<int>(config.transport));
-  agreement.same("resolved transport", static_cast<int>(resolved));
+  // (The resolved transport follows from it: windows and hosts are the same on every rank.)
   agreement.same("llMaxTokens (EPCOMM_EP_LL_MAX_TOKENS)", config.llMaxTokens);
   agreement.same("rounds (EPCOMM_EP_ROUNDS)", config.rounds);
   agreement.same("roundTokens (EPCOMM_EP_ROUND_TOKENS)", config.roundTokens);
   agreement.same("combineRounds (EPCOMM_EP_COMBINE_ROUNDS)", config.combineRounds);
   agreement.same("normalBytes (EPCOMM_EP_BUFFSIZE)", static_cast<std::int64_t>(config.normalBytes));
   agreement.same("hostRelay (EPCOMM_EP_HOST_RELAY)", config.hostRelay ? 1 : 0);
+  const std::optional<std::string> maskProblemText = maskProblem(config.mask, comm.size());
+  if (maskProblemText) agreement.fail(*maskProblemText);
+  agreement.same("mask (originalRanks, keptRanks)",
+                 CallAgreement::callIdOf(fmt::format("{}:{}", config.mask.originalRanks,
+                                                     fmt::join(config.mask.keptRanks, ","))));
   comm.agree(agreement);
   state_ = std::make_unique<BufferState>(comm, config);
   if (config.hostRelay) state_->relay = HostRelay::create(comm);
+  state_->mask = ExpertMap(config.mask, comm.size());
   state_->llTransport =
       resolved == Transport::kWindow ? LlTransportKind::kWindow : LlTransportKind::kCollective;
   if (comm.rank() == 0) {

@@ -9,6 +9,7 @@
 
 #include "comm/communicator.h"
 #include "ep/buffer.h"
+#include "ep/src/expert_mask.h"
 #include "ep/src/host_relay.h"
 #include "ep/src/ll_transport.h"
 #include "ep/src/mapped_arena.h"
@@ -34,6 +35,7 @@ class BufferState {
   LlTransportKind llTransport = LlTransportKind::kCollective;  // decided at construction
   // Normal mode across hosts (EPCOMM_EP_HOST_RELAY); null on one host or when off.
   std::unique_ptr<HostRelay> relay;
+  ExpertMap mask;  // config.mask, resolved
 };
 
 }  // namespace epcomm::ep

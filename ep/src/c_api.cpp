@@ -117,6 +117,17 @@ ep::BufferConfig makeBufferConfig(const epcomm::Communicator& comm, const epcomm
   if (c->combineRounds >= 0) config.combineRounds = c->combineRounds != 0;
   if (c->int8 >= 0) config.int8 = c->int8 != 0;
   if (c->quantGroup >= 0) config.quantGroup = c->quantGroup;
+  const std::size_t withMask = offsetof(epcommEpConfig_t, maskKeptRanks) + sizeof(c->maskKeptRanks);
+  if (c->size >= withMask && (c->maskOriginalRanks != 0 || c->maskKeptRanks)) {
+    if (c->maskOriginalRanks <= 0 || !c->maskKeptRanks) {
+      problems.add(
+          "config.maskOriginalRanks and config.maskKeptRanks go together (both set, or "
+          "0 and NULL)");
+    } else {
+      config.mask.originalRanks = c->maskOriginalRanks;
+      config.mask.keptRanks.assign(c->maskKeptRanks, c->maskKeptRanks + comm.size());
+    }
+  }
   return config;
 }
 
@@ -180,6 +191,8 @@ epcommResult_t epcommEpBufferGetConfig(epcommEpBuffer_t buffer, epcommEpConfig_t
   full.combineRounds = c.combineRounds ? 1 : 0;
   full.int8 = c.int8 ? 1 : 0;
   full.quantGroup = c.quantGroup;
+  full.maskOriginalRanks = c.mask.originalRanks;
+  full.maskKeptRanks = c.mask.keptRanks.empty() ? nullptr : c.mask.keptRanks.data();
   std::memcpy(config, &full, std::min(config->size, sizeof(full)));
   config->size = std::min(config->size, sizeof(full));
   return epcommSuccess;

@@ -48,15 +48,19 @@ bool computeDispatchLayout(const LayoutInputs& in, int numRanks, LayoutOutputs& 
   return true;
 }
 
-void Buffer::getDispatchLayout(const LayoutInputs& in, LayoutOutputs& out) {
+void Buffer::getDispatchLayout(const LayoutInputs& given, LayoutOutputs& out) {
   Communicator& comm = state_->comm;
   const Communicator::CallScope call(comm, "ep::getDispatchLayout");
   CallAgreement agreement("ep::getDispatchLayout");
+  LayoutInputs translated;
+  const LayoutInputs& in = state_->mask.apply(given, translated);
+  if (auto masked = state_->mask.problem(given.numExperts)) agreement.fail(*masked);
   std::string problem;
   if (!computeDispatchLayout(in, comm.size(), out, &problem)) agreement.fail(problem);
   agreement.same("numExperts", in.numExperts);
   agreement.same("numTopk", in.numTopk);
   comm.agree(agreement);
+  state_->mask.restore(out, given.numExperts);
 }
 
 }  // namespace epcomm::ep

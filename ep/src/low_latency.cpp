@@ -50,14 +50,17 @@ void receiveCombine(BufferState& s, int index, std::uint64_t seq, std::uint64_t 
 
 }  // namespace
 
-void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& in,
+void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& given,
                                 LowLatencyDispatchOutputs& out) {
   BufferState& s = *state_;
+  LowLatencyDispatchInputs translated;
+  const LowLatencyDispatchInputs& in = s.mask.apply(given, translated);
   Communicator& comm = s.comm;
   const int R = comm.size(), T = s.config.llMaxTokens;
   const int N = in.numTokens, H = in.hidden, K = in.numTopk, E = in.numExperts;
   const Communicator::CallScope call(comm, kDispatchOp);
   CallAgreement agreement(kDispatchOp);
+  if (auto masked = s.mask.problem(given.numExperts)) agreement.fail(*masked);
   if (N > T) {
     agreement.fail(fmt::format(
         "numTokens {} exceeds the low-latency capacity T = {} (EPCOMM_EP_LL_MAX_TOKENS / "
@@ -153,8 +156,11 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& in,
   }
 }
 
-void Buffer::lowLatencyCombine(const LowLatencyCombineInputs& in, LowLatencyCombineOutputs& out) {
+void Buffer::lowLatencyCombine(const LowLatencyCombineInputs& given,
+                               LowLatencyCombineOutputs& out) {
   BufferState& s = *state_;
+  LowLatencyCombineInputs translated;
+  const LowLatencyCombineInputs& in = s.mask.apply(given, translated);
   Communicator& comm = s.comm;
   const Communicator::CallScope call(comm, kCombineOp);
   CallAgreement agreement(kCombineOp);

@@ -34,8 +34,10 @@ std::string worstProblem(std::int64_t received, int numWorstTokens) {
 
 }  // namespace
 
-void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
+void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
   BufferState& s = *state_;
+  DispatchInputs translated;
+  const DispatchInputs& in = s.mask.apply(given, translated);
   Communicator& comm = s.comm;
   const int numRanks = comm.size(), me = comm.rank();
   const bool cached = in.handle != nullptr;
@@ -47,6 +49,7 @@ void Buffer::dispatch(const DispatchInputs& in, DispatchOutputs& out) {
 
   const Communicator::CallScope call(comm, kOp);
   CallAgreement agreement(kOp);
+  if (auto masked = s.mask.problem(given.handle ? 1 : given.numExperts)) agreement.fail(*masked);
   if (hidden <= 0) agreement.fail(fmt::format("hidden {} must be >= 1", hidden));
   if (numTokens < 0) agreement.fail(fmt::format("numTokens {} < 0", numTokens));
   const bool preQuantised = in.xInt8 != nullptr;
