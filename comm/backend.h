@@ -225,6 +225,12 @@ typedef struct epcommBackendV1 {
    * it fails it with epcommBackendRemoteError (the survivors may call it again).
    * keptRanks (the old size entries) receives, for each new rank, its rank here. */
   int (*shrink)(void* state, void** newState, int* newRank, int* newSize, int* keptRanks);
+
+  /* Optional (structSize covers it, non-NULL): whether a call of this communicator waits now
+   * past its first moments (*waiting = 1), and then its name (op, NUL-terminated, cut to
+   * opLen), the rank it waits for (*peer, in this communicator; -1: any rank, or unknown)
+   * and for how long (*seconds). Safe from any thread while calls run; reads only. */
+  int (*waitState)(void* state, int* waiting, int* peer, double* seconds, char* op, size_t opLen);
 } epcommBackendV1;
 
 /* Separates a "rank R aborted" message from the reason R gave (abortWithReason). */

@@ -9,6 +9,8 @@
 // (epcomm::epcomm) for throwError and the dtype helpers.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -80,6 +82,15 @@ class Backend {
   }
   // The name of the algorithm the last collective ran ("" when the backend does not say).
   virtual const char* lastAlgorithm() const { return ""; }
+  // What a call waits for now (comm/backend.h: waitState; op: room for opLen bytes); false
+  // when none waits (or the backend does not say).
+  virtual bool waitState(int* peer, double* seconds, char* op, std::size_t opLen) const {
+    (void)peer;
+    (void)seconds;
+    (void)op;
+    (void)opLen;
+    return false;
+  }
 
  private:
   [[noreturn]] void noWindows(const char* op) const {
@@ -143,6 +154,61 @@ inline std::string waitReportText(int rank, const char* op, double waitedS, cons
   return "rank " + std::to_string(rank) + ": " + op + " has waited " + waited + " s for " + whom +
          " (" + limit + "; reported every EPCOMM_WAIT_REPORT_S=" + every + " s)";
 }
+
+// What a call of one communicator waits for now (Backend::waitState): written by the waiting
+// thread, read by any other. A wait records itself once it outlasts its first moments; `op`
+// must be a string that lives as long as the program (the backends' call names are literals).
+class WaitRecord {
+ public:
+  // Records a wait from now until the Scope ends.
+  class Scope {
+   public:
+    Scope(WaitRecord& record, const char* op, int peer) : record_(record) {
+      record_.peer_.store(peer, std::memory_order_relaxed);
+      record_.sinceNs_.store(nowNs(), std::memory_order_relaxed);
+      record_.op_.store(op, std::memory_order_release);
+    }
+    ~Scope() { record_.op_.store(nullptr, std::memory_order_release); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+    void setPeer(int peer) { record_.peer_.store(peer, std::memory_order_relaxed); }
+
+   private:
+    WaitRecord& record_;
+  };
+
+  // The wait recorded now, if any (a wait that ends or begins meanwhile: read again).
+  bool read(int* peer, double* seconds, char* op, std::size_t opLen) const {
+    const char* name = nullptr;
+    if (!read(peer, seconds, &name)) return false;
+    if (op && opLen > 0) std::snprintf(op, opLen, "%s", name);
+    return true;
+  }
+  bool read(int* peer, double* seconds, const char** op) const {
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      const char* first = op_.load(std::memory_order_acquire);
+      if (!first) return false;
+      const int p = peer_.load(std::memory_order_relaxed);
+      const std::int64_t since = sinceNs_.load(std::memory_order_relaxed);
+      if (op_.load(std::memory_order_acquire) != first) continue;
+      *peer = p;
+      *seconds = static_cast<double>(nowNs() - since) / 1e9;
+      *op = first;
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  static std::int64_t nowNs() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  std::atomic<const char*> op_{nullptr};
+  std::atomic<int> peer_{-1};
+  std::atomic<std::int64_t> sinceNs_{0};
+};
 
 namespace plugin_detail {
 
@@ -275,6 +341,12 @@ constexpr epcommBackendV1 makeTable(const char* name, uint64_t capabilities,
     return guarded(err(s), [&] { *base = impl(s).windowPeerBase(w, peer); });
   };
   t.lastAlgorithm = [](void* s) -> const char* { return impl(s).lastAlgorithm(); };
+  t.waitState = [](void* s, int* waiting, int* peer, double* seconds, char* op, size_t opLen) {
+    return guarded(err(s), [&] {
+      if (op && opLen > 0) op[0] = '\0';
+      *waiting = impl(s).waitState(peer, seconds, op, opLen) ? 1 : 0;
+    });
+  };
   return t;
 }
 

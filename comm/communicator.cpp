@@ -141,7 +141,7 @@ void Communicator::runErased(const char* op, void* fn, void (*call)(void*)) {
     const bool fatal = e.code() != ErrorCode::kInvalidArgument;
     // Inside a caller's call (CallScope) the step's failure is that call's, for the peers too.
     const std::optional<Error> named =
-        fatal && userCall_ ? inCall(e, rank_, userCall_) : std::nullopt;
+        fatal && userCall_.load() ? inCall(e, rank_, userCall_.load()) : std::nullopt;
     if (fatal) abortBecause(named ? named->what() : e.what());
     // This rank's own problem names the bad argument; the backend's names only the rank.
     if (armed && !armed->ok()) throwError(ErrorCode::kInvalidArgument, rank_, op, armed->problem());
@@ -202,6 +202,18 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
   run(kOp, [&] { child = backend_->split(color, key); });
   if (!child) return nullptr;
   return std::unique_ptr<Communicator>(new Communicator(std::move(child), config_));
+}
+
+Communicator::WaitState Communicator::waitState() const {
+  const BackendHandle::WaitState w = backend_->waitState();
+  WaitState state;
+  if (!w.waiting) return state;
+  state.waiting = true;
+  state.peer = w.peer;
+  state.seconds = w.seconds;
+  const char* call = userCall_.load();
+  state.call = call ? fmt::format("{} (in its {})", call, w.op) : w.op;
+  return state;
 }
 
 std::unique_ptr<Communicator> Communicator::shrink(std::vector<int>* keptRanks) {

@@ -118,6 +118,18 @@ class EPCOMM_API Communicator {
   std::unique_ptr<Window> createWindow(std::size_t bytes, int numSignals = 0);
   std::unique_ptr<RegisteredBuffer> allocate(std::size_t bytes);
 
+  // What this communicator's call in progress waits for, asked from any thread (an engine's
+  // watchdog, polling as with NCCL's ncclCommGetAsyncError): a call that has waited past its
+  // first moments (shm, ucx: past the spin; mpi: from its start) names itself, the rank it
+  // waits for and how long, long before EPCOMM_TIMEOUT_MS ends it. Reads only.
+  struct WaitState {
+    bool waiting = false;
+    std::string call;    // "ep::dispatch (in its allReduce)", or the backend's step alone
+    int peer = -1;       // the rank waited for; -1: any rank, or not known (mpi)
+    double seconds = 0;  // waited so far
+  };
+  WaitState waitState() const;
+
   // Fails every later call (and peers' calls where the backend can reach them). Idempotent;
   // safe from another thread (a call already inside the backend finishes or times out).
   void abort();
@@ -130,8 +142,8 @@ class EPCOMM_API Communicator {
   class CallScope {
    public:
     CallScope(Communicator& comm, const char* call)
-        : comm_(comm), previous_(std::exchange(comm.userCall_, call)) {}
-    ~CallScope() { comm_.userCall_ = previous_; }
+        : comm_(comm), previous_(comm.userCall_.exchange(call)) {}
+    ~CallScope() { comm_.userCall_.store(previous_); }
     CallScope(const CallScope&) = delete;
     CallScope& operator=(const CallScope&) = delete;
 
@@ -197,7 +209,8 @@ class EPCOMM_API Communicator {
   std::atomic<bool> aborted_{false};
   // The check armed in the backend by agree() (kArmed), taken by the next run().
   const ArgumentCheck* armed_ = nullptr;
-  const char* userCall_ = nullptr;  // CallScope's call, or null
+  // CallScope's call, or null (atomic: waitState reads it from other threads).
+  std::atomic<const char*> userCall_{nullptr};
   // Windows alive on this communicator; the destructor detaches those still alive.
   std::vector<Window*> windows_;
 };

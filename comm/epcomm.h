@@ -118,6 +118,17 @@ epcommResult_t epcommCommDestroy(epcommComm_t comm);
 epcommResult_t epcommCommAbort(epcommComm_t comm);
 /* epcommSuccess, or the error that aborted the communicator. */
 epcommResult_t epcommCommGetAsyncError(epcommComm_t comm, epcommResult_t* asyncError);
+/* What comm's call in progress waits for, from any thread (a watchdog polling while a call
+ * runs, long before EPCOMM_TIMEOUT_MS): waiting 1 once a call has waited past its first
+ * moments, the call ("ep::dispatch (in its allReduce)"), the rank it waits for (-1: any
+ * rank, or not known: mpi) and how long. waiting 0: no call waits. */
+typedef struct {
+  int waiting;
+  int peer;
+  double seconds;
+  char call[128]; /* NUL-terminated, cut to fit */
+} epcommWaitState_t;
+epcommResult_t epcommCommGetWaitState(epcommComm_t comm, epcommWaitState_t* state);
 epcommResult_t epcommCommCount(const epcommComm_t comm, int* count);
 epcommResult_t epcommCommUserRank(const epcommComm_t comm, int* rank);
 /* Where this rank runs: its rank among the ranks on its host and their number, and its

@@ -53,22 +53,24 @@ void ensureMpiInitialised(int rank) {
 
 }  // namespace
 
-Backend::Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs,
+Backend::Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs, std::int64_t reportMs,
                  void (*log)(int, const char*), std::string windowKnob, std::size_t foldBytes)
     : comm_(comm),
       rank_(rank),
       size_(size),
       timeoutMs_(timeoutMs),
+      reportMs_(reportMs),
       log_(log),
       windowKnob_(std::move(windowKnob)),
       foldBytes_(foldBytes),
-      clock_(std::make_unique<CallClock>(rank, timeoutMs, log)),
+      clock_(std::make_unique<CallClock>(rank, timeoutMs, reportMs, log)),
       callCheck_(std::make_unique<CallCheck>(comm_, rank_, foldBytes_)) {}
 
 Backend::Backend(const epcommBackendCreateArgs& args)
     : rank_(args.rank),
       size_(args.size),
       timeoutMs_(args.timeoutMs),
+      reportMs_(waitReportMs(args)),
       log_(args.log),
       windowKnob_(knobValue(args, "EPCOMM_MPI_WINDOW", "auto")),
       foldBytes_(std::stoull(knobValue(args, "EPCOMM_MPI_CHECK_FOLD_BYTES", "64"))) {
@@ -121,7 +123,7 @@ Backend::Backend(const epcommBackendCreateArgs& args)
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
-  clock_ = std::make_unique<CallClock>(rank_, timeoutMs_, log_);
+  clock_ = std::make_unique<CallClock>(rank_, timeoutMs_, reportMs_, log_);
   callCheck_ = std::make_unique<CallCheck>(comm_, rank_, foldBytes_);
   if (rank_ != args.rank || size_ != args.size) {
     throwError(ErrorCode::kInternal, args.rank, op,
@@ -190,7 +192,7 @@ std::unique_ptr<epcomm::Backend> Backend::split(int color, int key) {
   MPI_Comm_rank(child, &r);
   MPI_Comm_size(child, &s);
   return std::unique_ptr<epcomm::Backend>(
-      new Backend(child, r, s, timeoutMs_, log_, windowKnob_, foldBytes_));
+      new Backend(child, r, s, timeoutMs_, reportMs_, log_, windowKnob_, foldBytes_));
 }
 
 void Backend::allReduce(const void* send, void* recv, size_t count, int dtype, int op) {

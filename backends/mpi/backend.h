@@ -41,6 +41,9 @@ class Backend final : public epcomm::Backend {
   // All-reduce: "check-folded" (the data travelled in the call check's message) or
   // "MPI_Allreduce".
   const char* lastAlgorithm() const override { return lastAlgorithm_; }
+  bool waitState(int* peer, double* seconds, char* op, std::size_t opLen) const override {
+    return clock_->waitState(peer, seconds, op, opLen);
+  }
   std::unique_ptr<epcomm::Backend> split(int color, int key) override;
 
   void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;
@@ -66,8 +69,8 @@ class Backend final : public epcomm::Backend {
   void* windowPeerBase(void* window, int peer) override;
 
  private:
-  Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs, void (*log)(int, const char*),
-          std::string windowKnob, std::size_t foldBytes);
+  Backend(MPI_Comm comm, int rank, int size, std::int64_t timeoutMs, std::int64_t reportMs,
+          void (*log)(int, const char*), std::string windowKnob, std::size_t foldBytes);
   // Throws epcomm::Error naming op when rc is not MPI_SUCCESS.
   void check(int rc, const char* op) const;
   void checkLive(const char* op) const;
@@ -81,6 +84,7 @@ class Backend final : public epcomm::Backend {
   int size_ = 1;
   std::atomic<bool> aborted_{false};
   std::int64_t timeoutMs_ = 0;
+  std::int64_t reportMs_ = 0;  // EPCOMM_WAIT_REPORT_S in ms (0: no report)
   void (*log_)(int, const char*) = nullptr;
   std::string windowKnob_ = "auto";  // EPCOMM_MPI_WINDOW, through the ABI at create
   std::size_t foldBytes_ = 64;       // EPCOMM_MPI_CHECK_FOLD_BYTES, agreed at init

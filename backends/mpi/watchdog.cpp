@@ -63,8 +63,12 @@ std::int64_t steadyNowNs() {
       .count();
 }
 
-CallClock::CallClock(int rank, std::int64_t timeoutMs, void (*log)(int, const char*))
-    : rank_(rank), timeoutNs_(std::max<std::int64_t>(timeoutMs, 0) * 1000000), log_(log) {
+CallClock::CallClock(int rank, std::int64_t timeoutMs, std::int64_t reportMs,
+                     void (*log)(int, const char*))
+    : rank_(rank),
+      timeoutNs_(std::max<std::int64_t>(timeoutMs, 0) * 1000000),
+      log_(log),
+      reportNs_(std::max<std::int64_t>(reportMs, 0) * 1000000) {
   Watchdog::instance().watch(this);
 }
 
@@ -72,7 +76,9 @@ CallClock::~CallClock() {
   Watchdog::instance().unwatch(this);
 }
 
-CallClock::Scope::Scope(CallClock& clock, const char* op) : clock_(clock) {
+CallClock::Scope::Scope(CallClock& clock, const char* op)
+    : clock_(clock), recording_(clock.record_, op, -1) {
+  clock_.calls_.fetch_add(1, std::memory_order_relaxed);
   clock_.op_.store(op, std::memory_order_relaxed);
   // EPCOMM_TIMEOUT_MS=0: no deadline (0 is "not in a call" to check()).
   clock_.deadlineNs_.store(clock_.timeoutNs_ > 0 ? steadyNowNs() + clock_.timeoutNs_ : 0,
@@ -84,6 +90,23 @@ CallClock::Scope::~Scope() {
 }
 
 void CallClock::check(std::int64_t nowNs) {
+  int peer = -1;
+  double waited = 0;
+  const char* waiting = nullptr;
+  if (reportNs_ > 0 && log_ && record_.read(&peer, &waited, &waiting)) {
+    const std::uint64_t call = calls_.load(std::memory_order_relaxed);
+    if (call != reportedCall_) {  // a new call: its first report after reportNs
+      reportedCall_ = call;
+      nextReportNs_ = nowNs - static_cast<std::int64_t>(waited * 1e9) + reportNs_;
+    }
+    if (nowNs >= nextReportNs_) {
+      nextReportNs_ = nowNs + reportNs_;
+      const std::string message =
+          waitReportText(rank_, waiting, waited, "its peers (MPI does not say which rank)",
+                         timeoutNs_ / 1000000, reportNs_ / 1000000);
+      log_(3, message.c_str());
+    }
+  }
   const std::int64_t deadline = deadlineNs_.load(std::memory_order_acquire);
   if (deadline == 0 || nowNs < deadline) return;
   const char* op = op_.load(std::memory_order_relaxed);

@@ -1,7 +1,8 @@
 // EPCOMM_TIMEOUT_MS for the mpi backend. Blocking MPI calls cannot be interrupted, so a
 // process-wide thread watches every backend's call in flight; one that passes its deadline
 // (a peer died or never called the collective) is reported, naming the rank and the call,
-// and the MPI job is aborted, so no rank hangs.
+// and the MPI job is aborted, so no rank hangs. Before that, a call that lasts is reported in
+// the log every EPCOMM_WAIT_REPORT_S, and its wait is readable (waitState) from any thread.
 #pragma once
 
 #include <atomic>
@@ -12,12 +13,14 @@
 #include <thread>
 #include <vector>
 
+#include "comm/backend_plugin.h"
+
 namespace epcomm::mpi {
 
 // What one backend is doing now; written by the calling thread, read by the watchdog.
 class CallClock {
  public:
-  CallClock(int rank, std::int64_t timeoutMs, void (*log)(int, const char*));
+  CallClock(int rank, std::int64_t timeoutMs, std::int64_t reportMs, void (*log)(int, const char*));
   ~CallClock();
   CallClock(const CallClock&) = delete;
   CallClock& operator=(const CallClock&) = delete;
@@ -30,10 +33,16 @@ class CallClock {
 
    private:
     CallClock& clock_;
+    WaitRecord::Scope recording_;  // peer -1: MPI does not say which rank it waits for
   };
 
-  // Called by the watchdog: aborts the job when the call in flight is past its deadline.
+  // Called by the watchdog: reports a call that lasts (every reportMs), and aborts the job
+  // when the call in flight is past its deadline.
   void check(std::int64_t nowNs);
+  // The call in flight (comm/backend.h: waitState).
+  bool waitState(int* peer, double* seconds, char* op, std::size_t opLen) const {
+    return record_.read(peer, seconds, op, opLen);
+  }
 
  private:
   int rank_;
@@ -41,6 +50,12 @@ class CallClock {
   void (*log_)(int, const char*);
   std::atomic<std::int64_t> deadlineNs_{0};  // 0: no call in flight
   std::atomic<const char*> op_{nullptr};
+  std::int64_t reportNs_;
+  mutable WaitRecord record_;
+  // The watchdog's own: the call it last reported on and when it reports next.
+  std::atomic<std::uint64_t> calls_{0};
+  std::uint64_t reportedCall_ = 0;
+  std::int64_t nextReportNs_ = 0;
 };
 
 std::int64_t steadyNowNs();

@@ -66,6 +66,9 @@ class Backend final : public epcomm::Backend {
   std::uint64_t windowReadSignal(void* window, int slot) override;
   void* windowPeerBase(void* window, int peer) override;
   const char* lastAlgorithm() const override { return lastAlgorithm_; }
+  bool waitState(int* peer, double* seconds, char* op, std::size_t opLen) const override {
+    return waiter_->waitState(peer, seconds, op, opLen);
+  }
 
  private:
   // Runs one collective of `kind` as algorithm(Step), consuming the armed check: when this

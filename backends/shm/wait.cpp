@@ -146,6 +146,7 @@ void Waiter::waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t
     }
   }
   const auto since = std::chrono::steady_clock::now();
+  const WaitRecord::Scope recording(record_, clock.op, peer);
   auto lastLiveness = since;
   auto nextReport = since + std::chrono::milliseconds(reportMs_);
   for (int iter = 0;; ++iter) {
@@ -184,6 +185,7 @@ void Waiter::waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
     cpuRelax();
   }
   const auto since = std::chrono::steady_clock::now();
+  const WaitRecord::Scope recording(record_, clock.op, peer);
   auto lastLiveness = since;
   auto nextReport = since + std::chrono::milliseconds(reportMs_);
   for (int iter = 0;; ++iter) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "backends/shm/segment.h"
+#include "comm/backend_plugin.h"
 
 namespace epcomm::shm {
 
@@ -76,6 +77,10 @@ class Waiter {
     reportMs_ = reportMs;
     log_ = log;
   }
+  // The wait in progress past its spin (any thread may ask): comm/backend.h waitState.
+  bool waitState(int* peer, double* seconds, char* op, std::size_t opLen) const {
+    return record_.read(peer, seconds, op, opLen);
+  }
   // Throws kInvalidUsage when this rank aborted the communicator.
   void checkAborted(const char* op) const;
   // Marks the communicator aborted by this rank, for itself and its peers; any thread.
@@ -116,6 +121,7 @@ class Waiter {
   std::int64_t reportMs_ = 0;
   void (*log_)(int level, const char* message) = nullptr;
   std::atomic<bool> selfAborted_{false};
+  mutable WaitRecord record_;
 };
 
 }  // namespace epcomm::shm

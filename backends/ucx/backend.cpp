@@ -141,6 +141,7 @@ Backend::~Backend() {
 WaitScope Backend::scope(const char* op) const {
   WaitScope s{rank_, op, &worldToLocal_, &aborted_};
   s.context = context_;
+  s.record = &waitRecord_;
   return s;
 }
 

@@ -54,6 +54,9 @@ class Backend final : public epcomm::Backend {
   // "check-folded", "recursive_doubling", "ring", "bruck", "binomial", "pairwise",
   // "dissemination".
   const char* lastAlgorithm() const override { return lastAlgorithm_; }
+  bool waitState(int* peer, double* seconds, char* op, std::size_t opLen) const override {
+    return waitRecord_.read(peer, seconds, op, opLen);
+  }
 
   void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;
   void allGather(const void* send, void* recv, size_t sendCount, int dtype) override;
@@ -110,6 +113,7 @@ class Backend final : public epcomm::Backend {
   CallCheck callCheck_;
   std::atomic<bool> aborted_{false};
   const char* lastAlgorithm_ = "";
+  mutable WaitRecord waitRecord_;  // the wait in progress (waitState)
   std::vector<unsigned char> scratch_[2];
   std::vector<std::size_t> layout_;
   std::unordered_map<void*, std::unique_ptr<Window>> windows_;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -362,6 +363,7 @@ void Worker::waitAll(Op* ops, std::size_t n, const WaitScope& scope) const {
   const char* op = scope.op;
   const std::vector<int>* worldToLocal = scope.worldToLocal;
   Idle idle(*this, scope);
+  std::optional<WaitRecord::Scope> recording;  // once the wait lasts
   try {
     for (;;) {
       std::size_t pending = 0;
@@ -403,6 +405,17 @@ void Worker::waitAll(Op* ops, std::size_t n, const WaitScope& scope) const {
         }
       }
       if (pending == 0) return;
+      if (scope.record && idle.checking()) {
+        int peer = -1;
+        for (std::size_t i = 0; i < n && peer < 0; ++i) {
+          if (!ops[i].done && ops[i].peer >= 0) peer = localName(worldToLocal, ops[i].peer);
+        }
+        if (!recording) {
+          recording.emplace(*scope.record, op, peer);
+        } else {
+          recording->setPeer(peer);
+        }
+      }
       std::string waitingFor;
       if (idle.nearDeadline()) {
         std::vector<int> peers;

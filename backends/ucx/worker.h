@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "comm/backend.h"
+#include "comm/backend_plugin.h"
 #include "comm/error.h"
 
 namespace epcomm::ucx {
@@ -72,6 +73,8 @@ struct WaitScope {
   // The communicator's context id: a member's abort notice (Worker::notifyAbort) under it
   // fails the wait, with the member's reason.
   std::uint16_t context = 0;
+  // Where a wait that lasts records itself (Backend::waitState), or null.
+  WaitRecord* record = nullptr;
 };
 
 class Worker {
@@ -150,6 +153,8 @@ class Worker {
     void step(const char* what);
     // Whether the next step may throw kTimeout (the caller then names what it waits for).
     bool nearDeadline() const { return deadlineNs_ != 0 && (steps_ & 63) == 63; }
+    // The next step runs the checks (every 64 steps).
+    bool checking() const { return (steps_ & 63) == 63; }
 
    private:
     const Worker& worker_;

@@ -53,6 +53,20 @@ std::unique_ptr<BackendHandle> BackendHandle::split(int color, int key) {
   return std::make_unique<BackendHandle>(table_, child, name_, newRank, newSize);
 }
 
+BackendHandle::WaitState BackendHandle::waitState() const {
+  constexpr std::size_t kNeeded = offsetof(epcommBackendV1, waitState) + sizeof(table_->waitState);
+  WaitState state;
+  if (table_->structSize < kNeeded || !table_->waitState) return state;
+  int waiting = 0;
+  char op[96] = {};
+  if (table_->waitState(state_, &waiting, &state.peer, &state.seconds, op, sizeof op) != 0) {
+    return WaitState{};
+  }
+  state.waiting = waiting != 0;
+  state.op = state.waiting ? op : "";
+  return state;
+}
+
 bool BackendHandle::canShrink() const {
   constexpr std::size_t kNeeded = offsetof(epcommBackendV1, shrink) + sizeof(table_->shrink);
   return hasCapability(EPCOMM_BACKEND_CAP_SHRINK) && table_->structSize >= kNeeded &&

@@ -68,6 +68,15 @@ class BackendHandle {
   std::uint64_t windowReadSignal(void* window, int slot);
   // Peer's window data mapped here, or nullptr (also for plugins without the entry).
   void* windowPeerBase(void* window, int peer);
+  // What a call waits for now (comm/backend.h: waitState); waiting false when none does or
+  // the plugin does not say.
+  struct WaitState {
+    bool waiting = false;
+    int peer = -1;
+    double seconds = 0;
+    std::string op;
+  };
+  WaitState waitState() const;
   // The plugin's name for the algorithm its last collective ran; "" when it does not say.
   const char* lastAlgorithm() const;
 

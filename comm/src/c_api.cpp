@@ -3,15 +3,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string>
 #include <thread>
 #include <utility>
-#include <algorithm>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -283,6 +284,17 @@ epcommResult_t epcommCommGetAsyncError(epcommComm_t comm, epcommResult_t* asyncE
   if (!asyncError) return fail(comm, epcommInvalidArgument, "epcomm: commGetAsyncError: NULL");
   *asyncError = comm->impl->aborted() && comm->asyncError == epcommSuccess ? epcommInvalidUsage
                                                                            : comm->asyncError;
+  return epcommSuccess;
+}
+
+epcommResult_t epcommCommGetWaitState(epcommComm_t comm, epcommWaitState_t* state) {
+  EPCOMM_REQUIRE_COMM(comm, "commGetWaitState");
+  if (!state) return fail(comm, epcommInvalidArgument, "epcomm: commGetWaitState: state is NULL");
+  const epcomm::Communicator::WaitState w = comm->impl->waitState();
+  state->waiting = w.waiting ? 1 : 0;
+  state->peer = w.peer;
+  state->seconds = w.seconds;
+  std::snprintf(state->call, sizeof state->call, "%s", w.call.c_str());
   return epcommSuccess;
 }
 

@@ -156,6 +156,34 @@ const char* TwoLevelBackend::lastAlgorithm() const {
   return algorithmText_.c_str();
 }
 
+bool TwoLevelBackend::waitState(int* peer, double* seconds, char* op, std::size_t opLen) const {
+  const HostLayout& layout = levels_.layout;
+  const struct {
+    BackendHandle* backend;
+    const char* level;
+  } levels[] = {{inHost_.get(), "in-host level"},
+                {rail_.get(), "rail level"},
+                {world_.get(), "network level"}};
+  for (const auto& l : levels) {
+    if (!l.backend) continue;
+    const BackendHandle::WaitState w = l.backend->waitState();
+    if (!w.waiting) continue;
+    int mine = w.peer;  // the level's rank in the communicator's numbering
+    if (w.peer >= 0 && l.backend == inHost_.get()) {
+      const std::vector<int>& members = layout.members(levels_.host);
+      mine = w.peer < static_cast<int>(members.size()) ? members[w.peer] : -1;
+    } else if (w.peer >= 0 && l.backend == rail_.get()) {
+      const std::vector<int>& rail = layout.rail(levels_.local);
+      mine = w.peer < static_cast<int>(rail.size()) ? rail[w.peer] : -1;
+    }
+    *peer = mine;
+    *seconds = w.seconds;
+    if (op && opLen > 0) std::snprintf(op, opLen, "%s [%s]", w.op.c_str(), l.level);
+    return true;
+  }
+  return false;
+}
+
 void TwoLevelBackend::abortWithReason(const char* reason) {
   for (BackendHandle* b : {inHost_.get(), rail_.get(), world_.get()}) {
     try {

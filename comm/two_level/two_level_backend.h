@@ -82,6 +82,8 @@ class TwoLevelBackend final : public Backend {
   std::uint64_t windowReadSignal(void* window, int slot) override;
   void* windowPeerBase(void* window, int peer) override;
   const char* lastAlgorithm() const override;
+  // The level that waits, its peer in the communicator's numbering and the level named.
+  bool waitState(int* peer, double* seconds, char* op, std::size_t opLen) const override;
 
   // The plugin-ABI table for these backends (capabilities from the levels').
   static std::unique_ptr<BackendHandle> wrap(std::unique_ptr<TwoLevelBackend> backend,

@@ -110,6 +110,11 @@ std::vector<std::int64_t> HostRelay::recordsPerLocal(const DispatchHandle& h) co
 
 void HostRelay::dispatch(const DispatchInputs& in, DispatchOutputs& out, const NormalPlan& plan,
                          Quant quant, int group) {
+  // A failure on a sub-communicator names the user's call, and whose numbering its ranks use.
+  const Communicator::CallScope inHost(
+      *hostComm_, "ep::dispatch (its relay inside the host; ranks by local index)");
+  const Communicator::CallScope amongHosts(*railComm_,
+                                           "ep::dispatch (its relay among hosts; ranks by host)");
   DispatchHandle& h = out.handle;
   const int R = comm_.size(), me = comm_.rank();
   const int H = hosts_, L = local_;
@@ -284,6 +289,10 @@ void HostRelay::dispatch(const DispatchInputs& in, DispatchOutputs& out, const N
 }
 
 void HostRelay::combine(const CombineInputs& in, CombineOutputs& out, int numTopk) {
+  const Communicator::CallScope inHost(
+      *hostComm_, "ep::combine (its relay inside the host; ranks by local index)");
+  const Communicator::CallScope amongHosts(*railComm_,
+                                           "ep::combine (its relay among hosts; ranks by host)");
   const DispatchHandle& h = *in.handle;
   const int R = comm_.size(), me = comm_.rank();
   const int H = hosts_, L = local_;

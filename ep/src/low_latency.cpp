@@ -23,6 +23,7 @@ constexpr const char* kCombineOp = "ep::lowLatencyCombine";
 
 // Completes the dispatch in slot `index` (sequence `seq`).
 void receiveDispatch(BufferState& s, int index, std::uint64_t seq) {
+  const Communicator::CallScope call(s.comm, "ep::lowLatencyDispatch's receive");
   LowLatencyState& ll = *s.lowLatency;
   LlSlot& slot = ll.slot(index);
   if (slot.sequence != seq || slot.pending != LlSlot::Pending::kDispatch) {
@@ -37,6 +38,7 @@ void receiveDispatch(BufferState& s, int index, std::uint64_t seq) {
 // Completes the combine pending in slot `index` into slot.combineOut.
 void receiveCombine(BufferState& s, int index, std::uint64_t seq, std::uint64_t combineSeq,
                     const float* topkWeights) {
+  const Communicator::CallScope call(s.comm, "ep::lowLatencyCombine's receive");
   LowLatencyState& ll = *s.lowLatency;
   LlSlot& slot = ll.slot(index);
   if (slot.sequence != seq || slot.combineSequence != combineSeq ||

@@ -3,7 +3,9 @@
 // (EPCOMM_TEST_VICTIM; unset for a dropped link: any peer), never a hang; a later call then fails
 // with kInvalidUsage. Survivors exit 0 when that held, 1 otherwise; every loop is bounded in time.
 // A failed init (a rank with the wrong EPCOMM_INIT_SECRET, or its peers waiting for it) exits 3,
-// naming why.
+// naming why. A watchdog thread polls Communicator::waitState and prints the first wait that
+// lasts a second ("wait state: <call> waits for rank P"), as an engine's watchdog would.
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +24,32 @@ double secondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// Polls comm's waitState every 50 ms until destroyed; prints the first wait of >= 1 s.
+class Watchdog {
+ public:
+  explicit Watchdog(const epcomm::Communicator& comm)
+      : thread_([this, &comm] {
+          while (!done_.load()) {
+            const epcomm::Communicator::WaitState w = comm.waitState();
+            if (w.waiting && w.seconds >= 1.0) {
+              std::fprintf(stderr,
+                           "peer_loss: rank %d: wait state: %s waits for rank %d (%.1f s)\n",
+                           comm.rank(), w.call.c_str(), w.peer, w.seconds);
+              return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          }
+        }) {}
+  ~Watchdog() {
+    done_.store(true);
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 }  // namespace
 
 int main() {
@@ -34,6 +62,7 @@ int main() {
     std::fprintf(stderr, "peer_loss: init failed: %s\n", e.what());
     return 3;
   }
+  const Watchdog watchdog(*comm);
   const double timeoutS = static_cast<double>(comm->config().timeoutMs) / 1000.0;
   std::vector<float> v(1 << 14, 1.f);
   const Clock::time_point start = Clock::now();
