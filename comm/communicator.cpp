@@ -220,8 +220,9 @@ std::unique_ptr<Communicator> Communicator::shrink(std::vector<int>* keptRanks) 
   constexpr const char* kOp = "shrink";
   if (!backend_->canShrink()) {
     throwError(ErrorCode::kInvalidUsage, rank_, kOp,
-               fmt::format("backend {} cannot shrink a communicator; EPCOMM_BACKEND=shm can (one "
-                           "host). Under mpirun the launcher ends the job when a rank dies",
+               fmt::format("backend {} cannot shrink a communicator (shm, ucx and two levels "
+                           "can: EPCOMM_BACKEND=shm, ucx or auto without mpirun); under mpirun "
+                           "the launcher ends the job when a rank dies",
                            backend_->name()));
   }
   abortBecause("shrinking: the survivors form a new communicator (Communicator::shrink)");

@@ -79,8 +79,8 @@ class EPCOMM_API Communicator {
   // and can join), so it works after abort. A rank that is alive but has not called it
   // within EPCOMM_TIMEOUT_MS fails it on the others with kTimeout naming that rank; a member
   // that dies during it fails it with kPeerLost (call it again). keptRanks, if given,
-  // receives each new rank's rank here. kInvalidUsage on a backend that cannot shrink
-  // (EPCOMM_BACKEND=shm can; under mpirun the launcher ends the job when a rank dies).
+  // receives each new rank's rank here. kInvalidUsage on a backend that cannot shrink (shm,
+  // ucx and two levels can; under mpirun the launcher ends the job when a rank dies).
   std::unique_ptr<Communicator> shrink(std::vector<int>* keptRanks = nullptr);
 
   // In place when send == recv (allGather: when send == recv + rank * sendCount).

@@ -108,8 +108,8 @@ epcommResult_t epcommCommSplit(epcommComm_t comm, int color, int key, epcommComm
  * comm, which the caller still destroys. A rank that is alive but has not called it within
  * EPCOMM_TIMEOUT_MS fails it with epcommTimeout, named; a member dying during it fails it
  * with epcommRemoteError (call it again). keptRanks (may be NULL, else room for comm's size)
- * receives, for each rank of newcomm, its rank in comm. EPCOMM_BACKEND=shm can shrink;
- * others return epcommInvalidUsage (under mpirun the launcher ends the job). */
+ * receives, for each rank of newcomm, its rank in comm. The shm, ucx and two-level backends
+ * can shrink; mpi returns epcommInvalidUsage (under mpirun the launcher ends the job). */
 epcommResult_t epcommCommShrink(epcommComm_t comm, epcommComm_t* newcomm, int* keptRanks);
 /* Destroy waits for calls on comm in other threads to return. Abort first makes every call
  * on comm fail (one blocked inside the backend returns when it completes or times out

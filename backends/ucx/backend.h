@@ -48,6 +48,9 @@ class Backend final : public epcomm::Backend {
   // this rank and the reason instead of waiting for it.
   void abortWithReason(const char* reason) override;
   std::unique_ptr<epcomm::Backend> split(int color, int key) override;
+  // The survivors' communicator (shrink.cpp): a coordinator, the lowest rank not known lost,
+  // collects the survivors over the shared worker and tells them who they are.
+  std::unique_ptr<epcomm::Backend> shrink(int* keptRanks) override;
   // Settled by the next collective (call_check.h); all-reduces within
   // EPCOMM_UCX_CHECK_FOLD_BYTES carry their data in the check's own exchange.
   void setCallCheck(const epcommCallCheck* check) override { callCheck_.arm(check); }
@@ -113,7 +116,8 @@ class Backend final : public epcomm::Backend {
   CallCheck callCheck_;
   std::atomic<bool> aborted_{false};
   const char* lastAlgorithm_ = "";
-  mutable WaitRecord waitRecord_;  // the wait in progress (waitState)
+  std::uint64_t shrinkRounds_ = 0;  // shrink calls made on this communicator
+  mutable WaitRecord waitRecord_;   // the wait in progress (waitState)
   std::vector<unsigned char> scratch_[2];
   std::vector<std::size_t> layout_;
   std::unordered_map<void*, std::unique_ptr<Window>> windows_;

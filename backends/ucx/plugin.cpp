@@ -30,8 +30,10 @@ const epcommBackendKnob kUcxKnobs[] = {
 }  // namespace
 
 // Any placement (UCX picks shared memory or the network per peer); windows are UCX memory
-// registrations. The call check is folded into the collective (call_check.h).
+// registrations. The call check is folded into the collective (call_check.h); shrink
+// (shrink.cpp).
 EPCOMM_EXPORT_BACKEND_WITH_KNOBS("ucx",
                                  EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY |
-                                     EPCOMM_BACKEND_CAP_MULTI_HOST | EPCOMM_BACKEND_CAP_WINDOWS,
+                                     EPCOMM_BACKEND_CAP_MULTI_HOST | EPCOMM_BACKEND_CAP_WINDOWS |
+                                     EPCOMM_BACKEND_CAP_SHRINK,
                                  0, epcomm::ucx::Backend, kUcxKnobs)

@@ -121,6 +121,10 @@ class Worker {
   // The lowest world rank UCX reported lost among the communicator's members (worldToLocal
   // >= 0; nullptr: every rank), or -1.
   int lostPeer(const std::vector<int>* worldToLocal) const;
+  // Whether UCX reported world rank `worldRank` lost.
+  bool isLost(int worldRank) const {
+    return lost_[static_cast<std::size_t>(worldRank)].load(std::memory_order_acquire) != 0;
+  }
   // Throws kPeerLost naming worldPeer (in the communicator's numbering).
   [[noreturn]] void failLost(int worldPeer, ucs_status_t status, const WaitScope& scope) const;
 

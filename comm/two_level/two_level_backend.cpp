@@ -119,6 +119,7 @@ std::unique_ptr<BackendHandle> TwoLevelBackend::wrap(std::unique_ptr<TwoLevelBac
     caps |= EPCOMM_BACKEND_CAP_CHECKS_CONSISTENCY;
   }
   if (backend->windowLevel()->hasWindows()) caps |= EPCOMM_BACKEND_CAP_WINDOWS;
+  if (world.canShrink() && inHost.canShrink()) caps |= EPCOMM_BACKEND_CAP_SHRINK;
   // The levels see up to size times a call's count (all-gather's rail blocks).
   const std::size_t levelMax = std::min(world.maxCountPerCall(), inHost.maxCountPerCall());
   const std::uint64_t maxCount =
@@ -192,6 +193,26 @@ void TwoLevelBackend::abortWithReason(const char* reason) {
       log().warn("abort: {}", e.what());
     }
   }
+}
+
+std::unique_ptr<Backend> TwoLevelBackend::shrink(int* keptRanks) {
+  std::vector<int> keptWorld, keptInHost;
+  std::unique_ptr<BackendHandle> world;
+  std::unique_ptr<BackendHandle> inHost;
+  onLevel(Level::kWorld, world_.get(), [&] { world = world_->shrink(keptWorld); });
+  onLevel(Level::kInHost, inHost_.get(), [&] { inHost = inHost_->shrink(keptInHost); });
+  std::copy(keptWorld.begin(), keptWorld.end(), keptRanks);
+  std::vector<int> hosts(static_cast<std::size_t>(world->size()));
+  const int mine = levels_.host;
+  onLevel(Level::kWorld, world.get(),
+          [&] { world->allGather(&mine, hosts.data(), 1, static_cast<int>(DataType::kI32)); });
+  HostLayout layout(renumber(hosts));
+  const int newRank = world->rank();
+  std::unique_ptr<BackendHandle> rail;
+  onLevel(Level::kWorld, world.get(),
+          [&] { rail = world->split(layout.localOf(newRank), layout.hostOf(newRank)); });
+  return std::make_unique<TwoLevelBackend>(std::move(world), std::move(inHost), std::move(rail),
+                                           std::move(layout), smallBytes_, shareRailsKnob_);
 }
 
 std::unique_ptr<Backend> TwoLevelBackend::split(int color, int key) {

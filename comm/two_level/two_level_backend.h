@@ -58,6 +58,9 @@ class TwoLevelBackend final : public Backend {
   // Aborts every level, passing the reason on (comm/backend.h: abortWithReason).
   void abortWithReason(const char* reason) override;
   std::unique_ptr<Backend> split(int color, int key) override;
+  // The survivors' two levels: the network level shrinks, then each host's, and the rails
+  // are split again from the new network level (as split does).
+  std::unique_ptr<Backend> shrink(int* keptRanks) override;
 
   void allReduce(const void* send, void* recv, size_t count, int dtype, int op) override;
   void allGather(const void* send, void* recv, size_t sendCount, int dtype) override;

@@ -3,8 +3,8 @@
 // loss, the survivors shrink to a communicator without it, rebuild their EP Buffer with the
 // dead rank's experts masked, and run 100 further rounds of normal and low-latency
 // dispatch/combine, every output checked against an oracle that knows the mask. Also: a live
-// rank that does not join the shrink is named at the timeout; the C API; a backend that
-// cannot shrink says so.
+// rank that does not join the shrink is named at the timeout; the C API; ucx. Under mpirun
+// (ep_shrink_mpi_np2): the mpi backend refuses shrink, naming the backends that can.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -25,13 +26,14 @@
 #include "ep/buffer.h"
 #include "ep/epcomm_ep.h"
 #include "tests/common/fork_launcher.h"
+#include "tests/ep/shrink_rounds.h"
 
 namespace epcomm::test {
 namespace {
 
 constexpr int kRanks = 4;
 constexpr int kVictim = 2;
-constexpr int kTokens = 24, kHidden = 256, kTopk = 4, kExperts = 16;  // 4 experts per rank
+constexpr MaskedLayout kLayout{kRanks, kVictim};
 constexpr int kRoundsAfter = 100;
 
 // Exit codes of a forked rank.
@@ -41,152 +43,6 @@ constexpr int kWrongLoss = 4;  // the failure was not a lost peer
 constexpr int kBadResult = 5;  // an output differed from the oracle
 constexpr int kBadShrink = 6;
 
-// Token t of original rank o: values k / 8 (exact in bf16, sums of a few stay exact).
-float valueOf(int o, int t, int h) {
-  return static_cast<float>((o * 131 + t * 7 + h) % 61 - 30) / 8.f;
-}
-
-// Routing of token t in round `round`: some tokens go only to the victim's experts (their
-// combine must be zero once it is masked), some have empty slots, the rest spread.
-std::int64_t expertOf(int t, int k, int round) {
-  if (t % 8 == 0) return kVictim * (kExperts / kRanks) + k;  // only the victim's experts
-  if (t % 8 == 1 && k >= 2) return -1;
-  return (t * 5 + k * 3 + round) % kExperts;
-}
-float weightOf(int k) {
-  return 0.25f * static_cast<float>(k + 1);
-}
-
-struct Routing {
-  std::vector<Bf16> x;
-  std::vector<std::int64_t> idx;
-  std::vector<float> weights;
-};
-
-Routing routingOf(int original, int round) {
-  Routing r;
-  r.x.resize(kTokens * kHidden);
-  r.idx.resize(kTokens * kTopk);
-  r.weights.resize(kTokens * kTopk);
-  for (int t = 0; t < kTokens; ++t) {
-    for (int h = 0; h < kHidden; ++h) r.x[t * kHidden + h] = toBf16(valueOf(original, t, h));
-    for (int k = 0; k < kTopk; ++k) {
-      r.idx[t * kTopk + k] = expertOf(t, k, round);
-      r.weights[t * kTopk + k] = weightOf(k);
-    }
-  }
-  return r;
-}
-
-// The communicator rank holding expert e, or -1 where its original rank was not kept.
-int holderOf(std::int64_t e, const std::vector<int>& kept) {
-  const int original = static_cast<int>(e) / (kExperts / kRanks);
-  const auto it = std::find(kept.begin(), kept.end(), original);
-  return it == kept.end() ? -1 : static_cast<int>(it - kept.begin());
-}
-
-bool near(float got, float want) {
-  return std::fabs(got - want) <= 1e-2f * std::max(1.f, std::fabs(want));
-}
-
-// One normal dispatch + combine with identity experts: every received row equals its source
-// token, and combine sums one copy per communicator rank holding an unmasked expert.
-bool normalRound(ep::Buffer& buffer, const std::vector<int>& kept, int round) {
-  const int me = buffer.rank();
-  const Routing mine = routingOf(kept[me], round);
-  ep::DispatchInputs in;
-  in.x = mine.x.data();
-  in.numTokens = kTokens;
-  in.hidden = kHidden;
-  in.topkIdx = mine.idx.data();
-  in.topkWeights = mine.weights.data();
-  in.numTopk = kTopk;
-  in.numExperts = kExperts;
-  ep::DispatchOutputs out;
-  buffer.dispatch(in, out);
-  const ep::DispatchHandle& h = out.handle;
-  for (int s = 0; s < buffer.numRanks(); ++s) {
-    for (std::int64_t row = h.rankPrefix[s]; row < h.rankPrefix[s + 1]; ++row) {
-      const int t = h.recvSrcIdx[static_cast<std::size_t>(row)];
-      for (int hh = 0; hh < kHidden; hh += 37) {
-        if (toFloat(out.recvX[static_cast<std::size_t>(row) * kHidden + hh]) !=
-            valueOf(kept[s], t, hh)) {
-          std::fprintf(stderr, "rank %d round %d: normal row %ld from %d wrong\n", me, round,
-                       static_cast<long>(row), s);
-          return false;
-        }
-      }
-    }
-  }
-  ep::CombineInputs cin;
-  cin.x = out.recvX.data();
-  cin.hidden = kHidden;
-  cin.handle = &out.handle;
-  ep::CombineOutputs cout;
-  buffer.combine(cin, cout);
-  for (int t = 0; t < kTokens; ++t) {
-    std::vector<int> ranks;
-    for (int k = 0; k < kTopk; ++k) {
-      const std::int64_t e = mine.idx[t * kTopk + k];
-      const int holder = e < 0 ? -1 : holderOf(e, kept);
-      if (holder >= 0 && std::find(ranks.begin(), ranks.end(), holder) == ranks.end()) {
-        ranks.push_back(holder);
-      }
-    }
-    for (int hh = 0; hh < kHidden; hh += 13) {
-      const float want = valueOf(kept[me], t, hh) * static_cast<float>(ranks.size());
-      if (!near(toFloat(cout.combinedX[static_cast<std::size_t>(t) * kHidden + hh]), want)) {
-        std::fprintf(stderr, "rank %d round %d: normal combine of token %d wrong\n", me, round, t);
-        return false;
-      }
-    }
-  }
-  return true;
-}
-
-// One low-latency dispatch + combine with identity experts: combine is the weighted sum over
-// the unmasked slots. `dieInside`: this rank is killed between sending and receiving.
-bool lowLatencyRound(ep::Buffer& buffer, const std::vector<int>& kept, int round,
-                     bool dieInside = false) {
-  const int me = buffer.rank();
-  const Routing mine = routingOf(kept[me], round);
-  ep::LowLatencyDispatchInputs in;
-  in.x = mine.x.data();
-  in.numTokens = kTokens;
-  in.hidden = kHidden;
-  in.topkIdx = mine.idx.data();
-  in.numTopk = kTopk;
-  in.numExperts = kExperts;
-  in.returnRecvHook = true;
-  ep::LowLatencyDispatchOutputs out;
-  buffer.lowLatencyDispatch(in, out);
-  if (dieInside) raise(SIGKILL);
-  out.hook();
-  ep::LowLatencyCombineInputs cin;
-  cin.x = out.recvX;
-  cin.topkIdx = mine.idx.data();
-  cin.topkWeights = mine.weights.data();
-  cin.handle = out.handle;
-  ep::LowLatencyCombineOutputs cout;
-  buffer.lowLatencyCombine(cin, cout);
-  for (int t = 0; t < kTokens; ++t) {
-    float weight = 0.f;
-    for (int k = 0; k < kTopk; ++k) {
-      const std::int64_t e = mine.idx[t * kTopk + k];
-      if (e >= 0 && holderOf(e, kept) >= 0) weight += weightOf(k);
-    }
-    for (int hh = 0; hh < kHidden; hh += 13) {
-      const float want = valueOf(kept[me], t, hh) * weight;
-      if (!near(toFloat(cout.combinedX[static_cast<std::size_t>(t) * kHidden + hh]), want)) {
-        std::fprintf(stderr, "rank %d round %d: low-latency combine of token %d wrong\n", me, round,
-                     t);
-        return false;
-      }
-    }
-  }
-  return true;
-}
-
 Config shmConfig(std::int64_t timeoutMs) {
   Config c = Config::defaults();
   c.backend = "shm";
@@ -194,27 +50,21 @@ Config shmConfig(std::int64_t timeoutMs) {
   return c;
 }
 
-ep::BufferConfig bufferConfig() {
-  ep::BufferConfig bc;
-  bc.normalBytes = std::size_t{16} << 20;
-  bc.llMaxTokens = kTokens;
-  return bc;
-}
-
 int loseARankAndShrink(int rank, const UniqueId& id) {
   std::unique_ptr<Communicator> comm = Communicator::init(id, rank, kRanks, shmConfig(20000));
   const std::vector<int> all = {0, 1, 2, 3};
   try {
-    ep::Buffer buffer(*comm, bufferConfig());
+    ep::Buffer buffer(*comm, shrinkBufferConfig());
     for (int round = 0; round < 3; ++round) {
-      if (!normalRound(buffer, all, round) || !lowLatencyRound(buffer, all, round)) {
+      if (!normalRound(buffer, kLayout, all, round) ||
+          !lowLatencyRound(buffer, kLayout, all, round)) {
         return kBadResult;
       }
     }
     // The victim dies between its sends and its receive; the others go on until they fail.
     for (int round = 3; round < 200; ++round) {
-      if (!lowLatencyRound(buffer, all, round, rank == kVictim) ||
-          !normalRound(buffer, all, round)) {
+      if (!lowLatencyRound(buffer, kLayout, all, round, rank == kVictim) ||
+          !normalRound(buffer, kLayout, all, round)) {
         return kBadResult;
       }
     }
@@ -229,12 +79,13 @@ int loseARankAndShrink(int rank, const UniqueId& id) {
       kept[static_cast<std::size_t>(shrunk->rank())] != rank) {
     return kBadShrink;
   }
-  ep::BufferConfig bc = bufferConfig();
+  ep::BufferConfig bc = shrinkBufferConfig();
   bc.mask.originalRanks = kRanks;
   bc.mask.keptRanks = kept;
   ep::Buffer buffer(*shrunk, bc);
   for (int round = 0; round < kRoundsAfter; ++round) {
-    if (!normalRound(buffer, kept, round) || !lowLatencyRound(buffer, kept, round)) {
+    if (!normalRound(buffer, kLayout, kept, round) ||
+        !lowLatencyRound(buffer, kLayout, kept, round)) {
       return kBadResult;
     }
   }
@@ -348,27 +199,49 @@ TEST(Shrink, ThroughTheCApi) {
   }
 }
 
-// A backend without shrink refuses it, naming itself and the one that can.
+// The network backend: rank 1 of 3 dies before an all-reduce; the survivors shrink over UCX
+// (a coordinator collects them) and all-reduce on the new communicator.
 int shrinkOnUcx(int rank, const UniqueId& id) {
   Config c = shmConfig(20000);
   c.backend = "ucx";
-  std::unique_ptr<Communicator> comm = Communicator::init(id, rank, 2, c);
-  try {
-    comm->shrink();
-    return kBadShrink;
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    return e.code() == ErrorCode::kInvalidUsage &&
-                   what.find("backend ucx cannot shrink") != std::string::npos &&
-                   what.find("EPCOMM_BACKEND=shm") != std::string::npos
-               ? kOk
-               : kWrongLoss;
+  std::unique_ptr<Communicator> comm = Communicator::init(id, rank, 3, c);
+  comm->barrier();
+  if (rank == 1) {
+    // Gone once the others surely left the barrier (a peer still in it would see the loss
+    // there instead).
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    _exit(0);
   }
+  float v = 1.f;
+  try {
+    comm->allReduce(&v, &v, 1, DataType::kF32, ReduceOp::kSum);
+    return kNoLoss;
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kPeerLost) return kWrongLoss;
+  }
+  std::vector<int> kept;
+  std::unique_ptr<Communicator> shrunk;
+  try {
+    shrunk = comm->shrink(&kept);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "rank %d: shrink failed: %s\n", rank, e.what());
+    return kBadShrink;
+  }
+  if (kept != std::vector<int>{0, 2} || shrunk->size() != 2) {
+    std::fprintf(stderr, "rank %d: kept %zu ranks, size %d\n", rank, kept.size(), shrunk->size());
+    return kBadShrink;
+  }
+  for (int i = 0; i < 20; ++i) {
+    float w = static_cast<float>(rank + i);
+    shrunk->allReduce(&w, &w, 1, DataType::kF32, ReduceOp::kSum);
+    if (w != static_cast<float>(2 + 2 * i)) return kBadResult;
+  }
+  return kOk;
 }
 
-TEST(Shrink, ABackendThatCannotShrinkSaysSo) {
-  const std::vector<RankExit> exits = forkRanks(2, &shrinkOnUcx, std::chrono::seconds(60));
-  for (int r = 0; r < 2; ++r) {
+TEST(Shrink, OverUcx) {
+  const std::vector<RankExit> exits = forkRanks(3, &shrinkOnUcx, std::chrono::seconds(90));
+  for (int r : {0, 2}) {
     EXPECT_TRUE(WIFEXITED(exits[r].status) && WEXITSTATUS(exits[r].status) == kOk)
         << "rank " << r << " status " << exits[r].status;
   }
@@ -376,3 +249,25 @@ TEST(Shrink, ABackendThatCannotShrinkSaysSo) {
 
 }  // namespace
 }  // namespace epcomm::test
+
+// Under mpirun (EPCOMM_BACKEND=mpi): shrink is refused, naming itself and what can; otherwise
+// the forked tests above.
+int main(int argc, char** argv) {
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) {
+    auto comm = epcomm::Communicator::initFromEnvironment();
+    bool ok = false;
+    try {
+      comm->shrink();
+    } catch (const epcomm::Error& e) {
+      const std::string what = e.what();
+      std::printf("rank %d: %s\n", comm->rank(), what.c_str());
+      ok = e.code() == epcomm::ErrorCode::kInvalidUsage &&
+           what.find("backend mpi cannot shrink") != std::string::npos &&
+           what.find("the launcher ends the job") != std::string::npos;
+    }
+    std::printf("rank %d: %s\n", comm->rank(), ok ? "passed" : "FAILED");
+    return ok ? 0 : 1;
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
