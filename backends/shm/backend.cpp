@@ -111,6 +111,7 @@ Backend::~Backend() = default;
 
 void Backend::setUp() {
   waiter_ = std::make_unique<Waiter>(*segment_, rank_, timeoutMs_);
+  waiter_->setOversubscribed(oversubscribed_);
   for (int k = 0; k < kKinds; ++k) {
     channels_.push_back(std::make_unique<Channel>(*segment_, *waiter_, stream_, k, rank_, size_));
   }

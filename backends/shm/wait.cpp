@@ -28,6 +28,14 @@ constexpr int kSpins = 512;         // pause iterations before yielding
 constexpr int kYields = 64;         // sched_yield iterations before sleeping
 constexpr long kSleepNs = 1000000;  // futex sleep: 1 ms, so a lost wake costs little
 constexpr auto kLivenessPeriod = std::chrono::milliseconds(5);
+// Ranks no more than cpus: after the first spins a wait keeps spinning this long before it
+// sleeps, and never yields: on a busy machine sched_yield hands the core to any runnable task
+// (a background compile, an idle pool thread) for up to a time slice, which is what a wait
+// that sleeps on a futex (and is woken with preemption) does not pay. Oversubscribed ranks
+// yield instead, so every rank progresses.
+// 200 us measured best of 0 (yield), 50 and 200 under two nice-19 busy loops
+// (docs/performance.md, "Latency on a busy machine").
+constexpr auto kSpinBudget = std::chrono::microseconds(200);
 
 }  // namespace
 
@@ -149,10 +157,13 @@ void Waiter::waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t
   const WaitRecord::Scope recording(record_, clock.op, peer);
   auto lastLiveness = since;
   auto nextReport = since + std::chrono::milliseconds(reportMs_);
+  auto now = since;
   for (int iter = 0;; ++iter) {
     const std::uint64_t v = seq.load(std::memory_order_acquire);
     if (v >= target) return;
-    if (iter < kYields) {
+    if (!oversubscribed_ && now - since < kSpinBudget) {
+      for (int i = 0; i < 64; ++i) cpuRelax();
+    } else if (oversubscribed_ && iter < kYields) {
       sched_yield();
     } else {
       // Announce the sleep, re-check (the poster reads sleepers after storing seq, both
@@ -167,7 +178,7 @@ void Waiter::waitSlow(std::atomic<std::uint64_t>& seq, std::atomic<std::uint32_t
     }
     checkAborted(clock.op);
     checkPeerAborted(seq, target, peer, clock);
-    const auto now = std::chrono::steady_clock::now();
+    now = std::chrono::steady_clock::now();
     checkPeer(peer, clock, since, now);
     report(peer, clock, since, now, &nextReport);
     if (now - lastLiveness >= kLivenessPeriod) {
@@ -188,9 +199,12 @@ void Waiter::waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
   const WaitRecord::Scope recording(record_, clock.op, peer);
   auto lastLiveness = since;
   auto nextReport = since + std::chrono::milliseconds(reportMs_);
+  auto now = since;
   for (int iter = 0;; ++iter) {
     if (ready()) return;
-    if (iter < kYields) {
+    if (!oversubscribed_ && now - since < kSpinBudget) {
+      for (int i = 0; i < 64; ++i) cpuRelax();
+    } else if (oversubscribed_ && iter < kYields) {
       sched_yield();
     } else {
       timespec ts{0, 50000};  // no futex on this word: a short sleep
@@ -200,7 +214,7 @@ void Waiter::waitWord(const std::uint64_t* word, std::uint64_t target, int peer,
     if (segment_.rankInfo(peer).aborted.load(std::memory_order_acquire) != 0 && !ready()) {
       throwError(ErrorCode::kPeerLost, rank_, clock.op, abortedBy(peer));
     }
-    const auto now = std::chrono::steady_clock::now();
+    now = std::chrono::steady_clock::now();
     checkPeer(peer, clock, since, now);
     report(peer, clock, since, now, &nextReport);
     if (now - lastLiveness >= kLivenessPeriod) {

@@ -81,6 +81,8 @@ class Waiter {
   bool waitState(int* peer, double* seconds, char* op, std::size_t opLen) const {
     return record_.read(peer, seconds, op, opLen);
   }
+  // More ranks than cpus: waits yield before they sleep; else they spin, then sleep (wait.cpp).
+  void setOversubscribed(bool oversubscribed) { oversubscribed_ = oversubscribed; }
   // Throws kInvalidUsage when this rank aborted the communicator.
   void checkAborted(const char* op) const;
   // Marks the communicator aborted by this rank, for itself and its peers; any thread.
@@ -122,6 +124,7 @@ class Waiter {
   void (*log_)(int level, const char* message) = nullptr;
   std::atomic<bool> selfAborted_{false};
   mutable WaitRecord record_;
+  bool oversubscribed_ = true;  // until the backend says (the cautious policy)
 };
 
 }  // namespace epcomm::shm
