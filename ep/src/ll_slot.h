@@ -8,7 +8,8 @@
 //   combineBuffer [E_local, T*R, H] bf16 (unless the transport places it)  combined [T, H] bf16
 //   send, recv: R blocks of blockBytes each (collective transport only)
 // The window transport points recvX / recvXInt8 / recvScales of a dispatch into its window
-// instead (peers write them there directly); the arena's copies are then never touched.
+// instead (peers write them there directly) and places the combine buffer there: its arena
+// holds no recvXInt8, recvScales, send or recv (null), and its recvX serves int8 + dequantize.
 #pragma once
 
 #include <cstddef>

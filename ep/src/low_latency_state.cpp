@@ -35,19 +35,22 @@ LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape, LlTra
   const std::size_t rows = static_cast<std::size_t>(shape.numLocal()) * shape.rowsPerExpert();
   const std::size_t hidden = static_cast<std::size_t>(shape.hidden);
   const std::size_t block = shape.blockBytes() * static_cast<std::size_t>(shape.numRanks);
+  // The window transport places the combine buffer, and a dispatch's int8 rows and scales
+  // (and bf16 rows, leaving the arena's recvX to int8 + dequantize), in its window, and
+  // needs no send / receive blocks: the arena leaves those regions out.
   const bool placed = transport_->combineBuffer(0) != nullptr;
   std::size_t offsets[10];
   const std::size_t sizes[10] = {
-      rows * hidden * 2,  // recvX
-      rows * hidden,      // recvXInt8
-      rows * shape.maxScales() * sizeof(float),
+      rows * hidden * 2,           // recvX
+      placed ? 0 : rows * hidden,  // recvXInt8
+      placed ? 0 : rows * shape.maxScales() * sizeof(float),
       rows * sizeof(std::int32_t),                                      // srcInfo
       static_cast<std::size_t>(shape.numLocal()) * shape.numRanks * 8,  // layoutRange
       static_cast<std::size_t>(shape.numLocal()) * 4,                   // recvCount
       placed ? 0 : rows * hidden * 2,                                   // combineBuffer
       static_cast<std::size_t>(shape.maxTokens) * hidden * 2,           // combined
-      block,                                                            // send
-      block};                                                           // recv
+      placed ? 0 : block,                                               // send
+      placed ? 0 : block};                                              // recv
   std::size_t total = 0;
   for (int i = 0; i < 10; ++i) {
     offsets[i] = total;
@@ -57,17 +60,18 @@ LowLatencyState::LowLatencyState(Communicator& comm, const LlShape& shape, LlTra
     LlSlot& s = slots_[i];
     s.arena = MappedArena(total, comm.rank(), "low-latency slot");
     std::byte* b = s.arena.data();
-    s.recvX = reinterpret_cast<Bf16*>(b + offsets[0]);
-    s.recvXInt8 = reinterpret_cast<std::int8_t*>(b + offsets[1]);
-    s.recvScales = reinterpret_cast<float*>(b + offsets[2]);
+    const auto region = [&](int k) { return sizes[k] ? b + offsets[k] : nullptr; };
+    s.recvX = reinterpret_cast<Bf16*>(region(0));
+    s.recvXInt8 = reinterpret_cast<std::int8_t*>(region(1));
+    s.recvScales = reinterpret_cast<float*>(region(2));
     s.srcInfo = reinterpret_cast<std::int32_t*>(b + offsets[3]);
     s.layoutRange = reinterpret_cast<std::int64_t*>(b + offsets[4]);
     s.recvCount = reinterpret_cast<std::int32_t*>(b + offsets[5]);
     s.combineBuffer =
         placed ? transport_->combineBuffer(i) : reinterpret_cast<Bf16*>(b + offsets[6]);
     s.combined = reinterpret_cast<Bf16*>(b + offsets[7]);
-    s.send = b + offsets[8];
-    s.recv = b + offsets[9];
+    s.send = region(8);
+    s.recv = region(9);
     s.arenaRecvX = s.recvX;
     s.arenaRecvXInt8 = s.recvXInt8;
     s.arenaRecvScales = s.recvScales;
