@@ -5,7 +5,8 @@
 //                         [--topk 8] [--experts 256] [--quant bf16|int8|int8-token | --int8]
 //                         [--ll-max-tokens T] [--rounds N] [--round-tokens N]
 //                         [--transport auto|window|collective] [--check] [--compare mpi]
-//                         [--zero-copy] [--json FILE] [-n iters] [-w warmup]
+//                         [--zero-copy] [--zero-copy-dispatch] [--json FILE] [-n iters]
+//                         [-w warmup]
 //   EPCOMM_INIT_ADDR=host:port EPCOMM_RANK=r EPCOMM_SIZE=N ep-bench ...   (each rank by hand)
 //
 // The configuration is the library's (the same environment: DEEP_NORMAL_MODE_USE_INT8_QUANT,
@@ -279,26 +280,24 @@ void runNormal(Ctx& c, int tokens, std::vector<Record>& records) {
 
 // ---- low-latency mode ----
 
-// Copies the valid rows of an expert-major [local, T * R, hidden] array (out's recvCount).
-void copyValidRows(const ep::LowLatencyDispatchOutputs& out, int hidden, const Bf16* from,
-                   Bf16* to) {
-  const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * out.numRanks;
-  for (int e = 0; e < out.numLocalExperts; ++e) {
-    const std::size_t first = e * rowsPerExpert * hidden;
-    std::memcpy(to + first, from + first,
-                static_cast<std::size_t>(out.recvCount[e]) * hidden * sizeof(Bf16));
-  }
-}
-
 bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
   const EpOptions& o = c.o;
   const EpData in = makeEpData(98, c.rank, tokens, o.hidden, o.topk, o.experts, true);
   ep::LowLatencyDispatchInputs d{
       in.x.data(), tokens, o.hidden, in.topkIdx.data(), o.topk, o.experts, c.quant, true, false};
+  d.zeroCopy = o.zeroCopyDispatch;
   ep::LowLatencyDispatchOutputs out;
   c.buffer.lowLatencyDispatch(d, out);
   const int local = o.experts / c.ranks;
   const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * c.ranks;
+  // The rows as recvX lays them out (gathered after a zero-copy dispatch).
+  const Bf16* recvX = out.recvX;
+  std::unique_ptr<Bf16[]> gathered;
+  if (out.recvRows) {
+    gathered.reset(new Bf16[local * rowsPerExpert * o.hidden]);
+    copyReceivedRows(out, o.hidden, gathered.get());
+    recvX = gathered.get();
+  }
   // The reference, from every source's inputs regenerated here: per (local expert, source),
   // the source's tokens naming the expert, in token order.
   std::vector<std::vector<int>> sent(static_cast<std::size_t>(local) * c.ranks);
@@ -324,16 +323,16 @@ bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
         const std::size_t row = e * rowsPerExpert + begin + i;
         ok &= out.srcInfo[row] == rows[i];
         expectedRow(s, rows[i], o.hidden, c.quant, want.data());
-        ok &= std::memcmp(want.data(), out.recvX + row * o.hidden, o.hidden * sizeof(Bf16)) == 0;
+        ok &= std::memcmp(want.data(), recvX + row * o.hidden, o.hidden * sizeof(Bf16)) == 0;
       }
       begin += count;
     }
     ok &= out.recvCount[e] == begin;
   }
   ep::LowLatencyCombineInputs ci{
-      out.recvX, in.topkIdx.data(), in.topkWeights.data(), out.handle, false, nullptr, false};
+      recvX, in.topkIdx.data(), in.topkWeights.data(), out.handle, false, nullptr, false};
   if (o.zeroCopy) {  // the identity experts write the zero-copy buffer
-    copyValidRows(out, o.hidden, out.recvX, c.buffer.lowLatencyCombineBuffer(out.handle));
+    copyValidRows(out, o.hidden, recvX, c.buffer.lowLatencyCombineBuffer(out.handle));
     ci.x = nullptr;
     ci.zeroCopy = true;
   }
@@ -354,9 +353,9 @@ bool checkLowLatency(Ctx& c, int tokens, MpiEp* mpi) {
       const std::size_t first = e * rowsPerExpert * o.hidden;
       const std::size_t n = static_cast<std::size_t>(out.recvCount[e]) * o.hidden;
       ok &= ep::isInt8(c.quant) ? std::memcmp(&mpi->recvXInt8[first], out.recvXInt8 + first, n) == 0
-                                : std::memcmp(&mpi->recvX[first], out.recvX + first, n * 2) == 0;
+                                : std::memcmp(&mpi->recvX[first], recvX + first, n * 2) == 0;
     }
-    std::vector<Bf16> x(out.recvX, out.recvX + local * rowsPerExpert * o.hidden);
+    std::vector<Bf16> x(recvX, recvX + local * rowsPerExpert * o.hidden);
     mpi->llCombine(x.data(), in.topkWeights.data());
     ok &= std::memcmp(mpi->combined.data(), back.combinedX, mpi->combined.size() * 2) == 0;
   }
@@ -368,6 +367,7 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
   const EpData in = makeEpData(2, c.rank, tokens, o.hidden, o.topk, o.experts, false);
   ep::LowLatencyDispatchInputs d{
       in.x.data(), tokens, o.hidden, in.topkIdx.data(), o.topk, o.experts, c.quant, false, false};
+  d.zeroCopy = o.zeroCopyDispatch;
   ep::LowLatencyDispatchOutputs out;
   c.buffer.lowLatencyDispatch(d, out);
   const int local = o.experts / c.ranks;
@@ -390,6 +390,7 @@ void runLowLatency(Ctx& c, int tokens, std::vector<Record>& records) {
   // read (summed) and the fixed outputs above written.
   volatile std::int64_t sink = 0;
   auto runExperts = [&](const Bf16* inX, const std::int8_t* inInt8, Bf16* to) {
+    if (out.recvRows && inX == out.recvX) return copyReceivedRows(out, o.hidden, to);
     if (inX) return copyValidRows(out, o.hidden, inX, to);
     for (int e = 0; e < local; ++e) {
       const std::size_t first = e * rowsPerExpert * o.hidden;
@@ -508,10 +509,10 @@ int run(int argc, char** argv, std::unique_ptr<Communicator>& comm) {
   if (rank == 0) {
     std::printf(
         "# ep-bench: backend %s ranks %d hidden %d topk %d experts %d quant %s mode %s "
-        "iters %d warmup %d%s\n",
+        "iters %d warmup %d%s%s\n",
         comm->backendName().c_str(), ranks, o.hidden, o.topk, o.experts,
         eff.quantText.value.c_str(), o.mode.c_str(), o.iters, o.warmup,
-        o.zeroCopy ? " zero-copy" : "");
+        o.zeroCopy ? " zero-copy" : "", o.zeroCopyDispatch ? " zero-copy-dispatch" : "");
     std::printf("# config: %s\n", describe(eff).c_str());
     std::printf("# %-6s %-11s %6s %6s %12s %12s %10s %10s %14s %14s %6s %12s %12s\n", "impl",
                 "mode", "tokens", "rounds", "dispatch_us", "combine_us", "disp_GB/s", "comb_GB/s",
@@ -558,6 +559,8 @@ int run(int argc, char** argv, std::unique_ptr<Communicator>& comm) {
          {"network_bytes", {{"dispatch", r.netDispatch}, {"combine", r.netCombine}}},
          {"buffer_bytes", r.bufferBytes},
          {"zero_copy", o.zeroCopy && r.impl == "epcomm" && r.mode == "low_latency"},
+         {"zero_copy_dispatch",
+          o.zeroCopyDispatch && r.impl == "epcomm" && r.mode == "low_latency"},
          {"check", !r.pass ? nlohmann::json(nullptr) : nlohmann::json(*r.pass ? "pass" : "fail")}});
   }
   if (rank == 0 && !o.json.empty()) {

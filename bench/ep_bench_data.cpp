@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -65,6 +66,27 @@ double calcDiff(const Bf16* x, const double* scale, const Bf16* y, int rows, int
     }
   }
   return xx == 0 ? 0 : 1 - 2 * xy / xx;
+}
+
+void copyValidRows(const ep::LowLatencyDispatchOutputs& out, int hidden, const Bf16* from,
+                   Bf16* to) {
+  const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * out.numRanks;
+  for (int e = 0; e < out.numLocalExperts; ++e) {
+    const std::size_t first = e * rowsPerExpert * hidden;
+    std::memcpy(to + first, from + first,
+                static_cast<std::size_t>(out.recvCount[e]) * hidden * sizeof(Bf16));
+  }
+}
+
+void copyReceivedRows(const ep::LowLatencyDispatchOutputs& out, int hidden, Bf16* to) {
+  if (!out.recvRows) return copyValidRows(out, hidden, out.recvX, to);
+  const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * out.numRanks;
+  for (int e = 0; e < out.numLocalExperts; ++e) {
+    for (std::size_t i = 0; i < static_cast<std::size_t>(out.recvCount[e]); ++i) {
+      const std::size_t row = e * rowsPerExpert + i;
+      std::memcpy(to + row * hidden, out.recvRows[row], hidden * sizeof(Bf16));
+    }
+  }
 }
 
 }  // namespace epcomm::bench

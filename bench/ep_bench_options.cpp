@@ -56,6 +56,10 @@ std::optional<EpOptions> parseEpOptions(int argc, char** argv, bool print, int& 
                "low-latency combine: the experts write their outputs into the Buffer's "
                "zero-copy combine buffer (DeepEP's zero_copy=True) instead of an array of "
                "their own");
+  app.add_flag("--zero-copy-dispatch", o.zeroCopyDispatch,
+               "low-latency dispatch moves no rows (bf16, shared memory): each rank stages its "
+               "tokens once and the experts gather their rows where they live; dispatch_us "
+               "then leaves out the row copies the plain dispatch makes");
   app.add_option("--compare", compare,
                  "mpi|none: also run the plain-MPI implementation; mpi needs the ranks "
                  "launched by mpirun")
@@ -85,6 +89,11 @@ std::optional<EpOptions> parseEpOptions(int argc, char** argv, bool print, int& 
       return std::nullopt;
     }
     o.flags.quant = "int8";
+  }
+  if (o.zeroCopyDispatch && o.flags.quant == "int8") {
+    if (print) std::fprintf(stderr, "ep-bench: --zero-copy-dispatch carries bf16 rows\n");
+    code = 1;
+    return std::nullopt;
   }
   return o;
 }

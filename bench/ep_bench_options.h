@@ -19,6 +19,9 @@ struct EpOptions {
   bool check = false;
   bool compareMpi = false;
   bool zeroCopy = false;  // low-latency combine from ep::Buffer::lowLatencyCombineBuffer
+  // Low-latency dispatch that moves no rows (LowLatencyDispatchInputs::zeroCopy): the
+  // experts gather their rows from where they live (untimed, as their packing would).
+  bool zeroCopyDispatch = false;
   std::string json;
   int iters = 10;
   int warmup = 2;

@@ -50,6 +50,13 @@ struct LowLatencyDispatchInputs {
   Quant quant = Quant::kNone;  // int8 on request (kInt8Group / kInt8PerToken)
   bool dequantize = false;     // int8: also fill recvX with the dequantised rows
   bool returnRecvHook = false;
+  // Zero-copy dispatch (beyond DeepEP; bf16, the window transport with every peer's window
+  // mapped: shm, or mpi on one node): no row moves between ranks. Each rank stages its
+  // tokens once in its own window and recvRows says where every received row lives, for an
+  // expert kernel that gathers its input rows anyway; recvX is not filled. The rows are
+  // peers' memory, read only, valid as long as this dispatch's other outputs. Combine is
+  // unchanged. Every rank passes the same value.
+  bool zeroCopy = false;
 };
 
 // Views into the Buffer slot of this dispatch (see above for how long they live).
@@ -66,6 +73,9 @@ struct LowLatencyDispatchOutputs {
   const std::int32_t* recvCount = nullptr;    // [numLocalExperts]
   const std::int32_t* srcInfo = nullptr;      // [numLocalExperts, T * R]
   const std::int64_t* layoutRange = nullptr;  // [numLocalExperts, R]
+  // zeroCopy: [numLocalExperts, T * R], row i of local expert e at recvRows[e * T*R + i]
+  // (recvCount[e] valid); null otherwise.
+  const Bf16* const* recvRows = nullptr;
   LowLatencyHandle handle;
   std::function<void()> hook;  // set with returnRecvHook: receives; call exactly once
   std::size_t bytesSent = 0;   // payload sent to other ranks

@@ -67,6 +67,8 @@ struct LlSlot {
   int numTopk = 0;
   Quant quant = Quant::kNone;
   bool dequantize = false;
+  bool zeroCopyDispatch = false;      // rows stay in their sources' windows (pull only)
+  std::vector<const Bf16*> rowPtrs;   // zeroCopyDispatch: [E_local, T*R] where each row lives
   std::vector<std::int32_t> msgDest;  // [numTokens, numTopk]: destination rank or -1
   // [numTokens, numTopk]: where the message went (collective: index in the destination's
   // block; window: row in the destination's [E_local, T*R] layout).

@@ -29,6 +29,9 @@ class LlTransport {
   // Slot `index`'s zero-copy combine buffer [E_local, T*R, H] when the transport places it
   // (fixed for its lifetime), else nullptr: the slot's arena holds it.
   virtual Bf16* combineBuffer(int index) { return nullptr; }
+  // Every peer's memory is mapped here (the window transport's pull dispatch): a zero-copy
+  // dispatch can run. The same on every rank of a communicator on shared memory.
+  virtual bool mapsEveryPeer() const { return false; }
   // Sends the dispatch of slot `index` (slot.msgDest/msgPos and the slot's output pointers
   // are set here). in.x may be reused on return. Returns payload bytes sent to peers.
   virtual std::size_t dispatchSend(int index, LlSlot& slot, const LowLatencyDispatchInputs& in) = 0;

@@ -84,6 +84,7 @@ class WindowLlTransport final : public LlTransport {
   Bf16* combineBuffer(int index) override {
     return reinterpret_cast<Bf16*>(w_.base + w_.regions[index].zeroCopy);
   }
+  bool mapsEveryPeer() const override { return w_.mapsPeers; }
   std::size_t dispatchSend(int index, LlSlot& slot, const LowLatencyDispatchInputs& in) override {
     return w_.mapsPeers ? pullDispatchSend(w_, index, slot, in)
                         : pushDispatchSend(w_, index, slot, in);

@@ -8,6 +8,7 @@
 // e * T*R + the count of (d, e) messages of the sources below s, so every rank derives the
 // same layout and where its own messages went); copy each of my rows from its source's
 // tokens[k]: a token reaches this core once, then its other experts' rows copy from cache.
+// A zero-copy dispatch (slot.zeroCopyDispatch) copies nothing: it records where each row is.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -113,6 +114,10 @@ void pullDispatchReceive(LlWindow& w, int index, LlSlot& slot) {
       const std::byte* from = tokens + t * w.tokenStride;
       slot.rowMsg[row] = static_cast<std::int32_t>(m);
       slot.srcInfo[row] = static_cast<std::int32_t>(t);
+      if (slot.zeroCopyDispatch) {  // bf16: the row stays where its source staged it
+        slot.rowPtrs[row] = reinterpret_cast<const Bf16*>(from);
+        continue;
+      }
       if (!int8) {
         std::memcpy(slot.recvX + row * H, from, rowBytes);
         continue;

@@ -110,12 +110,33 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& given,
   agreement.same("numExperts", E);
   agreement.same("numTopk", K);
   agreement.same("quant", static_cast<int>(in.quant));
+  if (in.zeroCopy && in.quant != Quant::kNone) {
+    agreement.fail("a zero-copy dispatch carries bf16 rows: quant must be kNone");
+  }
+  if (in.zeroCopy && s.llTransport != LlTransportKind::kWindow) {
+    agreement.fail(
+        "a zero-copy dispatch needs the window transport (EPCOMM_EP_TRANSPORT=window or auto on "
+        "one host) with every peer's window mapped (shm, or mpi on one node)");
+  }
+  agreement.same("zeroCopy", in.zeroCopy ? 1 : 0);
   comm.agree(agreement);
 
   if (reshape) {
     s.lowLatency.reset();
     s.lowLatency = std::make_unique<LowLatencyState>(comm, shape, s.llTransport);
     ll = s.lowLatency.get();
+  }
+  if (in.zeroCopy && !ll->zeroCopyChecked()) {
+    // Once per shape: whether every peer's window is mapped (one more agreement).
+    CallAgreement mapped(kDispatchOp);
+    if (!ll->transport().mapsEveryPeer()) {
+      mapped.fail(
+          fmt::format("a zero-copy dispatch needs every peer's window mapped here; "
+                      "backend {} does not map them (use shm, or mpi on one node)",
+                      comm.backendName()));
+    }
+    comm.agree(mapped);
+    ll->setZeroCopyChecked();
   }
   const int index = ll->nextSlot();
   ll->advance();
@@ -126,6 +147,8 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& given,
   slot.numTopk = K;
   slot.quant = in.quant;
   slot.dequantize = in.dequantize;
+  slot.zeroCopyDispatch = in.zeroCopy;
+  if (in.zeroCopy) slot.rowPtrs.assign(static_cast<std::size_t>(shape.numLocal()) * T * R, nullptr);
   slot.msgDest.assign(static_cast<std::size_t>(N) * K, -1);
   slot.msgPos.assign(static_cast<std::size_t>(N) * K, -1);
 
@@ -141,7 +164,8 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& given,
   out.hidden = H;
   out.numScales = numSc;
   out.quant = in.quant;
-  out.recvX = (!int8 || in.dequantize) ? slot.recvX : nullptr;
+  out.recvX = !in.zeroCopy && (!int8 || in.dequantize) ? slot.recvX : nullptr;
+  out.recvRows = in.zeroCopy ? slot.rowPtrs.data() : nullptr;
   out.recvXInt8 = int8 ? slot.recvXInt8 : nullptr;
   out.recvScales = int8 ? slot.recvScales : nullptr;
   out.recvCount = slot.recvCount;

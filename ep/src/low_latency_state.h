@@ -24,12 +24,16 @@ class LowLatencyState {
   // The slot the next dispatch uses (alternates).
   int nextSlot() const { return next_; }
   void advance() { next_ ^= 1; }
+  // Whether the ranks agreed that this shape's transport maps every peer (zero-copy dispatch).
+  bool zeroCopyChecked() const { return zeroCopyChecked_; }
+  void setZeroCopyChecked() { zeroCopyChecked_ = true; }
   LlTransport& transport() { return *transport_; }
 
  private:
   LlShape shape_;
   LlSlot slots_[2];
   int next_ = 0;
+  bool zeroCopyChecked_ = false;
   std::unique_ptr<LlTransport> transport_;
 };
 

@@ -67,7 +67,7 @@ long long llWrong(Communicator& comm, int seed, const ep::LowLatencyDispatchOutp
       wrong += (range & 0xffffffff) != static_cast<std::int64_t>(tokens.size());
       for (std::size_t i = 0; i < tokens.size(); ++i) {
         const std::size_t row = e * rowsPerExpert + begin + i;
-        const Bf16* x = out.recvX + row * kHidden;
+        const Bf16* x = out.recvRows ? out.recvRows[row] : out.recvX + row * kHidden;
         wrong += out.srcInfo[row] != tokens[i];
         wrong += tokenFromRow(x, kHidden) != tokens[i];
         for (int c = 0; c < kHidden - 2; ++c) wrong += toFloat(x[c]) != static_cast<float>(s);
@@ -278,6 +278,55 @@ TEST_P(LowLatency, ZeroCopyDifferingAcrossRanksIsAnErrorEverywhere) {
         << e.what();
   }
   EXPECT_LT(llCombineDiff(buffer, in, out, true, false), 5e-6);
+}
+
+// A zero-copy dispatch moves no rows: recvRows points at each row where its source staged
+// it, with DeepEP's oracles holding there; the experts' gathered outputs combine as usual.
+// On shm's window transport it must run; where peers' windows are not mapped (the collective
+// transport, mpi's message windows) it is refused on every rank and the Buffer stays usable.
+TEST_P(LowLatency, ZeroCopyDispatchRowsStayWithTheirSources) {
+  Buffer buffer(comm(), llConfig());
+  const int E = expertsFor(size());
+  const EpInputs in = makeInputs(29, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
+  ep::LowLatencyDispatchInputs d = llInputs(in);
+  d.zeroCopy = true;
+  ep::LowLatencyDispatchOutputs out;
+  const bool mustRun =
+      comm().backendName() == "shm" && buffer.transport() == ep::Transport::kWindow;
+  try {
+    buffer.lowLatencyDispatch(d, out);
+  } catch (const Error& e) {
+    EXPECT_FALSE(mustRun) << e.what();
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("zero-copy dispatch"), std::string::npos) << e.what();
+    buffer.lowLatencyDispatch(llInputs(in), out);  // still usable
+    EXPECT_EQ(llWrong(comm(), 29, out), 0);
+    return;
+  }
+  EXPECT_EQ(out.recvX, nullptr);
+  ASSERT_NE(out.recvRows, nullptr);
+  EXPECT_EQ(llWrong(comm(), 29, out), 0);
+  // Identity experts gather their rows; combine = x times the sum of the valid weights.
+  const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * out.numRanks;
+  std::vector<Bf16> x(static_cast<std::size_t>(out.numLocalExperts) * rowsPerExpert * kHidden);
+  for (int e = 0; e < out.numLocalExperts; ++e) {
+    for (int i = 0; i < out.recvCount[e]; ++i) {
+      const std::size_t row = e * rowsPerExpert + static_cast<std::size_t>(i);
+      std::copy_n(out.recvRows[row], kHidden,
+                  x.begin() + static_cast<std::ptrdiff_t>(row * kHidden));
+    }
+  }
+  ep::LowLatencyCombineInputs c;
+  c.x = x.data();
+  c.topkIdx = in.topkIdx.data();
+  c.topkWeights = in.topkWeights.data();
+  c.handle = out.handle;
+  ep::LowLatencyCombineOutputs back;
+  buffer.lowLatencyCombine(c, back);
+  EXPECT_LT(weightedCombineDiff(in, back.combinedX), 5e-6);
+  // int8 is refused on every rank: the rows stay bf16.
+  d.quant = ep::Quant::kInt8Group;
+  EXPECT_THROW(buffer.lowLatencyDispatch(d, out), Error);
 }
 
 // SGLang's --deepep-mode auto: prefill batches go normal, decode batches low-latency, on
