@@ -3,11 +3,23 @@
 #include <algorithm>
 #include <cstring>
 
+#include "bench/mpi_placement.h"
 #include "ep/row_kernels.h"
 
 namespace epcomm::bench {
 
-MpiEp::MpiEp(MPI_Comm comm, const MpiShape& shape) : comm_(comm), s_(shape) {
+namespace {
+
+int sizeOf(MPI_Comm comm) {
+  int size = 0;
+  MPI_Comm_size(comm, &size);
+  return size;
+}
+
+}  // namespace
+
+MpiEp::MpiEp(MPI_Comm comm, const MpiShape& shape)
+    : comm_(comm), s_(shape), sendPlace_(sizeOf(comm)), recvPlace_(sizeOf(comm)) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &ranks_);
   numScales_ = ep::numScales(s_.quant, s_.hidden);
@@ -42,20 +54,26 @@ void MpiEp::dispatch(const Bf16* x, const std::int64_t* topkIdx, const float* to
     rowsIn += recvCounts_[r];
   }
   numRecv = rowsIn;
-  sendBuf_.resize(static_cast<std::size_t>(rowsOut) * wire);
   metaOut_.resize(static_cast<std::size_t>(rowsOut) * metaWords);
   metaIn_.resize(static_cast<std::size_t>(rowsIn) * metaWords);
-  std::vector<int> pos(sendDispls_);
-  std::vector<std::int8_t> q(int8 ? H : 0);
-  std::vector<float> sc(numScales_);
+  if (int8) {  // each token quantised once; its rows then go from there
+    qRows_.resize(static_cast<std::size_t>(N) * H);
+    qScales_.resize(static_cast<std::size_t>(N) * numScales_);
+  }
+  pos_.assign(sendDispls_.begin(), sendDispls_.end());
+  sendPlace_.clear();
+  recvPlace_.clear();
   for (int t = 0; t < N; ++t) {
     const Bf16* row = x + static_cast<std::size_t>(t) * H;
-    if (int8) ep::quantizeInt8(row, H, group, q.data(), sc.data());
+    const std::int8_t* qrow = int8 ? qRows_.data() + static_cast<std::size_t>(t) * H : nullptr;
+    const float* sc = int8 ? qScales_.data() + static_cast<std::size_t>(t) * numScales_ : nullptr;
+    if (int8)
+      ep::quantizeInt8(row, H, group, qRows_.data() + static_cast<std::size_t>(t) * H,
+                       qScales_.data() + static_cast<std::size_t>(t) * numScales_);
     for (int r = 0; r < R; ++r) {
       if (!inRank_[t * R + r]) continue;
-      const std::size_t p = pos[r]++;
-      std::memcpy(sendBuf_.data() + p * wire, int8 ? static_cast<const void*>(q.data()) : row,
-                  wire);
+      const std::size_t p = pos_[r]++;
+      sendPlace_.add(r, int8 ? static_cast<const void*>(qrow) : row, wire);
       std::int32_t* m = metaOut_.data() + p * metaWords;
       m[0] = t;
       for (int k = 0; k < K; ++k) {
@@ -65,34 +83,26 @@ void MpiEp::dispatch(const Bf16* x, const std::int64_t* topkIdx, const float* to
         const float w = isLocal ? topkWeights[t * K + k] : 0.f;
         std::memcpy(&m[1 + K + k], &w, 4);
       }
-      // bf16 rows carry no scales (sc is empty; memcpy from its null data() is UB).
-      if (numScales_ > 0) std::memcpy(m + 1 + 2 * K, sc.data(), 4 * numScales_);
+      if (numScales_ > 0) std::memcpy(m + 1 + 2 * K, sc, 4 * numScales_);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    c1_[r] = static_cast<int>(sendCounts_[r] * wire);
-    d1_[r] = static_cast<int>(sendDispls_[r] * wire);
-    c2_[r] = static_cast<int>(recvCounts_[r] * wire);
-    d2_[r] = static_cast<int>(recvDispls_[r] * wire);
-  }
-  void* recvRows;
   if (int8) {
     recvXInt8.resize(numRecv * H);
-    recvRows = recvXInt8.data();
   } else {
     recvX.resize(numRecv * H);
-    recvRows = recvX.data();
   }
-  MPI_Alltoallv(sendBuf_.data(), c1_.data(), d1_.data(), MPI_BYTE, recvRows, c2_.data(), d2_.data(),
-                MPI_BYTE, comm_);
+  // One exchange: each peer's rows (straight from x, or the quantised rows) then its
+  // metadata, received straight into the row array and the metadata array.
   for (int r = 0; r < R; ++r) {
-    c1_[r] = sendCounts_[r] * metaWords;
-    d1_[r] = sendDispls_[r] * metaWords;
-    c2_[r] = recvCounts_[r] * metaWords;
-    d2_[r] = recvDispls_[r] * metaWords;
+    sendPlace_.add(r, metaOut_.data() + static_cast<std::size_t>(sendDispls_[r]) * metaWords,
+                   sendCounts_[r] * metaWords * sizeof(std::int32_t));
+    void* rows = int8 ? static_cast<void*>(recvXInt8.data() + recvDispls_[r] * H)
+                      : static_cast<void*>(recvX.data() + recvDispls_[r] * H);
+    recvPlace_.add(r, rows, recvCounts_[r] * wire);
+    recvPlace_.add(r, metaIn_.data() + static_cast<std::size_t>(recvDispls_[r]) * metaWords,
+                   recvCounts_[r] * metaWords * sizeof(std::int32_t));
   }
-  MPI_Alltoallv(metaOut_.data(), c1_.data(), d1_.data(), MPI_INT32_T, metaIn_.data(), c2_.data(),
-                d2_.data(), MPI_INT32_T, comm_);
+  alltoallPlaced(sendPlace_, recvPlace_, comm_, R);
   recvTopkIdx.resize(numRecv * K);
   recvTopkWeights.resize(numRecv * K);
   recvScales.resize(numRecv * numScales_);
@@ -144,58 +154,49 @@ void MpiEp::llDispatch(const Bf16* x, const std::int64_t* topkIdx) {
   const int local = s_.numExperts / R, T = s_.maxTokens;
   const bool int8 = ep::isInt8(s_.quant);
   const int group = ep::quantGroupSize(s_.quant, H);
-  const std::size_t msg = rowBytes_ + 4;
-  std::vector<int> cnt(static_cast<std::size_t>(R) * local, 0), cntIn(cnt.size());
+  const std::size_t rowBytes = int8 ? static_cast<std::size_t>(H) : 2 * static_cast<std::size_t>(H);
+  // One fixed-size header per destination: counts per local expert, then the token ids of
+  // the messages in (expert, token) order, which is also the order the rows go in.
+  const int header = local + T * std::min(K, local);
+  hdrOut_.assign(static_cast<std::size_t>(R) * header, 0);
+  hdrIn_.resize(hdrOut_.size());
   for (int m = 0; m < N * K; ++m) {
-    if (topkIdx[m] >= 0) ++cnt[topkIdx[m]];
+    const std::int64_t e = topkIdx[m];
+    if (e >= 0) ++hdrOut_[static_cast<std::size_t>(e / local) * header + e % local];
   }
-  MPI_Alltoall(cnt.data(), local, MPI_INT, cntIn.data(), local, MPI_INT, comm_);
-  std::vector<int> next(cnt.size());
-  int out = 0, in = 0;
+  next_.resize(static_cast<std::size_t>(R) * local);
   for (int r = 0; r < R; ++r) {
-    sendDispls_[r] = out;
-    recvDispls_[r] = in;
-    int so = 0, si = 0;
+    int acc = 0;
     for (int e = 0; e < local; ++e) {
-      next[r * local + e] = out + so;
-      so += cnt[r * local + e];
-      si += cntIn[r * local + e];
+      next_[r * local + e] = acc;
+      acc += hdrOut_[static_cast<std::size_t>(r) * header + e];
     }
-    sendCounts_[r] = so;
-    recvCounts_[r] = si;
-    out += so;
-    in += si;
+    sendCounts_[r] = acc;
+    sendDispls_[r] = r == 0 ? 0 : sendDispls_[r - 1] + sendCounts_[r - 1];
   }
-  sendBuf_.resize(static_cast<std::size_t>(out) * msg);
-  recvBuf_.resize(static_cast<std::size_t>(in) * msg);
   msgDest_.assign(static_cast<std::size_t>(N) * K, -1);
   msgPos_.assign(msgDest_.size(), -1);
-  std::vector<std::byte> qrow(int8 ? rowBytes_ : 0);
   for (int t = 0; t < N; ++t) {
-    const Bf16* row = x + static_cast<std::size_t>(t) * H;
-    if (int8) {
-      ep::quantizeInt8(row, H, group, reinterpret_cast<std::int8_t*>(qrow.data()),
-                       reinterpret_cast<float*>(qrow.data() + H));
-    }
     for (int k = 0; k < K; ++k) {
       const std::int64_t e = topkIdx[t * K + k];
       if (e < 0) continue;
-      const int p = next[e]++;
-      msgDest_[t * K + k] = static_cast<int>(e / local);
-      msgPos_[t * K + k] = p - sendDispls_[e / local];
-      std::byte* m = sendBuf_.data() + static_cast<std::size_t>(p) * msg;
-      std::memcpy(m, int8 ? static_cast<const void*>(qrow.data()) : row, rowBytes_);
-      std::memcpy(m + rowBytes_, &t, 4);
+      const int r = static_cast<int>(e / local);
+      const int p = next_[r * local + e % local]++;
+      msgDest_[t * K + k] = r;
+      msgPos_[t * K + k] = p;
+      hdrOut_[static_cast<std::size_t>(r) * header + local + p] = t;
     }
   }
-  for (int r = 0; r < R; ++r) {
-    c1_[r] = static_cast<int>(sendCounts_[r] * msg);
-    d1_[r] = static_cast<int>(sendDispls_[r] * msg);
-    c2_[r] = static_cast<int>(recvCounts_[r] * msg);
-    d2_[r] = static_cast<int>(recvDispls_[r] * msg);
+  MPI_Alltoall(hdrOut_.data(), header, MPI_INT32_T, hdrIn_.data(), header, MPI_INT32_T, comm_);
+  if (int8) {  // each token quantised once; its rows then go from there
+    qRows_.resize(static_cast<std::size_t>(N) * H);
+    qScales_.resize(static_cast<std::size_t>(N) * numScales_);
+    for (int t = 0; t < N; ++t) {
+      ep::quantizeInt8(x + static_cast<std::size_t>(t) * H, H, group,
+                       qRows_.data() + static_cast<std::size_t>(t) * H,
+                       qScales_.data() + static_cast<std::size_t>(t) * numScales_);
+    }
   }
-  MPI_Alltoallv(sendBuf_.data(), c1_.data(), d1_.data(), MPI_BYTE, recvBuf_.data(), c2_.data(),
-                d2_.data(), MPI_BYTE, comm_);
   const std::size_t rowsPerExpert = static_cast<std::size_t>(T) * R;
   const std::size_t cells = static_cast<std::size_t>(local) * rowsPerExpert;
   if (int8) {
@@ -204,34 +205,59 @@ void MpiEp::llDispatch(const Bf16* x, const std::int64_t* topkIdx) {
   } else {
     recvX.resize(cells * H);
   }
+  srcInfo.resize(cells);
+  // Rows straight from x (or the quantised rows) to each destination, then (int8) their
+  // scales; received straight into the expert-major layout (then the scales), so nothing is
+  // packed or unpacked.
+  sendPlace_.clear();
+  recvPlace_.clear();
+  for (int r = 0; r < R; ++r) {
+    const std::int32_t* ids = hdrOut_.data() + static_cast<std::size_t>(r) * header + local;
+    for (int i = 0; i < sendCounts_[r]; ++i) {
+      const std::size_t t = static_cast<std::size_t>(ids[i]);
+      sendPlace_.add(r, int8 ? static_cast<const void*>(qRows_.data() + t * H) : x + t * H,
+                     rowBytes);
+    }
+    for (int i = 0; int8 && i < sendCounts_[r]; ++i) {
+      sendPlace_.add(r, qScales_.data() + static_cast<std::size_t>(ids[i]) * numScales_,
+                     4 * static_cast<std::size_t>(numScales_));
+    }
+  }
   llCount.assign(local, 0);
   llBegin_.assign(static_cast<std::size_t>(local) * R, 0);
   llRecvPerSrc_.assign(static_cast<std::size_t>(local) * R, 0);
-  std::vector<int> cursor(recvDispls_);
   for (int e = 0; e < local; ++e) {
     int begin = 0;
-    for (int s = 0; s < R; ++s) {
-      const int c = cntIn[s * local + e];
-      const std::byte* m = recvBuf_.data() + static_cast<std::size_t>(cursor[s]) * msg;
-      for (int i = 0; i < c; ++i, m += msg) {
-        const std::size_t row = e * rowsPerExpert + begin + i;
-        if (int8) {
-          std::memcpy(&recvXInt8[row * H], m, H);
-          std::memcpy(&recvScales[row * numScales_], m + H, 4 * numScales_);
-        } else {
-          std::memcpy(&recvX[row * H], m, rowBytes_);
-        }
-      }
-      cursor[s] += c;
-      llBegin_[e * R + s] = begin;
-      llRecvPerSrc_[e * R + s] = c;
+    for (int src = 0; src < R; ++src) {
+      const int c = hdrIn_[static_cast<std::size_t>(src) * header + e];
+      llBegin_[e * R + src] = begin;
+      llRecvPerSrc_[e * R + src] = c;
       begin += c;
     }
     llCount[e] = begin;
   }
+  for (int src = 0; src < R; ++src) {
+    const std::int32_t* ids = hdrIn_.data() + static_cast<std::size_t>(src) * header + local;
+    int id = 0;
+    for (int e = 0; e < local; ++e) {
+      const int c = llRecvPerSrc_[e * R + src];
+      const std::size_t row = e * rowsPerExpert + llBegin_[e * R + src];
+      recvPlace_.add(src,
+                     int8 ? static_cast<void*>(recvXInt8.data() + row * H)
+                          : static_cast<void*>(recvX.data() + row * H),
+                     c * rowBytes);
+      for (int i = 0; i < c; ++i) srcInfo[row + i] = ids[id++];
+    }
+    for (int e = 0; int8 && e < local; ++e) {
+      const std::size_t row = e * rowsPerExpert + llBegin_[e * R + src];
+      recvPlace_.add(src, recvScales.data() + row * numScales_,
+                     llRecvPerSrc_[e * R + src] * 4 * static_cast<std::size_t>(numScales_));
+    }
+  }
+  alltoallPlaced(sendPlace_, recvPlace_, comm_, R);
   bytesSent = 0;
   for (int r = 0; r < R; ++r) {
-    if (r != rank_) bytesSent += c1_[r];
+    if (r != rank_) bytesSent += sendCounts_[r] * (rowBytes + 4 * numScales_);
   }
 }
 
@@ -240,41 +266,40 @@ void MpiEp::llCombine(const Bf16* x, const float* topkWeights) {
   const int local = s_.numExperts / R;
   const std::size_t row = 2 * static_cast<std::size_t>(H);
   const std::size_t rowsPerExpert = static_cast<std::size_t>(s_.maxTokens) * R;
-  // Rows back to each source: le-major, as they came.
-  sendBuf_.resize(static_cast<std::size_t>(numRecvLl()) * row);
-  std::size_t off = 0;
-  for (int s = 0; s < R; ++s) {
-    d1_[s] = static_cast<int>(off);
-    for (int e = 0; e < local; ++e) {
-      const std::size_t c = llRecvPerSrc_[e * R + s];
-      std::memcpy(sendBuf_.data() + off, x + (e * rowsPerExpert + llBegin_[e * R + s]) * H,
-                  c * row);
-      off += c * row;
-    }
-    c1_[s] = static_cast<int>(off - d1_[s]);
-    c2_[s] = static_cast<int>(sendCounts_[s] * row);
-    d2_[s] = static_cast<int>(sendDispls_[s] * row);
-  }
+  // Expert outputs back to each source straight from x, in the order they came; received
+  // per destination in message order.
   recvBuf_.resize(static_cast<std::size_t>(sendDispls_[R - 1] + sendCounts_[R - 1]) * row);
-  MPI_Alltoallv(sendBuf_.data(), c1_.data(), d1_.data(), MPI_BYTE, recvBuf_.data(), c2_.data(),
-                d2_.data(), MPI_BYTE, comm_);
+  sendPlace_.clear();
+  recvPlace_.clear();
+  for (int s = 0; s < R; ++s) {
+    for (int e = 0; e < local; ++e) {
+      sendPlace_.add(s, x + (e * rowsPerExpert + llBegin_[e * R + s]) * H,
+                     llRecvPerSrc_[e * R + s] * row);
+    }
+    recvPlace_.add(s, recvBuf_.data() + static_cast<std::size_t>(sendDispls_[s]) * row,
+                   sendCounts_[s] * row);
+  }
+  alltoallPlaced(sendPlace_, recvPlace_, comm_, R);
   combined.resize(static_cast<std::size_t>(N) * H);
-  std::vector<const Bf16*> rows(K);
-  std::vector<float> w(K);
+  rows_.resize(K);
+  weights_.resize(K);
   const auto* back = reinterpret_cast<const Bf16*>(recvBuf_.data());
   for (int t = 0; t < N; ++t) {
     int n = 0;
     for (int k = 0; k < K; ++k) {
       const int d = msgDest_[t * K + k];
       if (d < 0) continue;
-      rows[n] = back + static_cast<std::size_t>(sendDispls_[d] + msgPos_[t * K + k]) * H;
-      w[n++] = topkWeights[t * K + k];
+      rows_[n] = back + static_cast<std::size_t>(sendDispls_[d] + msgPos_[t * K + k]) * H;
+      weights_[n++] = topkWeights[t * K + k];
     }
-    ep::sumRows(rows.data(), w.data(), n, H, combined.data() + static_cast<std::size_t>(t) * H);
+    ep::sumRows(rows_.data(), weights_.data(), n, H,
+                combined.data() + static_cast<std::size_t>(t) * H);
   }
   bytesSent = 0;
   for (int r = 0; r < R; ++r) {
-    if (r != rank_) bytesSent += c1_[r];
+    if (r != rank_) {
+      for (int e = 0; e < local; ++e) bytesSent += llRecvPerSrc_[e * R + r] * row;
+    }
   }
 }
 

@@ -1,13 +1,16 @@
 // The plain-MPI baseline of ep-bench: the same dispatch/combine semantics and outputs as
-// ep::Buffer, written the way a careful engineer would on MPI alone. Normal mode: one
-// MPI_Alltoall of per-destination counts, rows packed per destination in token order, one
-// MPI_Alltoallv of rows straight into recvX and one of metadata (source index, local topk
-// ids and weights, int8 scales); combine: one MPI_Alltoallv sending the rows back straight
-// from x, then an f32 sum per token with ep::sumRows, the library's own kernel (so combine
-// ratios compare transports, not kernels). Low-latency mode: one message per (token, expert),
-// MPI_Alltoall of counts per (destination, local expert), MPI_Alltoallv of the messages,
-// unpacked into the expert-major layout; combine sends each source's rows back and sums
-// them times the weights.
+// ep::Buffer, written the way a careful engineer would on MPI alone: arrays kept across
+// calls, one layout pass, and no packing or unpacking copy: per-peer MPI datatypes over the
+// rows where they are (bench/mpi_placement.h), one MPI_Alltoallw per exchange. Normal mode:
+// an MPI_Alltoall of per-destination counts, then one exchange of each destination's rows
+// (straight from x, or each token quantised once) and metadata (source index, local topk ids
+// and weights, int8 scales) straight into recvX and the metadata array; combine: one
+// MPI_Alltoallv sending the rows back straight from x, then an f32 sum per token with
+// ep::sumRows, the library's own kernel (so combine ratios compare transports, not kernels).
+// Low-latency mode: one fixed-size MPI_Alltoall of per-(destination, local expert) counts and
+// token ids, then one exchange of the (token, expert) rows from x straight into the
+// expert-major layout; combine sends each source's rows back straight from the expert
+// outputs and sums them times the weights.
 #pragma once
 
 #include <mpi.h>
@@ -15,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "bench/mpi_placement.h"
 #include "comm/half.h"
 #include "ep/quant.h"
 
@@ -50,6 +54,7 @@ class MpiEp {
   std::vector<float> recvTopkWeights;
   std::vector<Bf16> combined;         // [numTokens, hidden]
   std::vector<std::int32_t> llCount;  // [local]
+  std::vector<std::int32_t> srcInfo;  // [local, T * R]: each row's token index at its source
   // Bytes of staging this implementation holds (its "buffer").
   std::size_t footprintBytes() const {
     return sendBuf_.capacity() + recvBuf_.capacity() +
@@ -68,15 +73,19 @@ class MpiEp {
   std::vector<int> c1_, d1_, c2_, d2_;                                  // scratch (bytes/words)
   std::vector<std::byte> sendBuf_, recvBuf_;
   std::vector<std::int32_t> metaOut_, metaIn_;
+  std::vector<std::int8_t> qRows_;  // int8: each token quantised once [numTokens, hidden]
+  std::vector<float> qScales_;      // [numTokens, numScales]
+  std::vector<int> pos_;            // normal dispatch: next row per destination
+  // Datatypes that send from and receive into the arrays in place (bench/mpi_placement.h).
+  MpiPlacement sendPlace_, recvPlace_;
   // Low latency: where each (token, slot) went, and per (local expert, source) ranges.
   std::vector<int> msgDest_, msgPos_;
-  std::vector<int> llRecvPerSrc_;      // [local, R] counts
+  std::vector<int> llRecvPerSrc_;             // [local, R] counts
+  std::vector<std::int32_t> hdrOut_, hdrIn_;  // [R, local + T * min(K, local)]: counts, ids
+  std::vector<int> next_;                     // [R, local]: next message slot
+  std::vector<const Bf16*> rows_;             // combine scratch
+  std::vector<float> weights_;
   std::vector<std::int64_t> llBegin_;  // [local, R]
-  std::size_t numRecvLl() const {
-    std::size_t n = 0;
-    for (int c : llRecvPerSrc_) n += static_cast<std::size_t>(c);
-    return n;
-  }
 };
 
 }  // namespace epcomm::bench

@@ -1,0 +1,78 @@
+// Per-peer MPI datatypes over absolute addresses (MPI_BOTTOM), so one MPI_Alltoallw sends
+// rows straight from where they are and receives them straight into where they go: no
+// packing or unpacking copy (what a careful plain-MPI EP does). Byte blocks, in order.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstddef>
+#include <vector>
+
+namespace epcomm::bench {
+
+class MpiPlacement {
+ public:
+  explicit MpiPlacement(int ranks)
+      : blocks_(static_cast<std::size_t>(ranks)),
+        types_(static_cast<std::size_t>(ranks), MPI_DATATYPE_NULL) {}
+  ~MpiPlacement() { release(); }
+  MpiPlacement(const MpiPlacement&) = delete;
+  MpiPlacement& operator=(const MpiPlacement&) = delete;
+
+  // Starts a new exchange (frees the previous types).
+  void clear() {
+    release();
+    for (auto& b : blocks_) b.clear();
+  }
+  // Appends `bytes` at `p` to what goes to / comes from `peer` (adjacent blocks merge).
+  void add(int peer, const void* p, std::size_t bytes) {
+    if (bytes == 0) return;
+    MPI_Aint a;
+    MPI_Get_address(p, &a);
+    std::vector<Block>& b = blocks_[static_cast<std::size_t>(peer)];
+    if (!b.empty() && b.back().address + b.back().bytes == a) {
+      b.back().bytes += static_cast<int>(bytes);
+      return;
+    }
+    b.push_back({a, static_cast<int>(bytes)});
+  }
+  // One committed type per peer (count 1 each; a peer with nothing: zero bytes).
+  MPI_Datatype* types() {
+    release();
+    for (std::size_t r = 0; r < blocks_.size(); ++r) {
+      const std::vector<Block>& b = blocks_[r];
+      std::vector<int> lengths(b.size());
+      std::vector<MPI_Aint> displs(b.size());
+      for (std::size_t i = 0; i < b.size(); ++i) {
+        lengths[i] = b[i].bytes;
+        displs[i] = b[i].address;
+      }
+      MPI_Type_create_hindexed(static_cast<int>(b.size()), lengths.data(), displs.data(), MPI_BYTE,
+                               &types_[r]);
+      MPI_Type_commit(&types_[r]);
+    }
+    return types_.data();
+  }
+
+ private:
+  struct Block {
+    MPI_Aint address;
+    int bytes;
+  };
+  void release() {
+    for (MPI_Datatype& t : types_) {
+      if (t != MPI_DATATYPE_NULL) MPI_Type_free(&t);
+    }
+  }
+  std::vector<std::vector<Block>> blocks_;
+  std::vector<MPI_Datatype> types_;
+};
+
+// MPI_Alltoallw over MPI_BOTTOM with one type per peer on each side.
+inline void alltoallPlaced(MpiPlacement& send, MpiPlacement& recv, MPI_Comm comm, int ranks) {
+  const std::vector<int> ones(static_cast<std::size_t>(ranks), 1), zeros(ones.size(), 0);
+  MPI_Alltoallw(MPI_BOTTOM, ones.data(), zeros.data(), send.types(), MPI_BOTTOM, ones.data(),
+                zeros.data(), recv.types(), comm);
+}
+
+}  // namespace epcomm::bench
