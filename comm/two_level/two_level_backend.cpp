@@ -195,13 +195,8 @@ void TwoLevelBackend::abortWithReason(const char* reason) {
   }
 }
 
-std::unique_ptr<Backend> TwoLevelBackend::shrink(int* keptRanks) {
-  std::vector<int> keptWorld, keptInHost;
-  std::unique_ptr<BackendHandle> world;
-  std::unique_ptr<BackendHandle> inHost;
-  onLevel(Level::kWorld, world_.get(), [&] { world = world_->shrink(keptWorld); });
-  onLevel(Level::kInHost, inHost_.get(), [&] { inHost = inHost_->shrink(keptInHost); });
-  std::copy(keptWorld.begin(), keptWorld.end(), keptRanks);
+std::unique_ptr<TwoLevelBackend> TwoLevelBackend::over(std::unique_ptr<BackendHandle> world,
+                                                       std::unique_ptr<BackendHandle> inHost) {
   std::vector<int> hosts(static_cast<std::size_t>(world->size()));
   const int mine = levels_.host;
   onLevel(Level::kWorld, world.get(),
@@ -215,6 +210,16 @@ std::unique_ptr<Backend> TwoLevelBackend::shrink(int* keptRanks) {
                                            std::move(layout), smallBytes_, shareRailsKnob_);
 }
 
+std::unique_ptr<Backend> TwoLevelBackend::shrink(int* keptRanks) {
+  std::vector<int> keptWorld, keptInHost;
+  std::unique_ptr<BackendHandle> world;
+  std::unique_ptr<BackendHandle> inHost;
+  onLevel(Level::kWorld, world_.get(), [&] { world = world_->shrink(keptWorld); });
+  onLevel(Level::kInHost, inHost_.get(), [&] { inHost = inHost_->shrink(keptInHost); });
+  std::copy(keptWorld.begin(), keptWorld.end(), keptRanks);
+  return over(std::move(world), std::move(inHost));
+}
+
 std::unique_ptr<Backend> TwoLevelBackend::split(int color, int key) {
   std::unique_ptr<BackendHandle> world;
   std::unique_ptr<BackendHandle> inHost;
@@ -223,17 +228,7 @@ std::unique_ptr<Backend> TwoLevelBackend::split(int color, int key) {
   // whose order the local index follows).
   onLevel(Level::kInHost, inHost_.get(), [&] { inHost = inHost_->split(color, key); });
   if (!world) return nullptr;
-  std::vector<int> hosts(static_cast<std::size_t>(world->size()));
-  const int mine = levels_.host;
-  onLevel(Level::kWorld, world.get(),
-          [&] { world->allGather(&mine, hosts.data(), 1, static_cast<int>(DataType::kI32)); });
-  HostLayout layout(renumber(hosts));
-  const int newRank = world->rank();
-  std::unique_ptr<BackendHandle> rail;
-  onLevel(Level::kWorld, world.get(),
-          [&] { rail = world->split(layout.localOf(newRank), layout.hostOf(newRank)); });
-  return std::make_unique<TwoLevelBackend>(std::move(world), std::move(inHost), std::move(rail),
-                                           std::move(layout), smallBytes_, shareRailsKnob_);
+  return over(std::move(world), std::move(inHost));
 }
 
 void TwoLevelBackend::setCallCheck(const epcommCallCheck* check) {

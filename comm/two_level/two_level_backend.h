@@ -113,6 +113,10 @@ class TwoLevelBackend final : public Backend {
     }
   }
   Level levelOf(const BackendHandle* backend) const;
+  // A two-level backend over a new network level and this host's new in-host level (split,
+  // shrink): hosts numbered again and the rails split from `world`. Collective over world.
+  std::unique_ptr<TwoLevelBackend> over(std::unique_ptr<BackendHandle> world,
+                                        std::unique_ptr<BackendHandle> inHost);
   // A collective the network backend runs over every rank, after the check (when armed)
   // settled over the levels in the shape every armed call has (levels.h).
   template <typename Fn>

@@ -50,6 +50,13 @@ Seen watch(Poll&& poll, pid_t stopped) {
   return seen;
 }
 
+// The watchdog thread of rank 0 (elsewhere none): watch() into `seen`.
+template <typename Poll>
+std::thread watchdogOn(bool rankZero, Seen& seen, Poll poll, pid_t stopped) {
+  if (!rankZero) return {};
+  return std::thread([&seen, poll, stopped] { seen = watch(poll, stopped); });
+}
+
 bool named(const Seen& seen, int expectedPeer, const char* call) {
   std::fprintf(stderr, "wait state: waiting %d, call \"%s\", peer %d, %.2f s\n", seen.waiting,
                seen.call.c_str(), seen.peer, seen.seconds);
@@ -65,17 +72,13 @@ int hungRankSeen(Communicator& comm, bool peerKnown) {
   comm.allGather(&pid, pids.data(), 1, DataType::kI32);
   if (rank == size - 1) raise(SIGSTOP);  // woken by rank 0's watchdog
   Seen seen;
-  std::thread watchdog;
-  if (rank == 0) {
-    watchdog = std::thread([&] {
-      seen = watch(
-          [&] {
-            const Communicator::WaitState w = comm.waitState();
-            return Seen{w.waiting, w.peer, w.seconds, w.call};
-          },
-          pids[static_cast<std::size_t>(size - 1)]);
-    });
-  }
+  std::thread watchdog = watchdogOn(
+      rank == 0, seen,
+      [&comm] {
+        const Communicator::WaitState w = comm.waitState();
+        return Seen{w.waiting, w.peer, w.seconds, w.call};
+      },
+      pids[static_cast<std::size_t>(size - 1)]);
   float v = 1.f;
   {
     const Communicator::CallScope call(comm, "test::step");
@@ -132,18 +135,14 @@ int hungRankSeenFromC(int rank, const UniqueId& id) {
   if (epcommAllGather(&pid, pids, 1, epcommInt32, comm) != epcommSuccess) return kFailed;
   if (rank == 1) raise(SIGSTOP);
   Seen seen;
-  std::thread watchdog;
-  if (rank == 0) {
-    watchdog = std::thread([&] {
-      seen = watch(
-          [&] {
-            epcommWaitState_t w{};
-            if (epcommCommGetWaitState(comm, &w) != epcommSuccess) return Seen{};
-            return Seen{w.waiting != 0, w.peer, w.seconds, w.call};
-          },
-          pids[1]);
-    });
-  }
+  std::thread watchdog = watchdogOn(
+      rank == 0, seen,
+      [comm] {
+        epcommWaitState_t w{};
+        if (epcommCommGetWaitState(comm, &w) != epcommSuccess) return Seen{};
+        return Seen{w.waiting != 0, w.peer, w.seconds, w.call};
+      },
+      pids[1]);
   const epcommResult_t rc = epcommBarrier(comm);
   if (watchdog.joinable()) watchdog.join();
   epcommCommDestroy(comm);
