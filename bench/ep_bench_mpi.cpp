@@ -25,8 +25,7 @@ MpiEp::MpiEp(MPI_Comm comm, const MpiShape& shape)
   numScales_ = ep::numScales(s_.quant, s_.hidden);
   rowBytes_ = ep::isInt8(s_.quant) ? s_.hidden + 4 * static_cast<std::size_t>(numScales_)
                                    : 2 * static_cast<std::size_t>(s_.hidden);
-  for (auto* v : {&sendCounts_, &sendDispls_, &recvCounts_, &recvDispls_, &c1_, &d1_, &c2_, &d2_})
-    v->resize(ranks_);
+  for (auto* v : {&sendCounts_, &sendDispls_, &recvCounts_, &recvDispls_}) v->resize(ranks_);
 }
 
 void MpiEp::dispatch(const Bf16* x, const std::int64_t* topkIdx, const float* topkWeights) {
@@ -121,17 +120,18 @@ void MpiEp::dispatch(const Bf16* x, const std::int64_t* topkIdx, const float* to
 void MpiEp::combine(const Bf16* x) {
   const int R = ranks_, N = s_.numTokens, H = s_.hidden;
   const std::size_t row = 2 * static_cast<std::size_t>(H);
+  std::size_t rowsBack = 0;
+  for (int r = 0; r < R; ++r) rowsBack += static_cast<std::size_t>(sendCounts_[r]);
+  recvBuf_.resize(rowsBack * row);
+  // The rows back straight from x, received per source in the order they went.
+  sendPlace_.clear();
+  recvPlace_.clear();
   for (int r = 0; r < R; ++r) {
-    c1_[r] = static_cast<int>(recvCounts_[r] * row);
-    d1_[r] = static_cast<int>(recvDispls_[r] * row);
-    c2_[r] = static_cast<int>(sendCounts_[r] * row);
-    d2_[r] = static_cast<int>(sendDispls_[r] * row);
+    sendPlace_.add(r, x + static_cast<std::size_t>(recvDispls_[r]) * H, recvCounts_[r] * row);
+    recvPlace_.add(r, recvBuf_.data() + static_cast<std::size_t>(sendDispls_[r]) * row,
+                   sendCounts_[r] * row);
   }
-  int rowsBack = 0;
-  for (int r = 0; r < R; ++r) rowsBack += sendCounts_[r];
-  recvBuf_.resize(static_cast<std::size_t>(rowsBack) * row);
-  MPI_Alltoallv(x, c1_.data(), d1_.data(), MPI_BYTE, recvBuf_.data(), c2_.data(), d2_.data(),
-                MPI_BYTE, comm_);
+  alltoallPlaced(sendPlace_, recvPlace_, comm_, R);
   combined.resize(static_cast<std::size_t>(N) * H);
   std::vector<int> pos(sendDispls_);
   std::vector<const Bf16*> rows(R);
@@ -145,7 +145,7 @@ void MpiEp::combine(const Bf16* x) {
   }
   bytesSent = 0;
   for (int r = 0; r < R; ++r) {
-    if (r != rank_) bytesSent += c1_[r];
+    if (r != rank_) bytesSent += recvCounts_[r] * row;
   }
 }
 

@@ -70,7 +70,6 @@ class MpiEp {
   std::size_t rowBytes_ = 0;
   std::vector<std::uint8_t> inRank_;                                    // [numTokens, ranks]
   std::vector<int> sendCounts_, sendDispls_, recvCounts_, recvDispls_;  // rows
-  std::vector<int> c1_, d1_, c2_, d2_;                                  // scratch (bytes/words)
   std::vector<std::byte> sendBuf_, recvBuf_;
   std::vector<std::int32_t> metaOut_, metaIn_;
   std::vector<std::int8_t> qRows_;  // int8: each token quantised once [numTokens, hidden]

@@ -25,16 +25,25 @@ class MpiPlacement {
     for (auto& b : blocks_) b.clear();
   }
   // Appends `bytes` at `p` to what goes to / comes from `peer` (adjacent blocks merge).
+  // Blocks stay below MPI's int counts: a larger run is split.
   void add(int peer, const void* p, std::size_t bytes) {
-    if (bytes == 0) return;
     MPI_Aint a;
     MPI_Get_address(p, &a);
     std::vector<Block>& b = blocks_[static_cast<std::size_t>(peer)];
-    if (!b.empty() && b.back().address + b.back().bytes == a) {
-      b.back().bytes += static_cast<int>(bytes);
-      return;
+    while (bytes > 0) {
+      if (!b.empty() && b.back().address + b.back().bytes == a && b.back().bytes < kMaxBlock) {
+        const std::size_t room = static_cast<std::size_t>(kMaxBlock - b.back().bytes);
+        const std::size_t n = bytes < room ? bytes : room;
+        b.back().bytes += static_cast<int>(n);
+        a += static_cast<MPI_Aint>(n);
+        bytes -= n;
+        continue;
+      }
+      const std::size_t n = bytes < static_cast<std::size_t>(kMaxBlock) ? bytes : kMaxBlock;
+      b.push_back({a, static_cast<int>(n)});
+      a += static_cast<MPI_Aint>(n);
+      bytes -= n;
     }
-    b.push_back({a, static_cast<int>(bytes)});
   }
   // One committed type per peer (count 1 each; a peer with nothing: zero bytes).
   MPI_Datatype* types() {
@@ -55,6 +64,7 @@ class MpiPlacement {
   }
 
  private:
+  static constexpr int kMaxBlock = 1 << 30;
   struct Block {
     MPI_Aint address;
     int bytes;

@@ -164,36 +164,47 @@ class WaitRecord {
   class Scope {
    public:
     Scope(WaitRecord& record, const char* op, int peer) : record_(record) {
-      record_.peer_.store(peer, std::memory_order_relaxed);
-      record_.sinceNs_.store(nowNs(), std::memory_order_relaxed);
-      record_.op_.store(op, std::memory_order_release);
+      record_.write([&] {
+        record_.peer_.store(peer, std::memory_order_relaxed);
+        record_.sinceNs_.store(nowNs(), std::memory_order_relaxed);
+        record_.op_.store(op, std::memory_order_relaxed);
+      });
     }
-    ~Scope() { record_.op_.store(nullptr, std::memory_order_release); }
+    ~Scope() {
+      record_.write([&] { record_.op_.store(nullptr, std::memory_order_relaxed); });
+    }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
-    void setPeer(int peer) { record_.peer_.store(peer, std::memory_order_relaxed); }
+    void setPeer(int peer) {
+      record_.write([&] { record_.peer_.store(peer, std::memory_order_relaxed); });
+    }
 
    private:
     WaitRecord& record_;
   };
 
-  // The wait recorded now, if any (a wait that ends or begins meanwhile: read again).
+  // The wait recorded now, if any; op copied into `op` (opLen bytes).
   bool read(int* peer, double* seconds, char* op, std::size_t opLen) const {
     const char* name = nullptr;
     if (!read(peer, seconds, &name)) return false;
     if (op && opLen > 0) std::snprintf(op, opLen, "%s", name);
     return true;
   }
+  // A seqlock read (one writer: the waiting thread); false when no wait is recorded, or
+  // when it kept changing under the reader.
   bool read(int* peer, double* seconds, const char** op) const {
-    for (int attempt = 0; attempt < 4; ++attempt) {
-      const char* first = op_.load(std::memory_order_acquire);
-      if (!first) return false;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      const std::uint64_t before = generation_.load(std::memory_order_acquire);
+      if (before & 1) continue;  // a write in progress
+      const char* name = op_.load(std::memory_order_relaxed);
       const int p = peer_.load(std::memory_order_relaxed);
       const std::int64_t since = sinceNs_.load(std::memory_order_relaxed);
-      if (op_.load(std::memory_order_acquire) != first) continue;
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (generation_.load(std::memory_order_relaxed) != before) continue;
+      if (!name) return false;
       *peer = p;
       *seconds = static_cast<double>(nowNs() - since) / 1e9;
-      *op = first;
+      *op = name;
       return true;
     }
     return false;
@@ -205,6 +216,16 @@ class WaitRecord {
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
   }
+  // Odd while the fields change.
+  template <typename Fn>
+  void write(Fn&& fn) {
+    const std::uint64_t g = generation_.load(std::memory_order_relaxed);
+    generation_.store(g + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    fn();
+    generation_.store(g + 2, std::memory_order_release);
+  }
+  std::atomic<std::uint64_t> generation_{0};
   std::atomic<const char*> op_{nullptr};
   std::atomic<int> peer_{-1};
   std::atomic<std::int64_t> sinceNs_{0};

@@ -77,8 +77,7 @@ CallClock::~CallClock() {
 }
 
 CallClock::Scope::Scope(CallClock& clock, const char* op)
-    : clock_(clock), recording_(clock.record_, op, -1) {
-  clock_.calls_.fetch_add(1, std::memory_order_relaxed);
+    : clock_(counted(clock)), recording_(clock.record_, op, -1) {
   clock_.op_.store(op, std::memory_order_relaxed);
   // EPCOMM_TIMEOUT_MS=0: no deadline (0 is "not in a call" to check()).
   clock_.deadlineNs_.store(clock_.timeoutNs_ > 0 ? steadyNowNs() + clock_.timeoutNs_ : 0,

@@ -32,6 +32,11 @@ class CallClock {
     ~Scope();
 
    private:
+    // The clock, its call count raised first (before the record shows the new call).
+    static CallClock& counted(CallClock& clock) {
+      clock.calls_.fetch_add(1, std::memory_order_relaxed);
+      return clock;
+    }
     CallClock& clock_;
     WaitRecord::Scope recording_;  // peer -1: MPI does not say which rank it waits for
   };

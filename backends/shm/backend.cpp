@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <sched.h>
+
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -25,12 +28,26 @@ DataType dt(int dtype) {
 }
 
 // What every rank contributes at init, in one bootstrap all-gather: its host (shm reaches
-// one host only) and its online cpus (oversubscription). The tuning knobs are agreed rows:
-// the communicator checks them once it is up.
+// one host only) and the cpus it may run on (oversubscription: the ranks outnumber the cpus
+// of all their affinity masks together; a taskset or a container's cpuset counts, and ranks
+// bound to one core each do not oversubscribe). The tuning knobs are agreed rows: the
+// communicator checks them once it is up.
+constexpr int kMaskWords = 16;  // 1024 cpus
 struct InitRecord {
   HostIdentity host;
-  std::int32_t cpus;
+  std::uint64_t cpus[kMaskWords];
 };
+
+void fillCpus(std::uint64_t* words) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const bool known = sched_getaffinity(0, sizeof set, &set) == 0;
+  const int online = get_nprocs();
+  for (int c = 0; c < kMaskWords * 64; ++c) {
+    const bool on = known ? (c < CPU_SETSIZE && CPU_ISSET(c, &set)) : c < online;
+    if (on) words[c / 64] |= std::uint64_t{1} << (c % 64);
+  }
+}
 
 }  // namespace
 
@@ -58,10 +75,10 @@ Backend::Backend(const epcommBackendCreateArgs& args)
   };
   InitRecord mine{};
   mine.host = thisHost();
-  mine.cpus = static_cast<std::int32_t>(get_nprocs());
+  fillCpus(mine.cpus);
   std::vector<InitRecord> all(static_cast<std::size_t>(size_));
   gather(&mine, all.data(), sizeof mine);
-  std::int32_t fewestCpus = mine.cpus;
+  std::uint64_t cpus[kMaskWords] = {};
   for (int r = 0; r < size_; ++r) {
     const InitRecord& other = all[static_cast<std::size_t>(r)];
     // Shared memory reaches the ranks of one host only: say so before any segment is made.
@@ -76,10 +93,12 @@ Backend::Backend(const epcommBackendCreateArgs& args)
                              nameOf(0), r, nameOf(r),
                              nameOf(0) == nameOf(r) ? " in another IPC namespace" : ""));
     }
-    fewestCpus = std::min(fewestCpus, other.cpus);
+    for (int w = 0; w < kMaskWords; ++w) cpus[w] |= other.cpus[w];
   }
-  // More ranks than the fewest cpus any rank has: every rank computes the same answer.
-  oversubscribed_ = size_ > fewestCpus;
+  // More ranks than the cpus they may run on together: every rank computes the same answer.
+  int usable = 0;
+  for (const std::uint64_t w : cpus) usable += std::popcount(w);
+  oversubscribed_ = size_ > usable;
   allReduceTuning_.forced = allReduceIndex(knobValue(args, "EPCOMM_SHM_ALLREDUCE", "auto"));
   allReduceTuning_.linesMaxBytes =
       std::stoull(knobValue(args, "EPCOMM_SHM_LINES_MAX_BYTES", "1024"));

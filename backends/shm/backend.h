@@ -100,8 +100,9 @@ class Backend final : public epcomm::Backend {
   std::int64_t timeoutMs_ = 0;
   std::int64_t reportMs_ = 0;  // EPCOMM_WAIT_REPORT_S in ms (0: no report)
   std::size_t bufferBytes_ = 0;
-  // More ranks than the fewest online CPUs any rank saw at init (agreed, so every rank picks
-  // the same algorithms): steps are expensive, algorithms with fewer steps win longer.
+  // More ranks than the cpus their affinity masks hold together (agreed at init, so every
+  // rank picks the same algorithms): steps are expensive, algorithms with fewer steps win
+  // longer, and waits yield before they sleep (wait.h).
   bool oversubscribed_ = false;
   // How allReduce picks its algorithm (EPCOMM_SHM_ALLREDUCE and thresholds, agreed at init).
   AllReduceTuning allReduceTuning_;

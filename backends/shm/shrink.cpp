@@ -51,7 +51,7 @@ std::unique_ptr<epcomm::Backend> Backend::shrink(int* keptRanks) {
   const std::uint64_t round = ++shrinkRounds_;
   seg.shrinkLine(rank_).round.store(round, std::memory_order_release);
   const bool bounded = timeoutMs_ > 0;
-  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeoutMs_);
+  Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeoutMs_);
   const auto joined = [&](int r) {
     return seg.shrinkLine(r).round.load(std::memory_order_acquire) >= round;
   };
@@ -105,6 +105,7 @@ std::unique_ptr<epcomm::Backend> Backend::shrink(int* keptRanks) {
           fmt::format("shrink all-gather of {} bytes exceeds {}", bytes, ShrinkLine::kDataBytes));
     }
     ++step;
+    deadline = Clock::now() + std::chrono::milliseconds(timeoutMs_);  // each step its own
     const std::uint64_t tag = (round << 32) | step;
     ShrinkLine& mine = seg.shrinkLine(rank_);
     std::memcpy(mine.data[step % 2], send, bytes);

@@ -100,9 +100,10 @@ std::unique_ptr<epcomm::Backend> Backend::shrink(int* keptRanks) {
         if (e.code() == ErrorCode::kPeerLost) continue;  // lost: left out
         if (e.code() == ErrorCode::kTimeout) {
           throwError(ErrorCode::kTimeout, rank_, op,
-                     fmt::format("rank {} is alive but did not call shrink within "
-                                 "EPCOMM_TIMEOUT_MS={}: every surviving rank must call it (a "
-                                 "hung rank must be killed to be left out)",
+                     fmt::format("rank {} did not join the shrink within EPCOMM_TIMEOUT_MS={} "
+                                 "(alive and not calling it, or its loss not yet detected): every "
+                                 "surviving rank must call it (a hung rank must be killed to be "
+                                 "left out)",
                                  r, worker_->timeoutMs()));
         }
         throw;

@@ -289,13 +289,18 @@ epcommResult_t epcommCommGetAsyncError(epcommComm_t comm, epcommResult_t* asyncE
 
 epcommResult_t epcommCommGetWaitState(epcommComm_t comm, epcommWaitState_t* state) {
   EPCOMM_REQUIRE_COMM(comm, "commGetWaitState");
-  if (!state) return fail(comm, epcommInvalidArgument, "epcomm: commGetWaitState: state is NULL");
-  const epcomm::Communicator::WaitState w = comm->impl->waitState();
-  state->waiting = w.waiting ? 1 : 0;
-  state->peer = w.peer;
-  state->seconds = w.seconds;
-  std::snprintf(state->call, sizeof state->call, "%s", w.call.c_str());
-  return epcommSuccess;
+  // Another thread's call: its errors go to this thread's last error, not comm's.
+  if (!state) {
+    return fail(nullptr, epcommInvalidArgument, "epcomm: commGetWaitState: state is NULL");
+  }
+  // Counted in flight like any call, so a destroy on the owning thread waits for it.
+  return call(comm, "commGetWaitState", [&] {
+    const epcomm::Communicator::WaitState w = comm->impl->waitState();
+    state->waiting = w.waiting ? 1 : 0;
+    state->peer = w.peer;
+    state->seconds = w.seconds;
+    std::snprintf(state->call, sizeof state->call, "%s", w.call.c_str());
+  });
 }
 
 epcommResult_t epcommCommCount(const epcommComm_t comm, int* count) {

@@ -49,7 +49,9 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
 
   const Communicator::CallScope call(comm, kOp);
   CallAgreement agreement(kOp);
-  if (auto masked = s.mask.problem(given.handle ? 1 : given.numExperts)) agreement.fail(*masked);
+  if (!given.handle) {  // cached: the handle carries the communicator's numbering
+    if (auto masked = s.mask.problem(given.numExperts)) agreement.fail(*masked);
+  }
   if (hidden <= 0) agreement.fail(fmt::format("hidden {} must be >= 1", hidden));
   if (numTokens < 0) agreement.fail(fmt::format("numTokens {} < 0", numTokens));
   const bool preQuantised = in.xInt8 != nullptr;

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "comm/half.h"
@@ -90,6 +91,18 @@ inline bool normalRound(ep::Buffer& buffer, const MaskedLayout& l, const std::ve
   in.numExperts = l.numExperts();
   ep::DispatchOutputs out;
   buffer.dispatch(in, out);
+  // A cached dispatch (DeepEP's handle reuse) of the same tokens gives the same rows.
+  ep::DispatchInputs cachedIn = in;
+  cachedIn.handle = &out.handle;
+  ep::DispatchOutputs cachedOut;
+  buffer.dispatch(cachedIn, cachedOut);
+  if (cachedOut.numRecvTokens != out.numRecvTokens ||
+      (out.numRecvTokens > 0 &&
+       std::memcmp(cachedOut.recvX.data(), out.recvX.data(),
+                   sizeof(Bf16) * static_cast<std::size_t>(out.numRecvTokens) * kHidden) != 0)) {
+    std::fprintf(stderr, "rank %d round %d: cached dispatch differs\n", me, round);
+    return false;
+  }
   const ep::DispatchHandle& h = out.handle;
   for (int s = 0; s < buffer.numRanks(); ++s) {
     for (std::int64_t row = h.rankPrefix[s]; row < h.rankPrefix[s + 1]; ++row) {
