@@ -10,7 +10,11 @@
 // of the members' next free ids) and the members in their old order. Messages are control
 // tags under this communicator's id, their payload the shrink round and the kind, so a round
 // that failed never feeds a later one. Abort notices are not heeded here: the old
-// communicator is aborted by definition.
+// communicator is aborted by definition. A member that gave up (its wait for MEMBERS timed
+// out) or a coordinator that died while telling the members can leave some ranks with a
+// membership the others do not share: the new communicator's first collective (the
+// Communicator's all-gather of hosts when it is made) then fails on them within the timeout,
+// and every survivor calls shrink again on the old communicator.
 #include <fmt/format.h>
 
 #include <algorithm>
