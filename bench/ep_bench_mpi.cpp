@@ -101,7 +101,7 @@ void MpiEp::dispatch(const Bf16* x, const std::int64_t* topkIdx, const float* to
     recvPlace_.add(r, metaIn_.data() + static_cast<std::size_t>(recvDispls_[r]) * metaWords,
                    recvCounts_[r] * metaWords * sizeof(std::int32_t));
   }
-  alltoallPlaced(sendPlace_, recvPlace_, comm_, R);
+  alltoallPlaced(sendPlace_, recvPlace_, comm_);
   recvTopkIdx.resize(numRecv * K);
   recvTopkWeights.resize(numRecv * K);
   recvScales.resize(numRecv * numScales_);
@@ -131,7 +131,7 @@ void MpiEp::combine(const Bf16* x) {
     recvPlace_.add(r, recvBuf_.data() + static_cast<std::size_t>(sendDispls_[r]) * row,
                    sendCounts_[r] * row);
   }
-  alltoallPlaced(sendPlace_, recvPlace_, comm_, R);
+  alltoallPlaced(sendPlace_, recvPlace_, comm_);
   combined.resize(static_cast<std::size_t>(N) * H);
   std::vector<int> pos(sendDispls_);
   std::vector<const Bf16*> rows(R);
@@ -254,7 +254,7 @@ void MpiEp::llDispatch(const Bf16* x, const std::int64_t* topkIdx) {
                      llRecvPerSrc_[e * R + src] * 4 * static_cast<std::size_t>(numScales_));
     }
   }
-  alltoallPlaced(sendPlace_, recvPlace_, comm_, R);
+  alltoallPlaced(sendPlace_, recvPlace_, comm_);
   bytesSent = 0;
   for (int r = 0; r < R; ++r) {
     if (r != rank_) bytesSent += sendCounts_[r] * (rowBytes + 4 * numScales_);
@@ -279,7 +279,7 @@ void MpiEp::llCombine(const Bf16* x, const float* topkWeights) {
     recvPlace_.add(s, recvBuf_.data() + static_cast<std::size_t>(sendDispls_[s]) * row,
                    sendCounts_[s] * row);
   }
-  alltoallPlaced(sendPlace_, recvPlace_, comm_, R);
+  alltoallPlaced(sendPlace_, recvPlace_, comm_);
   combined.resize(static_cast<std::size_t>(N) * H);
   rows_.resize(K);
   weights_.resize(K);

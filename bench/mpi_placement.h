@@ -14,7 +14,9 @@ class MpiPlacement {
  public:
   explicit MpiPlacement(int ranks)
       : blocks_(static_cast<std::size_t>(ranks)),
-        types_(static_cast<std::size_t>(ranks), MPI_DATATYPE_NULL) {}
+        types_(static_cast<std::size_t>(ranks), MPI_DATATYPE_NULL),
+        ones_(static_cast<std::size_t>(ranks), 1),
+        zeros_(static_cast<std::size_t>(ranks), 0) {}
   ~MpiPlacement() { release(); }
   MpiPlacement(const MpiPlacement&) = delete;
   MpiPlacement& operator=(const MpiPlacement&) = delete;
@@ -50,18 +52,21 @@ class MpiPlacement {
     release();
     for (std::size_t r = 0; r < blocks_.size(); ++r) {
       const std::vector<Block>& b = blocks_[r];
-      std::vector<int> lengths(b.size());
-      std::vector<MPI_Aint> displs(b.size());
+      lengths_.resize(b.size());
+      displs_.resize(b.size());
       for (std::size_t i = 0; i < b.size(); ++i) {
-        lengths[i] = b[i].bytes;
-        displs[i] = b[i].address;
+        lengths_[i] = b[i].bytes;
+        displs_[i] = b[i].address;
       }
-      MPI_Type_create_hindexed(static_cast<int>(b.size()), lengths.data(), displs.data(), MPI_BYTE,
-                               &types_[r]);
+      MPI_Type_create_hindexed(static_cast<int>(b.size()), lengths_.data(), displs_.data(),
+                               MPI_BYTE, &types_[r]);
       MPI_Type_commit(&types_[r]);
     }
     return types_.data();
   }
+  // Counts (1) and displacements (0) of every peer, for MPI_Alltoallw over MPI_BOTTOM.
+  const int* ones() const { return ones_.data(); }
+  const int* zeros() const { return zeros_.data(); }
 
  private:
   static constexpr int kMaxBlock = 1 << 30;
@@ -76,13 +81,15 @@ class MpiPlacement {
   }
   std::vector<std::vector<Block>> blocks_;
   std::vector<MPI_Datatype> types_;
+  std::vector<int> lengths_;  // scratch of types(), kept across calls
+  std::vector<MPI_Aint> displs_;
+  std::vector<int> ones_, zeros_;
 };
 
 // MPI_Alltoallw over MPI_BOTTOM with one type per peer on each side.
-inline void alltoallPlaced(MpiPlacement& send, MpiPlacement& recv, MPI_Comm comm, int ranks) {
-  const std::vector<int> ones(static_cast<std::size_t>(ranks), 1), zeros(ones.size(), 0);
-  MPI_Alltoallw(MPI_BOTTOM, ones.data(), zeros.data(), send.types(), MPI_BOTTOM, ones.data(),
-                zeros.data(), recv.types(), comm);
+inline void alltoallPlaced(MpiPlacement& send, MpiPlacement& recv, MPI_Comm comm) {
+  MPI_Alltoallw(MPI_BOTTOM, send.ones(), send.zeros(), send.types(), MPI_BOTTOM, recv.ones(),
+                recv.zeros(), recv.types(), comm);
 }
 
 }  // namespace epcomm::bench

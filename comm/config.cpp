@@ -84,10 +84,11 @@ const std::vector<CommKnob>& commKnobs() {
        &Config::timeoutMs},
       {{.name = "EPCOMM_WAIT_REPORT_S",
         .defaultValue = "60",
-        .meaning = "a call that has waited this long for a peer logs a warning naming the call, "
-                   "the rank it waits for and how long, then again every this often, until it "
-                   "completes or EPCOMM_TIMEOUT_MS ends it (shm, ucx, two levels; mpi, which cannot "
-                   "name the rank); 0: never",
+        .meaning =
+            "a call that has waited this long for a peer logs a warning naming the call, "
+            "the rank it waits for and how long, then again every this often, until it "
+            "completes or EPCOMM_TIMEOUT_MS ends it (shm, ucx, two levels; mpi, which cannot "
+            "name the rank); 0: never",
         .type = KnobType::kInteger,
         .unit = "s",
         .min = 0,

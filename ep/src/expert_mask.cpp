@@ -5,6 +5,15 @@
 #include <algorithm>
 
 namespace epcomm::ep {
+namespace {
+
+// rows * columns of a [rows, columns] input, 0 where either is negative (refused later).
+std::size_t cells(int rows, int columns) {
+  return static_cast<std::size_t>(std::max(rows, 0)) *
+         static_cast<std::size_t>(std::max(columns, 0));
+}
+
+}  // namespace
 
 std::optional<std::string> maskProblem(const ExpertMask& mask, int commSize) {
   if (mask.keptRanks.empty()) {
@@ -39,6 +48,7 @@ std::optional<std::string> maskProblem(const ExpertMask& mask, int commSize) {
 ExpertMap::ExpertMap(const ExpertMask& mask, int commSize) {
   if (mask.keptRanks.empty()) return;
   originalRanks_ = mask.originalRanks;
+  commSize_ = commSize;
   rankOf_.assign(static_cast<std::size_t>(originalRanks_), -1);
   for (int r = 0; r < commSize; ++r) {
     rankOf_[static_cast<std::size_t>(mask.keptRanks[static_cast<std::size_t>(r)])] = r;
@@ -54,11 +64,8 @@ std::optional<std::string> ExpertMap::problem(int numExperts) const {
 }
 
 int ExpertMap::inner(int numExperts) const {
-  if (problem(numExperts)) return numExperts;
-  if (!active()) return numExperts;
-  const int commSize =
-      static_cast<int>(std::count_if(rankOf_.begin(), rankOf_.end(), [](int r) { return r >= 0; }));
-  return numExperts / originalRanks_ * commSize;
+  if (!active() || problem(numExperts)) return numExperts;
+  return numExperts / originalRanks_ * commSize_;
 }
 
 const std::int64_t* ExpertMap::topk(const std::int64_t* idx, std::size_t n, int numExperts,
@@ -82,10 +89,8 @@ const LayoutInputs& ExpertMap::apply(const LayoutInputs& given, LayoutInputs& lo
   if (!active()) return given;
   local = given;
   local.numExperts = inner(given.numExperts);
-  local.topkIdx = topk(given.topkIdx,
-                       static_cast<std::size_t>(std::max(given.numTokens, 0)) *
-                           static_cast<std::size_t>(std::max(given.numTopk, 0)),
-                       given.numExperts, layoutTopk_);
+  local.topkIdx =
+      topk(given.topkIdx, cells(given.numTokens, given.numTopk), given.numExperts, layoutTopk_);
   return local;
 }
 
@@ -94,10 +99,8 @@ const DispatchInputs& ExpertMap::apply(const DispatchInputs& given, DispatchInpu
   local = given;
   local.numExperts = inner(given.numExperts);
   if (given.handle) return local;  // cached: the handle carries the communicator's numbering
-  local.topkIdx = topk(given.topkIdx,
-                       static_cast<std::size_t>(std::max(given.numTokens, 0)) *
-                           static_cast<std::size_t>(std::max(given.numTopk, 0)),
-                       given.numExperts, dispatchTopk_);
+  local.topkIdx =
+      topk(given.topkIdx, cells(given.numTokens, given.numTopk), given.numExperts, dispatchTopk_);
   if (given.numTokensPerExpert && !problem(given.numExperts)) {
     // The kept ranks' counts, in the communicator's order.
     const int perRank = given.numExperts / originalRanks_;
@@ -121,10 +124,8 @@ const LowLatencyDispatchInputs& ExpertMap::apply(const LowLatencyDispatchInputs&
   // Two dispatches' inputs live at once (the slots alternate); scratch alternates with them.
   static_assert(sizeof(llDispatchTopk_) / sizeof(llDispatchTopk_[0]) == 2);
   std::vector<std::int64_t>& scratch = llDispatchTopk_[llDispatches_++ % 2];
-  local.topkIdx = topk(given.topkIdx,
-                       static_cast<std::size_t>(std::max(given.numTokens, 0)) *
-                           static_cast<std::size_t>(std::max(given.numTopk, 0)),
-                       given.numExperts, scratch);
+  local.topkIdx =
+      topk(given.topkIdx, cells(given.numTokens, given.numTopk), given.numExperts, scratch);
   return local;
 }
 
@@ -133,13 +134,8 @@ const LowLatencyCombineInputs& ExpertMap::apply(const LowLatencyCombineInputs& g
   if (!active()) return given;
   local = given;
   // The handle carries the communicator's count; the caller's is originalRanks' worth of it.
-  const int commSize =
-      static_cast<int>(std::count_if(rankOf_.begin(), rankOf_.end(), [](int r) { return r >= 0; }));
-  const int numExperts =
-      commSize > 0 ? given.handle.numExperts / commSize * originalRanks_ : given.handle.numExperts;
-  local.topkIdx = topk(given.topkIdx,
-                       static_cast<std::size_t>(std::max(given.handle.numTokens, 0)) *
-                           static_cast<std::size_t>(std::max(given.handle.numTopk, 0)),
+  const int numExperts = given.handle.numExperts / commSize_ * originalRanks_;
+  local.topkIdx = topk(given.topkIdx, cells(given.handle.numTokens, given.handle.numTopk),
                        numExperts, llCombineTopk_[llCombines_++ % 2]);
   return local;
 }

@@ -47,6 +47,7 @@ class ExpertMap {
                            std::vector<std::int64_t>& scratch) const;
 
   int originalRanks_ = 0;
+  int commSize_ = 0;
   std::vector<int> rankOf_;  // [originalRanks]: the communicator rank holding them, or -1
   std::vector<std::int64_t> layoutTopk_, dispatchTopk_, llDispatchTopk_[2], llCombineTopk_[2];
   std::vector<std::int32_t> perExpert_;

@@ -148,7 +148,8 @@ void Buffer::lowLatencyDispatch(const LowLatencyDispatchInputs& given,
   slot.quant = in.quant;
   slot.dequantize = in.dequantize;
   slot.zeroCopyDispatch = in.zeroCopy;
-  if (in.zeroCopy) slot.rowPtrs.assign(static_cast<std::size_t>(shape.numLocal()) * T * R, nullptr);
+  // Sized here (its data() is the output); the receive sets every valid row.
+  if (in.zeroCopy) slot.rowPtrs.resize(static_cast<std::size_t>(shape.numLocal()) * T * R);
   slot.msgDest.assign(static_cast<std::size_t>(N) * K, -1);
   slot.msgPos.assign(static_cast<std::size_t>(N) * K, -1);
 

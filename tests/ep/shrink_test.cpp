@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <thread>
 #include <vector>
@@ -99,19 +100,23 @@ int loseARankAndShrink(int rank, const UniqueId& id) {
   return kOk;
 }
 
+// Each of `ranks` exited normally with kOk.
+void expectOk(const std::vector<RankExit>& exits, std::initializer_list<int> ranks) {
+  for (int r : ranks) {
+    EXPECT_FALSE(exits[r].timedOut) << "rank " << r;
+    EXPECT_TRUE(WIFEXITED(exits[r].status) && WEXITSTATUS(exits[r].status) == kOk)
+        << "rank " << r << " status " << exits[r].status;
+  }
+}
+
 TEST(Shrink, SurvivorsServeOnWithTheDeadRanksExpertsMasked) {
   const std::vector<RankExit> exits =
       forkRanks(kRanks, &loseARankAndShrink, std::chrono::seconds(240));
   ASSERT_EQ(exits.size(), static_cast<std::size_t>(kRanks));
-  for (int r = 0; r < kRanks; ++r) {
-    EXPECT_FALSE(exits[r].timedOut) << "rank " << r;
-    if (r == kVictim) {
-      EXPECT_TRUE(WIFSIGNALED(exits[r].status)) << "the victim, status " << exits[r].status;
-      continue;
-    }
-    EXPECT_TRUE(WIFEXITED(exits[r].status) && WEXITSTATUS(exits[r].status) == kOk)
-        << "rank " << r << " status " << exits[r].status;
-  }
+  static_assert(kRanks == 4 && kVictim == 2);
+  expectOk(exits, {0, 1, 3});
+  EXPECT_FALSE(exits[kVictim].timedOut);
+  EXPECT_TRUE(WIFSIGNALED(exits[kVictim].status)) << "the victim, status " << exits[kVictim].status;
 }
 
 // Rank 2 stays alive but never joins: the others' shrink fails at the timeout, naming it.
@@ -136,10 +141,7 @@ int liveRankStaysOut(int rank, const UniqueId& id) {
 
 TEST(Shrink, ALiveRankThatDoesNotJoinIsNamedAtTheTimeout) {
   const std::vector<RankExit> exits = forkRanks(3, &liveRankStaysOut, std::chrono::seconds(60));
-  for (int r = 0; r < 3; ++r) {
-    EXPECT_TRUE(WIFEXITED(exits[r].status) && WEXITSTATUS(exits[r].status) == kOk)
-        << "rank " << r << " status " << exits[r].status;
-  }
+  expectOk(exits, {0, 1, 2});
 }
 
 // The C API: rank 0 dies before an all-reduce; the survivors shrink through epcommCommShrink
@@ -193,10 +195,7 @@ int shrinkThroughTheCApi(int rank, const UniqueId& id) {
 
 TEST(Shrink, ThroughTheCApi) {
   const std::vector<RankExit> exits = forkRanks(3, &shrinkThroughTheCApi, std::chrono::seconds(60));
-  for (int r = 1; r < 3; ++r) {
-    EXPECT_TRUE(WIFEXITED(exits[r].status) && WEXITSTATUS(exits[r].status) == kOk)
-        << "rank " << r << " status " << exits[r].status;
-  }
+  expectOk(exits, {1, 2});
 }
 
 // The network backend: rank 1 of 3 dies before an all-reduce; the survivors shrink over UCX
@@ -241,10 +240,7 @@ int shrinkOnUcx(int rank, const UniqueId& id) {
 
 TEST(Shrink, OverUcx) {
   const std::vector<RankExit> exits = forkRanks(3, &shrinkOnUcx, std::chrono::seconds(90));
-  for (int r : {0, 2}) {
-    EXPECT_TRUE(WIFEXITED(exits[r].status) && WEXITSTATUS(exits[r].status) == kOk)
-        << "rank " << r << " status " << exits[r].status;
-  }
+  expectOk(exits, {0, 2});
 }
 
 }  // namespace
