@@ -122,6 +122,14 @@ typedef struct epcommBackendCreateArgs {
    * logs a warning through `log` naming the call, the rank it waits for and how long, then
    * again every this often; 0: never. (A caller whose structSize stops before it: 0.) */
   int64_t waitReportMs;
+  /* This process's worker threads (EPCOMM_THREADS, comm/workers.h: epcomm::parallelFor):
+   * runs body(arg, lo, hi) over disjoint parts [lo, hi) covering [0, n), every boundary but
+   * n a multiple of align units, parts of at least 64 KiB (unitBytes per unit), possibly
+   * concurrently; returns 0, or nonzero when a part failed. Process-wide: valid as long as
+   * the plugin is loaded. NULL (or a caller whose structSize stops before it): run
+   * body(arg, 0, n) on the calling thread. */
+  int (*parallelFor)(size_t n, size_t unitBytes, size_t align,
+                     void (*body)(void* arg, size_t lo, size_t hi), void* arg);
 } epcommBackendCreateArgs;
 
 typedef struct epcommBackendV1 {

@@ -24,6 +24,7 @@
 #include "comm/src/host_identity.h"
 #include "comm/src/launch_environment.h"
 #include "comm/src/plugin_loader.h"
+#include "comm/src/workers.h"
 
 namespace epcomm {
 namespace {
@@ -84,7 +85,9 @@ std::unique_ptr<Communicator> Communicator::assemble(std::unique_ptr<BackendHand
                                                      const Config& config) {
   std::unique_ptr<Communicator> comm(new Communicator(std::move(backend), config));
   comm->agreeOnSettings();
-  return bindIfAsked(std::move(comm));
+  comm = bindIfAsked(std::move(comm));
+  configureThreads(config, comm->localSize());
+  return comm;
 }
 
 std::unique_ptr<Communicator> Communicator::init(const UniqueId& id, int rank, int size,

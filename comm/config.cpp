@@ -146,6 +146,18 @@ const std::vector<CommKnob>& commKnobs() {
         .max = 4096,
         .agreed = true},
        &Config::twoLevelRails},
+      {{.name = "EPCOMM_THREADS",
+        .defaultValue = "0",
+        .meaning = "worker threads of each process for large copies and reductions (shm) and "
+                   "the EP row loops (comm/workers.h); results are bitwise the same for any "
+                   "count, and loops under 128 KiB stay on the calling thread. 0: the cpus the "
+                   "process owns (its affinity mask, divided among the host's ranks when none "
+                   "was bound), at most 8; 1: one thread, no pool; an engine's "
+                   "epcomm::setThreads (torch.get_num_threads()) wins",
+        .type = KnobType::kInteger,
+        .min = 0,
+        .max = 1024},
+       &Config::threads},
       {{.name = "EPCOMM_INIT_ADDR",
         .meaning = "host:port of rank 0's rendezvous for Communicator::initFromEnvironment "
                    "(torch style)"},

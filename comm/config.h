@@ -90,6 +90,7 @@ class EPCOMM_API Config {
   bool checkArgs = true;               // EPCOMM_CHECK_ARGS
   std::size_t twoLevelSmallBytes = 0;  // EPCOMM_TWO_LEVEL_SMALL_BYTES
   int twoLevelRails = 0;               // EPCOMM_TWO_LEVEL_RAILS
+  int threads = 0;                     // EPCOMM_THREADS; 0: the default (comm/workers.h)
   std::string initAddr;                // EPCOMM_INIT_ADDR host:port
   int initRank = -1;                   // EPCOMM_RANK
   int initSize = -1;                   // EPCOMM_SIZE

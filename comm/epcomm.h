@@ -82,6 +82,11 @@ typedef struct {
 typedef int (*epcommOobAllGather_t)(void* ctx, const void* send, void* recv, size_t bytes);
 
 epcommResult_t epcommGetVersion(int* version);
+/* This process's worker threads (EPCOMM_THREADS; comm/workers.h), shared by its
+ * communicators: an engine hands its own count (torch.get_num_threads()); 0 returns to
+ * EPCOMM_THREADS / the default. Between calls, not during one. */
+epcommResult_t epcommSetThreads(int threads);
+epcommResult_t epcommGetThreads(int* threads);
 const char* epcommGetErrorString(epcommResult_t result);
 /* The last error message of comm, or of this thread when comm is NULL ("" if none). */
 const char* epcommGetLastError(epcommComm_t comm);

@@ -11,7 +11,7 @@ packages=(
   libboost-dev
   libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libhwloc-dev
+  libhwloc-dev libtbb-dev
   iproute2
   python3 python3-torch libtorch-dev python3-pybind11
 )

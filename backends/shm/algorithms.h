@@ -8,13 +8,17 @@
 #include <memory>
 
 #include "backends/shm/channel.h"
+#include "backends/shm/parallel.h"
 #include "comm/types.h"
 
 namespace epcomm::shm {
 
-// memcpy that accepts null pointers when there is nothing to copy.
+// memcpy that accepts null pointers when there is nothing to copy; large copies are split
+// over the worker threads (parallel.h).
 inline void copyBytes(void* dst, const void* src, std::size_t n) {
-  if (n) std::memcpy(dst, src, n);
+  forParts(n, 1, kLine, [&](std::size_t lo, std::size_t hi) {
+    if (hi > lo) std::memcpy(static_cast<char*>(dst) + lo, static_cast<const char*>(src) + lo, hi - lo);
+  });
 }
 
 // The per-rank source pointers of a reduction: on the stack up to 16 ranks, no allocation.

@@ -58,6 +58,7 @@ Backend::Backend(const epcommBackendCreateArgs& args)
       bufferBytes_(args.bufferBytes ? args.bufferBytes : kDefaultBufferBytes) {
   const char* op = "init";
   chooseKernelIsa(knobValue(args, "EPCOMM_SHM_ISA", "auto"));
+  lendParallelFor(args);
   if (!args.bootstrap && size_ > 1) {
     throwError(ErrorCode::kInvalidUsage, rank_, op,
                fmt::format("shm backend: {} ranks need a bootstrap all-gather", size_));

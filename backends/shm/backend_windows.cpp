@@ -12,6 +12,7 @@
 #include <exception>
 #include <string>
 
+#include "backends/shm/algorithms.h"
 #include "backends/shm/backend.h"
 #include "comm/error.h"
 #include "comm/types.h"
@@ -85,8 +86,15 @@ void Backend::windowPut(void* handle, int peer, std::size_t offset, const void* 
                            bytes, offset, peer, w.bytes(), size_));
   }
   waiter_->checkAborted(op);
-  // memmove: a put from this rank's own window into itself may overlap.
-  if (bytes) std::memmove(w.data(peer) + offset, src, bytes);
+  // memmove where a put from this rank's own window into itself overlaps; else copyBytes,
+  // which splits a large put over the worker threads.
+  char* dst = w.data(peer) + offset;
+  const auto* from = static_cast<const char*>(src);
+  if (dst < from + bytes && from < dst + bytes) {
+    std::memmove(dst, src, bytes);
+  } else {
+    copyBytes(dst, src, bytes);
+  }
 }
 
 void Backend::windowSignal(void* handle, int peer, int slot, std::uint64_t value, int op) {

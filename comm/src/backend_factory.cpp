@@ -16,6 +16,7 @@
 #include "comm/src/host_identity.h"
 #include "comm/src/launch_environment.h"
 #include "comm/src/plugin_loader.h"
+#include "comm/src/workers.h"
 #include "comm/two_level/two_level_backend.h"
 #include "comm/types.h"
 
@@ -149,6 +150,7 @@ std::unique_ptr<BackendHandle> createBackend(const std::string& name, Bootstrap*
   args.knob = &PluginKnobs::lookup;
   args.knobCtx = &knobs;
   args.netDevice = netDevice.empty() ? nullptr : netDevice.c_str();
+  args.parallelFor = &epcommBackendParallelFor;
   try {
     return BackendHandle::create(plugin.table, args);
   } catch (const Error&) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/workers.h"
 #include "comm/config.h"
 #include "comm/error.h"
 #include "comm/src/c_api_bridge.h"
@@ -159,6 +160,16 @@ extern "C" {
 epcommResult_t epcommGetVersion(int* version) {
   if (!version) return fail(nullptr, epcommInvalidArgument, "epcomm: getVersion: version is NULL");
   *version = EPCOMM_VERSION_CODE;
+  return epcommSuccess;
+}
+
+epcommResult_t epcommSetThreads(int threads) {
+  return guard(nullptr, [&] { epcomm::setThreads(threads); });
+}
+
+epcommResult_t epcommGetThreads(int* threads) {
+  if (!threads) return fail(nullptr, epcommInvalidArgument, "epcomm: getThreads: threads is NULL");
+  *threads = epcomm::threads();
   return epcommSuccess;
 }
 

@@ -19,6 +19,7 @@
 #include "ep/src/normal_meta.h"
 #include "ep/src/normal_plan.h"
 #include "ep/src/normal_window.h"
+#include "ep/src/row_runs.h"
 
 namespace epcomm::ep {
 namespace {
@@ -246,6 +247,10 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
     const bool bf16 = !isInt8(quant);
     void* const recvData = bf16 ? static_cast<void*>(out.recvX.data()) : out.recvXInt8.data();
     const DataType rowType = bf16 ? DataType::kBf16 : DataType::kI8;
+    // Copies of rows that stay where they are until the exchange (x, or the caller's int8
+    // rows) go in runs, per destination rank (row_runs.h).
+    std::vector<RowRuns> runs(numRanks, RowRuns(rowBytes));
+    const bool stableRows = bf16 || preQuantised;
 
     for (int j = 0; j < plan.numRounds; ++j) {
       // Staging: [rows to each peer][metadata to each peer][metadata from each peer].
@@ -307,7 +312,11 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
           if (r == me) {
             const std::size_t at = selfRow++;
             std::byte* dst = static_cast<std::byte*>(recvData) + at * rowBytes;
-            if (dst != row) std::memcpy(dst, row, rowBytes);
+            if (dst != row && stableRows) {
+              runs[r].add(dst, row);
+            } else if (dst != row) {
+              std::memcpy(dst, row, rowBytes);
+            }
             if (metaWords > 0) {
               writeMeta(selfMeta.data(), in, t, r, numLocal, numTopk, qScales.data(), numScales);
               readMeta(selfMeta.data(), out, at, numTopk, numScales);
@@ -318,7 +327,11 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
           if (window) {
             window->putRow(r, p - sendDispls[r] / hidden, row);
           } else {
-            std::memcpy(xStage + p * rowBytes, row, rowBytes);
+            if (stableRows) {
+              runs[r].add(xStage + p * rowBytes, row);
+            } else {
+              std::memcpy(xStage + p * rowBytes, row, rowBytes);
+            }
           }
           if (metaWords > 0) {
             writeMeta(metaStage + p * metaWords, in, t, r, numLocal, numTopk, qScales.data(),
@@ -326,6 +339,7 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
           }
         }
       }
+      for (RowRuns& run : runs) run.flush();
       if (window) {
         for (int r = 0; r < numRanks; ++r) {
           if (r != me) window->putMeta(r, metaStage + sendMetaDispls[r], sendRows[r] / hidden);
@@ -345,8 +359,8 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
         const std::size_t rows = recvRows[r] / hidden;
         const std::size_t first = static_cast<std::size_t>(h.rankPrefix[r]) + recvBase[r];
         if (window && rows > 0) {  // an empty output's data() may be null
-          std::memcpy(static_cast<std::byte*>(recvData) + first * rowBytes, window->rows(r),
-                      rows * rowBytes);
+          copyInParallel(static_cast<std::byte*>(recvData) + first * rowBytes, window->rows(r),
+                         rows * rowBytes);
         }
         if (metaWords == 0) continue;
         const std::int32_t* rec = window ? reinterpret_cast<const std::int32_t*>(window->meta(r))
@@ -363,10 +377,14 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
   }
 
   if (isInt8(quant) && in.dequantize) {
-    for (std::size_t i = 0; i < numRecv; ++i) {
-      dequantizeInt8(out.recvXInt8.data() + i * hidden, out.recvScales.data() + i * numScales,
-                     hidden, group, out.recvX.data() + i * hidden);
-    }
+    parallelFor(numRecv, static_cast<std::size_t>(hidden) * 3, 1,
+                [&](std::size_t lo, std::size_t hi) {
+                  for (std::size_t i = lo; i < hi; ++i) {
+                    dequantizeInt8(out.recvXInt8.data() + i * hidden,
+                                   out.recvScales.data() + i * numScales, hidden, group,
+                                   out.recvX.data() + i * hidden);
+                  }
+                });
   }
   if (worst <= numRecv) return;  // no padding (numRecv > worst was refused above)
   const std::size_t pad = worst - numRecv;
