@@ -70,6 +70,7 @@ struct Pool {
   std::shared_ptr<Arena> arenaFor(int threads) {
     std::lock_guard<std::mutex> lock(mutex);
     if (!arena || arena->arena.max_concurrency() != threads) {
+      arena.reset();  // its global_control would cap the new one's threads
       arena = std::make_shared<Arena>(threads);
     }
     return arena;

@@ -1,0 +1,80 @@
+// Worker threads (EPCOMM_THREADS, comm/workers.h) change no bit of dispatch or combine: the
+// same calls, with rows large enough for every row loop to split (runs of row copies,
+// dequantisation, combine sums), give bitwise the same outputs with 1, 2 and 3 threads per
+// rank, on the window and the collective transport, bf16 and int8.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "comm/workers.h"
+#include "ep/buffer.h"
+#include "tests/ep/ep_test_util.h"
+
+namespace epcomm::test {
+namespace {
+
+using ep::Transport;
+
+class Threads : public OnSuiteComm<> {};
+
+constexpr int kHidden = 2048;
+constexpr int kTopk = 4;
+
+template <typename A>
+std::vector<unsigned char> bytesOf(const A& a) {
+  std::vector<unsigned char> b(a.size() * sizeof(a[0]));
+  if (!b.empty()) std::memcpy(b.data(), a.data(), b.size());
+  return b;
+}
+
+// Every output of one dispatch and its (weighted for int8) combine, as bytes.
+std::vector<std::vector<unsigned char>> roundTrip(Buffer& buffer, const EpInputs& in, bool int8) {
+  ep::DispatchInputs d = dispatchInputsOf(in);
+  d.quant = int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
+  d.dequantize = int8;
+  ep::DispatchOutputs out;
+  buffer.dispatch(d, out);
+  ep::CombineInputs c;
+  c.x = out.recvX.data();
+  c.hidden = kHidden;
+  c.topkWeights = out.recvTopkWeights.data();
+  c.numTopk = kTopk;
+  c.weighted = int8;
+  c.handle = &out.handle;
+  ep::CombineOutputs back;
+  buffer.combine(c, back);
+  return {bytesOf(out.recvX),         bytesOf(out.recvXInt8),      bytesOf(out.recvScales),
+          bytesOf(out.recvTopkIdx),   bytesOf(out.recvTopkWeights), bytesOf(out.handle.recvSrcIdx),
+          bytesOf(back.combinedX),    bytesOf(back.combinedTopkWeights)};
+}
+
+TEST_F(Threads, ThreadCountsGiveTheSameBits) {
+  BufferConfig window;
+  window.normalBytes = std::size_t{256} << 20;
+  BufferConfig collective = window;
+  collective.transport = Transport::kCollective;
+  Buffer a(comm(), window), b(comm(), collective);
+  const EpInputs in = makeInputs(5, rank(), tokensFor(rank(), 300), kHidden, kTopk,
+                                 expertsFor(size()), Fill::kRandom);
+  for (Buffer* buffer : {&a, &b}) {
+    for (bool int8 : {false, true}) {
+      setThreads(1);
+      const auto one = roundTrip(*buffer, in, int8);
+      for (int t : {2, 3}) {
+        setThreads(t);
+        const auto many = roundTrip(*buffer, in, int8);
+        ASSERT_EQ(many.size(), one.size());
+        for (std::size_t k = 0; k < one.size(); ++k) {
+          EXPECT_TRUE(many[k] == one[k])
+              << "output " << k << " with " << t << " threads differs from 1 thread (int8 "
+              << int8 << ", transport " << (buffer == &a ? "auto" : "collective") << ")";
+        }
+      }
+    }
+  }
+  setThreads(0);
+}
+
+}  // namespace
+}  // namespace epcomm::test
