@@ -15,7 +15,7 @@ import torch.distributed as _dist
 
 from . import _C
 
-__all__ = ["ProcessGroupEpcomm", "empty"]
+__all__ = ["ProcessGroupEpcomm", "empty", "set_threads", "threads"]
 
 ProcessGroupEpcomm = _C.ProcessGroupEpcomm
 
@@ -28,6 +28,19 @@ def _create_process_group(store, rank, size, timeout):
 
 if "EPCOMM" not in _dist.Backend._plugins:
     _dist.Backend.register_backend("epcomm", _create_process_group)
+
+
+def set_threads(count):
+    """Worker threads of this process for epcomm's large copies, reductions and EP row loops
+    (EPCOMM_THREADS; results are bitwise the same for any count). An engine hands its own
+    count, e.g. ``epcomm.set_threads(torch.get_num_threads())``; 0 returns to EPCOMM_THREADS
+    or the default (the cpus the process owns, at most 8). Call it between calls."""
+    _C.set_threads(int(count))
+
+
+def threads():
+    """The worker threads epcomm's loops use now."""
+    return _C.threads()
 
 
 def empty(shape, dtype=torch.float32, group=None):

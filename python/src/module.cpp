@@ -8,6 +8,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include "comm/unique_id.h"
+#include "comm/workers.h"
 #include "python/src/ep_buffer.h"
 #include "python/src/process_group.h"
 
@@ -33,6 +34,10 @@ PYBIND11_MODULE(_C, m) {
       .def_property_readonly("last_algorithm", [](ProcessGroupEpcomm& pg) {
         return pg.communicator().lastAlgorithm();
       });
+
+  // This process's worker threads (comm/workers.h), e.g. torch.get_num_threads().
+  m.def("set_threads", &epcomm::setThreads, py::arg("threads"));
+  m.def("threads", &epcomm::threads);
 
   // A UniqueId for groups of other backends: rank 0 makes it, the group carries it.
   m.def("unique_id", [] {

@@ -164,6 +164,28 @@ def collectives(rank, size):
     dist.barrier()
 
 
+def thread_counts(rank, size):
+    # Worker threads (epcomm.set_threads, as an engine hands torch.get_num_threads()) change
+    # no bit of a large all-reduce of values whose sums round.
+    import epcomm
+    n = (1 << 18) + 5
+    results = []
+    for count in (1, 3):
+        epcomm.set_threads(count)
+        assert epcomm.threads() == count, epcomm.threads()
+        t = values(rank, n, torch.bfloat16, salt=3) * 1.37
+        dist.all_reduce(t)
+        results.append(t)
+    assert torch.equal(results[0].view(torch.int16), results[1].view(torch.int16)), \
+        "all_reduce with 3 threads differs from 1 thread"
+    try:
+        epcomm.set_threads(-1)
+        raise AssertionError("set_threads(-1) accepted")
+    except RuntimeError as e:
+        assert "setThreads(-1)" in str(e), str(e)
+    epcomm.set_threads(0)
+
+
 def expect_error_everywhere(rank, fn, *needles):
     try:
         fn()
@@ -207,6 +229,7 @@ def run(rank, size, store):
     dist.init_process_group("epcomm", store=store, rank=rank, world_size=size,
                             timeout=datetime.timedelta(seconds=60))
     collectives(rank, size)
+    thread_counts(rank, size)
     bad_arguments(rank, size)
     dist.destroy_process_group()
     print(f"rank {rank}: process_group_test passed", flush=True)
