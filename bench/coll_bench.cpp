@@ -55,6 +55,7 @@
 #include "bench/coll_bench_mpi.h"
 #include "bench/network_bytes.h"
 #include "comm/communicator.h"
+#include "comm/workers.h"
 
 namespace {
 
@@ -119,6 +120,7 @@ struct Measurement {
   double busbw = 0;
   std::optional<long long> wrong;  // nullopt: not checked (-c 0, or not checkable: N/A)
   std::string algorithm;           // epcomm: the backend's algorithm (Communicator::lastAlgorithm)
+  int threads = 1;                 // epcomm: worker threads per rank (comm/workers.h); mpi: 1
   double networkBytes = 0;         // per call, summed over the hosts (network_bytes.h)
 };
 
@@ -174,6 +176,7 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
 
   Measurement m;
   m.algorithm = algorithm;
+  m.threads = impl == Impl::kMpi ? 1 : epcomm::threads();
   m.networkBytes = networkBytesPerCall(b.comm, sentBefore, sentAfter, b.options.iters);
   m.timeUs = seconds * 1e6;
   m.algbw = static_cast<double>(operationBytes(s)) / 1e9 / seconds;
@@ -256,8 +259,9 @@ void printRow(const RunShape& s, const char* impl, const Measurement& outOfPlace
     std::printf("  %7s  %6.2f  %6.2f  %5s", formatTime(m->timeUs).c_str(), m->algbw, m->busbw,
                 wrongText(*m).c_str());
   }
-  std::printf("  %6s  net %.0f B  %s\n", impl, outOfPlace.networkBytes,
-              outOfPlace.algorithm.empty() ? "" : ("algo " + outOfPlace.algorithm).c_str());
+  std::printf("  %6s  net %.0f B  %s threads %d\n", impl, outOfPlace.networkBytes,
+              outOfPlace.algorithm.empty() ? "" : ("algo " + outOfPlace.algorithm).c_str(),
+              outOfPlace.threads);
   std::fflush(stdout);
 }
 
@@ -277,7 +281,8 @@ nlohmann::json record(const RunShape& s, const std::string& backend, const char*
           {"wrong", m.wrong ? nlohmann::json(*m.wrong) : nlohmann::json(nullptr)},
           {"in_place", inPlace},
           {"network_bytes", m.networkBytes},
-          {"algorithm", m.algorithm}};
+          {"algorithm", m.algorithm},
+          {"threads", m.threads}};
 }
 
 // Problems every rank finds alike from the options and the rank count ("" if none).

@@ -50,6 +50,7 @@
 #include "bench/ep_bench_options.h"
 #include "bench/network_bytes.h"
 #include "comm/communicator.h"
+#include "comm/workers.h"
 #include "ep/buffer.h"
 
 namespace {
@@ -509,9 +510,9 @@ int run(int argc, char** argv, std::unique_ptr<Communicator>& comm) {
   if (rank == 0) {
     std::printf(
         "# ep-bench: backend %s ranks %d hidden %d topk %d experts %d quant %s mode %s "
-        "iters %d warmup %d%s%s\n",
+        "iters %d warmup %d threads %d%s%s\n",
         comm->backendName().c_str(), ranks, o.hidden, o.topk, o.experts,
-        eff.quantText.value.c_str(), o.mode.c_str(), o.iters, o.warmup,
+        eff.quantText.value.c_str(), o.mode.c_str(), o.iters, o.warmup, epcomm::threads(),
         o.zeroCopy ? " zero-copy" : "", o.zeroCopyDispatch ? " zero-copy-dispatch" : "");
     std::printf("# config: %s\n", describe(eff).c_str());
     std::printf("# %-6s %-11s %6s %6s %12s %12s %10s %10s %14s %14s %6s %12s %12s\n", "impl",
@@ -547,6 +548,7 @@ int run(int argc, char** argv, std::unique_ptr<Communicator>& comm) {
          {"transport_source", eff.transport.source},
          {"backend_source", eff.backend.source},
          {"ranks", ranks},
+         {"threads", r.impl == "epcomm" ? epcomm::threads() : 1},
          {"tokens", r.tokens},
          {"hidden", o.hidden},
          {"topk", o.topk},

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "ep/buffer.h"
@@ -36,6 +37,10 @@ class BufferState {
   // Normal mode across hosts (EPCOMM_EP_HOST_RELAY); null on one host or when off.
   std::unique_ptr<HostRelay> relay;
   ExpertMap mask;  // config.mask, resolved
+  // Normal-mode int8 dispatch: the round's tokens quantised up front (rows of tokens that do
+  // not stay on this rank, and every token's scales), reused across calls.
+  std::vector<std::int8_t> quantRows;
+  std::vector<float> quantScales;
 };
 
 }  // namespace epcomm::ep

@@ -239,7 +239,6 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
         recvDispls(numRanks), recvBase(numRanks, 0), pos(numRanks);
     std::vector<std::size_t> sendMeta(numRanks), sendMetaDispls(numRanks), recvMeta(numRanks),
         recvMetaDispls(numRanks);
-    std::vector<std::int8_t> qRow(isInt8(quant) ? hidden : 0);
     std::vector<float> qScales(numScales);
     std::vector<std::int32_t> selfMeta(metaWords);
     std::byte* const arena = s.normal.data();
@@ -247,10 +246,17 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
     const bool bf16 = !isInt8(quant);
     void* const recvData = bf16 ? static_cast<void*>(out.recvX.data()) : out.recvXInt8.data();
     const DataType rowType = bf16 ? DataType::kBf16 : DataType::kI8;
-    // Copies of rows that stay where they are until the exchange (x, or the caller's int8
-    // rows) go in runs, per destination rank (row_runs.h).
+    // Every row stays where it is until the exchange (x, the caller's int8 rows, or where
+    // the round's quantisation left it), so copies go in runs per destination (row_runs.h).
     std::vector<RowRuns> runs(numRanks, RowRuns(rowBytes));
-    const bool stableRows = bf16 || preQuantised;
+    const bool quantiseHere = !bf16 && !preQuantised;
+    const auto tokensIn = [&](int from, int to, int r) {
+      std::size_t n = 0;
+      for (int t = from; t < to; ++t) {
+        n += h.isTokenInRank[static_cast<std::size_t>(t) * numRanks + r];
+      }
+      return n;
+    };
 
     for (int j = 0; j < plan.numRounds; ++j) {
       // Staging: [rows to each peer][metadata to each peer][metadata from each peer].
@@ -278,15 +284,40 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
 
       const int begin = std::min(numTokens, j * plan.roundTokens);
       const int end = std::min(numTokens, begin + plan.roundTokens);
-      std::size_t stageRows = 0;  // window + int8: tokens quantised into the unused row staging
+      // int8: the round's tokens are quantised first, in parts over the worker threads, each
+      // straight into this rank's output row when it stays here too (no self copy), else
+      // into the Buffer's scratch row; both outlive the exchange.
+      const std::size_t roundTokens = static_cast<std::size_t>(end - begin);
+      if (quantiseHere) {
+        if (s.quantRows.size() < roundTokens * hidden) s.quantRows.resize(roundTokens * hidden);
+        if (s.quantScales.size() < roundTokens * numScales) {
+          s.quantScales.resize(roundTokens * numScales);
+        }
+        parallelFor(roundTokens, static_cast<std::size_t>(hidden) * 2, 1,
+                    [&, selfStart = selfRow](std::size_t lo, std::size_t hi) {
+                      std::size_t self = selfStart + tokensIn(begin, begin + static_cast<int>(lo), me);
+                      for (std::size_t i = lo; i < hi; ++i) {
+                        const int t = begin + static_cast<int>(i);
+                        const std::uint8_t* inRank =
+                            h.isTokenInRank.data() + static_cast<std::size_t>(t) * numRanks;
+                        bool anywhere = false;
+                        for (int r = 0; r < numRanks; ++r) anywhere = anywhere || inRank[r];
+                        if (!anywhere) continue;
+                        std::int8_t* q = inRank[me] ? out.recvXInt8.data() + self++ * hidden
+                                                    : s.quantRows.data() + i * hidden;
+                        quantizeInt8(in.x + static_cast<std::size_t>(t) * hidden, hidden, group,
+                                     q, s.quantScales.data() + i * numScales);
+                      }
+                    });
+      }
       for (int t = begin; t < end; ++t) {
         const std::uint8_t* inRank =
             h.isTokenInRank.data() + static_cast<std::size_t>(t) * numRanks;
-        const Bf16* xt = preQuantised ? nullptr : in.x + static_cast<std::size_t>(t) * hidden;
         bool toPeer = false;
         for (int r = 0; r < numRanks; ++r) toPeer = toPeer || (r != me && inRank[r]);
         if (!toPeer && !inRank[me]) continue;
-        const void* row = xt;
+        const void* row = bf16 ? in.x + static_cast<std::size_t>(t) * hidden : nullptr;
+        const float* scales = qScales.data();
         if (preQuantised) {
           // The caller's rows and scales: nothing to quantise, and the rows outlive the call.
           row = in.xInt8 + static_cast<std::size_t>(t) * hidden;
@@ -294,31 +325,20 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
             qScales[static_cast<std::size_t>(g)] =
                 in.xScales[t * in.scalesTokenStride + g * in.scalesGroupStride];
           }
-        } else if (!bf16) {
-          // Quantised once per token. With the window its rows are put from where they were
-          // quantised, so that place must outlive the loop: this rank's own output row when
-          // the token stays here too (no self copy), else a row of the staging.
-          std::int8_t* q = qRow.data();
-          if (window && inRank[me]) {
-            q = out.recvXInt8.data() + selfRow * hidden;
-          } else if (window) {
-            q = reinterpret_cast<std::int8_t*>(xStage) + stageRows++ * hidden;
-          }
-          quantizeInt8(xt, hidden, group, q, qScales.data());
-          row = q;
+        } else if (quantiseHere) {
+          const std::size_t i = static_cast<std::size_t>(t - begin);
+          row = inRank[me] ? out.recvXInt8.data() + selfRow * hidden
+                           : s.quantRows.data() + i * hidden;
+          scales = s.quantScales.data() + i * numScales;
         }
         for (int r = 0; r < numRanks; ++r) {
           if (!inRank[r]) continue;
           if (r == me) {
             const std::size_t at = selfRow++;
             std::byte* dst = static_cast<std::byte*>(recvData) + at * rowBytes;
-            if (dst != row && stableRows) {
-              runs[r].add(dst, row);
-            } else if (dst != row) {
-              std::memcpy(dst, row, rowBytes);
-            }
+            if (dst != row) runs[r].add(dst, row);
             if (metaWords > 0) {
-              writeMeta(selfMeta.data(), in, t, r, numLocal, numTopk, qScales.data(), numScales);
+              writeMeta(selfMeta.data(), in, t, r, numLocal, numTopk, scales, numScales);
               readMeta(selfMeta.data(), out, at, numTopk, numScales);
             }
             continue;
@@ -327,15 +347,10 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
           if (window) {
             window->putRow(r, p - sendDispls[r] / hidden, row);
           } else {
-            if (stableRows) {
-              runs[r].add(xStage + p * rowBytes, row);
-            } else {
-              std::memcpy(xStage + p * rowBytes, row, rowBytes);
-            }
+            runs[r].add(xStage + p * rowBytes, row);
           }
           if (metaWords > 0) {
-            writeMeta(metaStage + p * metaWords, in, t, r, numLocal, numTopk, qScales.data(),
-                      numScales);
+            writeMeta(metaStage + p * metaWords, in, t, r, numLocal, numTopk, scales, numScales);
           }
         }
       }
