@@ -16,8 +16,9 @@
 namespace epcomm {
 
 // Threads a parallel loop may use now (>= 1): setThreads()'s count, else EPCOMM_THREADS,
-// else the default: the cpus this process owns (its affinity mask, divided among the
-// host's ranks when every rank was given the whole machine), at most kMaxDefaultThreads.
+// else the default: OMP_NUM_THREADS (its first entry) where set, else the cpus this process owns
+// (its affinity mask, divided among the host's ranks when every rank was given the whole machine),
+// at most kMaxDefaultThreads.
 EPCOMM_API int threads();
 
 // The engine's count (e.g. torch.get_num_threads()), which wins over EPCOMM_THREADS: n >= 1

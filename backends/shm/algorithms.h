@@ -17,7 +17,8 @@ namespace epcomm::shm {
 // over the worker threads (parallel.h).
 inline void copyBytes(void* dst, const void* src, std::size_t n) {
   forParts(n, 1, kLine, [&](std::size_t lo, std::size_t hi) {
-    if (hi > lo) std::memcpy(static_cast<char*>(dst) + lo, static_cast<const char*>(src) + lo, hi - lo);
+    if (hi > lo)
+      std::memcpy(static_cast<char*>(dst) + lo, static_cast<const char*>(src) + lo, hi - lo);
   });
 }
 

@@ -39,7 +39,8 @@ void forParts(std::size_t n, std::size_t unitBytes, std::size_t align, F&& f) {
       n, unitBytes, align,
       [](void* a, std::size_t lo, std::size_t hi) { (*static_cast<Fn*>(a))(lo, hi); },
       const_cast<void*>(static_cast<const void*>(&f)));
-  if (rc != 0) throw std::runtime_error("shm backend: a parallel loop of the worker threads failed");
+  if (rc != 0)
+    throw std::runtime_error("shm backend: a parallel loop of the worker threads failed");
 }
 
 }  // namespace epcomm::shm

@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "comm/workers.h"
 #include "comm/config.h"
 #include "comm/error.h"
 #include "comm/src/c_api_bridge.h"
+#include "comm/workers.h"
 
 struct epcommWindow {
   epcommComm* comm = nullptr;

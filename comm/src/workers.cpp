@@ -14,6 +14,8 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 
 #include "comm/error.h"
 #include "comm/log.h"
@@ -47,9 +49,9 @@ struct Arena {
   // engine or EPCOMM_THREADS asked for is honoured.
   explicit Arena(int threads)
       : allow(tbb::global_control::max_allowed_parallelism,
-              std::max<std::size_t>(static_cast<std::size_t>(threads),
-                                    tbb::global_control::active_value(
-                                        tbb::global_control::max_allowed_parallelism))),
+              std::max<std::size_t>(
+                  static_cast<std::size_t>(threads),
+                  tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism))),
         arena(threads),
         confine(arena) {}
   tbb::global_control allow;
@@ -82,6 +84,15 @@ Pool& pool() {
   return p;
 }
 
+// OMP_NUM_THREADS as a hint for the default (torchrun sets it to 1 per rank): its first
+// entry ("8" of "8,4"), or 0 when unset or not a count.
+int openMpHint() {
+  const std::optional<std::string> v = environmentValue("OMP_NUM_THREADS");
+  if (!v) return 0;
+  const std::optional<std::int64_t> n = parseInteger(v->substr(0, v->find(',')));
+  return n && *n >= 1 ? static_cast<int>(std::min<std::int64_t>(*n, kMaxThreads)) : 0;
+}
+
 }  // namespace
 
 Parts planParts(std::size_t n, std::size_t unitBytes, std::size_t align, int threads) {
@@ -108,12 +119,15 @@ void configureThreads(const Config& config, int localSize) {
   const int online = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
   std::lock_guard<std::mutex> lock(p.mutex);
   p.environment = config.threads;
+  const int hint = openMpHint();
   if (!p.settled) {
-    p.fallback = defaultThreads(owned, online, localSize);
+    p.fallback = hint > 0 ? hint : defaultThreads(owned, online, localSize);
     p.settled = true;
   }
-  log().debug("worker threads: {} (EPCOMM_THREADS {}, default {}, {} cpus owned, {} local ranks)",
-              p.countLocked(), config.threads, p.fallback, owned, localSize);
+  log().debug(
+      "worker threads: {} (EPCOMM_THREADS {}, default {}: OMP_NUM_THREADS {}, {} cpus owned, {} "
+      "local ranks)",
+      p.countLocked(), config.threads, p.fallback, hint, owned, localSize);
 }
 
 int threads() {

@@ -192,47 +192,46 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
       for (int t = from; t < to; ++t) n += h.isTokenInRank[static_cast<std::size_t>(t) * R + r];
       return n;
     };
-    parallelFor(static_cast<std::size_t>(end - begin), 2 * rowBytes, 1,
-                [&](std::size_t lo, std::size_t hi) {
-                  std::vector<const Bf16*> rows(R), cursor(R);
-                  std::vector<const float*> rowWeights(R), weightCursor(R);
-                  std::vector<float> scale(R);
-                  for (int r = 0; r < R; ++r) {
-                    const std::size_t skip = rowsBefore(begin, begin + static_cast<int>(lo), r);
-                    cursor[r] = nextRow[r] + skip * hidden;
-                    if (numTopk > 0) weightCursor[r] = nextWeights[r] + skip * numTopk;
-                  }
-                  for (int t = begin + static_cast<int>(lo); t < begin + static_cast<int>(hi); ++t) {
-                    const std::uint8_t* inRank =
-                        h.isTokenInRank.data() + static_cast<std::size_t>(t) * R;
-                    int n = 0;
-                    for (int r = 0; r < R; ++r) {
-                      if (!inRank[r]) continue;
-                      rows[n] = cursor[r];
-                      cursor[r] += hidden;
-                      if (numTopk > 0) {
-                        rowWeights[n] = weightCursor[r];
-                        weightCursor[r] += numTopk;
-                      }
-                      ++n;
-                    }
-                    if (numTopk > 0) {
-                      float* cw = out.combinedTopkWeights.data() +
-                                  static_cast<std::size_t>(t) * numTopk;
-                      std::fill(cw, cw + numTopk, 0.f);
-                      for (int i = 0; i < n; ++i) {
-                        float sum = 0.f;
-                        for (int k = 0; k < numTopk; ++k) {
-                          cw[k] += rowWeights[i][k];
-                          sum += rowWeights[i][k];
-                        }
-                        scale[i] = sum;
-                      }
-                    }
-                    sumRows(rows.data(), in.weighted ? scale.data() : nullptr, n, hidden,
-                            out.combinedX.data() + static_cast<std::size_t>(t) * hidden);
-                  }
-                });
+    parallelFor(
+        static_cast<std::size_t>(end - begin), 2 * rowBytes, 1,
+        [&](std::size_t lo, std::size_t hi) {
+          std::vector<const Bf16*> rows(R), cursor(R);
+          std::vector<const float*> rowWeights(R), weightCursor(R);
+          std::vector<float> scale(R);
+          for (int r = 0; r < R; ++r) {
+            const std::size_t skip = rowsBefore(begin, begin + static_cast<int>(lo), r);
+            cursor[r] = nextRow[r] + skip * hidden;
+            if (numTopk > 0) weightCursor[r] = nextWeights[r] + skip * numTopk;
+          }
+          for (int t = begin + static_cast<int>(lo); t < begin + static_cast<int>(hi); ++t) {
+            const std::uint8_t* inRank = h.isTokenInRank.data() + static_cast<std::size_t>(t) * R;
+            int n = 0;
+            for (int r = 0; r < R; ++r) {
+              if (!inRank[r]) continue;
+              rows[n] = cursor[r];
+              cursor[r] += hidden;
+              if (numTopk > 0) {
+                rowWeights[n] = weightCursor[r];
+                weightCursor[r] += numTopk;
+              }
+              ++n;
+            }
+            if (numTopk > 0) {
+              float* cw = out.combinedTopkWeights.data() + static_cast<std::size_t>(t) * numTopk;
+              std::fill(cw, cw + numTopk, 0.f);
+              for (int i = 0; i < n; ++i) {
+                float sum = 0.f;
+                for (int k = 0; k < numTopk; ++k) {
+                  cw[k] += rowWeights[i][k];
+                  sum += rowWeights[i][k];
+                }
+                scale[i] = sum;
+              }
+            }
+            sumRows(rows.data(), in.weighted ? scale.data() : nullptr, n, hidden,
+                    out.combinedX.data() + static_cast<std::size_t>(t) * hidden);
+          }
+        });
     // Own rows continue in the next group where this one stopped.
     nextRow[me] += rowsBefore(begin, end, me) * hidden;
     if (numTopk > 0) nextWeights[me] += rowsBefore(begin, end, me) * numTopk;

@@ -295,7 +295,8 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
         }
         parallelFor(roundTokens, static_cast<std::size_t>(hidden) * 2, 1,
                     [&, selfStart = selfRow](std::size_t lo, std::size_t hi) {
-                      std::size_t self = selfStart + tokensIn(begin, begin + static_cast<int>(lo), me);
+                      std::size_t self =
+                          selfStart + tokensIn(begin, begin + static_cast<int>(lo), me);
                       for (std::size_t i = lo; i < hi; ++i) {
                         const int t = begin + static_cast<int>(i);
                         const std::uint8_t* inRank =
@@ -305,8 +306,8 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
                         if (!anywhere) continue;
                         std::int8_t* q = inRank[me] ? out.recvXInt8.data() + self++ * hidden
                                                     : s.quantRows.data() + i * hidden;
-                        quantizeInt8(in.x + static_cast<std::size_t>(t) * hidden, hidden, group,
-                                     q, s.quantScales.data() + i * numScales);
+                        quantizeInt8(in.x + static_cast<std::size_t>(t) * hidden, hidden, group, q,
+                                     s.quantScales.data() + i * numScales);
                       }
                     });
       }
@@ -392,14 +393,13 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
   }
 
   if (isInt8(quant) && in.dequantize) {
-    parallelFor(numRecv, static_cast<std::size_t>(hidden) * 3, 1,
-                [&](std::size_t lo, std::size_t hi) {
-                  for (std::size_t i = lo; i < hi; ++i) {
-                    dequantizeInt8(out.recvXInt8.data() + i * hidden,
-                                   out.recvScales.data() + i * numScales, hidden, group,
-                                   out.recvX.data() + i * hidden);
-                  }
-                });
+    parallelFor(
+        numRecv, static_cast<std::size_t>(hidden) * 3, 1, [&](std::size_t lo, std::size_t hi) {
+          for (std::size_t i = lo; i < hi; ++i) {
+            dequantizeInt8(out.recvXInt8.data() + i * hidden, out.recvScales.data() + i * numScales,
+                           hidden, group, out.recvX.data() + i * hidden);
+          }
+        });
   }
   if (worst <= numRecv) return;  // no padding (numRecv > worst was refused above)
   const std::size_t pad = worst - numRecv;

@@ -14,7 +14,8 @@ namespace epcomm::ep {
 // memcpy split over the worker threads (64-byte aligned parts).
 inline void copyInParallel(void* dst, const void* src, std::size_t bytes) {
   parallelFor(bytes, 1, 64, [&](std::size_t lo, std::size_t hi) {
-    std::memcpy(static_cast<std::byte*>(dst) + lo, static_cast<const std::byte*>(src) + lo, hi - lo);
+    std::memcpy(static_cast<std::byte*>(dst) + lo, static_cast<const std::byte*>(src) + lo,
+                hi - lo);
   });
 }
 

@@ -18,8 +18,8 @@ Bytes roundingInput(int rank, std::size_t n, DataType d) {
   Bytes b = buffer(n, d);
   for (std::size_t i = 0; i < n; ++i) {
     const double v = std::sin(0.37 * static_cast<double>(i) + 1.3 * rank) * 3.1 + 0.001 * rank;
-    const bool integral = d == DataType::kI32 || d == DataType::kI64 || d == DataType::kU8 ||
-                          d == DataType::kI8;
+    const bool integral =
+        d == DataType::kI32 || d == DataType::kI64 || d == DataType::kU8 || d == DataType::kI8;
     store(b.data(), i, integral ? std::floor(v * 10) + 40 : v, d);
   }
   return b;

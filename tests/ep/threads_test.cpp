@@ -44,9 +44,10 @@ std::vector<std::vector<unsigned char>> roundTrip(Buffer& buffer, const EpInputs
   c.handle = &out.handle;
   ep::CombineOutputs back;
   buffer.combine(c, back);
-  return {bytesOf(out.recvX),         bytesOf(out.recvXInt8),      bytesOf(out.recvScales),
-          bytesOf(out.recvTopkIdx),   bytesOf(out.recvTopkWeights), bytesOf(out.handle.recvSrcIdx),
-          bytesOf(back.combinedX),    bytesOf(back.combinedTopkWeights)};
+  return {bytesOf(out.recvX),           bytesOf(out.recvXInt8),
+          bytesOf(out.recvScales),      bytesOf(out.recvTopkIdx),
+          bytesOf(out.recvTopkWeights), bytesOf(out.handle.recvSrcIdx),
+          bytesOf(back.combinedX),      bytesOf(back.combinedTopkWeights)};
 }
 
 TEST_F(Threads, ThreadCountsGiveTheSameBits) {
@@ -67,8 +68,8 @@ TEST_F(Threads, ThreadCountsGiveTheSameBits) {
         ASSERT_EQ(many.size(), one.size());
         for (std::size_t k = 0; k < one.size(); ++k) {
           EXPECT_TRUE(many[k] == one[k])
-              << "output " << k << " with " << t << " threads differs from 1 thread (int8 "
-              << int8 << ", transport " << (buffer == &a ? "auto" : "collective") << ")";
+              << "output " << k << " with " << t << " threads differs from 1 thread (int8 " << int8
+              << ", transport " << (buffer == &a ? "auto" : "collective") << ")";
         }
       }
     }

@@ -40,11 +40,11 @@ TEST(Workers, PartsCoverTheLoopAlignedAndBounded) {
 }
 
 TEST(Workers, DefaultIsTheOwnedCpusCapped) {
-  EXPECT_EQ(defaultThreads(1, 2, 2), 1);   // bound to one cpu
-  EXPECT_EQ(defaultThreads(2, 2, 2), 1);   // two ranks share an unbound machine
-  EXPECT_EQ(defaultThreads(6, 64, 4), 6);    // bound to 6 of 64
-  EXPECT_EQ(defaultThreads(16, 64, 4), 8);   // bound to 16 of 64, capped
-  EXPECT_EQ(defaultThreads(64, 64, 4), 8);   // 16 each, capped
+  EXPECT_EQ(defaultThreads(1, 2, 2), 1);    // bound to one cpu
+  EXPECT_EQ(defaultThreads(2, 2, 2), 1);    // two ranks share an unbound machine
+  EXPECT_EQ(defaultThreads(6, 64, 4), 6);   // bound to 6 of 64
+  EXPECT_EQ(defaultThreads(16, 64, 4), 8);  // bound to 16 of 64, capped
+  EXPECT_EQ(defaultThreads(64, 64, 4), 8);  // 16 each, capped
   EXPECT_EQ(defaultThreads(64, 64, 16), 4);
   EXPECT_EQ(defaultThreads(0, 0, 1), 1);
 }
