@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "comm/workers.h"
 #include "ep/low_latency.h"
 #include "ep/row_kernels.h"
 #include "ep/src/mapped_arena.h"
@@ -87,22 +88,27 @@ struct LlSlot {
 
 // The end of every transport's combine: combineOut[t] = sum over t's messages m that had a
 // destination, in k order, of weights[m] * rowOf(m) (the expert output of message m).
+// Tokens in parts over the worker threads (comm/workers.h); rowOf must be safe to call
+// concurrently (it only computes an address).
 template <typename RowOf>
 void sumCombinedRows(const LlSlot& slot, int hidden, const float* weights, RowOf rowOf) {
   const int K = slot.numTopk;
-  std::vector<const Bf16*> rows(K);
-  std::vector<float> w(K);
-  for (int t = 0; t < slot.numTokens; ++t) {
-    int n = 0;
-    for (int k = 0; k < K; ++k) {
-      const std::size_t m = static_cast<std::size_t>(t) * K + k;
-      if (slot.msgDest[m] < 0) continue;
-      rows[n] = rowOf(m);
-      w[n++] = weights[m];
-    }
-    sumRows(rows.data(), w.data(), n, hidden,
-            slot.combineOut + static_cast<std::size_t>(t) * hidden);
-  }
+  const std::size_t tokenBytes = static_cast<std::size_t>(K + 1) * hidden * sizeof(Bf16);
+  parallelFor(static_cast<std::size_t>(slot.numTokens), tokenBytes, 1,
+              [&](std::size_t lo, std::size_t hi) {
+                std::vector<const Bf16*> rows(K);
+                std::vector<float> w(K);
+                for (std::size_t t = lo; t < hi; ++t) {
+                  int n = 0;
+                  for (int k = 0; k < K; ++k) {
+                    const std::size_t m = t * K + k;
+                    if (slot.msgDest[m] < 0) continue;
+                    rows[n] = rowOf(m);
+                    w[n++] = weights[m];
+                  }
+                  sumRows(rows.data(), w.data(), n, hidden, slot.combineOut + t * hidden);
+                }
+              });
 }
 
 }  // namespace epcomm::ep

@@ -39,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -71,6 +72,8 @@ struct LlWindow {
   std::byte* base = nullptr;
   std::vector<const std::byte*> peers;  // every rank's window as mapped here (or null)
   bool mapsPeers = false;               // no null in peers
+  // Pull receive's scratch: (output row, where it lies in its source's window).
+  std::vector<std::pair<std::size_t, const std::byte*>> pullCopies;
 };
 
 std::size_t pushDispatchSend(LlWindow& w, int index, LlSlot& slot,

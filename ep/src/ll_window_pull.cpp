@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "comm/workers.h"
 #include "ep/src/ll_window.h"
 #include "ep/src/normal_plan.h"
 
@@ -102,6 +103,10 @@ void pullDispatchReceive(LlWindow& w, int index, LlSlot& slot) {
   }
   slot.rowMsg.resize(static_cast<std::size_t>(local) * TR);
   const std::size_t rowBytes = int8 ? H : 2 * static_cast<std::size_t>(H);
+  // The rows to copy, listed first, then copied in parts over the worker threads (direct
+  // loads from the peers' mapped windows into this rank's outputs).
+  std::vector<std::pair<std::size_t, const std::byte*>>& copies = w.pullCopies;
+  copies.clear();
   for (int s = 0; s < R; ++s) {
     const std::int64_t* topk = topkOf(w, index, s);
     const std::byte* tokens = w.peers[s] + w.regions[index].tokens;
@@ -118,23 +123,26 @@ void pullDispatchReceive(LlWindow& w, int index, LlSlot& slot) {
         slot.rowPtrs[row] = reinterpret_cast<const Bf16*>(from);
         continue;
       }
+      copies.emplace_back(row, from);
+    }
+  }
+  const int group = int8 ? quantGroupSize(slot.quant, H) : 0;
+  const std::size_t copyBytes = int8 && slot.dequantize ? 3 * rowBytes : rowBytes;
+  parallelFor(copies.size(), copyBytes, 1, [&](std::size_t lo, std::size_t hi) {
+    for (std::size_t i = lo; i < hi; ++i) {
+      const auto [row, from] = copies[i];
       if (!int8) {
         std::memcpy(slot.recvX + row * H, from, rowBytes);
         continue;
       }
       std::memcpy(slot.recvXInt8 + row * H, from, rowBytes);
       std::memcpy(slot.recvScales + row * numSc, from + alignUp(H, 4), sizeof(float) * numSc);
-    }
-  }
-  if (int8 && slot.dequantize) {
-    const int group = quantGroupSize(slot.quant, H);
-    for (int le = 0; le < local; ++le) {
-      for (std::size_t row = le * TR; row < le * TR + slot.recvCount[le]; ++row) {
+      if (slot.dequantize) {
         dequantizeInt8(slot.recvXInt8 + row * H, slot.recvScales + row * numSc, H, group,
                        slot.recvX + row * H);
       }
     }
-  }
+  });
 }
 
 }  // namespace epcomm::ep

@@ -1,10 +1,12 @@
 // Worker threads (EPCOMM_THREADS, comm/workers.h) change no bit of dispatch or combine: the
 // same calls, with rows large enough for every row loop to split (runs of row copies,
 // dequantisation, combine sums), give bitwise the same outputs with 1, 2 and 3 threads per
-// rank, on the window and the collective transport, bf16 and int8.
+// rank, on the window and the collective transport, bf16 and int8; low-latency mode too.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "comm/workers.h"
@@ -70,6 +72,75 @@ TEST_F(Threads, ThreadCountsGiveTheSameBits) {
           EXPECT_TRUE(many[k] == one[k])
               << "output " << k << " with " << t << " threads differs from 1 thread (int8 " << int8
               << ", transport " << (buffer == &a ? "auto" : "collective") << ")";
+        }
+      }
+    }
+  }
+  setThreads(0);
+}
+
+// One low-latency dispatch (valid rows of every local expert) and its combine of those rows
+// (identity experts), as bytes.
+std::vector<std::vector<unsigned char>> lowLatencyRoundTrip(Buffer& buffer, const EpInputs& in,
+                                                            bool int8, bool zeroCopy) {
+  ep::LowLatencyDispatchInputs d;
+  d.x = in.x.data();
+  d.numTokens = in.numTokens;
+  d.hidden = in.hidden;
+  d.topkIdx = in.topkIdx.data();
+  d.numTopk = in.numTopk;
+  d.numExperts = in.numExperts;
+  d.quant = int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
+  d.dequantize = int8;
+  ep::LowLatencyDispatchOutputs out;
+  buffer.lowLatencyDispatch(d, out);
+  const std::size_t rowsPerExpert = static_cast<std::size_t>(out.maxTokens) * out.numRanks;
+  const std::size_t H = static_cast<std::size_t>(in.hidden);
+  std::vector<std::vector<unsigned char>> result;
+  for (int e = 0; e < out.numLocalExperts; ++e) {
+    const auto* rows = reinterpret_cast<const unsigned char*>(out.recvX + e * rowsPerExpert * H);
+    result.emplace_back(rows, rows + out.recvCount[e] * H * sizeof(Bf16));
+  }
+  ep::LowLatencyCombineInputs c;
+  c.topkIdx = in.topkIdx.data();
+  c.topkWeights = in.topkWeights.data();
+  c.handle = out.handle;
+  if (zeroCopy) {
+    std::memcpy(buffer.lowLatencyCombineBuffer(out.handle), out.recvX,
+                out.numLocalExperts * rowsPerExpert * H * sizeof(Bf16));
+    c.zeroCopy = true;
+  } else {
+    c.x = out.recvX;
+  }
+  ep::LowLatencyCombineOutputs back;
+  buffer.lowLatencyCombine(c, back);
+  const auto* combined = reinterpret_cast<const unsigned char*>(back.combinedX);
+  result.emplace_back(combined, combined + in.numTokens * H * sizeof(Bf16));
+  return result;
+}
+
+TEST_F(Threads, LowLatencyThreadCountsGiveTheSameBits) {
+  BufferConfig window;
+  window.llMaxTokens = 64;
+  BufferConfig collective = window;
+  collective.transport = Transport::kCollective;
+  Buffer a(comm(), window), b(comm(), collective);
+  const EpInputs in = makeInputs(9, rank(), std::min(64, tokensFor(rank(), 60)), kHidden, kTopk,
+                                 expertsFor(size()), Fill::kRandom);
+  for (Buffer* buffer : {&a, &b}) {
+    for (const auto& [int8, zeroCopy] :
+         {std::pair{false, false}, std::pair{true, false}, std::pair{false, true}}) {
+      setThreads(1);
+      const auto one = lowLatencyRoundTrip(*buffer, in, int8, zeroCopy);
+      for (int t : {2, 3}) {
+        setThreads(t);
+        const auto many = lowLatencyRoundTrip(*buffer, in, int8, zeroCopy);
+        ASSERT_EQ(many.size(), one.size());
+        for (std::size_t k = 0; k < one.size(); ++k) {
+          EXPECT_TRUE(many[k] == one[k])
+              << "output " << k << " with " << t << " threads differs from 1 thread (int8 " << int8
+              << ", zero-copy combine " << zeroCopy << ", transport "
+              << (buffer == &a ? "auto" : "collective") << ")";
         }
       }
     }
