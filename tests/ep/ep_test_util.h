@@ -69,6 +69,18 @@ inline ep::DispatchInputs dispatchInputsOf(const EpInputs& in) {
   return d;
 }
 
+// Low-latency dispatch inputs over `in` (bf16, no hook).
+inline ep::LowLatencyDispatchInputs lowLatencyInputsOf(const EpInputs& in) {
+  ep::LowLatencyDispatchInputs d;
+  d.x = in.x.data();
+  d.numTokens = in.numTokens;
+  d.hidden = in.hidden;
+  d.topkIdx = in.topkIdx.data();
+  d.numTopk = in.numTopk;
+  d.numExperts = in.numExperts;
+  return d;
+}
+
 // DeepEP's shape: experts divisible by the rank count.
 inline int expertsFor(int ranks, int perRankTarget = 8) {
   return perRankTarget * ranks;

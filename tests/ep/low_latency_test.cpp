@@ -35,17 +35,6 @@ int llTokens(int rank) {
   return std::min(kCapacity, 17 + 4 * rank);
 }
 
-ep::LowLatencyDispatchInputs llInputs(const EpInputs& in) {
-  ep::LowLatencyDispatchInputs d;
-  d.x = in.x.data();
-  d.numTokens = in.numTokens;
-  d.hidden = in.hidden;
-  d.topkIdx = in.topkIdx.data();
-  d.numTopk = in.numTopk;
-  d.numExperts = in.numExperts;
-  return d;
-}
-
 // Every DeepEP check on a dispatch of rank-row inputs made with `seed`.
 long long llWrong(Communicator& comm, int seed, const ep::LowLatencyDispatchOutputs& out) {
   const int R = comm.size(), me = comm.rank(), E = expertsFor(R), local = E / R;
@@ -132,13 +121,13 @@ TEST_P(LowLatency, DispatchOraclesAndWeightedCombine) {
   const int E = expertsFor(size());
   const EpInputs in = makeInputs(21, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
   ep::LowLatencyDispatchOutputs out;
-  buffer.lowLatencyDispatch(llInputs(in), out);
+  buffer.lowLatencyDispatch(lowLatencyInputsOf(in), out);
   EXPECT_EQ(llWrong(comm(), 21, out), 0);
   EXPECT_GT(buffer.footprintBytes(), buffer.config().normalBytes);
 
   const EpInputs rnd = makeInputs(22, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRandom);
   for (bool zeroCopy : {false, true}) {
-    buffer.lowLatencyDispatch(llInputs(rnd), out);
+    buffer.lowLatencyDispatch(lowLatencyInputsOf(rnd), out);
     EXPECT_LT(llCombineDiff(buffer, rnd, out, zeroCopy, false), 5e-6) << "zeroCopy " << zeroCopy;
   }
 }
@@ -152,7 +141,7 @@ TEST_P(LowLatency, ZeroCopyCombineRepeatedWithAndWithoutHook) {
   const EpInputs in =
       makeInputs(26, rank(), llTokens(rank()), kHidden, kTopk, expertsFor(size()), Fill::kRandom);
   ep::LowLatencyDispatchOutputs out;
-  buffer.lowLatencyDispatch(llInputs(in), out);
+  buffer.lowLatencyDispatch(lowLatencyInputsOf(in), out);
   const std::size_t cells =
       static_cast<std::size_t>(out.numLocalExperts) * out.maxTokens * out.numRanks * kHidden;
   for (int round = 0; round < 6; ++round) {
@@ -189,7 +178,7 @@ TEST_P(LowLatency, TwoSlotsAndReceiveHooks) {
   const int E = expertsFor(size());
   const EpInputs a = makeInputs(23, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
   const EpInputs b = makeInputs(24, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
-  ep::LowLatencyDispatchInputs da = llInputs(a), db = llInputs(b);
+  ep::LowLatencyDispatchInputs da = lowLatencyInputsOf(a), db = lowLatencyInputsOf(b);
   da.returnRecvHook = db.returnRecvHook = true;
   ep::LowLatencyDispatchOutputs outA, outB;
   buffer.lowLatencyDispatch(da, outA);  // sends only
@@ -198,7 +187,7 @@ TEST_P(LowLatency, TwoSlotsAndReceiveHooks) {
   EXPECT_NE(outA.handle.slot, outB.handle.slot);
   // A third dispatch while both slots wait for their hooks is refused on every rank.
   ep::LowLatencyDispatchOutputs outC;
-  EXPECT_THROW(buffer.lowLatencyDispatch(llInputs(a), outC), Error);
+  EXPECT_THROW(buffer.lowLatencyDispatch(lowLatencyInputsOf(a), outC), Error);
   outA.hook();
   outB.hook();
   EXPECT_THROW(outA.hook(), Error);  // a hook runs once
@@ -208,7 +197,7 @@ TEST_P(LowLatency, TwoSlotsAndReceiveHooks) {
   EXPECT_LT(llCombineDiff(buffer, a, outA, false, true), 5e-6);
   EXPECT_LT(llCombineDiff(buffer, b, outB, false, false), 5e-6);
   // A third dispatch reuses A's slot: A's handle is now stale, B's is still valid.
-  buffer.lowLatencyDispatch(llInputs(a), outC);
+  buffer.lowLatencyDispatch(lowLatencyInputsOf(a), outC);
   EXPECT_EQ(outC.handle.slot, outA.handle.slot);
   EXPECT_THROW(llCombineDiff(buffer, a, outA, false, false), Error);
   EXPECT_EQ(llWrong(comm(), 24, outB), 0);
@@ -220,7 +209,7 @@ TEST_P(LowLatency, Int8DequantisedWithinBound) {
   const EpInputs in =
       makeInputs(25, rank(), llTokens(rank()), kHidden, kTopk, expertsFor(size()), Fill::kRandom);
   for (ep::Quant q : {ep::Quant::kInt8Group, ep::Quant::kInt8PerToken}) {
-    ep::LowLatencyDispatchInputs d = llInputs(in);
+    ep::LowLatencyDispatchInputs d = lowLatencyInputsOf(in);
     d.quant = q;
     d.dequantize = true;
     ep::LowLatencyDispatchOutputs out;
@@ -238,7 +227,7 @@ TEST_P(LowLatency, TooManyTokensIsAnErrorEverywhere) {
   const EpInputs in = makeInputs(26, rank(), n, kHidden, kTopk, expertsFor(size()), Fill::kRandom);
   ep::LowLatencyDispatchOutputs out;
   try {
-    buffer.lowLatencyDispatch(llInputs(in), out);
+    buffer.lowLatencyDispatch(lowLatencyInputsOf(in), out);
     ADD_FAILURE() << "no error on rank " << rank();
   } catch (const Error& e) {
     const std::string what = e.what();
@@ -249,7 +238,7 @@ TEST_P(LowLatency, TooManyTokensIsAnErrorEverywhere) {
   // Still usable.
   const EpInputs ok =
       makeInputs(27, rank(), llTokens(rank()), kHidden, kTopk, expertsFor(size()), Fill::kRankRows);
-  buffer.lowLatencyDispatch(llInputs(ok), out);
+  buffer.lowLatencyDispatch(lowLatencyInputsOf(ok), out);
   EXPECT_EQ(llWrong(comm(), 27, out), 0);
 }
 
@@ -261,7 +250,7 @@ TEST_P(LowLatency, ZeroCopyDifferingAcrossRanksIsAnErrorEverywhere) {
   const EpInputs in =
       makeInputs(28, rank(), llTokens(rank()), kHidden, kTopk, expertsFor(size()), Fill::kRandom);
   ep::LowLatencyDispatchOutputs out;
-  buffer.lowLatencyDispatch(llInputs(in), out);
+  buffer.lowLatencyDispatch(lowLatencyInputsOf(in), out);
   ep::LowLatencyCombineInputs c;
   c.topkIdx = in.topkIdx.data();
   c.topkWeights = in.topkWeights.data();
@@ -288,7 +277,7 @@ TEST_P(LowLatency, ZeroCopyDispatchRowsStayWithTheirSources) {
   Buffer buffer(comm(), llConfig());
   const int E = expertsFor(size());
   const EpInputs in = makeInputs(29, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
-  ep::LowLatencyDispatchInputs d = llInputs(in);
+  ep::LowLatencyDispatchInputs d = lowLatencyInputsOf(in);
   d.zeroCopy = true;
   ep::LowLatencyDispatchOutputs out;
   const bool mustRun =
@@ -299,7 +288,7 @@ TEST_P(LowLatency, ZeroCopyDispatchRowsStayWithTheirSources) {
     EXPECT_FALSE(mustRun) << e.what();
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(e.what()).find("zero-copy dispatch"), std::string::npos) << e.what();
-    buffer.lowLatencyDispatch(llInputs(in), out);  // still usable
+    buffer.lowLatencyDispatch(lowLatencyInputsOf(in), out);  // still usable
     EXPECT_EQ(llWrong(comm(), 29, out), 0);
     return;
   }
@@ -344,7 +333,7 @@ TEST_P(LowLatency, AutoModeAlternatesWithNormal) {
       const EpInputs in =
           makeInputs(seed, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRankRows);
       ep::LowLatencyDispatchOutputs out;
-      buffer.lowLatencyDispatch(llInputs(in), out);
+      buffer.lowLatencyDispatch(lowLatencyInputsOf(in), out);
       EXPECT_EQ(llWrong(comm(), seed, out), 0) << "step " << step;
       EXPECT_LT(llCombineDiff(buffer, in, out, false, false), 5e-6);
     } else {
@@ -372,7 +361,7 @@ TEST_P(LowLatency, CombineTwiceAndHookAfterXChanged) {
   const int E = expertsFor(size());
   const EpInputs in = makeInputs(41, rank(), llTokens(rank()), kHidden, kTopk, E, Fill::kRandom);
   ep::LowLatencyDispatchOutputs out;
-  buffer.lowLatencyDispatch(llInputs(in), out);
+  buffer.lowLatencyDispatch(lowLatencyInputsOf(in), out);
   EXPECT_LT(llCombineDiff(buffer, in, out, false, false), 5e-6);
   EXPECT_LT(llCombineDiff(buffer, in, out, false, true), 5e-6);  // same handle again
   const std::size_t cells =

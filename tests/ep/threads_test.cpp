@@ -83,13 +83,7 @@ TEST_F(Threads, ThreadCountsGiveTheSameBits) {
 // (identity experts), as bytes.
 std::vector<std::vector<unsigned char>> lowLatencyRoundTrip(Buffer& buffer, const EpInputs& in,
                                                             bool int8, bool zeroCopy) {
-  ep::LowLatencyDispatchInputs d;
-  d.x = in.x.data();
-  d.numTokens = in.numTokens;
-  d.hidden = in.hidden;
-  d.topkIdx = in.topkIdx.data();
-  d.numTopk = in.numTopk;
-  d.numExperts = in.numExperts;
+  ep::LowLatencyDispatchInputs d = lowLatencyInputsOf(in);
   d.quant = int8 ? ep::Quant::kInt8Group : ep::Quant::kNone;
   d.dequantize = int8;
   ep::LowLatencyDispatchOutputs out;
