@@ -1,10 +1,11 @@
 // This process's worker threads (EPCOMM_THREADS): the large copies and reductions of the shm
-// backend and the row loops of ep:: (dispatch, combine, quantisation) are split over them,
-// on a oneTBB arena whose threads stay on the cpus this process runs on (its binding, after
-// EPCOMM_CPU_AFFINITY). Process-wide, as torch.set_num_threads: every communicator of the
-// process shares the count and the arena. Each part of a loop is a disjoint, line-aligned
-// range of elements or rows computed by the same code as on one thread, so results are
-// bitwise equal whatever the count; small loops run on the calling thread alone.
+// backend and the row loops of ep:: (normal dispatch's row copies and int8 quantisation,
+// combine's sums, low-latency combine's sums and pull receive) are split over them, on a
+// oneTBB arena whose threads stay on the cpus this process had when a communicator last came
+// up (its binding, after EPCOMM_CPU_AFFINITY). Process-wide, as torch.set_num_threads: every
+// communicator of the process shares the count and the arena. Each part of a loop is a
+// disjoint range (of bytes, elements or rows) computed by the same code as on one thread, so
+// results are bitwise equal whatever the count; small loops run on the calling thread alone.
 #pragma once
 
 #include <cstddef>

@@ -22,18 +22,25 @@
 #include "comm/error.h"
 #include "comm/log.h"
 #include "comm/workers.h"
-#include "topology/topology.h"
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EPCOMM_HAS_TSAN 1
+#endif
+#endif
+#ifndef EPCOMM_HAS_TSAN
+#define EPCOMM_HAS_TSAN 0
+#endif
 
 namespace epcomm {
 namespace {
 
-// Keeps the arena's worker threads on the cpus this process ran on when the arena was made
-// (oneTBB's threads are shared by the process and start wherever the OS puts them).
+// Keeps the arena's worker threads on `cpus` (oneTBB's threads are shared by the process
+// and start wherever the OS puts them).
 class Confine final : public tbb::task_scheduler_observer {
  public:
-  explicit Confine(tbb::task_arena& arena) : tbb::task_scheduler_observer(arena) {
-    CPU_ZERO(&cpus_);
-    valid_ = sched_getaffinity(0, sizeof cpus_, &cpus_) == 0;
+  Confine(tbb::task_arena& arena, const cpu_set_t& cpus, bool valid)
+      : tbb::task_scheduler_observer(arena), cpus_(cpus), valid_(valid) {
     observe(true);
   }
   ~Confine() override { observe(false); }
@@ -43,48 +50,25 @@ class Confine final : public tbb::task_scheduler_observer {
 
  private:
   cpu_set_t cpus_;
-  bool valid_ = false;
+  bool valid_;
 };
 
 struct Arena {
   // oneTBB caps its workers at the machine's cpus - 1 unless told otherwise; a count the
   // engine or EPCOMM_THREADS asked for is honoured.
-  explicit Arena(int threads)
+  Arena(int threads, const cpu_set_t& on, bool valid)
       : allow(tbb::global_control::max_allowed_parallelism,
               std::max<std::size_t>(
                   static_cast<std::size_t>(threads),
                   tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism))),
         arena(threads),
-        confine(arena) {}
+        cpus(on),
+        confine(arena, on, valid) {}
   tbb::global_control allow;
   tbb::task_arena arena;
+  cpu_set_t cpus;
   Confine confine;
 };
-
-struct Pool {
-  std::mutex mutex;
-  int engine = 0;        // setThreads; 0: none
-  int environment = 0;   // EPCOMM_THREADS of the last communicator; 0: unset
-  int fallback = 1;      // the default, settled by the first communicator
-  bool settled = false;  // fallback was settled
-  std::shared_ptr<Arena> arena;
-
-  int countLocked() const { return engine > 0 ? engine : environment > 0 ? environment : fallback; }
-  // The arena for `threads`, made (or remade) here; callers hold their copy while they run.
-  std::shared_ptr<Arena> arenaFor(int threads) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (!arena || arena->arena.max_concurrency() != threads) {
-      arena.reset();  // its global_control would cap the new one's threads
-      arena = std::make_shared<Arena>(threads);
-    }
-    return arena;
-  }
-};
-
-Pool& pool() {
-  static Pool p;
-  return p;
-}
 
 // OMP_NUM_THREADS as a hint for the default (torchrun sets it to 1 per rank): its first
 // entry ("8" of "8,4"), or 0 when unset or not a count.
@@ -93,6 +77,57 @@ int openMpHint() {
   if (!v) return 0;
   const std::optional<std::int64_t> n = parseInteger(v->substr(0, v->find(',')));
   return n && *n >= 1 ? static_cast<int>(std::min<std::int64_t>(*n, kMaxThreads)) : 0;
+}
+
+struct Pool {
+  std::mutex mutex;
+  int engine = 0;        // setThreads; 0: none
+  int environment = 0;   // EPCOMM_THREADS; 0: unset
+  int fallback = 1;      // the default
+  bool settled = false;  // environment and fallback were read
+  cpu_set_t cpus{};      // the process's cpus when a communicator last came up (its binding)
+  bool cpusValid = false;
+  std::shared_ptr<Arena> arena;
+
+  // Reads the default and the process's cpus (a communicator coming up, after its binding,
+  // with its ranks on this host; or the first call before any communicator, with 1).
+  void settleLocked(int localSize) {
+    CPU_ZERO(&cpus);
+    cpusValid = sched_getaffinity(0, sizeof cpus, &cpus) == 0;
+    const int owned = cpusValid ? CPU_COUNT(&cpus) : 1;
+    const int online = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+    const int hint = openMpHint();
+    fallback =
+        hint > 0 ? std::min(hint, std::max(owned, 1)) : defaultThreads(owned, online, localSize);
+    settled = true;
+    log().debug("worker threads: default {} (OMP_NUM_THREADS {}, {} cpus owned, {} local ranks)",
+                fallback, hint, owned, localSize);
+  }
+  int countLocked() {
+    if (!settled) {
+      if (const auto v = environmentValue("EPCOMM_THREADS")) {
+        const std::optional<std::int64_t> n = parseInteger(*v);
+        if (n && *n >= 1 && *n <= kMaxThreads) environment = static_cast<int>(*n);
+      }
+      settleLocked(1);
+    }
+    return engine > 0 ? engine : environment > 0 ? environment : fallback;
+  }
+  // The arena for `threads` on the current cpus, made (or remade) here; callers hold their
+  // copy while they run.
+  std::shared_ptr<Arena> arenaFor(int threads) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!arena || arena->arena.max_concurrency() != threads || !CPU_EQUAL(&arena->cpus, &cpus)) {
+      arena.reset();  // its global_control would cap the new one's threads
+      arena = std::make_shared<Arena>(threads, cpus, cpusValid);
+    }
+    return arena;
+  }
+};
+
+Pool& pool() {
+  static Pool p;
+  return p;
 }
 
 }  // namespace
@@ -117,19 +152,9 @@ int defaultThreads(int ownedCpus, int onlineCpus, int localSize) {
 
 void configureThreads(const Config& config, int localSize) {
   Pool& p = pool();
-  const int owned = static_cast<int>(topology::processCpus().size());
-  const int online = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
   std::lock_guard<std::mutex> lock(p.mutex);
-  p.environment = config.threads;
-  const int hint = openMpHint();
-  if (!p.settled) {
-    p.fallback = hint > 0 ? hint : defaultThreads(owned, online, localSize);
-    p.settled = true;
-  }
-  log().debug(
-      "worker threads: {} (EPCOMM_THREADS {}, default {}: OMP_NUM_THREADS {}, {} cpus owned, {} "
-      "local ranks)",
-      p.countLocked(), config.threads, p.fallback, hint, owned, localSize);
+  if (config.threads > 0) p.environment = config.threads;
+  p.settleLocked(localSize);
 }
 
 int threads() {
@@ -159,7 +184,7 @@ void parallelFor(std::size_t n, std::size_t unitBytes, std::size_t align,
     body(arg, 0, n);
     return;
   }
-#if defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_THREAD__) || EPCOMM_HAS_TSAN
   // ThreadSanitizer cannot see oneTBB's (uninstrumented) hand-offs: its builds run the parts
   // on plain threads, so it checks that the parts stay disjoint without false reports.
   std::exception_ptr failure;

@@ -34,7 +34,8 @@ def set_threads(count):
     """Worker threads of this process for epcomm's large copies, reductions and EP row loops
     (EPCOMM_THREADS; results are bitwise the same for any count). An engine hands its own
     count, e.g. ``epcomm.set_threads(torch.get_num_threads())``; 0 returns to EPCOMM_THREADS
-    or the default (the cpus the process owns, at most 8). Call it between calls."""
+    or the default (OMP_NUM_THREADS, else the cpus the process owns, at most 8). Call it
+    between calls."""
     _C.set_threads(int(count))
 
 

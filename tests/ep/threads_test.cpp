@@ -57,10 +57,13 @@ TEST_F(Threads, ThreadCountsGiveTheSameBits) {
   window.normalBytes = std::size_t{256} << 20;
   BufferConfig collective = window;
   collective.transport = Transport::kCollective;
-  Buffer a(comm(), window), b(comm(), collective);
+  BufferConfig rounds = window;  // rounds of 64 tokens: parts continue across rounds
+  rounds.roundTokens = 64;
+  rounds.combineRounds = true;
+  Buffer a(comm(), window), b(comm(), collective), c(comm(), rounds);
   const EpInputs in = makeInputs(5, rank(), tokensFor(rank(), 300), kHidden, kTopk,
                                  expertsFor(size()), Fill::kRandom);
-  for (Buffer* buffer : {&a, &b}) {
+  for (Buffer* buffer : {&a, &b, &c}) {
     for (bool int8 : {false, true}) {
       setThreads(1);
       const auto one = roundTrip(*buffer, in, int8);
@@ -71,7 +74,11 @@ TEST_F(Threads, ThreadCountsGiveTheSameBits) {
         for (std::size_t k = 0; k < one.size(); ++k) {
           EXPECT_TRUE(many[k] == one[k])
               << "output " << k << " with " << t << " threads differs from 1 thread (int8 " << int8
-              << ", transport " << (buffer == &a ? "auto" : "collective") << ")";
+              << ", transport "
+              << (buffer == &a   ? "auto"
+                  : buffer == &b ? "collective"
+                                 : "rounds")
+              << ")";
         }
       }
     }
