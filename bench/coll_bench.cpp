@@ -164,8 +164,8 @@ Measurement measure(Bench& b, Impl impl, bool inPlace, const RunShape& s) {
 
   prepare();
   for (int i = 0; i < b.options.warmupIters; ++i) call();
+  const std::uint64_t sentBefore = hostSentBytes();  // before the barrier: aligned starts
   b.comm.barrier();
-  const std::uint64_t sentBefore = hostSentBytes();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < b.options.iters; ++i) call();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /

@@ -91,21 +91,22 @@ template <typename D, typename E, typename C>
 std::pair<double, double> timeIt(Ctx& ctx, D&& dispatch, E&& experts, C&& combine) {
   const EpOptions& o = ctx.o;
   double d = 0, c = 0;
-  // The host's sent bytes, read after each barrier: dispatch's count from the barrier before
-  // it to the one after it, combine's from there to the next (one small barrier each).
+  // The host's sent bytes, read before each barrier (reading sysfs takes tens of us, which
+  // after the barrier would skew the ranks' starts): dispatch's count from before the barrier
+  // ahead of it to before the next, combine's from there on (each with one small barrier).
   std::uint64_t netD = 0, netC = 0;
   std::uint64_t mark = 0;
   for (int i = 0; i < o.warmup + o.iters; ++i) {
-    ctx.comm.barrier();
     const std::uint64_t beforeDispatch = hostSentBytes();
     if (i > o.warmup) netC += beforeDispatch - mark;
+    ctx.comm.barrier();
     const auto t0 = Clock::now();
     dispatch();
     const auto t1 = Clock::now();
     experts();
-    ctx.comm.barrier();
     mark = hostSentBytes();
     if (i >= o.warmup) netD += mark - beforeDispatch;
+    ctx.comm.barrier();
     const auto t2 = Clock::now();
     combine();
     const auto t3 = Clock::now();
@@ -114,8 +115,8 @@ std::pair<double, double> timeIt(Ctx& ctx, D&& dispatch, E&& experts, C&& combin
       c += seconds(t2, t3);
     }
   }
-  ctx.comm.barrier();
   netC += hostSentBytes() - mark;
+  ctx.comm.barrier();
   ctx.netDispatch = networkBytesPerCall(ctx.comm, 0, netD, o.iters);
   ctx.netCombine = networkBytesPerCall(ctx.comm, 0, netC, o.iters);
   return {maxOverRanks(ctx.comm, d / o.iters), maxOverRanks(ctx.comm, c / o.iters)};
