@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -130,6 +132,54 @@ Pool& pool() {
   return p;
 }
 
+#if defined(__SANITIZE_THREAD__) || EPCOMM_HAS_TSAN
+// ThreadSanitizer builds: plain threads TSan sees, kept for the process's life (never
+// joined: a thread ending inside libucm's madvise hook crashes under TSan).
+class PlainThreads {
+ public:
+  // Runs part(0) .. part(count - 1), part(0) on the caller; returns when all ended.
+  void run(std::size_t count, const std::function<void(std::size_t)>& part) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (threads_.size() + 1 < count) threads_.emplace_back([this] { serve(); });
+    job_ = &part;
+    next_ = 1;
+    total_ = count;
+    finished_ = 1;
+    work_.notify_all();
+    lock.unlock();
+    part(0);
+    lock.lock();
+    done_.wait(lock, [&] { return finished_ == total_; });
+    job_ = nullptr;
+  }
+
+ private:
+  void serve() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      work_.wait(lock, [&] { return job_ && next_ < total_; });
+      const std::function<void(std::size_t)>& part = *job_;
+      const std::size_t k = next_++;
+      lock.unlock();
+      part(k);
+      lock.lock();
+      if (++finished_ == total_) done_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable work_, done_;
+  std::vector<std::thread> threads_;
+  const std::function<void(std::size_t)>* job_ = nullptr;
+  std::size_t next_ = 0, total_ = 0, finished_ = 0;
+};
+
+PlainThreads& plainThreads() {
+  static auto* threads = new PlainThreads;  // never destroyed (see above)
+  return *threads;
+}
+#endif
+
 }  // namespace
 
 Parts planParts(std::size_t n, std::size_t unitBytes, std::size_t align, int threads) {
@@ -189,7 +239,7 @@ void parallelFor(std::size_t n, std::size_t unitBytes, std::size_t align,
   // on plain threads, so it checks that the parts stay disjoint without false reports.
   std::exception_ptr failure;
   std::mutex failureMutex;
-  const auto runPart = [&](std::size_t k) {
+  plainThreads().run(parts.count, [&](std::size_t k) {
     try {
       const std::size_t lo = k * parts.size;
       body(arg, lo, std::min(n, lo + parts.size));
@@ -197,11 +247,7 @@ void parallelFor(std::size_t n, std::size_t unitBytes, std::size_t align,
       std::lock_guard<std::mutex> lock(failureMutex);
       if (!failure) failure = std::current_exception();
     }
-  };
-  std::vector<std::thread> helpers;
-  for (std::size_t k = 1; k < parts.count; ++k) helpers.emplace_back(runPart, k);
-  runPart(0);
-  for (std::thread& t : helpers) t.join();
+  });
   if (failure) std::rethrow_exception(failure);
   return;
 #endif
