@@ -151,7 +151,8 @@ const std::vector<CommKnob>& commKnobs() {
         .meaning = "worker threads of each process for large copies and reductions (shm) and "
                    "the EP row loops (comm/workers.h); results are bitwise the same for any "
                    "count, and loops under 128 KiB stay on the calling thread. 0: OMP_NUM_THREADS "
-                   "(its first entry, at most the cpus owned) where set, else the cpus the process owns (its affinity "
+                   "(its first entry, at most the cpus owned) where set, else the cpus the process "
+                   "owns (its affinity "
                    "mask, divided among the host's ranks when none was bound), at most 8; 1: one "
                    "thread, no pool; an engine's epcomm::setThreads (torch.get_num_threads()) "
                    "wins",
