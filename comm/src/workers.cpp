@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <functional>
@@ -25,7 +26,10 @@
 #include "comm/log.h"
 #include "comm/workers.h"
 
-#if defined(__has_feature)
+// ThreadSanitizer builds (GCC defines __SANITIZE_THREAD__, clang has the feature).
+#if defined(__SANITIZE_THREAD__)
+#define EPCOMM_HAS_TSAN 1
+#elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define EPCOMM_HAS_TSAN 1
 #endif
@@ -90,6 +94,7 @@ struct Pool {
   cpu_set_t cpus{};      // the process's cpus when a communicator last came up (its binding)
   bool cpusValid = false;
   std::shared_ptr<Arena> arena;
+  std::atomic<std::uint64_t> splitLoops{0};
 
   // Reads the default and the process's cpus (a communicator coming up, after its binding,
   // with its ranks on this host; or the first call before any communicator, with 1).
@@ -117,8 +122,7 @@ struct Pool {
   }
   // The arena for `threads` on the current cpus, made (or remade) here; callers hold their
   // copy while they run.
-  std::shared_ptr<Arena> arenaFor(int threads) {
-    std::lock_guard<std::mutex> lock(mutex);
+  std::shared_ptr<Arena> arenaForLocked(int threads) {
     if (!arena || arena->arena.max_concurrency() != threads || !CPU_EQUAL(&arena->cpus, &cpus)) {
       arena.reset();  // its global_control would cap the new one's threads
       arena = std::make_shared<Arena>(threads, cpus, cpusValid);
@@ -132,7 +136,7 @@ Pool& pool() {
   return p;
 }
 
-#if defined(__SANITIZE_THREAD__) || EPCOMM_HAS_TSAN
+#if EPCOMM_HAS_TSAN
 // ThreadSanitizer builds: plain threads TSan sees, kept for the process's life (never
 // joined: a thread ending inside libucm's madvise hook crashes under TSan).
 class PlainThreads {
@@ -225,18 +229,32 @@ void setThreads(int n) {
   p.engine = n;
 }
 
+std::uint64_t splitLoops() {
+  return pool().splitLoops.load(std::memory_order_relaxed);
+}
+
 void parallelFor(std::size_t n, std::size_t unitBytes, std::size_t align,
                  void (*body)(void* arg, std::size_t lo, std::size_t hi), void* arg) {
   if (n == 0) return;
-  const int count = threads();
-  const Parts parts = planParts(n, unitBytes, align, count);
-  if (parts.count <= 1) {
+  // A loop too small to split never takes the pool's lock (planParts gives it one part).
+  if (n * std::max<std::size_t>(unitBytes, 1) < 2 * kMinPartBytes) {
     body(arg, 0, n);
     return;
   }
-#if defined(__SANITIZE_THREAD__) || EPCOMM_HAS_TSAN
+  Pool& p = pool();
+  std::unique_lock<std::mutex> lock(p.mutex);
+  const int count = p.countLocked();
+  const Parts parts = planParts(n, unitBytes, align, count);
+  if (parts.count <= 1) {
+    lock.unlock();
+    body(arg, 0, n);
+    return;
+  }
+  p.splitLoops.fetch_add(1, std::memory_order_relaxed);
+#if EPCOMM_HAS_TSAN
   // ThreadSanitizer cannot see oneTBB's (uninstrumented) hand-offs: its builds run the parts
   // on plain threads, so it checks that the parts stay disjoint without false reports.
+  lock.unlock();
   std::exception_ptr failure;
   std::mutex failureMutex;
   plainThreads().run(parts.count, [&](std::size_t k) {
@@ -251,7 +269,8 @@ void parallelFor(std::size_t n, std::size_t unitBytes, std::size_t align,
   if (failure) std::rethrow_exception(failure);
   return;
 #endif
-  const std::shared_ptr<Arena> arena = pool().arenaFor(count);
+  const std::shared_ptr<Arena> arena = p.arenaForLocked(count);
+  lock.unlock();
   arena->arena.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, parts.count, 1),

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "comm/config.h"
 #include "comm/export.h"
@@ -27,6 +28,10 @@ EPCOMM_API int defaultThreads(int ownedCpus, int onlineCpus, int localSize);
 // Called as each communicator comes up (after its binding): takes EPCOMM_THREADS from its
 // config, and settles the default on the first call of the process.
 void configureThreads(const Config& config, int localSize);
+
+// How many parallel loops of this process were split over more than one thread (the tests
+// check that thread counts above 1 are used).
+EPCOMM_API std::uint64_t splitLoops();
 
 // comm/backend.h's parallelFor entry: 0, or 1 when a part threw (the error is logged).
 extern "C" int epcommBackendParallelFor(std::size_t n, std::size_t unitBytes, std::size_t align,
