@@ -27,27 +27,23 @@ std::uint64_t NormalWindow::begin(Communicator& comm, std::size_t rowBytes, std:
   metaBytes_ = metaBytes;
   metaAt_ = alignUp(capacity * rowBytes, 64);
   region_ = needed / R;
-  runs_.assign(R, Run{});
+  runs_.assign(R, RowRun{});
   return ++calls_;
 }
 
 void NormalWindow::putRow(int peer, std::size_t index, const void* src) {
   const auto* p = static_cast<const std::byte*>(src);
-  Run& run = runs_[peer];
-  if (run.count > 0 && p == run.src + run.count * rowBytes_ && index == run.first + run.count) {
-    ++run.count;
-    return;
-  }
+  const std::uintptr_t at = index * rowBytes_;
+  if (runs_[peer].extend(at, p, rowBytes_)) return;
   flush(peer);
-  run = Run{p, index, 1};
+  runs_[peer].extend(at, p, rowBytes_);
 }
 
 void NormalWindow::flush(int peer) {
-  Run& run = runs_[peer];
+  RowRun& run = runs_[peer];
   if (run.count == 0) return;
-  window_->put(peer, comm_->rank() * region_ + run.first * rowBytes_, run.src,
-               run.count * rowBytes_);
-  run = Run{};
+  window_->put(peer, comm_->rank() * region_ + run.dst, run.src, run.count * rowBytes_);
+  run = RowRun{};
 }
 
 void NormalWindow::putRows(int peer, const void* src, std::size_t count) {

@@ -22,6 +22,7 @@
 
 #include "comm/communicator.h"
 #include "comm/window.h"
+#include "ep/src/row_runs.h"
 
 namespace epcomm::ep {
 
@@ -53,11 +54,6 @@ class NormalWindow {
   const std::byte* meta(int src) const { return base() + src * region_ + metaAt_; }
 
  private:
-  struct Run {
-    const std::byte* src = nullptr;
-    std::size_t first = 0;
-    std::size_t count = 0;
-  };
   const std::byte* base() const { return static_cast<const std::byte*>(window_->data()); }
   void flush(int peer);
 
@@ -65,7 +61,7 @@ class NormalWindow {
   std::unique_ptr<Window> window_;
   std::size_t rowBytes_ = 0, metaBytes_ = 0, metaAt_ = 0, region_ = 0;
   std::uint64_t calls_ = 0;
-  std::vector<Run> runs_;
+  std::vector<RowRun> runs_;  // per peer: rows put as one when contiguous
 };
 
 }  // namespace epcomm::ep

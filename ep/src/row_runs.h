@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 #include "comm/workers.h"
@@ -19,32 +20,46 @@ inline void copyInParallel(void* dst, const void* src, std::size_t bytes) {
   });
 }
 
+// A run of `count` rows of rowBytes, contiguous at both ends: from `src`, to `dst` (an
+// address, or an offset in a window: anything counted in bytes).
+struct RowRun {
+  std::uintptr_t dst = 0;
+  const std::byte* src = nullptr;
+  std::size_t count = 0;
+  // Takes the row (d, s) when it follows the run at both ends (or the run is empty).
+  bool extend(std::uintptr_t d, const std::byte* s, std::size_t rowBytes) {
+    if (count == 0) {
+      *this = RowRun{d, s, 1};
+      return true;
+    }
+    if (d != dst + count * rowBytes || s != src + count * rowBytes) return false;
+    ++count;
+    return true;
+  }
+};
+
+// Row copies in runs; each run is copied by copyInParallel when it ends.
 class RowRuns {
  public:
   explicit RowRuns(std::size_t rowBytes = 0) : rowBytes_(rowBytes) {}
   // Copies one row, deferred: src must stay unchanged and dst unread until flush().
   void add(void* dst, const void* src) {
-    auto* d = static_cast<std::byte*>(dst);
+    const auto d = reinterpret_cast<std::uintptr_t>(dst);
     const auto* s = static_cast<const std::byte*>(src);
-    if (count_ > 0 && d == dst_ + count_ * rowBytes_ && s == src_ + count_ * rowBytes_) {
-      ++count_;
-      return;
-    }
+    if (run_.extend(d, s, rowBytes_)) return;
     flush();
-    dst_ = d;
-    src_ = s;
-    count_ = 1;
+    run_.extend(d, s, rowBytes_);
   }
   void flush() {
-    if (count_ > 0) copyInParallel(dst_, src_, count_ * rowBytes_);
-    count_ = 0;
+    if (run_.count > 0) {
+      copyInParallel(reinterpret_cast<void*>(run_.dst), run_.src, run_.count * rowBytes_);
+    }
+    run_ = RowRun{};
   }
 
  private:
   std::size_t rowBytes_;
-  std::byte* dst_ = nullptr;
-  const std::byte* src_ = nullptr;
-  std::size_t count_ = 0;
+  RowRun run_;
 };
 
 }  // namespace epcomm::ep
