@@ -69,6 +69,20 @@ inline ep::DispatchInputs dispatchInputsOf(const EpInputs& in) {
   return d;
 }
 
+// Normal-mode combine inputs sending back every row `out` received (as identity experts
+// would), with its topk weights; weighted or not.
+inline ep::CombineInputs combineInputsOf(const ep::DispatchOutputs& out, int hidden, int numTopk,
+                                         bool weighted) {
+  ep::CombineInputs c;
+  c.x = out.recvX.data();
+  c.hidden = hidden;
+  c.topkWeights = out.recvTopkWeights.data();
+  c.numTopk = numTopk;
+  c.weighted = weighted;
+  c.handle = &out.handle;
+  return c;
+}
+
 // Low-latency dispatch inputs over `in` (bf16, no hook).
 inline ep::LowLatencyDispatchInputs lowLatencyInputsOf(const EpInputs& in) {
   ep::LowLatencyDispatchInputs d;

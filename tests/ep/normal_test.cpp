@@ -385,13 +385,7 @@ void expectSameDispatch(const ep::DispatchOutputs& outA, const ep::DispatchOutpu
 void combineBoth(Buffer& a, const ep::DispatchOutputs& outA, Buffer& b,
                  const ep::DispatchOutputs& outB, bool int8, ep::CombineOutputs& backA,
                  ep::CombineOutputs& backB) {
-  ep::CombineInputs c;
-  c.x = outA.recvX.data();
-  c.hidden = kHidden;
-  c.topkWeights = outA.recvTopkWeights.data();
-  c.numTopk = kTopk;
-  c.weighted = int8;
-  c.handle = &outA.handle;
+  ep::CombineInputs c = combineInputsOf(outA, kHidden, kTopk, int8);
   a.combine(c, backA);
   c.handle = &outB.handle;
   b.combine(c, backB);

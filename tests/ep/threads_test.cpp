@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "comm/src/workers.h"
 #include "comm/workers.h"
 #include "ep/buffer.h"
 #include "tests/ep/ep_test_util.h"
@@ -37,15 +38,8 @@ std::vector<std::vector<unsigned char>> roundTrip(Buffer& buffer, const EpInputs
   d.dequantize = int8;
   ep::DispatchOutputs out;
   buffer.dispatch(d, out);
-  ep::CombineInputs c;
-  c.x = out.recvX.data();
-  c.hidden = kHidden;
-  c.topkWeights = out.recvTopkWeights.data();
-  c.numTopk = kTopk;
-  c.weighted = int8;
-  c.handle = &out.handle;
   ep::CombineOutputs back;
-  buffer.combine(c, back);
+  buffer.combine(combineInputsOf(out, kHidden, kTopk, int8), back);
   return {bytesOf(out.recvX),           bytesOf(out.recvXInt8),
           bytesOf(out.recvScales),      bytesOf(out.recvTopkIdx),
           bytesOf(out.recvTopkWeights), bytesOf(out.handle.recvSrcIdx),
@@ -69,7 +63,9 @@ TEST_F(Threads, ThreadCountsGiveTheSameBits) {
       const auto one = roundTrip(*buffer, in, int8);
       for (int t : {2, 3}) {
         setThreads(t);
+        const std::uint64_t splitBefore = splitLoops();
         const auto many = roundTrip(*buffer, in, int8);
+        EXPECT_GT(splitLoops(), splitBefore) << t << " threads: no row loop was split";
         ASSERT_EQ(many.size(), one.size());
         for (std::size_t k = 0; k < one.size(); ++k) {
           EXPECT_TRUE(many[k] == one[k])
@@ -135,7 +131,9 @@ TEST_F(Threads, LowLatencyThreadCountsGiveTheSameBits) {
       const auto one = lowLatencyRoundTrip(*buffer, in, int8, zeroCopy);
       for (int t : {2, 3}) {
         setThreads(t);
+        const std::uint64_t splitBefore = splitLoops();
         const auto many = lowLatencyRoundTrip(*buffer, in, int8, zeroCopy);
+        EXPECT_GT(splitLoops(), splitBefore) << t << " threads: no row loop was split";
         ASSERT_EQ(many.size(), one.size());
         for (std::size_t k = 0; k < one.size(); ++k) {
           EXPECT_TRUE(many[k] == one[k])

@@ -29,8 +29,12 @@ TEST(Workers, PartsCoverTheLoopAlignedAndBounded) {
         // The parts cover [0, n) and none is empty.
         EXPECT_GE(p.count * p.size, n);
         EXPECT_LT((p.count - 1) * p.size, n);
-        if (n < 2 * kMinPartBytes) EXPECT_EQ(p.count, 1u) << n;
-        if (p.count > 1) EXPECT_GE(p.size, kMinPartBytes - align);
+        if (n < 2 * kMinPartBytes) {
+          EXPECT_EQ(p.count, 1u) << n;
+        }
+        if (p.count > 1) {
+          EXPECT_GE(p.size, kMinPartBytes - align);
+        }
       }
     }
   }
