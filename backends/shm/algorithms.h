@@ -9,16 +9,17 @@
 
 #include "backends/shm/channel.h"
 #include "backends/shm/parallel.h"
+#include "comm/kernels/copy.h"
 #include "comm/types.h"
 
 namespace epcomm::shm {
 
 // memcpy that accepts null pointers when there is nothing to copy; large copies are split
-// over the worker threads (parallel.h).
+// over the worker threads (parallel.h), each part copied in pieces (comm/kernels/copy.h).
 inline void copyBytes(void* dst, const void* src, std::size_t n) {
   forParts(n, 1, kLine, [&](std::size_t lo, std::size_t hi) {
-    if (hi > lo)
-      std::memcpy(static_cast<char*>(dst) + lo, static_cast<const char*>(src) + lo, hi - lo);
+    kernels::copyInPieces(static_cast<char*>(dst) + lo, static_cast<const char*>(src) + lo,
+                          hi - lo);
   });
 }
 

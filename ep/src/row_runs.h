@@ -8,15 +8,17 @@
 #include <cstdint>
 #include <cstring>
 
+#include "comm/kernels/copy.h"
 #include "comm/workers.h"
 
 namespace epcomm::ep {
 
-// memcpy split over the worker threads (64-byte aligned parts).
+// memcpy split over the worker threads (64-byte aligned parts), each part copied in pieces
+// (comm/kernels/copy.h).
 inline void copyInParallel(void* dst, const void* src, std::size_t bytes) {
   parallelFor(bytes, 1, 64, [&](std::size_t lo, std::size_t hi) {
-    std::memcpy(static_cast<std::byte*>(dst) + lo, static_cast<const std::byte*>(src) + lo,
-                hi - lo);
+    kernels::copyInPieces(static_cast<std::byte*>(dst) + lo,
+                          static_cast<const std::byte*>(src) + lo, hi - lo);
   });
 }
 
