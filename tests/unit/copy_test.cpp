@@ -14,8 +14,13 @@ using epcomm::kernels::copyInPieces;
 using epcomm::kernels::kCopyPieceBytes;
 
 TEST(CopyInPieces, SameBytesAsMemcpyAtEverySize) {
-  const std::size_t sizes[] = {0, 1, 63, kCopyPieceBytes - 1, kCopyPieceBytes,
-                               kCopyPieceBytes + 1, 3 * kCopyPieceBytes + 77};
+  const std::size_t sizes[] = {0,
+                               1,
+                               63,
+                               kCopyPieceBytes - 1,
+                               kCopyPieceBytes,
+                               kCopyPieceBytes + 1,
+                               3 * kCopyPieceBytes + 77};
   constexpr std::size_t kGuard = 64;
   for (const std::size_t n : sizes) {
     std::vector<std::uint8_t> src(n + 3);
