@@ -14,6 +14,8 @@
 #   --stop     SIGSTOP that rank after that many seconds (a hung peer); it is SIGKILLed once
 #              the others ended, and its status is not checked
 #   --drop-link S   take the veth link between the hosts down after S seconds
+#   --link-rate R   shape each host's sending side of the link to rate R (tc tbf, e.g. 25gbit),
+#              as a NIC slower than memory; default: unshaped (the kernel's copy on these cores)
 #   --env      set for every rank (repeatable); EPCOMM_HOST / EPCOMM_TEST_HOSTS are set too
 #   --rank-env R:VAR=VALUE  set for rank R only, after --env (repeatable)
 #   --mpirun   start the ranks with Open MPI's mpirun instead (run in host 0, reaching host 1
@@ -33,6 +35,7 @@ kill_after=0
 stop_rank=-1
 stop_after=0
 drop_after=-1
+link_rate=""
 dropped=0
 envs=()
 rank_envs=()
@@ -47,6 +50,7 @@ while [[ $# -gt 0 ]]; do
     --kill) kill_rank="${2%%:*}"; kill_after="${2##*:}"; shift 2 ;;
     --stop) stop_rank="${2%%:*}"; stop_after="${2##*:}"; shift 2 ;;
     --drop-link) drop_after="$2"; shift 2 ;;
+    --link-rate) link_rate="$2"; shift 2 ;;
     --env) envs+=("$2"); shift 2 ;;
     --rank-env) rank_envs+=("$2"); shift 2 ;;
     --mpirun) use_mpirun=1; shift ;;
@@ -96,6 +100,11 @@ for i in 0 1; do
     ip -n "${ns[i]}" addr add "${addr[i]}/24" dev "${tag}v$i" &&
     ip -n "${ns[i]}" link set "${tag}v$i" up &&
     ip -n "${ns[i]}" link set lo up || fail "configuring ${ns[i]} failed"
+  if [[ -n "$link_rate" ]]; then
+    # burst above the veth's largest (GSO) packet, so the shaper never stalls one.
+    tc -n "${ns[i]}" qdisc add dev "${tag}v$i" root tbf rate "$link_rate" burst 1mb latency 100ms ||
+      fail "shaping ${ns[i]}'s link to $link_rate failed (tc tbf)"
+  fi
 done
 
 # One holder per host: its own UTS, IPC and mount namespaces inside the network namespace,
