@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "BYTES: a multiple of 64 up to %d\n", kSlotBytes);
     return 2;
   }
-  struct Shared* sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                           -1, 0);
+  struct Shared* sh =
+      mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (sh == MAP_FAILED) return 1;
   memset(sh, 0, sizeof *sh);
   const pid_t child = fork();
