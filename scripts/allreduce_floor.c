@@ -3,8 +3,9 @@
  * an anonymous mapping; per call each copies its f32 input into its slot (two slots by
  * parity), release-stores the call's number in its flag line, spins on the peer's, asks for
  * every line of the peer's slot at once, then sums rank 0's and rank 1's values into its
- * output. "sync" runs the flags alone. Prints the median and best of 7 runs of 20000 calls.
- * Usage: allreduce_floor BYTES [sync]
+ * output. "sync" runs the flags alone; "bf16" sums bf16 values instead (in f32, rounded to
+ * nearest even, no NaN handling). Prints the median and best of 7 runs of 20000 calls.
+ * Usage: allreduce_floor BYTES [sync|bf16]
  *   gcc -O3 -march=native scripts/allreduce_floor.c -o /tmp/allreduce_floor
  *   /tmp/allreduce_floor 2048 */
 #define _GNU_SOURCE
@@ -31,6 +32,21 @@ static double now(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* out[i] = bf16(float(a[i]) + float(b[i])), round to nearest even. */
+static void sumBf16(uint16_t* out, const uint16_t* a, const uint16_t* b, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t ua = (uint32_t)a[i] << 16, ub = (uint32_t)b[i] << 16;
+    float fa, fb;
+    memcpy(&fa, &ua, 4);
+    memcpy(&fb, &ub, 4);
+    const float sum = fa + fb;
+    uint32_t bits;
+    memcpy(&bits, &sum, 4);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    out[i] = (uint16_t)(bits >> 16);
+  }
+}
+
 static int cmp(const void* a, const void* b) {
   const double x = *(const double*)a, y = *(const double*)b;
   return (x > y) - (x < y);
@@ -43,6 +59,7 @@ int main(int argc, char** argv) {
   }
   const size_t bytes = (size_t)atol(argv[1]);
   const int syncOnly = argc > 2 && strcmp(argv[2], "sync") == 0;
+  const int bf16 = argc > 2 && strcmp(argv[2], "bf16") == 0;
   if (bytes == 0 || bytes > kSlotBytes || bytes % 64) {
     fprintf(stderr, "BYTES: a multiple of 64 up to %d\n", kSlotBytes);
     return 2;
@@ -61,6 +78,9 @@ int main(int argc, char** argv) {
   float* in = aligned_alloc(64, bytes);
   float* out = aligned_alloc(64, bytes);
   for (size_t i = 0; i < n; ++i) in[i] = (float)me + (float)i * 0.5f;
+  if (bf16) { /* normal bf16 values in [1, 2): no denormal or NaN in the sums */
+    for (size_t i = 0; i < 2 * n; ++i) ((uint16_t*)in)[i] = (uint16_t)(0x3f80u + (i + me) % 64);
+  }
   double us[kRuns];
   uint64_t call = 0;
   for (int run = 0; run < kRuns; ++run) {
@@ -80,17 +100,24 @@ int main(int argc, char** argv) {
       for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
       const float* a = sh->slot[0][par];
       const float* b = sh->slot[1][par];
-      for (size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+      if (bf16) {
+        sumBf16((uint16_t*)out, (const uint16_t*)a, (const uint16_t*)b, 2 * n);
+      } else {
+        for (size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+      }
     }
     us[run] = (now() - t0) * 1e6 / kCalls;
   }
   int wrong = 0;
-  for (size_t i = 0; i < n && !syncOnly; ++i) wrong += out[i] != 1.0f + (float)i;
+  for (size_t i = 0; i < n && !syncOnly && !bf16; ++i) wrong += out[i] != 1.0f + (float)i;
   if (me == 1) return wrong != 0;
   int status = 0;
   waitpid(child, &status, 0);
   qsort(us, kRuns, sizeof us[0], cmp);
-  printf("%zu B %s: median %.3f us, best %.3f us%s\n", bytes, syncOnly ? "sync only" : "one-shot",
+  printf("%zu B %s: median %.3f us, best %.3f us%s\n", bytes,
+         syncOnly ? "sync only"
+         : bf16   ? "one-shot bf16"
+                  : "one-shot f32",
          us[kRuns / 2], us[0], wrong || status ? " WRONG" : "");
   munmap(sh, sizeof *sh);
   return wrong != 0;
