@@ -187,11 +187,6 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
     // Tokens in parts over the worker threads (comm/workers.h): each token's output is its
     // own, and a part finds where each source's rows for its first token start by counting
     // the tokens before it.
-    const auto rowsBefore = [&](int from, int to, int r) {
-      std::size_t n = 0;
-      for (int t = from; t < to; ++t) n += h.isTokenInRank[static_cast<std::size_t>(t) * R + r];
-      return n;
-    };
     parallelFor(
         static_cast<std::size_t>(end - begin), 2 * rowBytes, 1,
         [&](std::size_t lo, std::size_t hi) {
@@ -199,7 +194,7 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
           std::vector<const float*> rowWeights(R), weightCursor(R);
           std::vector<float> scale(R);
           for (int r = 0; r < R; ++r) {
-            const std::size_t skip = rowsBefore(begin, begin + static_cast<int>(lo), r);
+            const std::size_t skip = tokensToRank(h, begin, begin + static_cast<int>(lo), r);
             cursor[r] = nextRow[r] + skip * hidden;
             if (numTopk > 0) weightCursor[r] = nextWeights[r] + skip * numTopk;
           }
@@ -233,8 +228,9 @@ void Buffer::combine(const CombineInputs& in, CombineOutputs& out) {
           }
         });
     // Own rows continue in the next group where this one stopped.
-    nextRow[me] += rowsBefore(begin, end, me) * hidden;
-    if (numTopk > 0) nextWeights[me] += rowsBefore(begin, end, me) * numTopk;
+    const std::size_t ownRows = tokensToRank(h, begin, end, me);
+    nextRow[me] += ownRows * hidden;
+    if (numTopk > 0) nextWeights[me] += ownRows * numTopk;
   }
 }
 

@@ -250,13 +250,6 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
     // the round's quantisation left it), so copies go in runs per destination (row_runs.h).
     std::vector<RowRuns> runs(numRanks, RowRuns(rowBytes));
     const bool quantiseHere = !bf16 && !preQuantised;
-    const auto tokensIn = [&](int from, int to, int r) {
-      std::size_t n = 0;
-      for (int t = from; t < to; ++t) {
-        n += h.isTokenInRank[static_cast<std::size_t>(t) * numRanks + r];
-      }
-      return n;
-    };
 
     for (int j = 0; j < plan.numRounds; ++j) {
       // Staging: [rows to each peer][metadata to each peer][metadata from each peer].
@@ -296,7 +289,7 @@ void Buffer::dispatch(const DispatchInputs& given, DispatchOutputs& out) {
         parallelFor(roundTokens, static_cast<std::size_t>(hidden) * 2, 1,
                     [&, selfStart = selfRow](std::size_t lo, std::size_t hi) {
                       std::size_t self =
-                          selfStart + tokensIn(begin, begin + static_cast<int>(lo), me);
+                          selfStart + tokensToRank(h, begin, begin + static_cast<int>(lo), me);
                       for (std::size_t i = lo; i < hi; ++i) {
                         const int t = begin + static_cast<int>(i);
                         const std::uint8_t* inRank =

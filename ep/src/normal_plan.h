@@ -22,6 +22,15 @@ inline std::size_t alignUp(std::size_t n, std::size_t a) {
   return (n + a - 1) / a * a;
 }
 
+// How many of the tokens [from, to) go to rank r (h.isTokenInRank): a part of a per-token
+// loop that starts at token `to` finds there its first row of r, counted from token `from`'s.
+inline std::size_t tokensToRank(const DispatchHandle& h, int from, int to, int r) {
+  std::size_t n = 0;
+  for (int t = from; t < to; ++t)
+    n += h.isTokenInRank[static_cast<std::size_t>(t) * h.numRanks + r];
+  return n;
+}
+
 struct NormalPlan {
   int numRanks = 0;
   int rank = 0;
