@@ -32,12 +32,18 @@ inline constexpr int kMaxDefaultThreads = 8;
 // A part of a parallel loop covers at least this many bytes: below it a thread's start costs
 // more than its share of the work saves.
 inline constexpr std::size_t kMinPartBytes = 64 << 10;
+// Whether a loop of n units of unitBytes is worth splitting (room for two parts); a smaller
+// one runs on the calling thread alone, without touching the pool.
+inline constexpr bool worthSplitting(std::size_t n, std::size_t unitBytes) {
+  return n * (unitBytes > 0 ? unitBytes : 1) >= 2 * kMinPartBytes;
+}
 
 // Runs body(arg, lo, hi) over disjoint parts [lo, hi) that cover [0, n): at most threads()
 // parts, each of at least kMinPartBytes (unitBytes per unit) where n allows, every
-// boundary but n a multiple of `align` units. One part runs on the calling thread, with
-// no task; several run concurrently, so a part must write only what its range owns. An
-// exception thrown by a part is rethrown here after every part ended.
+// boundary but n a multiple of `align` units. A loop that is not worthSplitting is one part
+// on the calling thread; otherwise the calling thread and the pool's run the parts
+// concurrently, so a part must write only what its range owns. An exception thrown by a
+// part is rethrown here after every part ended.
 EPCOMM_API void parallelFor(std::size_t n, std::size_t unitBytes, std::size_t align,
                             void (*body)(void* arg, std::size_t lo, std::size_t hi), void* arg);
 

@@ -30,7 +30,7 @@ inline void lendParallelFor(const epcommBackendCreateArgs& args) {
 template <typename F>
 void forParts(std::size_t n, std::size_t unitBytes, std::size_t align, F&& f) {
   const ParallelForFn fn = gParallelFor.load(std::memory_order_relaxed);
-  if (!fn || n * unitBytes < 2 * kMinPartBytes) {
+  if (!fn || !worthSplitting(n, unitBytes)) {
     f(std::size_t{0}, n);
     return;
   }

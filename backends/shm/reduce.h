@@ -19,7 +19,7 @@ inline void reduce(void* dst, const void* const* srcs, int n, std::size_t count,
                    ReduceOp op, int divisor) {
   const std::size_t es = dtypeSize(dtype);
   forParts(count, es, std::max<std::size_t>(kLine / es, 1), [&](std::size_t lo, std::size_t hi) {
-    if (lo == 0 && hi == count) {
+    if (lo == 0 && hi == count) {  // unsplit: the caller's sources as they are (no copy)
       kernels::reduce(kernelIsa(), dst, srcs, n, count, dtype, op, divisor);
       return;
     }

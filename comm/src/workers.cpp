@@ -237,7 +237,7 @@ void parallelFor(std::size_t n, std::size_t unitBytes, std::size_t align,
                  void (*body)(void* arg, std::size_t lo, std::size_t hi), void* arg) {
   if (n == 0) return;
   // A loop too small to split never takes the pool's lock (planParts gives it one part).
-  if (n * std::max<std::size_t>(unitBytes, 1) < 2 * kMinPartBytes) {
+  if (!worthSplitting(n, unitBytes)) {
     body(arg, 0, n);
     return;
   }
