@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,30 @@ std::int64_t splitsOnAnyRank(Communicator& comm, std::uint64_t before) {
   auto n = static_cast<std::int64_t>(splitLoops() - before);
   comm.allReduce(&n, &n, 1, DataType::kI64, ReduceOp::kSum);
   return n;
+}
+
+// Runs roundTrip() (every output of one call, as bytes) with 1 thread, then with 2 and 3:
+// some row loop must split on some rank and every output must be bitwise the 1-thread one.
+// `what` names the case in failures; the count returns to the default however this ends.
+template <typename F>
+void expectSameBitsForEveryCount(Communicator& comm, const std::string& what, F&& roundTrip) {
+  struct Reset {
+    ~Reset() { setThreads(0); }
+  } reset;
+  setThreads(1);
+  const std::vector<std::vector<unsigned char>> one = roundTrip();
+  for (int t : {2, 3}) {
+    setThreads(t);
+    const std::uint64_t splitBefore = splitLoops();
+    const std::vector<std::vector<unsigned char>> many = roundTrip();
+    EXPECT_GT(splitsOnAnyRank(comm, splitBefore), 0)
+        << t << " threads: no row loop was split (" << what << ")";
+    ASSERT_EQ(many.size(), one.size());
+    for (std::size_t k = 0; k < one.size(); ++k) {
+      EXPECT_TRUE(many[k] == one[k])
+          << "output " << k << " with " << t << " threads differs from 1 thread (" << what << ")";
+    }
+  }
 }
 
 constexpr int kHidden = 2048;
@@ -67,29 +92,13 @@ TEST_F(Threads, ThreadCountsGiveTheSameBits) {
   const EpInputs in = makeInputs(5, rank(), tokensFor(rank(), 300), kHidden, kTopk,
                                  expertsFor(size()), Fill::kRandom);
   for (Buffer* buffer : {&a, &b, &c}) {
+    const char* transport = buffer == &a ? "auto" : buffer == &b ? "collective" : "rounds";
     for (bool int8 : {false, true}) {
-      setThreads(1);
-      const auto one = roundTrip(*buffer, in, int8);
-      for (int t : {2, 3}) {
-        setThreads(t);
-        const std::uint64_t splitBefore = splitLoops();
-        const auto many = roundTrip(*buffer, in, int8);
-        EXPECT_GT(splitsOnAnyRank(comm(), splitBefore), 0)
-            << t << " threads: no row loop was split";
-        ASSERT_EQ(many.size(), one.size());
-        for (std::size_t k = 0; k < one.size(); ++k) {
-          EXPECT_TRUE(many[k] == one[k])
-              << "output " << k << " with " << t << " threads differs from 1 thread (int8 " << int8
-              << ", transport "
-              << (buffer == &a   ? "auto"
-                  : buffer == &b ? "collective"
-                                 : "rounds")
-              << ")";
-        }
-      }
+      expectSameBitsForEveryCount(
+          comm(), std::string("int8 ") + (int8 ? "1" : "0") + ", transport " + transport,
+          [&] { return roundTrip(*buffer, in, int8); });
     }
   }
-  setThreads(0);
 }
 
 // One low-latency dispatch (valid rows of every local expert) and its combine of those rows
@@ -135,27 +144,16 @@ TEST_F(Threads, LowLatencyThreadCountsGiveTheSameBits) {
   const EpInputs in = makeInputs(9, rank(), std::min(64, tokensFor(rank(), 60)), kHidden, kTopk,
                                  expertsFor(size()), Fill::kRandom);
   for (Buffer* buffer : {&a, &b}) {
+    const char* transport = buffer == &a ? "auto" : "collective";
     for (const auto& [int8, zeroCopy] :
          {std::pair{false, false}, std::pair{true, false}, std::pair{false, true}}) {
-      setThreads(1);
-      const auto one = lowLatencyRoundTrip(*buffer, in, int8, zeroCopy);
-      for (int t : {2, 3}) {
-        setThreads(t);
-        const std::uint64_t splitBefore = splitLoops();
-        const auto many = lowLatencyRoundTrip(*buffer, in, int8, zeroCopy);
-        EXPECT_GT(splitsOnAnyRank(comm(), splitBefore), 0)
-            << t << " threads: no row loop was split";
-        ASSERT_EQ(many.size(), one.size());
-        for (std::size_t k = 0; k < one.size(); ++k) {
-          EXPECT_TRUE(many[k] == one[k])
-              << "output " << k << " with " << t << " threads differs from 1 thread (int8 " << int8
-              << ", zero-copy combine " << zeroCopy << ", transport "
-              << (buffer == &a ? "auto" : "collective") << ")";
-        }
-      }
+      expectSameBitsForEveryCount(comm(),
+                                  std::string("int8 ") + (int8 ? "1" : "0") +
+                                      ", zero-copy combine " + (zeroCopy ? "1" : "0") +
+                                      ", transport " + transport,
+                                  [&] { return lowLatencyRoundTrip(*buffer, in, int8, zeroCopy); });
     }
   }
-  setThreads(0);
 }
 
 }  // namespace
